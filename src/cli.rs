@@ -1,0 +1,293 @@
+//! Command-line flags and `SWITCHBOARD_*` environment variables.
+//!
+//! Every flag `--some-flag` can also be set as `SWITCHBOARD_SOME_FLAG`; a
+//! flag on the command line wins over the environment, which wins over the
+//! default.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Run the server with this configuration.
+    Run(Config),
+    /// Print the usage text.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// A command line or environment the server cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// A flag this program does not have.
+    UnknownFlag(String),
+    /// A flag given without its value.
+    MissingValue(String),
+    /// A value that does not parse; `source` is the flag or variable.
+    BadValue {
+        /// `--flag` or `SWITCHBOARD_FLAG`.
+        source: String,
+        /// The value given.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::UnknownFlag(flag) => write!(f, "unknown flag {flag:?}"),
+            CliError::MissingValue(flag) => write!(f, "{flag} needs a value"),
+            CliError::BadValue {
+                source,
+                value,
+                expected,
+            } => write!(f, "{source}: {value:?} is not {expected}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// One setting: its flag name (without `--`), usage line, and how to apply it.
+struct Flag {
+    name: &'static str,
+    usage: &'static str,
+    /// `None` for switches that take no value.
+    apply: Setter,
+}
+
+enum Setter {
+    Value(fn(&mut Config, &str) -> Result<(), &'static str>),
+    Switch(fn(&mut Config)),
+}
+
+const FLAGS: &[Flag] = &[
+    Flag {
+        name: "listen",
+        usage: "ADDR    address to listen on [127.0.0.1:8080]",
+        apply: Setter::Value(|c, v| {
+            c.listen = v.to_string();
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "secret",
+        usage: "TEXT    secret a concierge IDENTIFY must carry [none: open]",
+        apply: Setter::Value(|c, v| {
+            c.secret = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "identify-timeout-ms",
+        usage: "N  concierge IDENTIFY deadline [5000]",
+        apply: Setter::Value(|c, v| Ok(c.identify_timeout = millis(v)?)),
+    },
+    Flag {
+        name: "handshake-timeout-ms",
+        usage: "N wall-clock deadline for a socket's HTTP request [5000]",
+        apply: Setter::Value(|c, v| Ok(c.handshake_timeout = millis(v)?)),
+    },
+    Flag {
+        name: "max-message-bytes",
+        usage: "N    largest message accepted; larger closes with 1009 [1048576]",
+        apply: Setter::Value(|c, v| Ok(c.max_message_bytes = positive(v)?)),
+    },
+    Flag {
+        name: "max-connections",
+        usage: "N      open WebSocket connections before upgrades get 503 [10000]",
+        apply: Setter::Value(|c, v| Ok(c.max_connections = positive(v)?)),
+    },
+    Flag {
+        name: "max-queued-bytes",
+        usage: "N     bytes queued for one client before it is dropped as too slow [1048576]",
+        apply: Setter::Value(|c, v| Ok(c.max_queued_bytes = positive(v)?)),
+    },
+    Flag {
+        name: "quiet",
+        usage: "                 no connect/disconnect log lines",
+        apply: Setter::Switch(|c| c.quiet = true),
+    },
+];
+
+fn millis(value: &str) -> Result<Duration, &'static str> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
+        .ok_or("a positive number of milliseconds")
+}
+
+fn positive(value: &str) -> Result<usize, &'static str> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or("a positive whole number")
+}
+
+/// The environment variable that sets `--name`.
+fn env_name(name: &str) -> String {
+    format!(
+        "SWITCHBOARD_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// Reads the environment (through `env`), then the arguments (without the
+/// program name), over the defaults.
+pub fn parse(
+    args: impl IntoIterator<Item = String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Invocation, CliError> {
+    let mut config = Config::default();
+    for flag in FLAGS {
+        let variable = env_name(flag.name);
+        if let Some(value) = env(&variable) {
+            apply(flag, &mut config, &value, variable, true)?;
+        }
+    }
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Invocation::Help),
+            "-V" | "--version" => return Ok(Invocation::Version),
+            _ => {}
+        }
+        let (name, inline) = match arg.strip_prefix("--").map(|a| a.split_once('=')) {
+            Some(Some((name, value))) => (name.to_string(), Some(value.to_string())),
+            Some(None) => (arg[2..].to_string(), None),
+            None => return Err(CliError::UnknownFlag(arg)),
+        };
+        let flag = FLAGS
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| CliError::UnknownFlag(arg.clone()))?;
+        let value = match (&flag.apply, inline) {
+            (Setter::Switch(_), None) => String::new(),
+            (_, Some(value)) => value,
+            (Setter::Value(_), None) => args
+                .next()
+                .ok_or_else(|| CliError::MissingValue(format!("--{name}")))?,
+        };
+        apply(flag, &mut config, &value, format!("--{name}"), false)?;
+    }
+    Ok(Invocation::Run(config))
+}
+
+fn apply(
+    flag: &Flag,
+    config: &mut Config,
+    value: &str,
+    source: String,
+    from_env: bool,
+) -> Result<(), CliError> {
+    let bad = |expected| CliError::BadValue {
+        source: source.clone(),
+        value: value.to_string(),
+        expected,
+    };
+    match &flag.apply {
+        Setter::Value(set) => set(config, value).map_err(bad),
+        Setter::Switch(set) => match (from_env, value) {
+            (false, "") | (true, "1" | "true" | "yes") => Ok(set(config)),
+            (true, "0" | "false" | "no" | "") => Ok(()),
+            _ => Err(bad("a switch (it takes no value; in the environment 1/0)")),
+        },
+    }
+}
+
+/// The `--help` text.
+pub fn usage() -> String {
+    let mut text = String::from(
+        "switchboard: a WebSocket hub speaking several real-time protocols\n\n\
+         usage: switchboard [FLAGS]\n\nflags (each also SWITCHBOARD_<FLAG> in the environment):\n",
+    );
+    for flag in FLAGS {
+        text.push_str(&format!("  --{} {}\n", flag.name, flag.usage));
+    }
+    text.push_str(
+        "  --help                 print this text\n  --version              print the version\n",
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, CliError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        match parse(args.iter().map(|s| s.to_string()), lookup)? {
+            Invocation::Run(config) => Ok(config),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_without_flags() {
+        let config = run(&[], &[]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.identify_timeout, Duration::from_secs(5));
+        assert_eq!(config.max_connections, 10_000);
+        assert!(config.secret.is_none());
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        let env = [
+            ("SWITCHBOARD_LISTEN", "0.0.0.0:1"),
+            ("SWITCHBOARD_MAX_MESSAGE_BYTES", "99"),
+            ("SWITCHBOARD_QUIET", "1"),
+        ];
+        let config = run(&["--listen", "127.0.0.1:9", "--secret=x"], &env).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9");
+        assert_eq!(config.max_message_bytes, 99);
+        assert_eq!(config.secret.as_deref(), Some("x"));
+        assert!(config.quiet);
+    }
+
+    #[test]
+    fn bad_input_names_the_culprit() {
+        assert_eq!(
+            run(&["--nope"], &[]).unwrap_err(),
+            CliError::UnknownFlag("--nope".into())
+        );
+        assert_eq!(
+            run(&["--listen"], &[]).unwrap_err(),
+            CliError::MissingValue("--listen".into())
+        );
+        let error = run(&[], &[("SWITCHBOARD_IDENTIFY_TIMEOUT_MS", "soon")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "SWITCHBOARD_IDENTIFY_TIMEOUT_MS: \"soon\" is not a positive number of milliseconds"
+        );
+        assert!(run(&["--max-connections", "0"], &[]).is_err());
+        assert!(run(&["--quiet=yes"], &[]).is_err());
+        assert!(run(&["stray"], &[]).is_err());
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(matches!(
+            parse(["--help".to_string()], |_| None),
+            Ok(Invocation::Help)
+        ));
+        assert!(matches!(
+            parse(["-V".to_string()], |_| None),
+            Ok(Invocation::Version)
+        ));
+        assert!(usage().contains("--max-queued-bytes"));
+    }
+}

@@ -1,0 +1,43 @@
+//! The server's settings, with their defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything that can be set from the command line or the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (`--listen`).
+    pub listen: String,
+    /// Shared secret a concierge IDENTIFY must carry (`--secret`);
+    /// `None` lets anyone identify.
+    pub secret: Option<Arc<str>>,
+    /// How long a concierge client has to IDENTIFY (`--identify-timeout-ms`).
+    pub identify_timeout: Duration,
+    /// How long a client has to send its whole HTTP request head
+    /// (`--handshake-timeout-ms`), however slowly the bytes trickle in.
+    pub handshake_timeout: Duration,
+    /// The largest message accepted, in bytes (`--max-message-bytes`).
+    pub max_message_bytes: usize,
+    /// Open WebSocket connections above which upgrades get 503 (`--max-connections`).
+    pub max_connections: usize,
+    /// Bytes queued for one client above which it is disconnected as too
+    /// slow (`--max-queued-bytes`).
+    pub max_queued_bytes: usize,
+    /// No connect/disconnect log lines (`--quiet`).
+    pub quiet: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: "127.0.0.1:8080".to_string(),
+            secret: None,
+            identify_timeout: Duration::from_millis(5000),
+            handshake_timeout: Duration::from_millis(5000),
+            max_message_bytes: 1 << 20,
+            max_connections: 10_000,
+            max_queued_bytes: 1 << 20,
+            quiet: false,
+        }
+    }
+}

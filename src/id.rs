@@ -1,0 +1,103 @@
+//! Random identifiers handed to clients: version 4 UUIDs, from the OS RNG.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// A random (version 4) UUID: the concierge's client key, sent in `HELLO`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Uuid([u8; 16]);
+
+impl Uuid {
+    /// A fresh random UUID. Fails only if the operating system's RNG does.
+    pub fn new_v4() -> Result<Uuid, getrandom::Error> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)?;
+        bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+        bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+        Ok(Uuid(bytes))
+    }
+
+    /// Parses the hyphenated form (`8-4-4-4-12` hex digits, either case).
+    pub fn parse(text: &str) -> Option<Uuid> {
+        let text = text.as_bytes();
+        if text.len() != 36 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        let mut nibbles = 0;
+        for (i, &c) in text.iter().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                if c != b'-' {
+                    return None;
+                }
+                continue;
+            }
+            let value = (c as char).to_digit(16)? as u8;
+            bytes[nibbles / 2] |= value << if nibbles % 2 == 0 { 4 } else { 0 };
+            nibbles += 1;
+        }
+        Some(Uuid(bytes))
+    }
+}
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, byte) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Uuid {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v4_has_version_and_variant_bits() {
+        let text = Uuid::new_v4().unwrap().to_string();
+        assert_eq!(text.len(), 36);
+        assert_eq!(&text[14..15], "4");
+        assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
+    }
+
+    #[test]
+    fn display_and_parse_round_trip() {
+        let uuid = Uuid::new_v4().unwrap();
+        assert_eq!(Uuid::parse(&uuid.to_string()), Some(uuid));
+        assert_eq!(
+            Uuid::parse("73FCC768-D724-47E2-A101-A45298188F47").map(|u| u.to_string()),
+            Some("73fcc768-d724-47e2-a101-a45298188f47".to_string())
+        );
+    }
+
+    #[test]
+    fn parse_rejects_malformed_text() {
+        for bad in [
+            "",
+            "73fcc768d72447e2a101a45298188f47",
+            "73fcc768-d724-47e2-a101-a45298188f4g",
+            "73fcc768-d724-47e2-a101_a45298188f47",
+            "73fcc768-d724-47e2-a101-a45298188f47a",
+            "é3fcc768-d724-47e2-a101-a45298188f4",
+        ] {
+            assert_eq!(Uuid::parse(bad), None, "{bad}");
+        }
+    }
+}

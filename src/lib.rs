@@ -1,0 +1,87 @@
+//! switchboard: a small, synchronous WebSocket hub.
+//!
+//! One process speaks several real-time protocols ("dialects") over one
+//! routing core, so that a message published by any client reaches every
+//! subscriber in whatever dialect that subscriber speaks. There is no async
+//! runtime: blocking sockets, plain threads and channels, so that every
+//! step of a message can be read top to bottom.
+//!
+//! # Architecture
+//!
+//! ```text
+//!             TcpListener (blocking accept loop, Server::run)
+//!                  │  per socket: HTTP request / WS handshake under a deadline
+//!                  ▼
+//!    ┌──────── connection ─────────┐
+//!    │ reader thread  writer thread │   one of each per socket, one shared fd
+//!    └─────┬──────────────▲────────┘
+//!          │ Command      │ Frame (encoded once, Arc-shared, bounded Outbox)
+//!          ▼              │
+//!         router thread: owns ALL state (clients, names, topics, deadlines)
+//! ```
+//!
+//! A message travels like this: the connection's **reader thread** reads a
+//! WebSocket message and hands it to its dialect's [`dialect::Session`],
+//! which decodes it into a [`router::Command`] and sends it on the router's
+//! channel. The **router thread** applies the command to the
+//! [`router::Router`] (plain data, no I/O), which answers with
+//! [`router::Delivery`]s: an [`router::Event`] and its recipients. The
+//! router thread renders each event once per dialect into a
+//! [`net::frame::Frame`] and pushes that shared frame onto every
+//! recipient's [`net::outbox::Outbox`] without ever blocking. Each
+//! recipient's **writer thread** takes everything queued and writes it in
+//! one system call.
+//!
+//! # Layout
+//!
+//! - [`server`]: binds or adopts the listener, starts the router, accepts.
+//! - [`net`]: sockets and bytes.
+//!   - [`net::http`]: request heads under a deadline; responses.
+//!   - [`net::route`]: which endpoint a request is for.
+//!   - [`net::upgrade`]: the WebSocket opening handshake.
+//!   - [`net::connection`]: a socket's reader and writer threads.
+//!   - [`net::outbox`]: the bounded queue between router and writer.
+//!   - [`net::frame`]: outgoing frames, encoded once.
+//! - [`router`]: the single owner of state.
+//!   - [`router::command`]: what connections ask.
+//!   - [`router::event`]: what connections are told.
+//!   - [`router::thread`]: the loop around the router; delivery.
+//! - [`dialect`]: the protocols.
+//!   - [`dialect::concierge`]: `protocols/concierge.md`.
+//! - [`config`]: the settings and their defaults.
+//! - [`cli`]: flags and `SWITCHBOARD_*` variables.
+//! - [`metrics`]: counters for `/metrics`.
+//! - [`id`]: random UUIDs.
+//! - [`auth`]: constant-time secret comparison.
+//! - [`log`]: one-line logging to standard error.
+//!
+//! # Embedding
+//!
+//! ```no_run
+//! use std::net::TcpListener;
+//! use switchboard::{Config, Server};
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let server = Server::from_listener(listener, Config::default());
+//! println!("listening on {}", server.local_addr()?);
+//! std::thread::spawn(move || server.run());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod log;
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod dialect;
+pub mod id;
+pub mod metrics;
+pub mod net;
+pub mod router;
+pub mod server;
+
+pub use config::Config;
+pub use server::Server;

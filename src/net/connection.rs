@@ -1,0 +1,425 @@
+//! One socket's life: the HTTP request, then (for a WebSocket) a reader
+//! thread and a writer thread.
+//!
+//! # Why exactly one thread writes
+//!
+//! tungstenite's `WebSocket` cannot be split between threads: it answers
+//! pings and closes *while reading*, by queuing the reply and writing it to
+//! the same stream itself (snapview/tungstenite-rs#311, #323). Two threads
+//! writing to one socket would interleave bytes of different frames.
+//!
+//! So the reader's `WebSocket` is built over a [`ReadHalf`] whose `write`
+//! throws the bytes away: tungstenite parses, unmasks, reassembles and
+//! validates frames as usual, and its automatic replies vanish. The reader
+//! instead turns each Ping into a Pong frame and each Close into the closing
+//! reply, and pushes them onto the connection's [`Outbox`] like any other
+//! frame. The writer thread is then the only one that writes to the
+//! socket: it takes whole, pre-encoded frames from the outbox and writes
+//! them in order, so frames never interleave and every pong goes out.
+//!
+//! Both threads share one `Arc<TcpStream>` (`&TcpStream` is `Read + Write`)
+//! instead of a `try_clone`, so a connection costs one file descriptor.
+//!
+//! # How a connection ends
+//!
+//! - The reader stops on a Close from the client (after queuing the reply),
+//!   on a protocol error or oversize message (after queuing a close frame),
+//!   or when the socket fails. It then shuts the outbox, tells the router
+//!   `Closed`, and drops `reader_done`.
+//! - The writer stops when the outbox is closed and empty, or when a write
+//!   fails or stalls for [`WRITE_STALL_TIMEOUT`]. After sending a close frame
+//!   it waits (at most [`CLOSE_GRACE`]) for the reader to see the client's
+//!   reply, then shuts the socket down, which also wakes a blocked reader.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+use tungstenite::{Error as WsError, Message};
+
+use super::frame::{Close, Frame};
+use super::http::{self, ReadError, Request, Response};
+use super::outbox::Outbox;
+use super::route::{self, Route};
+use super::upgrade;
+use super::Shared;
+use crate::dialect::{concierge, Dialect, Session, Step};
+use crate::log;
+use crate::metrics::Metrics;
+use crate::router::{Command, ConnId};
+
+/// Stack of the thread that reads the request and then the WebSocket. It
+/// parses JSON (serde_json stops nesting at 128 levels), so it gets room
+/// for that even in debug builds; only the pages touched count as memory.
+const READER_STACK: usize = 256 * 1024;
+/// Stack of the writer thread, which only moves bytes.
+const WRITER_STACK: usize = 64 * 1024;
+/// How long a write may make no progress before the peer counts as gone.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the writer waits for the client's reply to a close frame.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Bytes tungstenite reads from the socket at a time; small, because it is
+/// allocated for every connection, busy or idle.
+const READ_CHUNK: usize = 4096;
+
+/// Starts a thread that serves `stream` from its first byte to its last.
+pub(crate) fn spawn(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
+    thread::Builder::new()
+        .name("conn".into())
+        .stack_size(READER_STACK)
+        .spawn(move || serve(stream, &shared))
+        .map(drop)
+}
+
+fn serve(stream: TcpStream, shared: &Arc<Shared>) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a: SocketAddr| a.to_string());
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let request = match http::read_request(&stream, deadline) {
+        Ok(request) => request,
+        Err(error) => return refuse_unreadable(&stream, &peer, error, &shared.metrics),
+    };
+    let response = match route::route(&request) {
+        Route::Health => Response::text(200, "ok\n"),
+        Route::Metrics => Response::text(200, shared.metrics.render())
+            .with_header("Content-Type", "text/plain; version=0.0.4"),
+        Route::Index => Response::text(200, index()),
+        Route::NotFound => Response::text(404, format!("no endpoint at {}\n", request.path)),
+        Route::WebSocket(dialect) => {
+            match upgrade(stream, &peer, request, dialect, deadline, shared) {
+                Ok(()) => return,
+                Err((stream, response)) => return respond(&stream, &response, deadline),
+            }
+        }
+    };
+    respond(&stream, &response, deadline);
+}
+
+fn refuse_unreadable(stream: &TcpStream, peer: &str, error: ReadError, metrics: &Metrics) {
+    let response = match error {
+        ReadError::TimedOut => {
+            metrics.handshake_timeouts.increment();
+            log!("{peer}: no complete request before the handshake deadline");
+            Response::text(408, "request not complete before the deadline\n")
+        }
+        ReadError::TooLarge => Response::text(431, "request head too large\n"),
+        ReadError::Malformed(why) => Response::text(400, format!("malformed request: {why}\n")),
+        ReadError::Closed | ReadError::Io(_) => return,
+    };
+    // A short, fixed allowance: the client has had its handshake time.
+    respond(stream, &response, Instant::now() + Duration::from_secs(1));
+}
+
+/// Writes a plain HTTP response and ends the connection.
+fn respond(mut stream: &TcpStream, response: &Response, deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let _ = stream.set_write_timeout(Some(left.max(Duration::from_millis(100))));
+    // The client may be gone already; there is nobody to tell.
+    let _ = response.write_to(&mut stream);
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+fn index() -> String {
+    "switchboard\n\nendpoints:\n  GET /ws/concierge   concierge (or any path with subprotocol ert-concierge)\n  GET /ws/echo        echo\n  GET /healthz        liveness\n  GET /metrics        Prometheus metrics\n".to_string()
+}
+
+/// Completes the handshake and serves the WebSocket. On refusal, hands the
+/// stream back with the HTTP answer to send.
+fn upgrade(
+    mut stream: TcpStream,
+    peer: &str,
+    request: Request,
+    dialect: Dialect,
+    deadline: Instant,
+    shared: &Arc<Shared>,
+) -> Result<(), (TcpStream, Response)> {
+    let accept = match upgrade::accept_key(&request) {
+        Ok(accept) => accept,
+        Err(refusal) => return Err((stream, refusal.response())),
+    };
+    let Some(slot) = Slot::reserve(&shared.metrics, shared.config.max_connections) else {
+        shared.metrics.connections_refused.increment();
+        let busy = Response::text(503, "too many connections\n").with_header("Retry-After", "1");
+        return Err((stream, busy));
+    };
+    let subprotocol = (dialect == Dialect::Concierge
+        && route::offers(&request, concierge::SUBPROTOCOL))
+    .then_some(concierge::SUBPROTOCOL);
+    let head = upgrade::switching_protocols(&accept, subprotocol);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let sent = stream
+        .set_write_timeout(Some(left.max(Duration::from_millis(100))))
+        .and_then(|()| stream.write_all(&head));
+    if sent.is_err() {
+        return Ok(()); // the client left mid-handshake
+    }
+    let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
+    log!("{conn} {dialect}: connected from {peer}");
+    let ending = run(stream, request.leftover, conn, dialect, shared, slot);
+    log!("{conn} {dialect}: disconnected: {ending}");
+    Ok(())
+}
+
+/// Counts one open WebSocket connection for as long as it lives; shared by
+/// the reader and writer threads, released when both have finished.
+struct Slot(Arc<Metrics>);
+
+impl Slot {
+    fn reserve(metrics: &Arc<Metrics>, max: usize) -> Option<Arc<Slot>> {
+        if !metrics.connections_open.increment_below(max as u64) {
+            return None;
+        }
+        metrics.connections_total.increment();
+        Some(Arc::new(Slot(metrics.clone())))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections_open.decrement();
+    }
+}
+
+/// Runs an upgraded connection: starts the writer, reads until the end.
+fn run(
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    conn: ConnId,
+    dialect: Dialect,
+    shared: &Arc<Shared>,
+    slot: Arc<Slot>,
+) -> Ending {
+    let config = &shared.config;
+    // Failing to set these options leaves defaults that still work.
+    let _ = stream.set_read_timeout(None);
+    let _ = stream.set_write_timeout(Some(WRITE_STALL_TIMEOUT));
+    let _ = stream.set_nodelay(true);
+    let stream = Arc::new(stream);
+    let outbox = Arc::new(Outbox::new(config.max_queued_bytes));
+    // The reader holds `done_tx` and drops it when it ends; the writer waits
+    // on `done_rx` after its close frame. No value is ever sent.
+    let (done_tx, done_rx) = bounded::<()>(0);
+    let writer = {
+        let (stream, outbox, slot) = (stream.clone(), outbox.clone(), slot.clone());
+        thread::Builder::new()
+            .name("conn-writer".into())
+            .stack_size(WRITER_STACK)
+            .spawn(move || write_until_closed(&stream, &outbox, &done_rx, slot))
+    };
+    if let Err(error) = writer {
+        let close = Close::new(1013, "server busy: cannot start a thread");
+        let _ = (&*stream).write_all(Frame::close(&close).as_bytes());
+        return Ending::Refused(format!("no writer thread: {error}"));
+    }
+    let registered = dialect.uses_router();
+    if registered {
+        let open = Command::Open {
+            conn,
+            dialect,
+            outbox: outbox.clone(),
+        };
+        if shared.router.send(open).is_err() {
+            outbox.close(Frame::close(&Close::new(1011, "router stopped")));
+            return Ending::Refused("router stopped".into());
+        }
+    }
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(READ_CHUNK)
+        .write_buffer_size(0)
+        .max_message_size(Some(config.max_message_bytes))
+        .max_frame_size(Some(config.max_message_bytes));
+    let mut ws =
+        WebSocket::from_partially_read(ReadHalf(stream), leftover, Role::Server, Some(ws_config));
+    let mut session = Session::new(dialect, conn, config);
+    let reader = Reader {
+        outbox: &outbox,
+        router: &shared.router,
+        metrics: &shared.metrics,
+        max_message_bytes: config.max_message_bytes,
+    };
+    let ending = reader.read_until_end(&mut ws, &mut session);
+    outbox.shut();
+    if registered {
+        let _ = shared.router.send(Command::Closed { conn }); // gone only if the router is
+    }
+    drop(done_tx);
+    ending
+}
+
+/// How a connection ended, for the log.
+#[derive(Debug)]
+enum Ending {
+    /// The client sent a close frame (with this code, if any).
+    ClientClosed(Option<u16>),
+    /// This side closed it.
+    ServerClosed(Close),
+    /// The socket ended without a closing handshake.
+    Gone(String),
+    /// The connection could not be set up.
+    Refused(String),
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::ClientClosed(Some(code)) => write!(f, "client closed ({code})"),
+            Ending::ClientClosed(None) => f.write_str("client closed"),
+            Ending::ServerClosed(close) => write!(f, "closed {} ({})", close.code, close.reason),
+            Ending::Gone(why) => write!(f, "connection lost: {why}"),
+            Ending::Refused(why) => write!(f, "refused: {why}"),
+        }
+    }
+}
+
+/// The reading side of the shared socket. Writes are discarded on purpose:
+/// see the module documentation.
+struct ReadHalf(Arc<TcpStream>);
+
+impl Read for ReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for ReadHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the reader thread needs besides the socket and the session.
+struct Reader<'a> {
+    outbox: &'a Outbox,
+    router: &'a Sender<Command>,
+    metrics: &'a Metrics,
+    max_message_bytes: usize,
+}
+
+impl Reader<'_> {
+    fn read_until_end(&self, ws: &mut WebSocket<ReadHalf>, session: &mut Session) -> Ending {
+        loop {
+            let message = match ws.read() {
+                Ok(message) => message,
+                Err(error) => return self.fail(error),
+            };
+            let step = match message {
+                Message::Text(text) => {
+                    self.metrics.messages_in.increment();
+                    session.on_text(&text)
+                }
+                Message::Binary(bytes) => {
+                    self.metrics.messages_in.increment();
+                    session.on_binary(&bytes)
+                }
+                Message::Ping(payload) => Step::Reply(Frame::pong(&payload)),
+                Message::Pong(_) | Message::Frame(_) => continue,
+                Message::Close(frame) => {
+                    let code = frame.map(|f| u16::from(f.code));
+                    self.outbox.close(Frame::close_reply(code));
+                    return Ending::ClientClosed(code);
+                }
+            };
+            match step {
+                Step::Forward(command) => {
+                    if self.router.send(command).is_err() {
+                        return self.close(Close::new(1011, "router stopped"));
+                    }
+                }
+                // Refused only once the outbox is closed, when the
+                // connection is ending anyway: keep reading until it does.
+                Step::Reply(frame) => drop(self.outbox.push_wait(frame)),
+                Step::Close(close) => return self.close(close),
+            }
+        }
+    }
+
+    fn close(&self, close: Close) -> Ending {
+        self.outbox.close(Frame::close(&close));
+        Ending::ServerClosed(close)
+    }
+
+    /// Ends the connection after a read error, with the RFC 6455 close code
+    /// for the error where the peer can still hear it.
+    fn fail(&self, error: WsError) -> Ending {
+        use tungstenite::error::ProtocolError;
+        match error {
+            WsError::Capacity(_) => self.close(Close::new(
+                1009,
+                format!(
+                    "message too big: the limit is {} bytes",
+                    self.max_message_bytes
+                ),
+            )),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                Ending::Gone("closed without a close frame".into())
+            }
+            WsError::Protocol(error) => self.close(Close::new(1002, error.to_string())),
+            WsError::Utf8(_) => self.close(Close::new(1007, "text message is not valid UTF-8")),
+            WsError::AttackAttempt => self.close(Close::new(1008, "attack attempt")),
+            WsError::Io(error) => Ending::Gone(error.to_string()),
+            WsError::ConnectionClosed | WsError::AlreadyClosed => Ending::Gone("closed".into()),
+            other => self.close(Close::new(1011, other.to_string())),
+        }
+    }
+}
+
+/// The writer thread: writes batches until the outbox is closed and empty,
+/// then ends the connection.
+fn write_until_closed(
+    stream: &TcpStream,
+    outbox: &Outbox,
+    reader_done: &Receiver<()>,
+    slot: Arc<Slot>,
+) {
+    let mut result = Ok(());
+    while let Some(batch) = outbox.next_batch() {
+        result = write_frames(stream, batch.iter());
+        if result.is_err() {
+            break;
+        }
+    }
+    match result {
+        // The close frame is out: give the client a moment to answer it.
+        Ok(()) => drop(reader_done.recv_timeout(CLOSE_GRACE)),
+        // The peer cannot be written to: nothing more will be sent.
+        Err(_) => outbox.shut(),
+    }
+    let _ = stream.shutdown(Shutdown::Both); // fails only if already shut
+    drop(slot);
+}
+
+/// Writes whole frames with as few system calls as possible.
+fn write_frames<'a>(
+    mut stream: &TcpStream,
+    frames: impl Iterator<Item = &'a Frame>,
+) -> io::Result<()> {
+    const MAX_SLICES: usize = 64;
+    let mut frames = frames.peekable();
+    while frames.peek().is_some() {
+        let mut slices: Vec<IoSlice<'_>> = frames
+            .by_ref()
+            .take(MAX_SLICES)
+            .map(|frame| IoSlice::new(frame.as_bytes()))
+            .collect();
+        let mut unsent = &mut slices[..];
+        while !unsent.is_empty() {
+            match stream.write_vectored(unsent) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => IoSlice::advance_slices(&mut unsent, written),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Server-to-client WebSocket frames, encoded once and shared.
+//!
+//! Frames a server sends are never masked, so the bytes of one message are
+//! the same for every recipient. A broadcast is therefore encoded a single
+//! time into a [`Frame`] whose bytes (header and payload) sit behind an
+//! `Arc`: pushing it onto a thousand outboxes copies a pointer a thousand
+//! times, and each writer thread hands the very same bytes to the kernel.
+
+use std::sync::Arc;
+
+/// One complete, ready-to-write WebSocket frame (header and payload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame(Arc<[u8]>);
+
+/// The opcodes this server sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opcode {
+    Text = 0x1,
+    Binary = 0x2,
+    Close = 0x8,
+    Pong = 0xA,
+}
+
+/// A WebSocket close frame's content: a status code and a short reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Close {
+    /// The close status code (RFC 6455 §7.4, or a protocol's own 4000-4999).
+    pub code: u16,
+    /// A human-readable reason; cut to fit the 125-byte control frame limit.
+    pub reason: String,
+}
+
+impl Close {
+    /// A close with this code and reason.
+    pub fn new(code: u16, reason: impl Into<String>) -> Close {
+        Close {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The largest payload of a control frame (RFC 6455 §5.5).
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
+impl Frame {
+    /// A text frame holding `text`.
+    pub fn text(text: &str) -> Frame {
+        Frame::encode(Opcode::Text, text.as_bytes())
+    }
+
+    /// A binary frame holding `bytes`.
+    pub fn binary(bytes: &[u8]) -> Frame {
+        Frame::encode(Opcode::Binary, bytes)
+    }
+
+    /// The pong answering a ping with this payload (at most 125 bytes: the
+    /// reader only ever sees valid pings, whose payloads are that short).
+    pub fn pong(payload: &[u8]) -> Frame {
+        Frame::encode(
+            Opcode::Pong,
+            &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)],
+        )
+    }
+
+    /// A close frame. The reason is cut (on a character boundary) so that
+    /// code and reason fit in one control frame.
+    pub fn close(close: &Close) -> Frame {
+        let mut end = close.reason.len().min(MAX_CONTROL_PAYLOAD - 2);
+        while !close.reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut payload = Vec::with_capacity(2 + end);
+        payload.extend_from_slice(&close.code.to_be_bytes());
+        payload.extend_from_slice(&close.reason.as_bytes()[..end]);
+        Frame::encode(Opcode::Close, &payload)
+    }
+
+    /// The answer to a client's close frame: its code echoed back, or an
+    /// empty close frame if it sent none (RFC 6455 §5.5.1).
+    pub fn close_reply(code: Option<u16>) -> Frame {
+        match code {
+            Some(code) => Frame::close(&Close::new(code, "")),
+            None => Frame::encode(Opcode::Close, &[]),
+        }
+    }
+
+    /// The frame's bytes, as they go on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// How many bytes the frame occupies on the wire.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: every frame has at least a two-byte header.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn encode(opcode: Opcode, payload: &[u8]) -> Frame {
+        let mut bytes = Vec::with_capacity(payload.len() + 10);
+        bytes.push(0x80 | opcode as u8); // FIN: this server never fragments
+        match payload.len() {
+            len @ 0..=125 => bytes.push(len as u8),
+            len @ 126..=0xFFFF => {
+                bytes.push(126);
+                bytes.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                bytes.push(127);
+                bytes.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        bytes.extend_from_slice(payload);
+        Frame(bytes.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::protocol::frame::{coding::CloseCode, Frame as TFrame};
+    use tungstenite::protocol::CloseFrame;
+
+    fn tungstenite_bytes(frame: TFrame) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame.format(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn text_frames_match_tungstenite_at_every_length_class() {
+        for len in [0, 1, 125, 126, 127, 65535, 65536, 70000] {
+            let text = "x".repeat(len);
+            let theirs = TFrame::message(
+                text.clone(),
+                tungstenite::protocol::frame::coding::OpCode::Data(
+                    tungstenite::protocol::frame::coding::Data::Text,
+                ),
+                true,
+            );
+            assert_eq!(
+                Frame::text(&text).as_bytes(),
+                tungstenite_bytes(theirs).as_slice(),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn close_frame_matches_tungstenite_and_cuts_long_reasons_on_char_boundaries() {
+        let close = Close::new(4004, "identify timeout");
+        let theirs = TFrame::close(Some(CloseFrame {
+            code: CloseCode::from(4004),
+            reason: "identify timeout".into(),
+        }));
+        assert_eq!(
+            Frame::close(&close).as_bytes(),
+            tungstenite_bytes(theirs).as_slice()
+        );
+
+        let long = Close::new(1000, "é".repeat(100));
+        let frame = Frame::close(&long);
+        let payload = &frame.as_bytes()[2..];
+        assert!(payload.len() <= MAX_CONTROL_PAYLOAD);
+        assert!(std::str::from_utf8(&payload[2..]).is_ok());
+        assert_eq!(payload.len(), 2 + 122);
+    }
+
+    #[test]
+    fn pong_echoes_the_payload() {
+        assert_eq!(Frame::pong(b"abc").as_bytes(), &[0x8A, 3, b'a', b'b', b'c']);
+    }
+}

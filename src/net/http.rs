@@ -1,0 +1,246 @@
+//! Just enough HTTP/1.1: reading a request head under a wall-clock
+//! deadline, and writing a complete response.
+//!
+//! Every plain HTTP exchange is one request and one response followed by
+//! `Connection: close`; there is no keep-alive, so a response is always
+//! framed by its `Content-Length` and the end of the connection.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+/// The largest request head accepted, in bytes.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// The most header lines accepted.
+const MAX_HEADERS: usize = 64;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Request {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, without the query string.
+    pub path: String,
+    /// The query string (after `?`), if any.
+    pub query: Option<String>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Header names (lower-cased) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// Bytes that arrived after the head: the start of a body, or the
+    /// first WebSocket frames of an eager client.
+    pub leftover: Vec<u8>,
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The comma-separated tokens of every `name` header, trimmed.
+    pub fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Whether header `name` lists `token` (case-insensitive).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.tokens(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+}
+
+/// Why no request could be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The deadline passed before the head was complete.
+    TimedOut,
+    /// The head grew past [`MAX_HEAD_BYTES`].
+    TooLarge,
+    /// The bytes are not an HTTP request.
+    Malformed(String),
+    /// The client closed the connection first.
+    Closed,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+/// Reads one request head from `stream`, giving up at `deadline` however
+/// the bytes trickle in: each read may wait only for the time that is left.
+pub fn read_request(mut stream: &TcpStream, deadline: Instant) -> Result<Request, ReadError> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadError::TimedOut);
+        }
+        stream.set_read_timeout(Some(left)).map_err(ReadError::Io)?;
+        let read = match stream.read(&mut chunk) {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(read) => read,
+            Err(e) if is_timeout_or_interrupt(&e) => continue, // the loop checks the deadline
+            Err(e) => return Err(ReadError::Io(e)),
+        };
+        head.extend_from_slice(&chunk[..read]);
+        if let Some(request) = parse(&head)? {
+            return Ok(request);
+        }
+        if head.len() > MAX_HEAD_BYTES {
+            return Err(ReadError::TooLarge);
+        }
+    }
+}
+
+fn is_timeout_or_interrupt(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Parses a complete head, or says that more bytes are needed (`None`).
+fn parse(bytes: &[u8]) -> Result<Option<Request>, ReadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(ReadError::Malformed(e.to_string())),
+    };
+    // httparse fills these three whenever it reports Complete.
+    let (Some(method), Some(target), Some(minor_version)) =
+        (parsed.method, parsed.path, parsed.version)
+    else {
+        return Err(ReadError::Malformed("incomplete request line".into()));
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_string())),
+        None => (target, None),
+    };
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            let value = String::from_utf8_lossy(h.value).into_owned();
+            (h.name.to_ascii_lowercase(), value)
+        })
+        .collect();
+    Ok(Some(Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query,
+        minor_version,
+        headers,
+        leftover: bytes[head_len..].to_vec(),
+    }))
+}
+
+/// A complete HTTP response, always sent with `Connection: close`.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Extra headers (`Content-Length` and `Connection` are added).
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
+            body: body.into().into_bytes(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Writes the response, head and body, in one go.
+    pub fn write_to(&self, mut out: impl Write) -> io::Result<()> {
+        let mut bytes = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        for (name, value) in &self.headers {
+            bytes.push_str(&format!("{name}: {value}\r\n"));
+        }
+        bytes.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            self.body.len()
+        ));
+        let mut bytes = bytes.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        out.write_all(&bytes)?;
+        out.flush()
+    }
+}
+
+/// The reason phrase for the status codes this server uses.
+fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_head_and_keeps_what_follows() {
+        let bytes = b"GET /ws/echo?x=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n\r\n\x81\x00";
+        let request = parse(bytes).unwrap().unwrap();
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.path, "/ws/echo");
+        assert_eq!(request.query.as_deref(), Some("x=1"));
+        assert_eq!(request.minor_version, 1);
+        assert_eq!(request.header("HOST"), Some("a"));
+        assert!(request.has_token("connection", "upgrade"));
+        assert!(!request.has_token("connection", "close"));
+        assert_eq!(request.leftover, b"\x81\x00");
+    }
+
+    #[test]
+    fn partial_and_malformed_heads() {
+        assert!(parse(b"GET / HTTP/1.1\r\nHost:").unwrap().is_none());
+        assert!(matches!(
+            parse(b"\x16\x03\x01junk\r\n\r\n"),
+            Err(ReadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn response_has_length_and_close() {
+        let mut out = Vec::new();
+        Response::text(404, "no")
+            .with_header("X-A", "b")
+            .write_to(&mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+        assert!(text.contains("X-A: b\r\n"));
+        assert!(text.contains("Content-Length: 2\r\nConnection: close\r\n\r\nno"));
+    }
+}

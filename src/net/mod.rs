@@ -1,0 +1,36 @@
+//! The network layer: sockets, HTTP, the WebSocket handshake, and the two
+//! threads that serve each WebSocket.
+//!
+//! - [`http`] reads request heads under a deadline and writes responses,
+//! - [`route`] picks the endpoint,
+//! - [`upgrade`] answers the WebSocket handshake,
+//! - [`connection`] runs a socket's reader and writer threads,
+//! - [`outbox`] is the bounded queue between the router and a writer,
+//! - [`frame`] encodes outgoing frames once, for every recipient.
+
+pub mod connection;
+pub mod frame;
+pub mod http;
+pub mod outbox;
+pub mod route;
+pub mod upgrade;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::router::Command;
+
+/// What every connection thread shares.
+pub(crate) struct Shared {
+    pub config: Arc<Config>,
+    /// The router's command channel. Each connection's reader holds it
+    /// through this `Arc`; the router thread stops once all are dropped.
+    pub router: Sender<Command>,
+    pub metrics: Arc<Metrics>,
+    /// The next connection number.
+    pub next_conn: AtomicU64,
+}

@@ -1,0 +1,102 @@
+//! Which endpoint a request is for: by path, and for WebSockets also by
+//! the subprotocols the client offers.
+
+use super::http::Request;
+use crate::dialect::{concierge, Dialect};
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /healthz`: liveness.
+    Health,
+    /// `GET /metrics`: Prometheus counters.
+    Metrics,
+    /// `GET /`: a list of the endpoints.
+    Index,
+    /// A WebSocket endpoint speaking this dialect.
+    WebSocket(Dialect),
+    /// Nothing here.
+    NotFound,
+}
+
+/// Picks the route for `request`. A WebSocket upgrade offering the
+/// `ert-concierge` subprotocol is concierge whatever its path.
+pub fn route(request: &Request) -> Route {
+    let is_upgrade = request.has_token("upgrade", "websocket");
+    if is_upgrade && offers(request, concierge::SUBPROTOCOL) {
+        return Route::WebSocket(Dialect::Concierge);
+    }
+    match request.path.as_str() {
+        "/healthz" => Route::Health,
+        "/metrics" => Route::Metrics,
+        "/" => Route::Index,
+        "/ws/echo" => Route::WebSocket(Dialect::Echo),
+        "/ws/concierge" => Route::WebSocket(Dialect::Concierge),
+        _ => Route::NotFound,
+    }
+}
+
+/// Whether the client lists `protocol` in `Sec-WebSocket-Protocol`.
+pub fn offers(request: &Request, protocol: &str) -> bool {
+    request
+        .tokens("sec-websocket-protocol")
+        .any(|offered| offered == protocol)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: path.into(),
+            query: None,
+            minor_version: 1,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            leftover: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(route(&request("/healthz", &[])), Route::Health);
+        assert_eq!(route(&request("/metrics", &[])), Route::Metrics);
+        assert_eq!(route(&request("/", &[])), Route::Index);
+        assert_eq!(
+            route(&request("/ws/echo", &[])),
+            Route::WebSocket(Dialect::Echo)
+        );
+        assert_eq!(
+            route(&request("/ws/concierge", &[])),
+            Route::WebSocket(Dialect::Concierge)
+        );
+        assert_eq!(route(&request("/ws/concierge/", &[])), Route::NotFound);
+        assert_eq!(route(&request("/nope", &[])), Route::NotFound);
+    }
+
+    #[test]
+    fn concierge_subprotocol_wins_on_any_path_but_only_for_upgrades() {
+        let offer = [
+            ("upgrade", "websocket"),
+            ("sec-websocket-protocol", "chat, ert-concierge"),
+        ];
+        assert_eq!(
+            route(&request("/anything", &offer)),
+            Route::WebSocket(Dialect::Concierge)
+        );
+        assert_eq!(
+            route(&request("/ws/echo", &offer)),
+            Route::WebSocket(Dialect::Concierge)
+        );
+        assert_eq!(route(&request("/anything", &offer[1..])), Route::NotFound);
+        let other = [
+            ("upgrade", "websocket"),
+            ("sec-websocket-protocol", "ert-concierge-v2"),
+        ];
+        assert_eq!(route(&request("/anything", &other)), Route::NotFound);
+    }
+}

@@ -1,0 +1,209 @@
+//! What the router tells connections: `Event`s and who gets them.
+//!
+//! Events say what happened in the hub's own terms; each dialect renders an
+//! event into its protocol's frame (or ignores it). The router thread renders
+//! a delivery once per dialect among its recipients, never once per recipient.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use super::command::{ConnId, Seq, Target};
+use crate::id::Uuid;
+
+/// An event and the connections it goes to.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The recipients, in no particular order.
+    pub to: Vec<ConnId>,
+    /// What they are told.
+    pub event: Event,
+}
+
+impl Delivery {
+    /// A delivery to a single connection.
+    pub fn one(conn: ConnId, event: Event) -> Delivery {
+        Delivery {
+            to: vec![conn],
+            event,
+        }
+    }
+}
+
+/// Something a connection is told.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The connection's identification succeeded.
+    Welcome {
+        /// Its uuid.
+        uuid: Uuid,
+    },
+    /// A message from another client.
+    Message(Arc<Message>),
+    /// The client's message went out (`seq` names the request).
+    Sent {
+        /// The request answered.
+        seq: Seq,
+    },
+    /// A topic was created, deleted, subscribed to or left. `seq` is set for
+    /// the client whose request caused it, absent for everyone else.
+    TopicChanged {
+        /// The request answered, if this recipient made it.
+        seq: Option<Seq>,
+        /// What happened.
+        change: TopicChange,
+        /// The topic as it is (or was, for a deletion).
+        topic: TopicInfo,
+    },
+    /// One topic, on request.
+    Topic {
+        /// The request answered.
+        seq: Seq,
+        /// The topic.
+        topic: TopicInfo,
+    },
+    /// Every topic, on request.
+    Topics {
+        /// The request answered.
+        seq: Seq,
+        /// The topics, ordered by name.
+        topics: Vec<TopicInfo>,
+    },
+    /// Every identified client, on request.
+    Clients {
+        /// The request answered.
+        seq: Seq,
+        /// The clients, ordered by name.
+        clients: Vec<Arc<ClientInfo>>,
+    },
+    /// The asking client itself, on request.
+    Myself {
+        /// The request answered.
+        seq: Seq,
+        /// The client.
+        client: Arc<ClientInfo>,
+        /// The topics it subscribes to, ordered by name.
+        subscriptions: Vec<String>,
+    },
+    /// A request failed.
+    Refused {
+        /// The request answered.
+        seq: Seq,
+        /// Why.
+        error: RequestError,
+    },
+    /// The router ends this connection.
+    Disconnect(Disconnect),
+}
+
+/// How a topic changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicChange {
+    /// It was created.
+    Created,
+    /// It was deleted.
+    Deleted,
+    /// The recipient became a subscriber.
+    Subscribed,
+    /// The recipient stopped being a subscriber.
+    Unsubscribed,
+}
+
+/// A message on its way to its recipients.
+#[derive(Debug)]
+pub struct Message {
+    /// Who sent it.
+    pub origin: Arc<ClientInfo>,
+    /// The addressee, as the sender wrote it.
+    pub target: Target,
+    /// The topic it went through, when sent to one.
+    pub topic: Option<TopicInfo>,
+    /// The body, byte for byte as the sender wrote it.
+    pub data: Box<RawValue>,
+}
+
+/// A client as others see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// Its unique name.
+    pub name: String,
+    /// Its display name, if it gave one.
+    pub nickname: Option<String>,
+    /// Its uuid.
+    pub uuid: Uuid,
+    /// Its labels.
+    pub tags: Vec<String>,
+}
+
+/// A topic as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Its name.
+    pub name: String,
+    /// Its display name, if it has one.
+    pub nickname: Option<String>,
+    /// The uuid of the client that owns it.
+    pub owner: Uuid,
+    /// The uuids of its subscribers.
+    pub subscribers: Vec<Uuid>,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// No client has this name.
+    NoSuchName(String),
+    /// No client has this uuid.
+    NoSuchUuid(String),
+    /// No topic has this name.
+    NoSuchTopic(String),
+    /// The topic exists already.
+    TopicExists(TopicInfo),
+    /// Only the topic's owner may do this.
+    NotOwner(String),
+    /// The client sent something only a server sends (its `type` is given).
+    Unsupported(String),
+    /// The frame could not be understood; the text says why.
+    Malformed(String),
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::NoSuchName(name) => write!(f, "no client is named {name:?}"),
+            RequestError::NoSuchUuid(uuid) => write!(f, "no client has uuid {uuid:?}"),
+            RequestError::NoSuchTopic(name) => write!(f, "no group is named {name:?}"),
+            RequestError::TopicExists(topic) => write!(f, "group {:?} exists already", topic.name),
+            RequestError::NotOwner(name) => {
+                write!(f, "only the owner of group {name:?} may delete it")
+            }
+            RequestError::Unsupported(kind) => write!(f, "{kind} is sent by the server, not to it"),
+            RequestError::Malformed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Why the router ends a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disconnect {
+    /// It did not identify in time.
+    IdentifyTimeout,
+    /// Another client holds the name it asked for.
+    NameTaken(String),
+    /// Its outbound queue overflowed: it reads too slowly.
+    TooSlow,
+    /// Something failed inside the server; the text says what.
+    Internal(String),
+}
+
+impl fmt::Display for Disconnect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Disconnect::IdentifyTimeout => f.write_str("did not identify in time"),
+            Disconnect::NameTaken(name) => write!(f, "the name {name:?} is taken"),
+            Disconnect::TooSlow => f.write_str("reads too slowly: outbound queue full"),
+            Disconnect::Internal(why) => write!(f, "internal error: {why}"),
+        }
+    }
+}

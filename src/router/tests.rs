@@ -1,0 +1,561 @@
+//! Router rules, checked without sockets or clocks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+
+use super::*;
+use crate::net::outbox::Outbox;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Hub {
+    router: Router,
+    start: Instant,
+}
+
+impl Hub {
+    fn new() -> Hub {
+        Hub {
+            router: Router::new(TIMEOUT),
+            start: Instant::now(),
+        }
+    }
+
+    fn at(&mut self, command: Command, secs: u64) -> Vec<Delivery> {
+        self.router
+            .handle(command, self.start + Duration::from_secs(secs))
+    }
+
+    fn open(&mut self, conn: u64) {
+        let open = Command::Open {
+            conn: ConnId(conn),
+            dialect: Dialect::Concierge,
+            outbox: Arc::new(Outbox::new(1024)),
+        };
+        assert!(self.at(open, 0).is_empty());
+    }
+
+    /// Opens and identifies `conn` as `name`; returns its uuid.
+    fn join(&mut self, conn: u64, name: &str) -> Uuid {
+        self.open(conn);
+        let out = self.identify(conn, name);
+        match &out[..] {
+            [Delivery {
+                to,
+                event: Event::Welcome { uuid },
+            }] if to == &[ConnId(conn)] => *uuid,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn identify(&mut self, conn: u64, name: &str) -> Vec<Delivery> {
+        let identify = Command::Identify {
+            conn: ConnId(conn),
+            name: name.into(),
+            nickname: None,
+            tags: vec!["t".into()],
+        };
+        self.at(identify, 1)
+    }
+
+    fn ask(&mut self, conn: u64, seq: Seq, request: Request) -> Vec<Delivery> {
+        self.at(
+            Command::Request {
+                conn: ConnId(conn),
+                seq,
+                request,
+            },
+            2,
+        )
+    }
+
+    fn close(&mut self, conn: u64) -> Vec<Delivery> {
+        self.at(Command::Closed { conn: ConnId(conn) }, 3)
+    }
+}
+
+fn data(json: &str) -> Box<RawValue> {
+    RawValue::from_string(json.into()).unwrap()
+}
+
+fn to(ids: &[u64]) -> Vec<ConnId> {
+    ids.iter().map(|&id| ConnId(id)).collect()
+}
+
+fn sorted(mut conns: Vec<ConnId>) -> Vec<ConnId> {
+    conns.sort();
+    conns
+}
+
+fn topic(name: &str) -> String {
+    name.to_string()
+}
+
+#[test]
+fn identify_welcomes_unique_names_and_refuses_duplicates() {
+    let mut hub = Hub::new();
+    let ann = hub.join(1, "ann");
+    let bob = hub.join(2, "bob");
+    assert_ne!(ann, bob);
+    hub.open(3);
+    let out = hub.identify(3, "ann");
+    assert!(
+        matches!(&out[..], [Delivery { event: Event::Disconnect(Disconnect::NameTaken(n)), .. }] if n == "ann")
+    );
+    // The refused connection is forgotten: a later request gets no answer.
+    assert!(hub.ask(3, 0, Request::FetchSelf).is_empty());
+    // A name is free again once its holder leaves.
+    hub.close(1);
+    hub.join(4, "ann");
+}
+
+#[test]
+fn identify_deadline_expires_only_unidentified_connections() {
+    let mut hub = Hub::new();
+    hub.open(1);
+    hub.join(2, "bob");
+    assert_eq!(hub.router.next_deadline(), Some(hub.start + TIMEOUT));
+    assert!(hub
+        .router
+        .expire(hub.start + TIMEOUT - Duration::from_millis(1))
+        .is_empty());
+    let out = hub.router.expire(hub.start + TIMEOUT);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].to, to(&[1]));
+    assert!(matches!(
+        out[0].event,
+        Event::Disconnect(Disconnect::IdentifyTimeout)
+    ));
+    assert_eq!(hub.router.next_deadline(), None);
+    assert_eq!(hub.router.connection_count(), 1);
+}
+
+#[test]
+fn closing_before_identify_clears_the_deadline() {
+    let mut hub = Hub::new();
+    hub.open(1);
+    assert!(hub.close(1).is_empty());
+    assert_eq!(hub.router.next_deadline(), None);
+}
+
+#[test]
+fn message_to_name_and_uuid_reaches_one_client_with_origin() {
+    let mut hub = Hub::new();
+    let ann = hub.join(1, "ann");
+    let bob = hub.join(2, "bob");
+    let out = hub.ask(
+        1,
+        0,
+        Request::Send {
+            target: Target::Name("bob".into()),
+            data: data(r#"{"a":1}"#),
+        },
+    );
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].to, to(&[2]));
+    let Event::Message(message) = &out[0].event else {
+        panic!("{out:?}")
+    };
+    assert_eq!(message.origin.uuid, ann);
+    assert_eq!(message.origin.name, "ann");
+    assert_eq!(message.data.get(), r#"{"a":1}"#);
+    assert!(message.topic.is_none());
+    assert_eq!(out[1].to, to(&[1]));
+    assert!(matches!(out[1].event, Event::Sent { seq: 0 }));
+
+    let out = hub.ask(
+        2,
+        5,
+        Request::Send {
+            target: Target::Uuid(ann.to_string().to_uppercase()),
+            data: data("1"),
+        },
+    );
+    assert_eq!(out[0].to, to(&[1]));
+    assert!(matches!(out[1].event, Event::Sent { seq: 5 }));
+    let _ = bob;
+}
+
+#[test]
+fn unknown_targets_are_refused_with_the_name_given() {
+    let mut hub = Hub::new();
+    hub.join(1, "ann");
+    let cases = [
+        (
+            Target::Name("zed".into()),
+            RequestError::NoSuchName("zed".into()),
+        ),
+        (
+            Target::Uuid("not-a-uuid".into()),
+            RequestError::NoSuchUuid("not-a-uuid".into()),
+        ),
+        (
+            Target::Uuid(Uuid::new_v4().unwrap().to_string()),
+            RequestError::NoSuchUuid(String::new()),
+        ),
+        (
+            Target::Topic("g".into()),
+            RequestError::NoSuchTopic("g".into()),
+        ),
+    ];
+    for (seq, (target, expected)) in cases.into_iter().enumerate() {
+        let seq = seq as Seq;
+        let out = hub.ask(
+            1,
+            seq,
+            Request::Send {
+                target: target.clone(),
+                data: data("0"),
+            },
+        );
+        assert_eq!(out.len(), 1);
+        match (&out[0].event, expected) {
+            (
+                Event::Refused {
+                    seq: s,
+                    error: RequestError::NoSuchUuid(_),
+                },
+                RequestError::NoSuchUuid(e),
+            ) if e.is_empty() => assert_eq!(*s, seq),
+            (Event::Refused { seq: s, error }, expected) => {
+                assert_eq!(*s, seq);
+                assert_eq!(error, &expected);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn group_messages_fan_out_to_subscribers_but_not_the_sender() {
+    let mut hub = Hub::new();
+    let ann = hub.join(1, "ann");
+    let bob = hub.join(2, "bob");
+    hub.join(3, "cat");
+    hub.join(4, "dan");
+    hub.ask(
+        1,
+        0,
+        Request::CreateTopic {
+            topic: topic("g"),
+            nickname: Some("G".into()),
+        },
+    );
+    hub.ask(2, 0, Request::Subscribe { topic: topic("g") });
+    hub.ask(3, 0, Request::Subscribe { topic: topic("g") });
+    let out = hub.ask(
+        1,
+        1,
+        Request::Send {
+            target: Target::Topic("g".into()),
+            data: data("[1]"),
+        },
+    );
+    assert_eq!(sorted(out[0].to.clone()), to(&[2, 3]));
+    let Event::Message(message) = &out[0].event else {
+        panic!()
+    };
+    let group = message.topic.as_ref().unwrap();
+    assert_eq!(group.name, "g");
+    assert_eq!(group.nickname.as_deref(), Some("G"));
+    assert_eq!(group.owner, ann);
+    assert_eq!(group.subscribers.len(), 3);
+    assert!(group.subscribers.contains(&bob));
+    assert!(matches!(out[1].event, Event::Sent { seq: 1 }));
+}
+
+#[test]
+fn message_to_all_reaches_every_other_identified_client() {
+    let mut hub = Hub::new();
+    hub.join(1, "ann");
+    hub.join(2, "bob");
+    hub.join(3, "cat");
+    hub.open(4); // not identified: not part of ALL
+    let out = hub.ask(
+        2,
+        0,
+        Request::Send {
+            target: Target::All,
+            data: data("null"),
+        },
+    );
+    assert_eq!(sorted(out[0].to.clone()), to(&[1, 3]));
+}
+
+#[test]
+fn create_subscribes_the_creator_and_tells_everyone_else_without_seq() {
+    let mut hub = Hub::new();
+    let ann = hub.join(1, "ann");
+    hub.join(2, "bob");
+    let out = hub.ask(
+        1,
+        7,
+        Request::CreateTopic {
+            topic: topic("g"),
+            nickname: None,
+        },
+    );
+    assert_eq!(out.len(), 2);
+    match &out[0] {
+        Delivery {
+            to: t,
+            event:
+                Event::TopicChanged {
+                    seq: Some(7),
+                    change: TopicChange::Created,
+                    topic,
+                },
+        } => {
+            assert_eq!(t, &to(&[1]));
+            assert_eq!(topic.owner, ann);
+            assert_eq!(topic.subscribers, vec![ann]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(&out[1], Delivery { to: t, event: Event::TopicChanged { seq: None, change: TopicChange::Created, .. } } if t == &to(&[2]))
+    );
+    let out = hub.ask(
+        2,
+        0,
+        Request::CreateTopic {
+            topic: topic("g"),
+            nickname: None,
+        },
+    );
+    assert!(
+        matches!(&out[0].event, Event::Refused { seq: 0, error: RequestError::TopicExists(info) } if info.owner == ann)
+    );
+}
+
+#[test]
+fn subscribe_and_unsubscribe_need_an_existing_group_and_show_in_self_fetch() {
+    let mut hub = Hub::new();
+    hub.join(1, "ann");
+    let bob = hub.join(2, "bob");
+    let out = hub.ask(2, 0, Request::Subscribe { topic: topic("g") });
+    assert!(
+        matches!(&out[0].event, Event::Refused { error: RequestError::NoSuchTopic(g), .. } if g == "g")
+    );
+    hub.ask(
+        1,
+        0,
+        Request::CreateTopic {
+            topic: topic("g"),
+            nickname: None,
+        },
+    );
+    let out = hub.ask(2, 1, Request::Subscribe { topic: topic("g") });
+    assert!(
+        matches!(&out[0].event, Event::TopicChanged { seq: Some(1), change: TopicChange::Subscribed, topic } if topic.subscribers.contains(&bob))
+    );
+    let out = hub.ask(2, 2, Request::FetchSelf);
+    assert!(
+        matches!(&out[0].event, Event::Myself { seq: 2, subscriptions, client } if subscriptions == &["g"] && client.name == "bob")
+    );
+    let out = hub.ask(2, 3, Request::Unsubscribe { topic: topic("g") });
+    assert!(
+        matches!(&out[0].event, Event::TopicChanged { seq: Some(3), change: TopicChange::Unsubscribed, topic } if !topic.subscribers.contains(&bob))
+    );
+    let out = hub.ask(2, 4, Request::FetchSelf);
+    assert!(
+        matches!(&out[0].event, Event::Myself { subscriptions, .. } if subscriptions.is_empty())
+    );
+    let out = hub.ask(
+        2,
+        5,
+        Request::Unsubscribe {
+            topic: topic("nope"),
+        },
+    );
+    assert!(matches!(
+        &out[0].event,
+        Event::Refused {
+            seq: 5,
+            error: RequestError::NoSuchTopic(_)
+        }
+    ));
+}
+
+#[test]
+fn only_the_owner_deletes_and_subscribers_hear_of_it() {
+    let mut hub = Hub::new();
+    hub.join(1, "ann");
+    hub.join(2, "bob");
+    hub.join(3, "cat");
+    hub.ask(
+        1,
+        0,
+        Request::CreateTopic {
+            topic: topic("g"),
+            nickname: None,
+        },
+    );
+    hub.ask(2, 0, Request::Subscribe { topic: topic("g") });
+    let out = hub.ask(2, 1, Request::DeleteTopic { topic: topic("g") });
+    assert!(
+        matches!(&out[0].event, Event::Refused { seq: 1, error: RequestError::NotOwner(g) } if g == "g")
+    );
+    let out = hub.ask(1, 1, Request::DeleteTopic { topic: topic("g") });
+    let summary: Vec<(Vec<ConnId>, Option<Seq>, TopicChange)> = out
+        .iter()
+        .map(|d| match &d.event {
+            Event::TopicChanged { seq, change, .. } => (sorted(d.to.clone()), *seq, *change),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (to(&[1]), Some(1), TopicChange::Unsubscribed),
+            (to(&[2]), None, TopicChange::Unsubscribed),
+            (to(&[1]), Some(1), TopicChange::Deleted),
+            (to(&[2, 3]), None, TopicChange::Deleted),
+        ]
+    );
+    let out = hub.ask(2, 2, Request::FetchSelf);
+    assert!(
+        matches!(&out[0].event, Event::Myself { subscriptions, .. } if subscriptions.is_empty())
+    );
+    let out = hub.ask(1, 2, Request::FetchTopics);
+    assert!(matches!(&out[0].event, Event::Topics { topics, .. } if topics.is_empty()));
+}
+
+#[test]
+fn owner_leaving_deletes_its_groups() {
+    let mut hub = Hub::new();
+    hub.join(1, "ann");
+    hub.join(2, "bob");
+    hub.join(3, "cat");
+    hub.ask(
+        1,
+        0,
+        Request::CreateTopic {
+            topic: topic("g"),
+            nickname: None,
+        },
+    );
+    hub.ask(
+        1,
+        1,
+        Request::CreateTopic {
+            topic: topic("h"),
+            nickname: None,
+        },
+    );
+    hub.ask(2, 0, Request::Subscribe { topic: topic("g") });
+    let out = hub.close(1);
+    let summary: Vec<(String, Vec<ConnId>, TopicChange)> = out
+        .iter()
+        .map(|d| match &d.event {
+            Event::TopicChanged {
+                seq: None,
+                change,
+                topic,
+            } => (topic.name.clone(), sorted(d.to.clone()), *change),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("g".into(), to(&[2]), TopicChange::Unsubscribed),
+            ("g".into(), to(&[2, 3]), TopicChange::Deleted),
+            ("h".into(), to(&[2, 3]), TopicChange::Deleted),
+        ]
+    );
+    let out = hub.ask(2, 1, Request::FetchTopics);
+    assert!(matches!(&out[0].event, Event::Topics { topics, .. } if topics.is_empty()));
+}
+
+#[test]
+fn leaving_subscriber_is_removed_from_groups() {
+    let mut hub = Hub::new();
+    let ann = hub.join(1, "ann");
+    hub.join(2, "bob");
+    hub.ask(
+        1,
+        0,
+        Request::CreateTopic {
+            topic: topic("g"),
+            nickname: None,
+        },
+    );
+    hub.ask(2, 0, Request::Subscribe { topic: topic("g") });
+    assert!(hub.close(2).is_empty());
+    let out = hub.ask(1, 1, Request::FetchTopic { topic: topic("g") });
+    assert!(
+        matches!(&out[0].event, Event::Topic { seq: 1, topic } if topic.subscribers == vec![ann])
+    );
+}
+
+#[test]
+fn fetches_list_clients_and_groups_in_name_order() {
+    let mut hub = Hub::new();
+    hub.join(1, "zoe");
+    hub.join(2, "amy");
+    hub.open(3);
+    hub.ask(
+        1,
+        0,
+        Request::CreateTopic {
+            topic: topic("b"),
+            nickname: None,
+        },
+    );
+    hub.ask(
+        2,
+        0,
+        Request::CreateTopic {
+            topic: topic("a"),
+            nickname: None,
+        },
+    );
+    let out = hub.ask(1, 1, Request::FetchClients);
+    let Event::Clients { seq: 1, clients } = &out[0].event else {
+        panic!()
+    };
+    let names: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["amy", "zoe"]);
+    assert_eq!(clients[0].tags, ["t"]);
+    let out = hub.ask(1, 2, Request::FetchTopics);
+    let Event::Topics { seq: 2, topics } = &out[0].event else {
+        panic!()
+    };
+    let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let out = hub.ask(1, 3, Request::FetchTopic { topic: topic("c") });
+    assert!(matches!(
+        &out[0].event,
+        Event::Refused {
+            seq: 3,
+            error: RequestError::NoSuchTopic(_)
+        }
+    ));
+}
+
+#[test]
+fn invalid_requests_are_answered_with_their_seq() {
+    let mut hub = Hub::new();
+    hub.join(1, "ann");
+    let out = hub.ask(
+        1,
+        9,
+        Request::Invalid(RequestError::Unsupported("HELLO".into())),
+    );
+    assert_eq!(out[0].to, to(&[1]));
+    assert!(
+        matches!(&out[0].event, Event::Refused { seq: 9, error: RequestError::Unsupported(k) } if k == "HELLO")
+    );
+}
+
+#[test]
+fn requests_from_unknown_or_unidentified_connections_are_ignored() {
+    let mut hub = Hub::new();
+    hub.open(1);
+    assert!(hub.ask(1, 0, Request::FetchClients).is_empty());
+    assert!(hub.ask(99, 0, Request::FetchClients).is_empty());
+    assert!(hub.close(99).is_empty());
+}

@@ -1,0 +1,127 @@
+//! The router thread: the I/O around the pure [`Router`].
+//!
+//! It receives [`Command`]s from every connection's reader, asks the router
+//! what they cause, renders each resulting event once per dialect among its
+//! recipients and pushes the shared frame onto their outboxes. Pushes never
+//! block: a client whose outbox is full is disconnected as too slow, and
+//! the router forgets it at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::{Command, ConnId, Delivery, Disconnect, Event, Router};
+use crate::dialect::{self, Dialect};
+use crate::log;
+use crate::metrics::Metrics;
+use crate::net::frame::Frame;
+use crate::net::outbox::{Outbox, PushError};
+
+/// Where a connection's frames go.
+struct Peer {
+    dialect: Dialect,
+    /// Shared with the connection's reader and writer; the router thread
+    /// holds it from `Open` to `Closed` and only ever `try_push`es.
+    outbox: Arc<Outbox>,
+}
+
+/// Starts the router thread. It runs until every sender of `commands` is
+/// dropped (all readers and the listener are gone).
+pub fn spawn(
+    router: Router,
+    commands: Receiver<Command>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("router".into())
+        .spawn(move || run(router, commands, &metrics))
+}
+
+fn run(mut router: Router, commands: Receiver<Command>, metrics: &Metrics) {
+    let mut peers: HashMap<ConnId, Peer> = HashMap::new();
+    loop {
+        let received = match router.next_deadline() {
+            Some(deadline) => commands.recv_deadline(deadline),
+            None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let now = Instant::now();
+        let deliveries = match received {
+            Ok(command) => {
+                track(&mut peers, &command);
+                router.handle(command, now)
+            }
+            Err(RecvTimeoutError::Timeout) => router.expire(now),
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        deliver(&mut router, &peers, deliveries, now, metrics);
+    }
+}
+
+/// Keeps the table of outboxes in step with the connections.
+fn track(peers: &mut HashMap<ConnId, Peer>, command: &Command) {
+    match command {
+        Command::Open {
+            conn,
+            dialect,
+            outbox,
+        } => {
+            let peer = Peer {
+                dialect: *dialect,
+                outbox: outbox.clone(),
+            };
+            peers.insert(*conn, peer);
+        }
+        Command::Closed { conn } => {
+            peers.remove(conn);
+        }
+        Command::Identify { .. } | Command::Request { .. } => {}
+    }
+}
+
+fn deliver(
+    router: &mut Router,
+    peers: &HashMap<ConnId, Peer>,
+    deliveries: Vec<Delivery>,
+    now: Instant,
+    metrics: &Metrics,
+) {
+    let mut queue = VecDeque::from(deliveries);
+    let mut too_slow = Vec::new();
+    while let Some(delivery) = queue.pop_front() {
+        // One rendering per dialect, shared by all recipients speaking it.
+        let mut rendered: [Option<Option<Frame>>; Dialect::ALL.len()] = Default::default();
+        for conn in &delivery.to {
+            let Some(peer) = peers.get(conn) else {
+                continue; // its Closed is on the way; nothing to deliver
+            };
+            let frame = rendered[peer.dialect.index()]
+                .get_or_insert_with(|| dialect::render(peer.dialect, &delivery.event));
+            let Some(frame) = frame else { continue };
+            if let Event::Disconnect(why) = &delivery.event {
+                log!("{conn} {}: closing: {why}", peer.dialect);
+                peer.outbox.close(frame.clone());
+                continue;
+            }
+            match peer.outbox.try_push(frame.clone()) {
+                Ok(()) => metrics.frames_out.increment(),
+                Err(PushError::Closed) => {}
+                Err(PushError::Full) => too_slow.push(*conn),
+            }
+        }
+        for conn in too_slow.drain(..) {
+            let Some(peer) = peers.get(&conn) else {
+                continue;
+            };
+            let why = Disconnect::TooSlow;
+            log!("{conn} {}: closing: {why}", peer.dialect);
+            metrics.slow_consumers.increment();
+            if let Some(frame) = dialect::render(peer.dialect, &Event::Disconnect(why)) {
+                peer.outbox.abort(frame);
+            }
+            queue.extend(router.handle(Command::Closed { conn }, now));
+        }
+    }
+}

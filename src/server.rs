@@ -1,0 +1,85 @@
+//! The server: a listener, the router thread, and a thread per socket.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::log;
+use crate::metrics::Metrics;
+use crate::net::{connection, Shared};
+use crate::router::{self, Router};
+
+/// Commands that may wait for the router before readers block. Readers
+/// blocking on a busy router is the back-pressure that keeps it from
+/// drowning; the channel preallocates its slots once, for the whole server.
+const COMMAND_QUEUE: usize = 4096;
+
+/// A switchboard hub bound to a listening socket, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    config: Config,
+}
+
+impl Server {
+    /// Binds `config.listen`.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let listener = TcpListener::bind(&config.listen)?;
+        Ok(Server::from_listener(listener, config))
+    }
+
+    /// Serves on a socket that is already bound and listening: a test's
+    /// port 0, an embedder's own socket, or systemd's socket activation.
+    /// `config.listen` is ignored.
+    pub fn from_listener(listener: TcpListener, config: Config) -> Server {
+        Server { listener, config }
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The endpoints, as URLs, for printing at start.
+    pub fn endpoints(&self) -> io::Result<Vec<String>> {
+        let addr = self.local_addr()?;
+        Ok(vec![
+            format!(
+                "ws://{addr}/ws/concierge  (concierge; or any path with subprotocol ert-concierge)"
+            ),
+            format!("ws://{addr}/ws/echo       (echo)"),
+            format!("http://{addr}/healthz     (liveness)"),
+            format!("http://{addr}/metrics     (Prometheus metrics)"),
+        ])
+    }
+
+    /// Serves forever: starts the router thread, then accepts connections
+    /// on the calling thread. Returns only if the router cannot start.
+    pub fn run(self) -> io::Result<()> {
+        crate::log::set_quiet(self.config.quiet);
+        let metrics = Arc::new(Metrics::default());
+        let (commands, inbox) = crossbeam_channel::bounded(COMMAND_QUEUE);
+        let router = Router::new(self.config.identify_timeout);
+        router::thread::spawn(router, inbox, metrics.clone())?;
+        let shared = Arc::new(Shared {
+            config: Arc::new(self.config),
+            router: commands,
+            metrics,
+            next_conn: AtomicU64::new(1),
+        });
+        for stream in self.listener.incoming() {
+            let result = stream.and_then(|stream| connection::spawn(stream, shared.clone()));
+            if let Err(error) = result {
+                // Out of file descriptors or threads: pause instead of
+                // spinning on a listener that keeps failing.
+                log!("cannot accept a connection: {error}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+        unreachable!("TcpListener::incoming never ends")
+    }
+}
