@@ -27,7 +27,8 @@
 //!   or when the socket fails. It then shuts the outbox, tells the router
 //!   `Closed`, and drops `reader_done`.
 //! - The writer stops when the outbox is closed and empty, or when a write
-//!   fails or stalls for [`WRITE_STALL_TIMEOUT`]. After sending a close frame
+//!   fails, stalls for [`WRITE_STALL_TIMEOUT`], or is still blocked when the
+//!   router aborts the outbox of a client too slow to keep up. After sending a close frame
 //!   it waits (at most [`CLOSE_GRACE`]) for the reader to see the client's
 //!   reply, then shuts the socket down, which also wakes a blocked reader.
 
@@ -61,6 +62,8 @@ const READER_STACK: usize = 256 * 1024;
 const WRITER_STACK: usize = 64 * 1024;
 /// How long a write may make no progress before the peer counts as gone.
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a blocked write wakes to check whether it should give up.
+const WRITE_POLL: Duration = Duration::from_millis(250);
 /// How long the writer waits for the client's reply to a close frame.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Bytes tungstenite reads from the socket at a time; small, because it is
@@ -123,7 +126,33 @@ fn respond(mut stream: &TcpStream, response: &Response, deadline: Instant) {
     // The client may be gone already; there is nobody to tell.
     let _ = response.write_to(&mut stream);
     let _ = stream.shutdown(Shutdown::Write);
+    linger(stream);
 }
+
+/// Reads (and drops) what the client still sends, until it closes, for at
+/// most [`LINGER`] and [`LINGER_BYTES`]. Closing a socket with unread input
+/// makes the kernel send a reset, which can destroy the response before the
+/// client has read it (the "lingering close" of HTTP servers).
+fn linger(mut stream: &TcpStream) {
+    let until = Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut sink = [0u8; 1024];
+    while drained < LINGER_BYTES {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(read) => drained += read,
+        }
+    }
+}
+
+/// How long a refused or answered HTTP client may keep sending.
+const LINGER: Duration = Duration::from_secs(1);
+/// How much it may send meanwhile.
+const LINGER_BYTES: usize = 64 * 1024;
 
 fn index() -> String {
     "switchboard\n\nendpoints:\n  GET /ws/concierge   concierge (or any path with subprotocol ert-concierge)\n  GET /ws/echo        echo\n  GET /healthz        liveness\n  GET /metrics        Prometheus metrics\n".to_string()
@@ -198,7 +227,7 @@ fn run(
     let config = &shared.config;
     // Failing to set these options leaves defaults that still work.
     let _ = stream.set_read_timeout(None);
-    let _ = stream.set_write_timeout(Some(WRITE_STALL_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(WRITE_POLL));
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
     let outbox = Arc::new(Outbox::new(config.max_queued_bytes));
@@ -383,7 +412,7 @@ fn write_until_closed(
 ) {
     let mut result = Ok(());
     while let Some(batch) = outbox.next_batch() {
-        result = write_frames(stream, batch.iter());
+        result = write_frames(stream, batch.iter(), outbox);
         if result.is_err() {
             break;
         }
@@ -398,10 +427,14 @@ fn write_until_closed(
     drop(slot);
 }
 
-/// Writes whole frames with as few system calls as possible.
+/// Writes whole frames with as few system calls as possible. A write that
+/// makes no progress for [`WRITE_STALL_TIMEOUT`] fails, and so does one
+/// blocked on a client that the router has meanwhile dropped as too slow
+/// (checked every [`WRITE_POLL`], the socket's send timeout).
 fn write_frames<'a>(
     mut stream: &TcpStream,
     frames: impl Iterator<Item = &'a Frame>,
+    outbox: &Outbox,
 ) -> io::Result<()> {
     const MAX_SLICES: usize = 64;
     let mut frames = frames.peekable();
@@ -412,11 +445,25 @@ fn write_frames<'a>(
             .map(|frame| IoSlice::new(frame.as_bytes()))
             .collect();
         let mut unsent = &mut slices[..];
+        let mut progress = Instant::now();
         while !unsent.is_empty() {
             match stream.write_vectored(unsent) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => IoSlice::advance_slices(&mut unsent, written),
+                Ok(written) => {
+                    IoSlice::advance_slices(&mut unsent, written);
+                    progress = Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if outbox.is_aborted() || progress.elapsed() >= WRITE_STALL_TIMEOUT {
+                        return Err(e);
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }

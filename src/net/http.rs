@@ -113,6 +113,7 @@ fn parse(bytes: &[u8]) -> Result<Option<Request>, ReadError> {
     let head_len = match parsed.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ReadError::TooLarge),
         Err(e) => return Err(ReadError::Malformed(e.to_string())),
     };
     // httparse fills these three whenever it reports Complete.

@@ -48,6 +48,9 @@ struct State {
     queue: VecDeque<Frame>,
     queued_bytes: usize,
     closed: bool,
+    /// Closed by [`Outbox::abort`]: the writer should give up on frames it
+    /// is still trying to write.
+    aborted: bool,
 }
 
 impl Outbox {
@@ -60,6 +63,7 @@ impl Outbox {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 closed: false,
+                aborted: false,
             }),
             changed: Condvar::new(),
             budget,
@@ -114,6 +118,12 @@ impl Outbox {
         self.finish(None, false);
     }
 
+    /// Whether [`abort`](Outbox::abort) was called: a writer stuck on a
+    /// client that does not read can stop trying.
+    pub fn is_aborted(&self) -> bool {
+        self.state.lock().aborted
+    }
+
     /// Whether the outbox has been closed (by any of the three ways).
     pub fn is_closed(&self) -> bool {
         self.state.lock().closed
@@ -144,6 +154,7 @@ impl Outbox {
         if drop_queued {
             state.queue.clear();
             state.queued_bytes = 0;
+            state.aborted = true;
         }
         if let Some(frame) = close_frame {
             state.enqueue(frame);
@@ -211,6 +222,7 @@ mod tests {
         let batch = outbox.next_batch().unwrap();
         assert_eq!(batch.len(), 1);
         assert_eq!(batch[0].as_bytes()[0], 0x88);
+        assert!(outbox.is_aborted());
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! Plain HTTP answers, the handshake deadline and the connection cap.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+use switchboard::Config;
+
+fn status_line(response: &str) -> &str {
+    response.lines().next().unwrap_or("")
+}
+
+#[test]
+fn healthz_answers_200_with_length_and_close() {
+    let addr = start(config());
+    let response = get(addr, "/healthz");
+    assert_eq!(status_line(&response), "HTTP/1.1 200 OK");
+    assert!(response.contains("Content-Length: 3\r\n"), "{response}");
+    assert!(response.contains("Connection: close\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\nok\n"), "{response}");
+}
+
+#[test]
+fn unknown_path_is_404() {
+    let addr = start(config());
+    assert_eq!(
+        status_line(&get(addr, "/no/such/thing")),
+        "HTTP/1.1 404 Not Found"
+    );
+}
+
+#[test]
+fn websocket_path_without_upgrade_is_426() {
+    let addr = start(config());
+    for path in ["/ws/concierge", "/ws/echo"] {
+        let response = get(addr, path);
+        assert_eq!(
+            status_line(&response),
+            "HTTP/1.1 426 Upgrade Required",
+            "{path}"
+        );
+        assert!(response.contains("Upgrade: websocket\r\n"), "{response}");
+    }
+}
+
+#[test]
+fn wrong_websocket_version_is_426_naming_13() {
+    let addr = start(config());
+    let response = http(
+        addr,
+        "GET /ws/echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    assert_eq!(status_line(&response), "HTTP/1.1 426 Upgrade Required");
+    assert!(
+        response.contains("Sec-WebSocket-Version: 13\r\n"),
+        "{response}"
+    );
+}
+
+#[test]
+fn upgrade_without_key_is_400() {
+    let addr = start(config());
+    let response = http(
+        addr,
+        "GET /ws/echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(status_line(&response), "HTTP/1.1 400 Bad Request");
+}
+
+#[test]
+fn garbage_instead_of_http_is_400() {
+    let addr = start(config());
+    let response = http(addr, "\x16\x03\x01\x02\x00\x01\x00\x01\x7c\x03\x03\r\n\r\n");
+    assert_eq!(status_line(&response), "HTTP/1.1 400 Bad Request");
+}
+
+#[test]
+fn oversized_request_head_is_431() {
+    let addr = start(config());
+    let filler = "X-Filler: ".to_string() + &"a".repeat(100) + "\r\n";
+    let too_many = http(
+        addr,
+        &format!("GET / HTTP/1.1\r\n{}\r\n", filler.repeat(200)),
+    );
+    assert_eq!(
+        status_line(&too_many),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    let too_long = http(
+        addr,
+        &format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "b".repeat(20_000)),
+    );
+    assert_eq!(
+        status_line(&too_long),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+}
+
+#[test]
+fn index_lists_the_endpoints() {
+    let addr = start(config());
+    let response = get(addr, "/");
+    assert_eq!(status_line(&response), "HTTP/1.1 200 OK");
+    assert!(response.contains("/ws/concierge"), "{response}");
+}
+
+#[test]
+fn metrics_count_connections() {
+    let addr = start(config());
+    let client = Client::connect(addr, "/ws/echo");
+    assert_eq!(metric(addr, "switchboard_connections_open"), 1);
+    assert_eq!(metric(addr, "switchboard_connections_total"), 1);
+    let response = get(addr, "/metrics");
+    assert!(
+        response.contains("# TYPE switchboard_connections_open gauge"),
+        "{response}"
+    );
+    client.close();
+    wait_until("the connection to be released", || {
+        metric(addr, "switchboard_connections_open") == 0
+    });
+}
+
+/// A client that sends its request one byte every 50 ms for 20 s is cut off
+/// at the 300 ms handshake deadline: the trickle does not extend it.
+#[test]
+fn trickling_client_is_cut_off_at_the_handshake_deadline() {
+    let addr = start(Config {
+        handshake_timeout: Duration::from_millis(300),
+        ..config()
+    });
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let trickling = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        let trickling = trickling.clone();
+        std::thread::spawn(move || {
+            let request = b"GET /ws/echo HTTP/1.1\r\nHost: trickle\r\nX-Slow: "
+                .iter()
+                .chain(std::iter::repeat(&b'a'));
+            for &byte in request.take(400) {
+                if !trickling.load(Ordering::Relaxed) || stream.write_all(&[byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let elapsed = started.elapsed();
+    trickling.store(false, Ordering::Relaxed);
+    writer.join().unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert_eq!(status_line(&response), "HTTP/1.1 408 Request Timeout");
+    // The trickle would have lasted 20 s; the server ended it long before.
+    assert!(
+        elapsed >= Duration::from_millis(250),
+        "cut off too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "not cut off at the deadline: {elapsed:?}"
+    );
+    assert_eq!(metric(addr, "switchboard_handshake_timeouts_total"), 1);
+}
+
+#[test]
+fn silent_socket_is_closed_at_the_deadline_and_others_still_connect() {
+    let addr = start(Config {
+        handshake_timeout: Duration::from_millis(300),
+        ..config()
+    });
+    let mut silent = TcpStream::connect(addr).unwrap();
+    silent.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut echo = Client::connect(addr, "/ws/echo");
+    echo.send_text("still here");
+    assert_eq!(echo.recv().into_text().unwrap().as_str(), "still here");
+    let mut response = String::new();
+    let _ = silent.read_to_string(&mut response);
+    assert_eq!(status_line(&response), "HTTP/1.1 408 Request Timeout");
+}
+
+#[test]
+fn connection_cap_refuses_upgrades_with_503_until_a_slot_frees() {
+    let addr = start(Config {
+        max_connections: 2,
+        ..config()
+    });
+    let first = Client::connect(addr, "/ws/echo");
+    let _second = Client::connect(addr, "/ws/concierge");
+    match Client::connect_with(addr, "/ws/echo", None) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        Err(other) => panic!("expected HTTP 503, got {other}"),
+        Ok(_) => panic!("third connection accepted over a cap of 2"),
+    }
+    assert_eq!(metric(addr, "switchboard_connections_refused_total"), 1);
+    // Plain HTTP is not capped.
+    assert_eq!(status_line(&get(addr, "/healthz")), "HTTP/1.1 200 OK");
+    first.close();
+    wait_until("a slot to free", || {
+        metric(addr, "switchboard_connections_open") == 1
+    });
+    let mut third = Client::connect(addr, "/ws/echo");
+    third.send_text("in");
+    assert_eq!(third.recv().into_text().unwrap().as_str(), "in");
+}

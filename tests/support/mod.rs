@@ -1,0 +1,256 @@
+//! Shared helpers for the end-to-end tests: a server on port 0 and a
+//! blocking WebSocket client with generous timeouts.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchboard::{Config, Server};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+/// How long any single wait may take before a test fails. Generous, so
+/// that a loaded two-core machine never trips it.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Starts a server with `config` on 127.0.0.1, port 0, and returns its address.
+pub fn start(config: Config) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let server = Server::from_listener(listener, config);
+    let addr = server.local_addr().unwrap();
+    std::thread::spawn(move || server.run());
+    addr
+}
+
+/// A test configuration: the defaults, quiet.
+pub fn config() -> Config {
+    Config {
+        quiet: true,
+        ..Config::default()
+    }
+}
+
+/// A blocking WebSocket client over a real TCP connection.
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+}
+
+impl Client {
+    /// Connects to `path` on `addr`.
+    pub fn connect(addr: SocketAddr, path: &str) -> Client {
+        Client::connect_with(addr, path, None).expect("WebSocket handshake")
+    }
+
+    /// Connects to `path`, offering `protocol` as subprotocol if given.
+    /// Returns the handshake response too.
+    pub fn connect_with(
+        addr: SocketAddr,
+        path: &str,
+        protocol: Option<&str>,
+    ) -> Result<Client, tungstenite::Error> {
+        Client::connect_full(addr, path, protocol).map(|(client, _)| client)
+    }
+
+    /// Like `connect_with`, and returns the subprotocol the server chose.
+    pub fn connect_full(
+        addr: SocketAddr,
+        path: &str,
+        protocol: Option<&str>,
+    ) -> Result<(Client, Option<String>), tungstenite::Error> {
+        let stream = TcpStream::connect(addr).expect("TCP connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+        if let Some(protocol) = protocol {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+        }
+        let config = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        let (ws, response) = tungstenite::client::client_with_config(request, stream, Some(config))
+            .map_err(|e| match e {
+                tungstenite::HandshakeError::Failure(e) => e,
+                tungstenite::HandshakeError::Interrupted(_) => {
+                    panic!("blocking handshake interrupted")
+                }
+            })?;
+        let chosen = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap().to_string());
+        Ok((Client { ws }, chosen))
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).expect("send");
+    }
+
+    /// Sends a JSON value as a text message.
+    pub fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string());
+    }
+
+    /// The next message, whatever it is (pings are answered by tungstenite).
+    pub fn recv(&mut self) -> Message {
+        loop {
+            match self.ws.read().expect("read a message") {
+                Message::Ping(_) | Message::Pong(_) => continue,
+                message => return message,
+            }
+        }
+    }
+
+    /// The next text message, parsed as JSON.
+    pub fn recv_json(&mut self) -> Value {
+        match self.recv() {
+            Message::Text(text) => serde_json::from_str(&text).expect("JSON from server"),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server's close frame; returns its code and reason.
+    /// Any other message before it fails the test.
+    pub fn expect_close(&mut self) -> (u16, String) {
+        match self.recv() {
+            Message::Close(Some(CloseFrame { code, reason })) => {
+                (u16::from(code), reason.to_string())
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    /// Reads until the close frame, skipping other messages; returns its code.
+    pub fn close_code_skipping(&mut self) -> u16 {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Close(Some(frame))) => return u16::from(frame.code),
+                Ok(Message::Close(None)) => return 1005,
+                Ok(_) => continue,
+                Err(e) => panic!("connection ended without a close frame: {e}"),
+            }
+        }
+    }
+
+    /// Closes normally and waits for the server's reply.
+    pub fn close(mut self) {
+        let _ = self.ws.close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }));
+        while let Ok(_) = self.ws.read() {}
+    }
+
+    /// Drops the TCP connection without a closing handshake.
+    pub fn vanish(self) {
+        let stream = self.ws.get_ref();
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A concierge client that has identified; `uuid` is from its HELLO.
+pub struct Concierge {
+    pub client: Client,
+    pub uuid: String,
+    pub name: String,
+}
+
+impl Concierge {
+    /// Connects to `/ws/concierge` and identifies as `name` (version 0.1.0).
+    pub fn join(addr: SocketAddr, name: &str) -> Concierge {
+        Concierge::join_with(addr, name, json!({}))
+    }
+
+    /// Identifies with extra IDENTIFY fields (secret, tags, nickname).
+    pub fn join_with(addr: SocketAddr, name: &str, extra: Value) -> Concierge {
+        let mut client = Client::connect(addr, "/ws/concierge");
+        let mut identify = json!({"type": "IDENTIFY", "name": name, "version": "0.1.0"});
+        for (key, value) in extra.as_object().unwrap() {
+            identify[key] = value.clone();
+        }
+        client.send_json(identify);
+        let hello = client.recv_json();
+        assert_eq!(hello["type"], "HELLO", "{hello}");
+        assert_eq!(hello["version"], "0.1.0");
+        let uuid = hello["uuid"].as_str().unwrap().to_string();
+        Concierge {
+            client,
+            uuid,
+            name: name.to_string(),
+        }
+    }
+
+    /// Sends a payload.
+    pub fn send(&mut self, value: Value) {
+        self.client.send_json(value);
+    }
+
+    /// The next payload.
+    pub fn recv(&mut self) -> Value {
+        self.client.recv_json()
+    }
+
+    /// Sends `value` and returns the next payload (the reply).
+    pub fn ask(&mut self, value: Value) -> Value {
+        self.send(value);
+        self.recv()
+    }
+
+    /// Reads payloads until one has `type` == `kind` (and, for STATUS,
+    /// `code` == `code`); returns it. Others are skipped.
+    pub fn recv_until(&mut self, kind: &str, code: Option<&str>) -> Value {
+        loop {
+            let payload = self.recv();
+            let kind_matches = payload["type"] == kind;
+            let code_matches = code.is_none_or(|c| payload["code"] == c);
+            if kind_matches && code_matches {
+                return payload;
+            }
+        }
+    }
+}
+
+/// Sends raw bytes as an HTTP request and returns the whole response text.
+pub fn http(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// `GET path` over plain HTTP; returns the response text.
+pub fn get(addr: SocketAddr, path: &str) -> String {
+    http(addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))
+}
+
+/// Waits until `condition` holds, checking every few milliseconds; fails
+/// the test after [`PATIENCE`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The value of a metric from `/metrics`.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let text = get(addr, "/metrics");
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no metric {name} in {text}"))
+}
