@@ -87,27 +87,42 @@ const FLAGS: &[Flag] = &[
     Flag {
         name: "identify-timeout-ms",
         usage: "N  concierge IDENTIFY deadline [5000]",
-        apply: Setter::Value(|c, v| Ok(c.identify_timeout = millis(v)?)),
+        apply: Setter::Value(|c, v| {
+            c.identify_timeout = millis(v)?;
+            Ok(())
+        }),
     },
     Flag {
         name: "handshake-timeout-ms",
         usage: "N wall-clock deadline for a socket's HTTP request [5000]",
-        apply: Setter::Value(|c, v| Ok(c.handshake_timeout = millis(v)?)),
+        apply: Setter::Value(|c, v| {
+            c.handshake_timeout = millis(v)?;
+            Ok(())
+        }),
     },
     Flag {
         name: "max-message-bytes",
         usage: "N    largest message accepted; larger closes with 1009 [1048576]",
-        apply: Setter::Value(|c, v| Ok(c.max_message_bytes = positive(v)?)),
+        apply: Setter::Value(|c, v| {
+            c.max_message_bytes = positive(v)?;
+            Ok(())
+        }),
     },
     Flag {
         name: "max-connections",
         usage: "N      open WebSocket connections before upgrades get 503 [10000]",
-        apply: Setter::Value(|c, v| Ok(c.max_connections = positive(v)?)),
+        apply: Setter::Value(|c, v| {
+            c.max_connections = positive(v)?;
+            Ok(())
+        }),
     },
     Flag {
         name: "max-queued-bytes",
         usage: "N     bytes queued for one client before it is dropped as too slow [1048576]",
-        apply: Setter::Value(|c, v| Ok(c.max_queued_bytes = positive(v)?)),
+        apply: Setter::Value(|c, v| {
+            c.max_queued_bytes = positive(v)?;
+            Ok(())
+        }),
     },
     Flag {
         name: "quiet",
@@ -197,7 +212,10 @@ fn apply(
     match &flag.apply {
         Setter::Value(set) => set(config, value).map_err(bad),
         Setter::Switch(set) => match (from_env, value) {
-            (false, "") | (true, "1" | "true" | "yes") => Ok(set(config)),
+            (false, "") | (true, "1" | "true" | "yes") => {
+                set(config);
+                Ok(())
+            }
             (true, "0" | "false" | "no" | "") => Ok(()),
             _ => Err(bad("a switch (it takes no value; in the environment 1/0)")),
         },

@@ -47,7 +47,7 @@
 //!   - [`router::event`]: what connections are told.
 //!   - [`router::thread`]: the loop around the router; delivery.
 //! - [`dialect`]: the protocols.
-//!   - [`dialect::concierge`]: `protocols/concierge.md`.
+//!   - [`dialect::concierge`]: the concierge protocol.
 //! - [`config`]: the settings and their defaults.
 //! - [`cli`]: flags and `SWITCHBOARD_*` variables.
 //! - [`metrics`]: counters for `/metrics`.

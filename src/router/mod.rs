@@ -11,6 +11,7 @@ pub mod event;
 pub mod thread;
 mod topic;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +43,15 @@ enum Conn {
     Unidentified { deadline: Instant },
     /// A member of the namespace.
     Identified(Client),
+}
+
+/// Why a topic is deleted, which decides who is told what.
+#[derive(Debug, Clone, Copy)]
+enum Deletion {
+    /// Its owner asked, in the frame numbered `seq`.
+    Requested { owner: ConnId, seq: Seq },
+    /// Its owner is leaving.
+    OwnerLeft { owner: ConnId },
 }
 
 #[derive(Debug)]
@@ -133,34 +143,44 @@ impl Router {
             return Vec::new();
         };
         self.identify_deadlines.remove(&(*deadline, conn));
-        let refusal = if self.names.contains_key(&name) {
-            Some(Disconnect::NameTaken(name.clone()))
-        } else {
-            match Uuid::new_v4() {
-                Ok(uuid) => {
-                    let info = ClientInfo {
-                        name: name.clone(),
-                        nickname,
-                        uuid,
-                        tags,
-                    };
-                    self.names.insert(name, conn);
-                    self.uuids.insert(uuid, conn);
-                    let client = Client {
-                        info: Arc::new(info),
-                        subscriptions: BTreeSet::new(),
-                    };
-                    self.conns.insert(conn, Conn::Identified(client));
-                    return vec![Delivery::one(conn, Event::Welcome { uuid })];
-                }
-                Err(error) => Some(Disconnect::Internal(format!("no random uuid: {error}"))),
+        let event = match self.admit(conn, name, nickname, tags) {
+            Ok(uuid) => Event::Welcome { uuid },
+            Err(why) => {
+                self.conns.remove(&conn);
+                Event::Disconnect(why)
             }
         };
-        self.conns.remove(&conn);
-        refusal
-            .map(|why| Delivery::one(conn, Event::Disconnect(why)))
-            .into_iter()
-            .collect()
+        vec![Delivery::one(conn, event)]
+    }
+
+    /// Makes `conn` a member of the namespace under a fresh uuid.
+    fn admit(
+        &mut self,
+        conn: ConnId,
+        name: String,
+        nickname: Option<String>,
+        tags: Vec<String>,
+    ) -> Result<Uuid, Disconnect> {
+        let uuid =
+            Uuid::new_v4().map_err(|e| Disconnect::Internal(format!("no random uuid: {e}")))?;
+        let slot = match self.names.entry(name) {
+            Entry::Occupied(taken) => return Err(Disconnect::NameTaken(taken.key().clone())),
+            Entry::Vacant(slot) => slot,
+        };
+        let info = ClientInfo {
+            name: slot.key().clone(),
+            nickname,
+            uuid,
+            tags,
+        };
+        slot.insert(conn);
+        self.uuids.insert(uuid, conn);
+        let client = Client {
+            info: Arc::new(info),
+            subscriptions: BTreeSet::new(),
+        };
+        self.conns.insert(conn, Conn::Identified(client));
+        Ok(uuid)
     }
 
     fn request(&mut self, conn: ConnId, seq: Seq, request: Request) -> Vec<Delivery> {
@@ -286,51 +306,53 @@ impl Router {
         if self.topic(&name)?.owner != conn {
             return Err(RequestError::NotOwner(name));
         }
-        Ok(self.delete_topic(&name, Some((conn, seq))))
+        Ok(self.delete_topic(&name, Deletion::Requested { owner: conn, seq }))
     }
 
-    /// Removes a topic: its subscribers are told they are unsubscribed, then
-    /// every identified client that it is deleted. `by` is the client whose
-    /// request did it; its answers carry that request's `seq`.
-    fn delete_topic(&mut self, name: &str, by: Option<(ConnId, Seq)>) -> Vec<Delivery> {
-        let Some(topic) = self.topics.get(name) else {
+    /// Removes a topic. Its subscribers are told they are unsubscribed, then
+    /// every identified client that it is deleted; the owner's answers carry
+    /// the `seq` of its request, and an owner that is leaving is told nothing.
+    fn delete_topic(&mut self, name: &str, cause: Deletion) -> Vec<Delivery> {
+        let Some(topic) = self.topics.remove(name) else {
             return Vec::new();
         };
-        let info = self.topic_info(name, topic);
-        let subscribers: Vec<ConnId> = topic.subscribers.iter().copied().collect();
-        self.topics.remove(name);
-        let mut out = Vec::new();
-        for &subscriber in &subscribers {
-            if let Some(Conn::Identified(client)) = self.conns.get_mut(&subscriber) {
+        let info = self.topic_info(name, &topic);
+        for subscriber in &topic.subscribers {
+            if let Some(Conn::Identified(client)) = self.conns.get_mut(subscriber) {
                 client.subscriptions.remove(name);
             }
         }
-        let seq_for = |conn: ConnId| by.filter(|&(by, _)| by == conn).map(|(_, seq)| seq);
-        let requester = by.map(|(conn, _)| conn);
-        let (mine, theirs): (Vec<ConnId>, Vec<ConnId>) =
-            subscribers.into_iter().partition(|&c| Some(c) == requester);
-        for (to, seq) in [(mine, requester.and_then(seq_for)), (theirs, None)] {
-            if !to.is_empty() {
-                out.push(Delivery {
-                    to,
-                    event: changed_event(seq, TopicChange::Unsubscribed, info.clone()),
-                });
-            }
+        let (owner, owner_seq) = match cause {
+            Deletion::Requested { owner, seq } => (owner, Some(seq)),
+            Deletion::OwnerLeft { owner } => (owner, None),
+        };
+        let event = |seq, change| changed_event(seq, change, info.clone());
+        let mut out = Vec::new();
+        if let (Some(seq), true) = (owner_seq, topic.subscribers.contains(&owner)) {
+            out.push(Delivery::one(
+                owner,
+                event(Some(seq), TopicChange::Unsubscribed),
+            ));
         }
-        let deleted = changed_event(None, TopicChange::Deleted, info.clone());
-        match by {
-            Some((conn, seq)) => {
-                out.push(Delivery::one(
-                    conn,
-                    changed_event(Some(seq), TopicChange::Deleted, info),
-                ));
-                out.push(self.broadcast_change(conn, &deleted));
-            }
-            None => out.push(Delivery {
-                to: self.identified().collect(),
-                event: deleted,
-            }),
+        let others: Vec<ConnId> = topic
+            .subscribers
+            .iter()
+            .copied()
+            .filter(|&c| c != owner)
+            .collect();
+        if !others.is_empty() {
+            out.push(Delivery {
+                to: others,
+                event: event(None, TopicChange::Unsubscribed),
+            });
         }
+        if let Some(seq) = owner_seq {
+            out.push(Delivery::one(owner, event(Some(seq), TopicChange::Deleted)));
+        }
+        out.push(Delivery {
+            to: self.identified().filter(|&c| c != owner).collect(),
+            event: event(None, TopicChange::Deleted),
+        });
         out
     }
 
@@ -378,23 +400,18 @@ impl Router {
         }
     }
 
-    /// Forgets a connection: its name, uuid and subscriptions go, and so do
-    /// the topics it owns (their subscribers and everyone else are told).
+    /// Forgets a connection: the topics it owns are deleted (described as
+    /// they were, with it still among their subscribers), then its name,
+    /// uuid and subscriptions go.
     fn remove(&mut self, conn: ConnId) -> Vec<Delivery> {
-        let client = match self.conns.remove(&conn) {
-            Some(Conn::Identified(client)) => client,
+        match self.conns.get(&conn) {
+            Some(Conn::Identified(_)) => {}
             Some(Conn::Unidentified { deadline }) => {
-                self.identify_deadlines.remove(&(deadline, conn));
+                self.identify_deadlines.remove(&(*deadline, conn));
+                self.conns.remove(&conn);
                 return Vec::new();
             }
             None => return Vec::new(),
-        };
-        self.names.remove(&client.info.name);
-        self.uuids.remove(&client.info.uuid);
-        for name in &client.subscriptions {
-            if let Some(topic) = self.topics.get_mut(name) {
-                topic.subscribers.remove(&conn);
-            }
         }
         let owned: Vec<String> = self
             .topics
@@ -402,10 +419,20 @@ impl Router {
             .filter(|(_, topic)| topic.owner == conn)
             .map(|(name, _)| name.clone())
             .collect();
-        owned
+        let out = owned
             .iter()
-            .flat_map(|name| self.delete_topic(name, None))
-            .collect()
+            .flat_map(|name| self.delete_topic(name, Deletion::OwnerLeft { owner: conn }))
+            .collect();
+        if let Some(Conn::Identified(client)) = self.conns.remove(&conn) {
+            self.names.remove(&client.info.name);
+            self.uuids.remove(&client.info.uuid);
+            for name in &client.subscriptions {
+                if let Some(topic) = self.topics.get_mut(name) {
+                    topic.subscribers.remove(&conn);
+                }
+            }
+        }
+        out
     }
 
     fn changed(&self, conn: ConnId, seq: Seq, change: TopicChange, name: &str) -> Delivery {

@@ -144,7 +144,7 @@ impl Client {
             code: CloseCode::Normal,
             reason: "bye".into(),
         }));
-        while let Ok(_) = self.ws.read() {}
+        while self.ws.read().is_ok() {}
     }
 
     /// Drops the TCP connection without a closing handshake.

@@ -126,13 +126,17 @@ pub fn decode(text: &str) -> Result<Payload, String> {
             },
             data: envelope.data.unwrap_or_else(null),
         },
-        "SELF_SUBSCRIBE" => Payload::SelfSubscribe(valid_name(kind, envelope.name)?),
-        "SELF_UNSUBSCRIBE" => Payload::SelfUnsubscribe(valid_name(kind, envelope.name)?),
-        "GROUP_CREATE" => Payload::GroupCreate {
+        // The document's prose also calls these SUBSCRIBE, UNSUBSCRIBE,
+        // CREATE_GROUP and DELETE_GROUP; both spellings are accepted.
+        "SELF_SUBSCRIBE" | "SUBSCRIBE" => Payload::SelfSubscribe(valid_name(kind, envelope.name)?),
+        "SELF_UNSUBSCRIBE" | "UNSUBSCRIBE" => {
+            Payload::SelfUnsubscribe(valid_name(kind, envelope.name)?)
+        }
+        "GROUP_CREATE" | "CREATE_GROUP" => Payload::GroupCreate {
             name: valid_name(kind, envelope.name)?,
             nickname: envelope.nickname,
         },
-        "GROUP_DELETE" => Payload::GroupDelete(valid_name(kind, envelope.name)?),
+        "GROUP_DELETE" | "DELETE_GROUP" => Payload::GroupDelete(valid_name(kind, envelope.name)?),
         "GROUP_FETCH" => Payload::GroupFetch(valid_name(kind, envelope.name)?),
         "GROUP_FETCH_ALL" => Payload::GroupFetchAll,
         "CLIENT_FETCH_ALL" => Payload::ClientFetchAll,
@@ -261,6 +265,17 @@ mod tests {
             assert_eq!(payload.kind(), kind);
             assert!(matches!(payload, Payload::ServerOnly(_)));
         }
+    }
+
+    #[test]
+    fn the_prose_spellings_of_group_payloads_are_accepted() {
+        let decoded = |kind: &str| decode(&format!(r#"{{"type":"{kind}","name":"g"}}"#)).unwrap();
+        assert!(
+            matches!(decoded("CREATE_GROUP"), Payload::GroupCreate { name, .. } if name == "g")
+        );
+        assert!(matches!(decoded("DELETE_GROUP"), Payload::GroupDelete(name) if name == "g"));
+        assert!(matches!(decoded("SUBSCRIBE"), Payload::SelfSubscribe(name) if name == "g"));
+        assert!(matches!(decoded("UNSUBSCRIBE"), Payload::SelfUnsubscribe(name) if name == "g"));
     }
 
     #[test]
