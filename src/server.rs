@@ -71,8 +71,9 @@ impl Server {
             metrics,
             next_conn: AtomicU64::new(1),
         });
-        for stream in self.listener.incoming() {
-            let result = stream.and_then(|stream| connection::spawn(stream, shared.clone()));
+        loop {
+            let accepted = self.listener.accept();
+            let result = accepted.and_then(|(stream, _)| connection::spawn(stream, shared.clone()));
             if let Err(error) = result {
                 // Out of file descriptors or threads: pause instead of
                 // spinning on a listener that keeps failing.
@@ -80,6 +81,5 @@ impl Server {
                 thread::sleep(Duration::from_millis(10));
             }
         }
-        unreachable!("TcpListener::incoming never ends")
     }
 }

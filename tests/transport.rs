@@ -282,3 +282,45 @@ fn abrupt_disconnects_mid_frame_and_mid_handshake_leave_the_hub_serving() {
     assert_eq!(bob.recv()["data"], "still here");
     assert_eq!(ann.recv()["code"], "MESSAGE_SENT");
 }
+
+/// `data` is opaque: even 100,000 levels of nesting pass through verbatim,
+/// because the server never descends into it. Where the server does parse
+/// (here `target`), nesting beyond serde_json's limit gets a PROTOCOL status
+/// instead of exhausting a thread's stack.
+#[test]
+fn deeply_nested_json_never_overflows_a_stack() {
+    let addr = start(config());
+    let mut ann = Concierge::join(addr, "ann");
+    let mut bob = Concierge::join(addr, "bob");
+    let nested = |depth: usize| "[".repeat(depth) + &"]".repeat(depth);
+    let message = |target: &str, data: &str| {
+        format!(r#"{{"type":"MESSAGE","target":{target},"data":{data}}}"#)
+    };
+    let to_bob = r#"{"type":"NAME","name":"bob"}"#;
+
+    ann.client.send_text(&message(to_bob, &nested(100_000)));
+    assert_eq!(ann.recv()["code"], "MESSAGE_SENT");
+    match bob.client.recv() {
+        Message::Text(text) => assert!(text.contains(&format!(r#""data":{}"#, nested(100_000)))),
+        other => panic!("{other:?}"),
+    }
+
+    let deep_object = "{\"a\":".repeat(100_000) + "1" + &"}".repeat(100_000);
+    let deep_target = format!(r#"{{"type":"NAME","name":"bob","extra":{deep_object}}}"#);
+    ann.client.send_text(&message(&deep_target, "1"));
+    let refusal = ann.recv();
+    assert_eq!(refusal["code"], "PROTOCOL");
+    assert!(
+        refusal["desc"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit"),
+        "{refusal}"
+    );
+    assert_eq!(refusal["seq"], 1);
+    // Both connections still work.
+    ann.send(
+        json!({"type": "MESSAGE", "target": {"type": "NAME", "name": "bob"}, "data": "after"}),
+    );
+    assert_eq!(bob.recv()["data"], "after");
+}

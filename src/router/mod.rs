@@ -192,7 +192,9 @@ impl Router {
             Request::Send { target, data } => self.send(conn, seq, me, target, data),
             Request::Subscribe { topic } => self.subscribe(conn, seq, topic),
             Request::Unsubscribe { topic } => self.unsubscribe(conn, seq, topic),
-            Request::CreateTopic { topic, nickname } => self.create(conn, seq, topic, nickname),
+            Request::CreateTopic { topic, nickname } => {
+                self.create(conn, seq, &me, topic, nickname)
+            }
             Request::DeleteTopic { topic } => self.delete(conn, seq, topic),
             Request::FetchTopic { topic } => self.fetch_topic(conn, seq, topic),
             Request::FetchTopics => Ok(vec![Delivery::one(conn, self.fetch_topics(seq))]),
@@ -249,13 +251,15 @@ impl Router {
         name: String,
     ) -> Result<Vec<Delivery>, RequestError> {
         self.topic_mut(&name)?.subscribers.insert(conn);
-        self.client_mut(conn).subscriptions.insert(name.clone());
+        if let Some(subscriptions) = self.subscriptions_mut(conn) {
+            subscriptions.insert(name.clone());
+        }
         Ok(vec![self.changed(
             conn,
             seq,
             TopicChange::Subscribed,
             &name,
-        )])
+        )?])
     }
 
     fn unsubscribe(
@@ -265,13 +269,15 @@ impl Router {
         name: String,
     ) -> Result<Vec<Delivery>, RequestError> {
         self.topic_mut(&name)?.subscribers.remove(&conn);
-        self.client_mut(conn).subscriptions.remove(&name);
+        if let Some(subscriptions) = self.subscriptions_mut(conn) {
+            subscriptions.remove(&name);
+        }
         Ok(vec![self.changed(
             conn,
             seq,
             TopicChange::Unsubscribed,
             &name,
-        )])
+        )?])
     }
 
     /// Creates the topic and subscribes its creator (the document describes
@@ -281,18 +287,20 @@ impl Router {
         &mut self,
         conn: ConnId,
         seq: Seq,
+        owner: &ClientInfo,
         name: String,
         nickname: Option<String>,
     ) -> Result<Vec<Delivery>, RequestError> {
         if let Some(topic) = self.topics.get(&name) {
             return Err(RequestError::TopicExists(self.topic_info(&name, topic)));
         }
-        let owner_uuid = self.client_mut(conn).info.uuid;
-        let mut topic = Topic::new(conn, owner_uuid, nickname);
+        let mut topic = Topic::new(conn, owner.uuid, nickname);
         topic.subscribers.insert(conn);
         self.topics.insert(name.clone(), topic);
-        self.client_mut(conn).subscriptions.insert(name.clone());
-        let mine = self.changed(conn, seq, TopicChange::Created, &name);
+        if let Some(subscriptions) = self.subscriptions_mut(conn) {
+            subscriptions.insert(name.clone());
+        }
+        let mine = self.changed(conn, seq, TopicChange::Created, &name)?;
         let others = self.broadcast_change(conn, &mine.event);
         Ok(vec![mine, others])
     }
@@ -435,12 +443,16 @@ impl Router {
         out
     }
 
-    fn changed(&self, conn: ConnId, seq: Seq, change: TopicChange, name: &str) -> Delivery {
-        let info = match self.topics.get(name) {
-            Some(topic) => self.topic_info(name, topic),
-            None => unreachable_topic(name),
-        };
-        Delivery::one(conn, changed_event(Some(seq), change, info))
+    /// The answer to `conn`'s request `seq` that changed topic `name`.
+    fn changed(
+        &self,
+        conn: ConnId,
+        seq: Seq,
+        change: TopicChange,
+        name: &str,
+    ) -> Result<Delivery, RequestError> {
+        let info = self.topic_info(name, self.topic(name)?);
+        Ok(Delivery::one(conn, changed_event(Some(seq), change, info)))
     }
 
     /// The same topic change, without `seq`, to every identified client but `conn`.
@@ -476,11 +488,10 @@ impl Router {
             .ok_or_else(|| RequestError::NoSuchTopic(name.to_string()))
     }
 
-    fn client_mut(&mut self, conn: ConnId) -> &mut Client {
+    fn subscriptions_mut(&mut self, conn: ConnId) -> Option<&mut BTreeSet<String>> {
         match self.conns.get_mut(&conn) {
-            Some(Conn::Identified(client)) => client,
-            // `request` only dispatches for identified connections.
-            _ => unreachable!("request from unidentified connection {conn}"),
+            Some(Conn::Identified(client)) => Some(&mut client.subscriptions),
+            _ => None,
         }
     }
 
@@ -500,11 +511,6 @@ impl Router {
 
 fn changed_event(seq: Option<Seq>, change: TopicChange, topic: TopicInfo) -> Event {
     Event::TopicChanged { seq, change, topic }
-}
-
-#[cold]
-fn unreachable_topic(name: &str) -> ! {
-    unreachable!("topic {name:?} was just created or looked up")
 }
 
 #[cfg(test)]
