@@ -531,6 +531,22 @@ fn a_binary_frame_after_identify_gets_a_protocol_status_without_seq_and_the_conn
     assert_nothing_pending(&mut ann, 0);
 }
 
+#[test]
+fn the_refusal_of_a_binary_frame_leaves_after_replies_to_earlier_frames() {
+    let addr = start(config());
+    let mut ann = Concierge::join(addr, "ann");
+    for round in 0..20 {
+        // Both frames go out before either reply can arrive.
+        ann.client.ws.write(Message::text(r#"{"type":"SELF_FETCH"}"#)).unwrap();
+        ann.client.ws.write(Message::binary(vec![1u8, 2, 3])).unwrap();
+        ann.client.ws.flush().unwrap();
+        let first = ann.recv();
+        assert_eq!(first["type"], "SELF_FETCH_RESULT", "round {round}: {first}");
+        assert_eq!(first["seq"], round);
+        assert_described_status(&ann.recv(), "PROTOCOL", None);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // MESSAGE
 // ---------------------------------------------------------------------------

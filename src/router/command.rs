@@ -55,6 +55,15 @@ pub enum Command {
         /// What is asked.
         request: Request,
     },
+    /// A frame that answers to no `seq` (a binary frame to the concierge)
+    /// could not be understood. Sent through the router, like requests, so
+    /// that the refusal leaves after the replies to earlier frames.
+    Reject {
+        /// The sending connection.
+        conn: ConnId,
+        /// What is wrong.
+        error: crate::router::RequestError,
+    },
     /// The connection's socket is gone (its reader thread has ended).
     Closed {
         /// The connection that ended.

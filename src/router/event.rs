@@ -88,8 +88,8 @@ pub enum Event {
     },
     /// A request failed.
     Refused {
-        /// The request answered.
-        seq: Seq,
+        /// The request answered; `None` for frames that have no number.
+        seq: Option<Seq>,
         /// Why.
         error: RequestError,
     },

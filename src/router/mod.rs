@@ -84,6 +84,12 @@ impl Router {
                 tags,
             } => self.identify(conn, name, nickname, tags),
             Command::Request { conn, seq, request } => self.request(conn, seq, request),
+            Command::Reject { conn, error } => match self.conns.get(&conn) {
+                Some(Conn::Identified(_)) => {
+                    vec![Delivery::one(conn, Event::Refused { seq: None, error })]
+                }
+                _ => Vec::new(),
+            },
             Command::Closed { conn } => self.remove(conn),
         }
     }
@@ -202,7 +208,10 @@ impl Router {
             Request::FetchSelf => Ok(vec![Delivery::one(conn, self.fetch_self(conn, seq, me))]),
             Request::Invalid(error) => Err(error),
         };
-        result.unwrap_or_else(|error| vec![Delivery::one(conn, Event::Refused { seq, error })])
+        result.unwrap_or_else(|error| {
+            let seq = Some(seq);
+            vec![Delivery::one(conn, Event::Refused { seq, error })]
+        })
     }
 
     fn send(

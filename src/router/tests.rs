@@ -218,9 +218,9 @@ fn unknown_targets_are_refused_with_the_name_given() {
                     error: RequestError::NoSuchUuid(_),
                 },
                 RequestError::NoSuchUuid(e),
-            ) if e.is_empty() => assert_eq!(*s, seq),
+            ) if e.is_empty() => assert_eq!(*s, Some(seq)),
             (Event::Refused { seq: s, error }, expected) => {
-                assert_eq!(*s, seq);
+                assert_eq!(*s, Some(seq));
                 assert_eq!(error, &expected);
             }
             other => panic!("{other:?}"),
@@ -326,7 +326,7 @@ fn create_subscribes_the_creator_and_tells_everyone_else_without_seq() {
         },
     );
     assert!(
-        matches!(&out[0].event, Event::Refused { seq: 0, error: RequestError::TopicExists(info) } if info.owner == ann)
+        matches!(&out[0].event, Event::Refused { seq: Some(0), error: RequestError::TopicExists(info) } if info.owner == ann)
     );
 }
 
@@ -373,7 +373,7 @@ fn subscribe_and_unsubscribe_need_an_existing_group_and_show_in_self_fetch() {
     assert!(matches!(
         &out[0].event,
         Event::Refused {
-            seq: 5,
+            seq: Some(5),
             error: RequestError::NoSuchTopic(_)
         }
     ));
@@ -396,7 +396,7 @@ fn only_the_owner_deletes_and_subscribers_hear_of_it() {
     hub.ask(2, 0, Request::Subscribe { topic: topic("g") });
     let out = hub.ask(2, 1, Request::DeleteTopic { topic: topic("g") });
     assert!(
-        matches!(&out[0].event, Event::Refused { seq: 1, error: RequestError::NotOwner(g) } if g == "g")
+        matches!(&out[0].event, Event::Refused { seq: Some(1), error: RequestError::NotOwner(g) } if g == "g")
     );
     let out = hub.ask(1, 1, Request::DeleteTopic { topic: topic("g") });
     let summary: Vec<(Vec<ConnId>, Option<Seq>, TopicChange)> = out
@@ -530,7 +530,7 @@ fn fetches_list_clients_and_groups_in_name_order() {
     assert!(matches!(
         &out[0].event,
         Event::Refused {
-            seq: 3,
+            seq: Some(3),
             error: RequestError::NoSuchTopic(_)
         }
     ));
@@ -547,7 +547,7 @@ fn invalid_requests_are_answered_with_their_seq() {
     );
     assert_eq!(out[0].to, to(&[1]));
     assert!(
-        matches!(&out[0].event, Event::Refused { seq: 9, error: RequestError::Unsupported(k) } if k == "HELLO")
+        matches!(&out[0].event, Event::Refused { seq: Some(9), error: RequestError::Unsupported(k) } if k == "HELLO")
     );
 }
 
@@ -558,4 +558,16 @@ fn requests_from_unknown_or_unidentified_connections_are_ignored() {
     assert!(hub.ask(1, 0, Request::FetchClients).is_empty());
     assert!(hub.ask(99, 0, Request::FetchClients).is_empty());
     assert!(hub.close(99).is_empty());
+}
+
+#[test]
+fn rejections_of_unnumbered_frames_carry_no_seq_and_need_identification() {
+    let mut hub = Hub::new();
+    hub.join(1, "ann");
+    hub.open(2);
+    let reject = |conn| Command::Reject { conn: ConnId(conn), error: RequestError::Malformed("binary".into()) };
+    let out = hub.at(reject(1), 2);
+    assert_eq!(out[0].to, to(&[1]));
+    assert!(matches!(&out[0].event, Event::Refused { seq: None, error: RequestError::Malformed(why) } if why == "binary"));
+    assert!(hub.at(reject(2), 2).is_empty());
 }

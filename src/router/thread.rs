@@ -17,7 +17,7 @@ use super::{Command, ConnId, Delivery, Disconnect, Event, Router};
 use crate::dialect::{self, Dialect};
 use crate::log;
 use crate::metrics::Metrics;
-use crate::net::frame::Frame;
+use crate::net::frame::{Close, Frame};
 use crate::net::outbox::{Outbox, PushError};
 
 /// Where a connection's frames go.
@@ -29,7 +29,7 @@ struct Peer {
 }
 
 /// Starts the router thread. It runs until every sender of `commands` is
-/// dropped (all readers and the listener are gone).
+/// dropped, which happens only when the server itself is dropped.
 pub fn spawn(
     router: Router,
     commands: Receiver<Command>,
@@ -48,14 +48,18 @@ fn run(mut router: Router, commands: Receiver<Command>, metrics: &Metrics) {
             None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         let now = Instant::now();
-        let deliveries = match received {
+        // Deadlines first, also when commands keep arriving (a busy channel
+        // never times out), so that a late IDENTIFY finds its connection
+        // already closed.
+        let mut deliveries = router.expire(now);
+        match received {
             Ok(command) => {
                 track(&mut peers, &command);
-                router.handle(command, now)
+                deliveries.extend(router.handle(command, now));
             }
-            Err(RecvTimeoutError::Timeout) => router.expire(now),
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
-        };
+        }
         deliver(&mut router, &peers, deliveries, now, metrics);
     }
 }
@@ -77,7 +81,7 @@ fn track(peers: &mut HashMap<ConnId, Peer>, command: &Command) {
         Command::Closed { conn } => {
             peers.remove(conn);
         }
-        Command::Identify { .. } | Command::Request { .. } => {}
+        Command::Identify { .. } | Command::Request { .. } | Command::Reject { .. } => {}
     }
 }
 
@@ -99,12 +103,12 @@ fn deliver(
             };
             let frame = rendered[peer.dialect.index()]
                 .get_or_insert_with(|| dialect::render(peer.dialect, &delivery.event));
-            let Some(frame) = frame else { continue };
             if let Event::Disconnect(why) = &delivery.event {
                 log!("{conn} {}: closing: {why}", peer.dialect);
-                peer.outbox.close(frame.clone());
+                peer.outbox.close(frame.clone().unwrap_or_else(|| generic_close(why)));
                 continue;
             }
+            let Some(frame) = frame else { continue };
             match peer.outbox.try_push(frame.clone()) {
                 Ok(()) => metrics.frames_out.increment(),
                 Err(PushError::Closed) => {}
@@ -118,10 +122,19 @@ fn deliver(
             let why = Disconnect::TooSlow;
             log!("{conn} {}: closing: {why}", peer.dialect);
             metrics.slow_consumers.increment();
-            if let Some(frame) = dialect::render(peer.dialect, &Event::Disconnect(why)) {
-                peer.outbox.abort(frame);
-            }
+            let frame = dialect::render(peer.dialect, &Event::Disconnect(why.clone()));
+            peer.outbox.abort(frame.unwrap_or_else(|| generic_close(&why)));
             queue.extend(router.handle(Command::Closed { conn }, now));
         }
     }
+}
+
+/// The close frame for a dialect that has no rendering of its own for `why`.
+fn generic_close(why: &Disconnect) -> Frame {
+    let code = match why {
+        Disconnect::TooSlow => 1013,
+        Disconnect::Internal(_) => 1011,
+        Disconnect::IdentifyTimeout | Disconnect::NameTaken(_) => 1008,
+    };
+    Frame::close(&Close::new(code, why.to_string()))
 }

@@ -79,17 +79,33 @@ struct Envelope {
     data: Option<Box<RawValue>>,
 }
 
+/// A `target`, flat for the same reason as [`Envelope`]: serde's tagged
+/// enums buffer their input with a recursive visitor, which a deeply nested
+/// field could drive through the thread's stack.
 #[derive(Deserialize)]
-#[serde(tag = "type")]
-enum WireTarget {
-    #[serde(rename = "NAME")]
-    Name { name: String },
-    #[serde(rename = "UUID")]
-    Uuid { uuid: String },
-    #[serde(rename = "GROUP")]
-    Group { group: String },
-    #[serde(rename = "ALL")]
-    All,
+struct WireTarget {
+    #[serde(rename = "type")]
+    kind: String,
+    name: Option<String>,
+    uuid: Option<String>,
+    group: Option<String>,
+}
+
+impl WireTarget {
+    fn into_target(self) -> Result<Target, String> {
+        let missing = |field: &str| format!("a {} target needs a string `{field}`", self.kind);
+        Ok(match self.kind.as_str() {
+            "NAME" => Target::Name(self.name.clone().ok_or_else(|| missing("name"))?),
+            "UUID" => Target::Uuid(self.uuid.clone().ok_or_else(|| missing("uuid"))?),
+            "GROUP" => Target::Topic(self.group.clone().ok_or_else(|| missing("group"))?),
+            "ALL" => Target::All,
+            other => {
+                return Err(format!(
+                    "unknown target type {other:?}: expected NAME, UUID, GROUP or ALL"
+                ))
+            }
+        })
+    }
 }
 
 const SERVER_ONLY: [&str; 6] = [
@@ -118,12 +134,10 @@ pub fn decode(text: &str) -> Result<Payload, String> {
             nickname: envelope.nickname,
         }),
         "MESSAGE" => Payload::Message {
-            target: match envelope.target.ok_or("MESSAGE needs a `target`")? {
-                WireTarget::Name { name } => Target::Name(name),
-                WireTarget::Uuid { uuid } => Target::Uuid(uuid),
-                WireTarget::Group { group } => Target::Topic(group),
-                WireTarget::All => Target::All,
-            },
+            target: envelope
+                .target
+                .ok_or("MESSAGE needs a `target`")?
+                .into_target()?,
             data: envelope.data.unwrap_or_else(null),
         },
         // The document's prose also calls these SUBSCRIBE, UNSUBSCRIBE,
@@ -244,11 +258,15 @@ mod tests {
             (r#"{"type":"MESSAGE","data":1}"#, "MESSAGE needs a `target`"),
             (
                 r#"{"type":"MESSAGE","target":{"type":"PLANET"}}"#,
-                "unknown variant `PLANET`",
+                "unknown target type \"PLANET\"",
             ),
             (
                 r#"{"type":"MESSAGE","target":{"type":"NAME"}}"#,
-                "missing field `name`",
+                "a NAME target needs a string `name`",
+            ),
+            (
+                r#"{"type":"MESSAGE","target":{"name":"x"}}"#,
+                "missing field `type`",
             ),
             (r#"{"type":"GROUP_CREATE","name":""}"#, "must be 1 to 128"),
         ];

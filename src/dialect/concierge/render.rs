@@ -76,8 +76,7 @@ fn change_code(change: TopicChange) -> &'static str {
     }
 }
 
-fn refusal(seq: Seq, error: &RequestError) -> Payload<'_> {
-    let seq = Some(seq);
+fn refusal(seq: Option<Seq>, error: &RequestError) -> Payload<'_> {
     match error {
         RequestError::NoSuchName(name) => status(seq, "NO_SUCH_NAME", Detail::Name { name }),
         RequestError::NoSuchUuid(uuid) => status(seq, "NO_SUCH_UUID", Detail::Uuid { uuid }),
@@ -236,15 +235,3 @@ impl<'a> From<&'a Target> for WireTarget<'a> {
     }
 }
 
-/// A `PROTOCOL` status answering no numbered frame (a binary frame).
-pub fn unsequenced_protocol_error(desc: &str) -> Frame {
-    let payload = status(
-        None,
-        "PROTOCOL",
-        Detail::Desc {
-            desc: desc.to_string(),
-        },
-    );
-    // As in `to_json`: these structs always serialize.
-    Frame::text(&serde_json::to_string(&payload).expect("concierge payloads always serialize"))
-}

@@ -75,7 +75,10 @@ impl Session {
         const WHY: &str = "binary frames are not part of this protocol; send JSON text";
         match self.state {
             State::Unidentified => Step::Close(ConciergeError::Decode(WHY.into()).close()),
-            State::Identified { .. } => Step::Reply(super::render::unsequenced_protocol_error(WHY)),
+            State::Identified { .. } => Step::Forward(Command::Reject {
+                conn: self.conn,
+                error: RequestError::Malformed(WHY.into()),
+            }),
         }
     }
 
@@ -186,7 +189,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(session.on_binary(), Step::Reply(_)));
+        assert!(matches!(session.on_binary(), Step::Forward(Command::Reject { .. })));
         match session.on_text(r#"{"type":"IDENTIFY","name":"x","version":"0.1.0"}"#) {
             Step::Forward(Command::Request {
                 seq: 3,
