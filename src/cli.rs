@@ -58,7 +58,7 @@ impl std::error::Error for CliError {}
 struct Flag {
     name: &'static str,
     usage: &'static str,
-    /// `None` for switches that take no value.
+    /// How the value (or, for a switch, its presence) changes the config.
     apply: Setter,
 }
 
@@ -121,6 +121,22 @@ const FLAGS: &[Flag] = &[
         usage: "N     bytes queued for one client before it is dropped as too slow [1048576]",
         apply: Setter::Value(|c, v| {
             c.max_queued_bytes = positive(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "keepalive-ms",
+        usage: "N         ping a silent WebSocket client after N ms; close it after 2N [30000]",
+        apply: Setter::Value(|c, v| {
+            c.keepalive = millis(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "max-handshakes",
+        usage: "N       sockets allowed in their HTTP handshake at once [1024]",
+        apply: Setter::Value(|c, v| {
+            c.max_handshakes = positive(v)?;
             Ok(())
         }),
     },

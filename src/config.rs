@@ -20,10 +20,18 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Open WebSocket connections above which upgrades get 503 (`--max-connections`).
     pub max_connections: usize,
-    /// Bytes queued for one client above which it is disconnected as too
-    /// slow (`--max-queued-bytes`).
+    /// Bytes queued for one client, and not yet taken by its writer thread,
+    /// above which it is disconnected as too slow (`--max-queued-bytes`).
+    /// A stalled writer may hold one more batch of this size.
     pub max_queued_bytes: usize,
-    /// No connect/disconnect log lines (`--quiet`).
+    /// Silence after which the server pings a WebSocket client; a client
+    /// silent for twice this (pongs count) is closed (`--keepalive-ms`).
+    pub keepalive: Duration,
+    /// Sockets allowed to be in their HTTP handshake at once; more are
+    /// refused on accept (`--max-handshakes`).
+    pub max_handshakes: usize,
+    /// No connect/disconnect log lines (`--quiet`). Process-wide: servers
+    /// embedded in one process share it.
     pub quiet: bool,
 }
 
@@ -37,6 +45,8 @@ impl Default for Config {
             max_message_bytes: 1 << 20,
             max_connections: 10_000,
             max_queued_bytes: 1 << 20,
+            keepalive: Duration::from_secs(30),
+            max_handshakes: 1024,
             quiet: false,
         }
     }

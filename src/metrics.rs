@@ -42,6 +42,10 @@ pub struct Metrics {
     pub connections_total: Counter,
     /// Upgrades refused because `--max-connections` were open.
     pub connections_refused: Counter,
+    /// Sockets in their HTTP handshake now.
+    pub handshakes_open: Counter,
+    /// Sockets refused because `--max-handshakes` were in their handshake.
+    pub handshakes_refused: Counter,
     /// Sockets cut off at the handshake deadline.
     pub handshake_timeouts: Counter,
     /// Complete messages received from clients.
@@ -55,7 +59,7 @@ pub struct Metrics {
 impl Metrics {
     /// The counters in Prometheus' text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &Counter); 7] = [
+        let rows: [(&str, &str, &str, &Counter); 9] = [
             (
                 "switchboard_connections_open",
                 "gauge",
@@ -73,6 +77,18 @@ impl Metrics {
                 "counter",
                 "Upgrades refused at the connection cap",
                 &self.connections_refused,
+            ),
+            (
+                "switchboard_handshakes_open",
+                "gauge",
+                "Sockets in their HTTP handshake now",
+                &self.handshakes_open,
+            ),
+            (
+                "switchboard_handshakes_refused_total",
+                "counter",
+                "Sockets refused at the handshake cap",
+                &self.handshakes_refused,
             ),
             (
                 "switchboard_handshake_timeouts_total",

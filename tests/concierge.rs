@@ -537,8 +537,14 @@ fn the_refusal_of_a_binary_frame_leaves_after_replies_to_earlier_frames() {
     let mut ann = Concierge::join(addr, "ann");
     for round in 0..20 {
         // Both frames go out before either reply can arrive.
-        ann.client.ws.write(Message::text(r#"{"type":"SELF_FETCH"}"#)).unwrap();
-        ann.client.ws.write(Message::binary(vec![1u8, 2, 3])).unwrap();
+        ann.client
+            .ws
+            .write(Message::text(r#"{"type":"SELF_FETCH"}"#))
+            .unwrap();
+        ann.client
+            .ws
+            .write(Message::binary(vec![1u8, 2, 3]))
+            .unwrap();
         ann.client.ws.flush().unwrap();
         let first = ann.recv();
         assert_eq!(first["type"], "SELF_FETCH_RESULT", "round {round}: {first}");

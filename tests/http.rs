@@ -212,3 +212,25 @@ fn connection_cap_refuses_upgrades_with_503_until_a_slot_frees() {
     third.send_text("in");
     assert_eq!(third.recv().into_text().unwrap().as_str(), "in");
 }
+
+#[test]
+fn sockets_over_the_handshake_cap_get_503_at_once() {
+    let addr = start(Config {
+        max_handshakes: 2,
+        ..config()
+    });
+    let silent: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // /metrics itself needs a handshake slot, so wait on the gauge by probing.
+    wait_until("two sockets in their handshake", || {
+        let response = get(addr, "/healthz");
+        status_line(&response) == "HTTP/1.1 503 Service Unavailable"
+    });
+    drop(silent);
+    wait_until("the slots to free", || {
+        status_line(&get(addr, "/healthz")) == "HTTP/1.1 200 OK"
+    });
+    assert!(metric(addr, "switchboard_handshakes_refused_total") >= 1);
+    let mut echo = Client::connect(addr, "/ws/echo");
+    echo.send_text("through");
+    assert_eq!(echo.recv().into_text().unwrap().as_str(), "through");
+}

@@ -294,7 +294,8 @@ fn deeply_nested_json_never_overflows_a_stack() {
     let arrays = "[".repeat(100_000) + &"]".repeat(100_000);
     let objects = "{\"a\":".repeat(50_000) + "1" + &"}".repeat(50_000);
 
-    let in_data = format!(r#"{{"type":"MESSAGE","target":{{"type":"NAME","name":"bob"}},"data":{arrays}}}"#);
+    let in_data =
+        format!(r#"{{"type":"MESSAGE","target":{{"type":"NAME","name":"bob"}},"data":{arrays}}}"#);
     ann.client.send_text(&in_data);
     assert_eq!(ann.recv()["code"], "MESSAGE_SENT");
     match bob.client.recv() {
@@ -302,16 +303,79 @@ fn deeply_nested_json_never_overflows_a_stack() {
         other => panic!("{other:?}"),
     }
 
-    let in_target = format!(r#"{{"type":"MESSAGE","target":{{"type":"NAME","name":"bob","x":{objects}}},"data":2,"y":{objects}}}"#);
+    let in_target = format!(
+        r#"{{"type":"MESSAGE","target":{{"type":"NAME","name":"bob","x":{objects}}},"data":2,"y":{objects}}}"#
+    );
     ann.client.send_text(&in_target);
-    assert_eq!(ann.recv(), json!({"type": "STATUS", "code": "MESSAGE_SENT", "seq": 1}));
+    assert_eq!(
+        ann.recv(),
+        json!({"type": "STATUS", "code": "MESSAGE_SENT", "seq": 1})
+    );
     assert_eq!(bob.recv()["data"], 2);
 
-    let in_tags = format!(r#"{{"type":"IDENTIFY","name":"carl","version":"0.1.0","tags":{arrays}}}"#);
+    let in_tags =
+        format!(r#"{{"type":"IDENTIFY","name":"carl","version":"0.1.0","tags":{arrays}}}"#);
     let mut carl = Client::connect(addr, "/ws/concierge");
     carl.send_text(&in_tags);
     assert_eq!(carl.expect_close().0, 4002);
     // Everyone else still works.
-    ann.send(json!({"type": "MESSAGE", "target": {"type": "NAME", "name": "bob"}, "data": "after"}));
+    ann.send(
+        json!({"type": "MESSAGE", "target": {"type": "NAME", "name": "bob"}, "data": "after"}),
+    );
     assert_eq!(bob.recv()["data"], "after");
+}
+
+/// Reads one server frame from a raw socket: (first byte, payload).
+fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut header = [0u8; 2];
+    stream.read_exact(&mut header).unwrap();
+    let mut payload = vec![0u8; (header[1] & 0x7f) as usize];
+    stream.read_exact(&mut payload).unwrap();
+    (header[0], payload)
+}
+
+#[test]
+fn a_silent_client_is_pinged_and_closed_with_1001_if_it_never_answers() {
+    let addr = start(Config {
+        keepalive: std::time::Duration::from_millis(100),
+        ..config()
+    });
+    let mut stream = raw_websocket(addr, "/ws/echo");
+    let (first, payload) = read_frame(&mut stream);
+    assert_eq!((first, payload.len()), (0x89, 0), "an empty ping first");
+    loop {
+        match read_frame(&mut stream) {
+            (0x89, _) => continue,
+            (0x88, payload) => {
+                assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
+                break;
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_silent_client_that_answers_pings_stays_connected() {
+    let addr = start(Config {
+        keepalive: std::time::Duration::from_millis(50),
+        ..config()
+    });
+    let mut client = Client::connect(addr, "/ws/echo");
+    // tungstenite answers each ping with a pong on the next read; eight
+    // pings span four times the silence that would close an unanswering client.
+    let mut pings = 0;
+    while pings < 8 {
+        match client.ws.read().unwrap() {
+            Message::Ping(_) => pings += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    client.send_text("alive");
+    loop {
+        match client.ws.read().unwrap() {
+            Message::Ping(_) => continue,
+            message => break assert_eq!(message, Message::text("alive")),
+        }
+    }
 }

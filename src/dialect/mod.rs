@@ -41,6 +41,18 @@ impl Dialect {
         self as usize
     }
 
+    /// The close for a client silent for `limit` despite keepalive pings.
+    /// No dialect document defines one, so all use 1001 (going away).
+    pub fn silence_close(self, limit: std::time::Duration) -> Close {
+        let reason = format!(
+            "nothing received for {} ms, pings included",
+            limit.as_millis()
+        );
+        match self {
+            Dialect::Echo | Dialect::Concierge => Close::new(1001, reason),
+        }
+    }
+
     /// Whether the dialect's connections are registered with the router.
     pub fn uses_router(self) -> bool {
         match self {
@@ -84,6 +96,14 @@ impl Session {
             Dialect::Concierge => {
                 Session::Concierge(concierge::Session::new(conn, config.secret.clone()))
             }
+        }
+    }
+
+    /// The dialect this session speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Session::Echo => Dialect::Echo,
+            Session::Concierge(_) => Dialect::Concierge,
         }
     }
 

@@ -23,8 +23,10 @@
 //! # How a connection ends
 //!
 //! - The reader stops on a Close from the client (after queuing the reply),
-//!   on a protocol error or oversize message (after queuing a close frame),
-//!   or when the socket fails. It then shuts the outbox, tells the router
+//!   on a protocol error or oversize message (after queuing a close frame,
+//!   then waiting up to [`CLOSE_GRACE`] for the client's reply), when the
+//!   client stays silent for two keepalive intervals although pinged, or
+//!   when the socket fails. It then shuts the outbox, tells the router
 //!   `Closed`, and drops `reader_done`.
 //! - The writer stops when the outbox is closed and empty, or when a write
 //!   fails, stalls for [`WRITE_STALL_TIMEOUT`], or is still blocked when the
@@ -51,7 +53,7 @@ use super::upgrade;
 use super::Shared;
 use crate::dialect::{concierge, Dialect, Session, Step};
 use crate::log;
-use crate::metrics::Metrics;
+use crate::metrics::{Counter, Metrics};
 use crate::router::{Command, ConnId};
 
 /// Stack of the thread that reads the request and then the WebSocket. It
@@ -70,21 +72,34 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// allocated for every connection, busy or idle.
 const READ_CHUNK: usize = 4096;
 
-/// Starts a thread that serves `stream` from its first byte to its last.
+/// Starts a thread that serves `stream` from its first byte to its last,
+/// unless `--max-handshakes` sockets are already in their handshake: then
+/// the socket gets a 503 (if its buffer takes it at once) and is closed.
 pub(crate) fn spawn(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
+    let max = shared.config.max_handshakes;
+    let Some(handshake) = Slot::reserve(&shared.metrics, |m| &m.handshakes_open, max) else {
+        shared.metrics.handshakes_refused.increment();
+        let _ = stream.set_nonblocking(true);
+        let _ = Response::text(503, "too many handshakes in progress\n")
+            .with_header("Retry-After", "1")
+            .write_to(&stream);
+        return Ok(());
+    };
     thread::Builder::new()
         .name("conn".into())
         .stack_size(READER_STACK)
-        .spawn(move || serve(stream, &shared))
+        .spawn(move || serve(stream, &shared, handshake))
         .map(drop)
 }
 
-fn serve(stream: TcpStream, shared: &Arc<Shared>) {
+fn serve(stream: TcpStream, shared: &Arc<Shared>, handshake: Slot) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a: SocketAddr| a.to_string());
     let deadline = Instant::now() + shared.config.handshake_timeout;
-    let request = match http::read_request(&stream, deadline) {
+    let request = http::read_request(&stream, deadline);
+    drop(handshake);
+    let request = match request {
         Ok(request) => request,
         Err(error) => return refuse_unreadable(&stream, &peer, error, &shared.metrics),
     };
@@ -172,7 +187,8 @@ fn upgrade(
         Ok(accept) => accept,
         Err(refusal) => return Err((stream, refusal.response())),
     };
-    let Some(slot) = Slot::reserve(&shared.metrics, shared.config.max_connections) else {
+    let max = shared.config.max_connections;
+    let Some(slot) = Slot::reserve(&shared.metrics, |m| &m.connections_open, max) else {
         shared.metrics.connections_refused.increment();
         let busy = Response::text(503, "too many connections\n").with_header("Retry-After", "1");
         return Err((stream, busy));
@@ -188,30 +204,47 @@ fn upgrade(
     if sent.is_err() {
         return Ok(()); // the client left mid-handshake
     }
+    shared.metrics.connections_total.increment();
     let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
     log!("{conn} {dialect}: connected from {peer}");
-    let ending = run(stream, request.leftover, conn, dialect, shared, slot);
+    let ending = run(
+        stream,
+        request.leftover,
+        conn,
+        dialect,
+        shared,
+        Arc::new(slot),
+    );
     log!("{conn} {dialect}: disconnected: {ending}");
     Ok(())
 }
 
-/// Counts one open WebSocket connection for as long as it lives; shared by
-/// the reader and writer threads, released when both have finished.
-struct Slot(Arc<Metrics>);
+/// One unit of a capped gauge (sockets in their handshake, open
+/// WebSockets), held for as long as what it counts lives and given back
+/// when dropped. A WebSocket's slot is shared by its reader and writer and
+/// released when both have finished.
+struct Slot {
+    metrics: Arc<Metrics>,
+    gauge: fn(&Metrics) -> &Counter,
+}
 
 impl Slot {
-    fn reserve(metrics: &Arc<Metrics>, max: usize) -> Option<Arc<Slot>> {
-        if !metrics.connections_open.increment_below(max as u64) {
-            return None;
-        }
-        metrics.connections_total.increment();
-        Some(Arc::new(Slot(metrics.clone())))
+    /// Takes a unit of `gauge` unless it already stands at `max`.
+    fn reserve(
+        metrics: &Arc<Metrics>,
+        gauge: fn(&Metrics) -> &Counter,
+        max: usize,
+    ) -> Option<Slot> {
+        gauge(metrics).increment_below(max as u64).then(|| Slot {
+            metrics: metrics.clone(),
+            gauge,
+        })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.connections_open.decrement();
+        (self.gauge)(&self.metrics).decrement();
     }
 }
 
@@ -226,7 +259,6 @@ fn run(
 ) -> Ending {
     let config = &shared.config;
     // Failing to set these options leaves defaults that still work.
-    let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
@@ -271,6 +303,7 @@ fn run(
         router: &shared.router,
         metrics: &shared.metrics,
         max_message_bytes: config.max_message_bytes,
+        keepalive: config.keepalive,
     };
     let ending = reader.read_until_end(&mut ws, &mut session);
     outbox.shut();
@@ -332,15 +365,41 @@ struct Reader<'a> {
     router: &'a Sender<Command>,
     metrics: &'a Metrics,
     max_message_bytes: usize,
+    /// Silence after which the server pings; twice this ends the connection.
+    keepalive: Duration,
 }
 
 impl Reader<'_> {
+    /// Reads messages until the connection ends. If this side closed it,
+    /// then waits (briefly) for the client's closing reply.
     fn read_until_end(&self, ws: &mut WebSocket<ReadHalf>, session: &mut Session) -> Ending {
+        // Each read waits at most one keepalive interval: a timeout is the
+        // reader's cue to ping a silent client, or to give up on it.
+        let _ = ws.get_ref().0.set_read_timeout(Some(self.keepalive));
+        let ending = self.read_messages(ws, session);
+        if let Ending::ServerClosed(_) = ending {
+            await_close_reply(ws);
+        }
+        ending
+    }
+
+    fn read_messages(&self, ws: &mut WebSocket<ReadHalf>, session: &mut Session) -> Ending {
+        let mut last_heard = Instant::now();
         loop {
             let message = match ws.read() {
                 Ok(message) => message,
+                Err(WsError::Io(e)) if is_timeout(&e) => {
+                    if last_heard.elapsed() >= 2 * self.keepalive {
+                        return self.close(session.dialect().silence_close(2 * self.keepalive));
+                    }
+                    // Fails only for a client that is too slow or leaving:
+                    // either way it is on its way out.
+                    let _ = self.outbox.try_push(Frame::ping(b""));
+                    continue;
+                }
                 Err(error) => return self.fail(error),
             };
+            last_heard = Instant::now();
             let step = match message {
                 Message::Text(text) => {
                     self.metrics.messages_in.increment();
@@ -366,7 +425,9 @@ impl Reader<'_> {
                 }
                 // Refused only once the outbox is closed, when the
                 // connection is ending anyway: keep reading until it does.
-                Step::Reply(frame) => drop(self.outbox.push_wait(frame)),
+                Step::Reply(frame) => {
+                    let _ = self.outbox.push_wait(frame);
+                }
                 Step::Close(close) => return self.close(close),
             }
         }
@@ -400,6 +461,31 @@ impl Reader<'_> {
             other => self.close(Close::new(1011, other.to_string())),
         }
     }
+}
+
+/// After this side's close frame, reads (and drops) what the client still
+/// sends until its closing reply arrives, for at most [`CLOSE_GRACE`].
+/// Closing a socket with unread input makes the kernel send a reset, which
+/// on some networks destroys the close frame before the client reads it.
+fn await_close_reply(ws: &mut WebSocket<ReadHalf>) {
+    let until = Instant::now() + CLOSE_GRACE;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || ws.get_ref().0.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match ws.read() {
+            Ok(Message::Close(_)) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// The writer thread: writes batches until the outbox is closed and empty,

@@ -18,6 +18,7 @@ enum Opcode {
     Text = 0x1,
     Binary = 0x2,
     Close = 0x8,
+    Ping = 0x9,
     Pong = 0xA,
 }
 
@@ -52,6 +53,14 @@ impl Frame {
     /// A binary frame holding `bytes`.
     pub fn binary(bytes: &[u8]) -> Frame {
         Frame::encode(Opcode::Binary, bytes)
+    }
+
+    /// A ping (the server's keepalive), with a payload of at most 125 bytes.
+    pub fn ping(payload: &[u8]) -> Frame {
+        Frame::encode(
+            Opcode::Ping,
+            &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)],
+        )
     }
 
     /// The pong answering a ping with this payload (at most 125 bytes: the

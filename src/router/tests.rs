@@ -565,9 +565,14 @@ fn rejections_of_unnumbered_frames_carry_no_seq_and_need_identification() {
     let mut hub = Hub::new();
     hub.join(1, "ann");
     hub.open(2);
-    let reject = |conn| Command::Reject { conn: ConnId(conn), error: RequestError::Malformed("binary".into()) };
+    let reject = |conn| Command::Reject {
+        conn: ConnId(conn),
+        error: RequestError::Malformed("binary".into()),
+    };
     let out = hub.at(reject(1), 2);
     assert_eq!(out[0].to, to(&[1]));
-    assert!(matches!(&out[0].event, Event::Refused { seq: None, error: RequestError::Malformed(why) } if why == "binary"));
+    assert!(
+        matches!(&out[0].event, Event::Refused { seq: None, error: RequestError::Malformed(why) } if why == "binary")
+    );
     assert!(hub.at(reject(2), 2).is_empty());
 }

@@ -105,7 +105,8 @@ fn deliver(
                 .get_or_insert_with(|| dialect::render(peer.dialect, &delivery.event));
             if let Event::Disconnect(why) = &delivery.event {
                 log!("{conn} {}: closing: {why}", peer.dialect);
-                peer.outbox.close(frame.clone().unwrap_or_else(|| generic_close(why)));
+                peer.outbox
+                    .close(frame.clone().unwrap_or_else(|| generic_close(why)));
                 continue;
             }
             let Some(frame) = frame else { continue };
@@ -123,7 +124,8 @@ fn deliver(
             log!("{conn} {}: closing: {why}", peer.dialect);
             metrics.slow_consumers.increment();
             let frame = dialect::render(peer.dialect, &Event::Disconnect(why.clone()));
-            peer.outbox.abort(frame.unwrap_or_else(|| generic_close(&why)));
+            peer.outbox
+                .abort(frame.unwrap_or_else(|| generic_close(&why)));
             queue.extend(router.handle(Command::Closed { conn }, now));
         }
     }

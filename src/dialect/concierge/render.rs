@@ -234,4 +234,3 @@ impl<'a> From<&'a Target> for WireTarget<'a> {
         }
     }
 }
-

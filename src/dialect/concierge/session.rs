@@ -189,7 +189,10 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(session.on_binary(), Step::Forward(Command::Reject { .. })));
+        assert!(matches!(
+            session.on_binary(),
+            Step::Forward(Command::Reject { .. })
+        ));
         match session.on_text(r#"{"type":"IDENTIFY","name":"x","version":"0.1.0"}"#) {
             Step::Forward(Command::Request {
                 seq: 3,
