@@ -93,6 +93,22 @@ const FLAGS: &[Flag] = &[
         }),
     },
     Flag {
+        name: "ping-ms",
+        usage: "N              channels PING interval; no PONG in 2 intervals closes [15000]",
+        apply: Setter::Value(|c, v| {
+            c.ping_interval = millis(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "ack-timeout-ms",
+        usage: "N       how long an emit with require-ack=true waits for ACKs [5000]",
+        apply: Setter::Value(|c, v| {
+            c.ack_timeout = millis(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
         name: "handshake-timeout-ms",
         usage: "N wall-clock deadline for a socket's HTTP request [5000]",
         apply: Setter::Value(|c, v| {

@@ -11,6 +11,12 @@ pub struct Config {
     /// Shared secret a concierge IDENTIFY must carry (`--secret`);
     /// `None` lets anyone identify.
     pub secret: Option<Arc<str>>,
+    /// How often channels listeners get a PING (`--ping-ms`); two intervals
+    /// without a PONG disconnect them.
+    pub ping_interval: Duration,
+    /// How long an emit with `require-ack=true` waits for ACKs
+    /// (`--ack-timeout-ms`).
+    pub ack_timeout: Duration,
     /// How long a concierge client has to IDENTIFY (`--identify-timeout-ms`).
     pub identify_timeout: Duration,
     /// How long a client has to send its whole HTTP request head
@@ -40,6 +46,8 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".to_string(),
             secret: None,
+            ping_interval: Duration::from_millis(15_000),
+            ack_timeout: Duration::from_millis(5000),
             identify_timeout: Duration::from_millis(5000),
             handshake_timeout: Duration::from_millis(5000),
             max_message_bytes: 1 << 20,

@@ -1,4 +1,5 @@
-//! Random identifiers handed to clients: version 4 UUIDs, from the OS RNG.
+//! Random identifiers handed to clients, from the OS RNG: version 4 UUIDs
+//! and short tokens such as channels' `client_fXoSDfqi` and `evt_gPVZZQC5`.
 
 use std::fmt;
 
@@ -9,6 +10,9 @@ use serde::{Serialize, Serializer};
 pub struct Uuid([u8; 16]);
 
 impl Uuid {
+    /// The all-zero UUID, standing for the hub itself (HTTP emits).
+    pub const NIL: Uuid = Uuid([0; 16]);
+
     /// A fresh random UUID. Fails only if the operating system's RNG does.
     pub fn new_v4() -> Result<Uuid, getrandom::Error> {
         let mut bytes = [0u8; 16];
@@ -65,9 +69,67 @@ impl Serialize for Uuid {
     }
 }
 
+/// The characters of [`token`]s: those allowed in concierge names too, so
+/// a channels client id is a valid name in the shared namespace.
+const TOKEN_ALPHABET: &[u8; 63] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_";
+
+/// `prefix` followed by `len` random characters of `[A-Za-z0-9_]`.
+pub fn token(prefix: &str, len: usize) -> Result<String, getrandom::Error> {
+    let mut out = String::with_capacity(prefix.len() + len);
+    out.push_str(prefix);
+    let mut bytes = [0u8; 32];
+    while out.len() < prefix.len() + len {
+        getrandom::fill(&mut bytes)?;
+        // 6 random bits per byte; 63 (one value in 64) is dropped so that
+        // every character is equally likely.
+        for &byte in &bytes {
+            let index = usize::from(byte & 63);
+            if index < TOKEN_ALPHABET.len() && out.len() < prefix.len() + len {
+                out.push(TOKEN_ALPHABET[index] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A random number below `bound` (which must be positive), without bias.
+pub fn below(bound: usize) -> Result<usize, getrandom::Error> {
+    let bound = bound as u64;
+    // Reject the top, partial copy of 0..bound in u64's range.
+    let zone = u64::MAX - (u64::MAX % bound);
+    loop {
+        let value = getrandom::u64()?;
+        if value < zone {
+            return Ok((value % bound) as usize);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_have_the_prefix_length_and_alphabet() {
+        let token = token("client_", 8).unwrap();
+        assert_eq!(token.len(), 15);
+        assert!(token.starts_with("client_"));
+        assert!(
+            token[7..].bytes().all(|b| TOKEN_ALPHABET.contains(&b)),
+            "{token}"
+        );
+        assert_ne!(super::token("", 16).unwrap(), super::token("", 16).unwrap());
+    }
+
+    #[test]
+    fn below_stays_below() {
+        for bound in [1, 2, 3, 7, 1000] {
+            for _ in 0..100 {
+                assert!(below(bound).unwrap() < bound);
+            }
+        }
+    }
 
     #[test]
     fn v4_has_version_and_variant_bits() {

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub handshake_timeouts: Counter,
     /// Complete messages received from clients.
     pub messages_in: Counter,
+    /// HTTP emits received.
+    pub emits: Counter,
     /// Frames queued for clients by the router.
     pub frames_out: Counter,
     /// Clients disconnected because their outbound queue was full.
@@ -59,7 +61,7 @@ pub struct Metrics {
 impl Metrics {
     /// The counters in Prometheus' text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &Counter); 9] = [
+        let rows: [(&str, &str, &str, &Counter); 10] = [
             (
                 "switchboard_connections_open",
                 "gauge",
@@ -101,6 +103,12 @@ impl Metrics {
                 "counter",
                 "Messages received from clients",
                 &self.messages_in,
+            ),
+            (
+                "switchboard_emits_total",
+                "counter",
+                "HTTP emits received",
+                &self.emits,
             ),
             (
                 "switchboard_frames_out_total",

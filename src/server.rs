@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::log;
 use crate::metrics::Metrics;
 use crate::net::{connection, Shared};
-use crate::router::{self, Router};
+use crate::router::{self, Router, Settings};
 
 /// Commands that may wait for the router before readers block. Readers
 /// blocking on a busy router is the back-pressure that keeps it from
@@ -51,6 +51,8 @@ impl Server {
             format!(
                 "ws://{addr}/ws/concierge  (concierge; or any path with subprotocol ert-concierge)"
             ),
+            format!("ws://{addr}/<channel>/listen  (channels listener)"),
+            format!("http://{addr}/<channel>/emit  (channels publish: GET or POST)"),
             format!("ws://{addr}/ws/echo       (echo)"),
             format!("http://{addr}/healthz     (liveness)"),
             format!("http://{addr}/metrics     (Prometheus metrics)"),
@@ -63,7 +65,11 @@ impl Server {
         crate::log::set_quiet(self.config.quiet);
         let metrics = Arc::new(Metrics::default());
         let (commands, inbox) = crossbeam_channel::bounded(COMMAND_QUEUE);
-        let router = Router::new(self.config.identify_timeout);
+        let router = Router::new(Settings {
+            identify_timeout: self.config.identify_timeout,
+            ping_interval: self.config.ping_interval,
+            ack_timeout: self.config.ack_timeout,
+        });
         router::thread::spawn(router, inbox, metrics.clone())?;
         let shared = Arc::new(Shared {
             config: Arc::new(self.config),

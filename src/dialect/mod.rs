@@ -5,15 +5,18 @@
 //! each client frame into a [`Step`]: usually a [`Command`] for the router.
 //! Its renderer ([`render`]) runs on the router thread and turns router
 //! [`Event`]s into frames. No dialect touches another's state; they meet
-//! only in the router's topics.
+//! only in the router's namespace of members and topics.
 
+pub mod channels;
 pub mod concierge;
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::net::frame::{Close, Frame};
-use crate::router::{Command, ConnId, Event};
+use crate::net::http::Request;
+use crate::router::{Addressee, Command, ConnId, Disconnect, Event};
 
 /// The protocol a WebSocket connection speaks, chosen at the handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,17 +25,20 @@ pub enum Dialect {
     Echo,
     /// `/ws/concierge` or subprotocol `ert-concierge`.
     Concierge,
+    /// `/<channel>/listen`.
+    Channels,
 }
 
 impl Dialect {
     /// Every dialect, in a fixed order.
-    pub const ALL: [Dialect; 2] = [Dialect::Echo, Dialect::Concierge];
+    pub const ALL: [Dialect; 3] = [Dialect::Echo, Dialect::Concierge, Dialect::Channels];
 
     /// The dialect's name, as used in logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
             Dialect::Echo => "echo",
             Dialect::Concierge => "concierge",
+            Dialect::Channels => "channels",
         }
     }
 
@@ -41,23 +47,32 @@ impl Dialect {
         self as usize
     }
 
+    /// Whether the dialect's connections are registered with the router.
+    pub fn uses_router(self) -> bool {
+        match self {
+            Dialect::Echo => false,
+            Dialect::Concierge | Dialect::Channels => true,
+        }
+    }
+
+    /// Whether each recipient's frame differs (it names the recipient), so
+    /// that a broadcast cannot share one encoding among them.
+    pub fn frames_are_personal(self) -> bool {
+        match self {
+            Dialect::Channels => true,
+            Dialect::Echo | Dialect::Concierge => false,
+        }
+    }
+
     /// The close for a client silent for `limit` despite keepalive pings.
     /// No dialect document defines one, so all use 1001 (going away).
-    pub fn silence_close(self, limit: std::time::Duration) -> Close {
+    pub fn silence_close(self, limit: Duration) -> Close {
         let reason = format!(
             "nothing received for {} ms, pings included",
             limit.as_millis()
         );
         match self {
-            Dialect::Echo | Dialect::Concierge => Close::new(1001, reason),
-        }
-    }
-
-    /// Whether the dialect's connections are registered with the router.
-    pub fn uses_router(self) -> bool {
-        match self {
-            Dialect::Echo => false,
-            Dialect::Concierge => true,
+            Dialect::Echo | Dialect::Concierge | Dialect::Channels => Close::new(1001, reason),
         }
     }
 }
@@ -86,16 +101,20 @@ pub enum Session {
     Echo,
     /// A concierge client.
     Concierge(concierge::Session),
+    /// A channels listener.
+    Channels(channels::Session),
 }
 
 impl Session {
-    /// The starting state of a `dialect` connection numbered `conn`.
-    pub fn new(dialect: Dialect, conn: ConnId, config: &Config) -> Session {
+    /// The starting state of a `dialect` connection numbered `conn`, opened
+    /// with `request`.
+    pub fn new(dialect: Dialect, conn: ConnId, config: &Config, request: &Request) -> Session {
         match dialect {
             Dialect::Echo => Session::Echo,
             Dialect::Concierge => {
                 Session::Concierge(concierge::Session::new(conn, config.secret.clone()))
             }
+            Dialect::Channels => Session::Channels(channels::Session::new(conn, request)),
         }
     }
 
@@ -104,6 +123,15 @@ impl Session {
         match self {
             Session::Echo => Dialect::Echo,
             Session::Concierge(_) => Dialect::Concierge,
+            Session::Channels(_) => Dialect::Channels,
+        }
+    }
+
+    /// A command to send the router as soon as the connection is open.
+    pub fn on_open(&mut self) -> Option<Command> {
+        match self {
+            Session::Echo | Session::Concierge(_) => None,
+            Session::Channels(session) => session.on_open(),
         }
     }
 
@@ -112,6 +140,7 @@ impl Session {
         match self {
             Session::Echo => Step::Reply(Frame::text(text)),
             Session::Concierge(session) => session.on_text(text),
+            Session::Channels(session) => session.on_text(text),
         }
     }
 
@@ -120,15 +149,27 @@ impl Session {
         match self {
             Session::Echo => Step::Reply(Frame::binary(bytes)),
             Session::Concierge(session) => session.on_binary(),
+            Session::Channels(session) => session.on_binary(),
         }
     }
 }
 
 /// The frame a `dialect` client receives for `event`, or `None` if the event
 /// means nothing in that dialect. A `Disconnect` renders as a close frame.
-pub fn render(dialect: Dialect, event: &Event) -> Option<Frame> {
+/// `to` describes the recipient, for dialects whose frames are personal.
+pub fn render(dialect: Dialect, event: &Event, to: Option<Addressee<'_>>) -> Option<Frame> {
     match dialect {
         Dialect::Echo => None,
-        Dialect::Concierge => Some(concierge::render::render(event)),
+        Dialect::Concierge => concierge::render::render(event),
+        Dialect::Channels => channels::render::render(event, to?),
+    }
+}
+
+/// A last message before the close frame of a `Disconnect`, in dialects
+/// that explain a disconnection in a message of their own.
+pub fn farewell(dialect: Dialect, why: &Disconnect, to: Option<Addressee<'_>>) -> Option<Frame> {
+    match dialect {
+        Dialect::Echo | Dialect::Concierge => None,
+        Dialect::Channels => channels::render::farewell(why, to?),
     }
 }

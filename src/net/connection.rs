@@ -51,7 +51,7 @@ use super::outbox::Outbox;
 use super::route::{self, Route};
 use super::upgrade;
 use super::Shared;
-use crate::dialect::{concierge, Dialect, Session, Step};
+use crate::dialect::{channels, concierge, Dialect, Session, Step};
 use crate::log;
 use crate::metrics::{Counter, Metrics};
 use crate::router::{Command, ConnId};
@@ -109,14 +109,20 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, handshake: Slot) {
             .with_header("Content-Type", "text/plain; version=0.0.4"),
         Route::Index => Response::text(200, index()),
         Route::NotFound => Response::text(404, format!("no endpoint at {}\n", request.path)),
+        Route::Emit => match channels::split_path(&request.path) {
+            Some((channel, _)) => {
+                channels::emit::answer(&stream, &request, channel, shared, deadline)
+            }
+            None => Response::text(404, format!("no endpoint at {}\n", request.path)),
+        },
         Route::WebSocket(dialect) => {
             match upgrade(stream, &peer, request, dialect, deadline, shared) {
                 Ok(()) => return,
-                Err((stream, response)) => return respond(&stream, &response, deadline),
+                Err((stream, response)) => return respond(&stream, &response),
             }
         }
     };
-    respond(&stream, &response, deadline);
+    respond(&stream, &response);
 }
 
 fn refuse_unreadable(stream: &TcpStream, peer: &str, error: ReadError, metrics: &Metrics) {
@@ -130,14 +136,12 @@ fn refuse_unreadable(stream: &TcpStream, peer: &str, error: ReadError, metrics: 
         ReadError::Malformed(why) => Response::text(400, format!("malformed request: {why}\n")),
         ReadError::Closed | ReadError::Io(_) => return,
     };
-    // A short, fixed allowance: the client has had its handshake time.
-    respond(stream, &response, Instant::now() + Duration::from_secs(1));
+    respond(stream, &response);
 }
 
 /// Writes a plain HTTP response and ends the connection.
-fn respond(mut stream: &TcpStream, response: &Response, deadline: Instant) {
-    let left = deadline.saturating_duration_since(Instant::now());
-    let _ = stream.set_write_timeout(Some(left.max(Duration::from_millis(100))));
+fn respond(mut stream: &TcpStream, response: &Response) {
+    let _ = stream.set_write_timeout(Some(RESPONSE_WRITE_TIMEOUT));
     // The client may be gone already; there is nobody to tell.
     let _ = response.write_to(&mut stream);
     let _ = stream.shutdown(Shutdown::Write);
@@ -164,13 +168,27 @@ fn linger(mut stream: &TcpStream) {
     }
 }
 
+/// How long writing an HTTP response may take.
+const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a refused or answered HTTP client may keep sending.
 const LINGER: Duration = Duration::from_secs(1);
 /// How much it may send meanwhile.
 const LINGER_BYTES: usize = 64 * 1024;
 
 fn index() -> String {
-    "switchboard\n\nendpoints:\n  GET /ws/concierge   concierge (or any path with subprotocol ert-concierge)\n  GET /ws/echo        echo\n  GET /healthz        liveness\n  GET /metrics        Prometheus metrics\n".to_string()
+    [
+        "switchboard",
+        "",
+        "endpoints:",
+        "  GET /ws/concierge          concierge (or any path with subprotocol ert-concierge)",
+        "  GET /<channel>/listen      channels listener (WebSocket)",
+        "  GET|POST /<channel>/emit   channels publish (HTTP)",
+        "  GET /ws/echo               echo",
+        "  GET /healthz               liveness",
+        "  GET /metrics               Prometheus metrics",
+        "",
+    ]
+    .join("\n")
 }
 
 /// Completes the handshake and serves the WebSocket. On refusal, hands the
@@ -207,14 +225,7 @@ fn upgrade(
     shared.metrics.connections_total.increment();
     let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
     log!("{conn} {dialect}: connected from {peer}");
-    let ending = run(
-        stream,
-        request.leftover,
-        conn,
-        dialect,
-        shared,
-        Arc::new(slot),
-    );
+    let ending = run(stream, request, conn, dialect, shared, Arc::new(slot));
     log!("{conn} {dialect}: disconnected: {ending}");
     Ok(())
 }
@@ -251,7 +262,7 @@ impl Drop for Slot {
 /// Runs an upgraded connection: starts the writer, reads until the end.
 fn run(
     stream: TcpStream,
-    leftover: Vec<u8>,
+    mut request: Request,
     conn: ConnId,
     dialect: Dialect,
     shared: &Arc<Shared>,
@@ -290,14 +301,21 @@ fn run(
             return Ending::Refused("router stopped".into());
         }
     }
+    let mut session = Session::new(dialect, conn, config, &request);
+    if let Some(command) = session.on_open() {
+        if shared.router.send(command).is_err() {
+            outbox.close(Frame::close(&Close::new(1011, "router stopped")));
+            return Ending::Refused("router stopped".into());
+        }
+    }
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
         .write_buffer_size(0)
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
+    let leftover = std::mem::take(&mut request.leftover);
     let mut ws =
         WebSocket::from_partially_read(ReadHalf(stream), leftover, Role::Server, Some(ws_config));
-    let mut session = Session::new(dialect, conn, config);
     let reader = Reader {
         outbox: &outbox,
         router: &shared.router,

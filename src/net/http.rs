@@ -144,6 +144,98 @@ fn parse(bytes: &[u8]) -> Result<Option<Request>, ReadError> {
     }))
 }
 
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// `Content-Length` is over the limit (413).
+    TooLarge,
+    /// The body is chunked or its length unparseable (411).
+    LengthRequired,
+    /// The deadline passed, or the client left, before the body arrived.
+    Incomplete,
+}
+
+/// Reads the body announced by `Content-Length` (none: empty), at most
+/// `limit` bytes, by `deadline`.
+pub fn read_body(
+    mut stream: &TcpStream,
+    request: &Request,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Vec<u8>, BodyError> {
+    if request.header("transfer-encoding").is_some() {
+        return Err(BodyError::LengthRequired);
+    }
+    let length = match request.header("content-length") {
+        None => 0,
+        Some(value) => value
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| BodyError::LengthRequired)?,
+    };
+    if length > limit {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = request.leftover.clone();
+    body.truncate(length);
+    let mut chunk = [0u8; 4096];
+    while body.len() < length {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Err(BodyError::Incomplete);
+        }
+        let wanted = (length - body.len()).min(chunk.len());
+        match stream.read(&mut chunk[..wanted]) {
+            Ok(0) => return Err(BodyError::Incomplete),
+            Ok(read) => body.extend_from_slice(&chunk[..read]),
+            Err(e) if is_timeout_or_interrupt(&e) => {}
+            Err(_) => return Err(BodyError::Incomplete),
+        }
+    }
+    Ok(body)
+}
+
+/// The `key=value` pairs of a query string, percent-decoded (`+` is a
+/// space). Malformed escapes are kept as they are; invalid UTF-8 is
+/// replaced.
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match (bytes[i], escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, None) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A complete HTTP response, always sent with `Connection: close`.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -162,6 +254,15 @@ impl Response {
             status,
             headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
             body: body.into().into_bytes(),
+        }
+    }
+
+    /// An `application/json` response with `body` serialized.
+    pub fn json(status: u16, body: &serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type", "application/json".into())],
+            body: format!("{body}\n").into_bytes(),
         }
     }
 
@@ -197,6 +298,8 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -230,6 +333,25 @@ mod tests {
             parse(b"\x16\x03\x01junk\r\n\r\n"),
             Err(ReadError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn query_pairs_are_percent_decoded() {
+        let pairs = query_pairs("username=Cerulean&x=a%20b+c&empty=&flag&bad=%zz%4&utf8=%C3%A9");
+        let expected = [
+            ("username", "Cerulean"),
+            ("x", "a b c"),
+            ("empty", ""),
+            ("flag", ""),
+            ("bad", "%zz%4"),
+            ("utf8", "é"),
+        ];
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(pairs, expected);
+        assert!(query_pairs("").is_empty());
     }
 
     #[test]

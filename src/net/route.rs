@@ -2,7 +2,7 @@
 //! the subprotocols the client offers.
 
 use super::http::Request;
-use crate::dialect::{concierge, Dialect};
+use crate::dialect::{channels, concierge, Dialect};
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub enum Route {
     Index,
     /// A WebSocket endpoint speaking this dialect.
     WebSocket(Dialect),
+    /// `GET|POST /<channel>/emit`: an HTTP publish to a channel.
+    Emit,
     /// Nothing here.
     NotFound,
 }
@@ -32,7 +34,11 @@ pub fn route(request: &Request) -> Route {
         "/" => Route::Index,
         "/ws/echo" => Route::WebSocket(Dialect::Echo),
         "/ws/concierge" => Route::WebSocket(Dialect::Concierge),
-        _ => Route::NotFound,
+        path => match channels::split_path(path) {
+            Some((_, "listen")) => Route::WebSocket(Dialect::Channels),
+            Some((_, "emit")) => Route::Emit,
+            _ => Route::NotFound,
+        },
     }
 }
 
@@ -76,6 +82,15 @@ mod tests {
         );
         assert_eq!(route(&request("/ws/concierge/", &[])), Route::NotFound);
         assert_eq!(route(&request("/nope", &[])), Route::NotFound);
+        assert_eq!(
+            route(&request("/room-1.a~b_c/listen", &[])),
+            Route::WebSocket(Dialect::Channels)
+        );
+        assert_eq!(route(&request("/room/emit", &[])), Route::Emit);
+        assert_eq!(route(&request("/room/other", &[])), Route::NotFound);
+        assert_eq!(route(&request("/ro%20om/listen", &[])), Route::NotFound);
+        assert_eq!(route(&request("//listen", &[])), Route::NotFound);
+        assert_eq!(route(&request("/a/b/listen", &[])), Route::NotFound);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
 
 use crate::dialect::Dialect;
@@ -46,6 +47,16 @@ pub enum Command {
         /// Free-form labels the client describes itself with.
         tags: Vec<String>,
     },
+    /// A channels client joins `topic` as a listener: it becomes a member
+    /// of the namespace under a fresh `client_…` id, subscribed to `topic`.
+    Listen {
+        /// The listening connection.
+        conn: ConnId,
+        /// The channel (topic) it listens to; created if needed.
+        topic: String,
+        /// Its presence: a JSON object others see.
+        presence: Box<RawValue>,
+    },
     /// A request from an identified client. `seq` is echoed in the reply.
     Request {
         /// The asking connection.
@@ -64,6 +75,27 @@ pub enum Command {
         /// What is wrong.
         error: crate::router::RequestError,
     },
+    /// A channels client answered a PING.
+    Pong {
+        /// The answering connection.
+        conn: ConnId,
+    },
+    /// A channels client acknowledges the event `event_id`.
+    Ack {
+        /// The acknowledging connection.
+        conn: ConnId,
+        /// The acknowledged event.
+        event_id: String,
+    },
+    /// A member replaces its presence.
+    UpdatePresence {
+        /// The member's connection.
+        conn: ConnId,
+        /// The new presence: a JSON object.
+        presence: Box<RawValue>,
+    },
+    /// An HTTP emit: publish to a topic's subscribers, answered on `reply`.
+    Emit(Emit),
     /// The connection's socket is gone (its reader thread has ended).
     Closed {
         /// The connection that ended.
@@ -130,4 +162,96 @@ pub enum Target {
     Topic(String),
     /// Every identified client.
     All,
+}
+
+/// An HTTP emit (`GET|POST /<channel>/emit`).
+#[derive(Debug)]
+pub struct Emit {
+    /// The channel (topic).
+    pub topic: String,
+    /// What the recipients receive, verbatim.
+    pub payload: Box<RawValue>,
+    /// Which of the topic's subscribers receive it.
+    pub targets: Targets,
+    /// Whether the answer waits for the targets' ACKs.
+    pub require_ack: bool,
+    /// Where the router sends the one answer. Bounded (one slot), so the
+    /// router's send never blocks; the HTTP thread waits on the other end.
+    pub reply: Sender<EmitOutcome>,
+}
+
+/// Which subscribers an emit goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// All of them.
+    All,
+    /// This many, chosen at random, all different.
+    Random(usize),
+    /// Those with these client ids (names).
+    Named(Vec<String>),
+}
+
+/// The answer to an emit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmitOutcome {
+    /// Delivered; no acknowledgements were asked for.
+    Sent {
+        /// The event's id.
+        event_id: String,
+        /// The client ids it went to.
+        targeted: Vec<String>,
+    },
+    /// Every target that can acknowledge did.
+    Acked {
+        /// The event's id.
+        event_id: String,
+        /// The client ids it went to.
+        targeted: Vec<String>,
+        /// Those that acknowledged, in order.
+        acked: Vec<String>,
+    },
+    /// The deadline passed, or targets left, before every ACK arrived.
+    Unacked {
+        /// The event's id.
+        event_id: String,
+        /// The client ids it went to.
+        targeted: Vec<String>,
+        /// Those that acknowledged, in order.
+        acked: Vec<String>,
+        /// Those that did not (silent, or gone).
+        missing: Vec<String>,
+    },
+    /// Nothing was sent.
+    Refused(EmitError),
+}
+
+/// Why an emit was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmitError {
+    /// `clients=N` asked for more listeners than the channel has.
+    TooFewListeners {
+        /// N.
+        wanted: usize,
+        /// How many listen.
+        listening: usize,
+    },
+    /// `clients=a,b` named ids that do not listen to the channel.
+    UnknownClients(Vec<String>),
+    /// The server failed (no randomness).
+    Internal(String),
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmitError::TooFewListeners { wanted, listening } => write!(
+                f,
+                "{wanted} clients asked for, but only {listening} listen to this channel"
+            ),
+            EmitError::UnknownClients(ids) => {
+                write!(f, "not listening to this channel: {}", ids.join(", "))
+            }
+            EmitError::Internal(why) => write!(f, "internal error: {why}"),
+        }
+    }
 }

@@ -86,6 +86,20 @@ pub enum Event {
         /// The topics it subscribes to, ordered by name.
         subscriptions: Vec<String>,
     },
+    /// A channels client is in: the channel's other members.
+    Connected {
+        /// The other subscribers of its channel, with their presence.
+        members: Vec<MemberView>,
+    },
+    /// A member of the recipient's channel joined, left or changed presence.
+    Presence {
+        /// What happened.
+        change: PresenceChange,
+        /// Who (for `Left`, the presence is the last one it had).
+        member: MemberView,
+    },
+    /// Are you there? (channels' keepalive; answered by PONG)
+    Ping,
     /// A request failed.
     Refused {
         /// The request answered; `None` for frames that have no number.
@@ -110,11 +124,53 @@ pub enum TopicChange {
     Unsubscribed,
 }
 
+/// How a member's presence changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceChange {
+    /// It joined the channel.
+    Joined,
+    /// It left the channel.
+    Left,
+    /// It changed its presence.
+    Updated,
+}
+
+/// A member as channels clients see it.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// Its name in the namespace: a channels client's `client_…` id, a
+    /// concierge client's name.
+    pub client_id: String,
+    /// Its presence, a JSON object.
+    pub presence: Arc<RawValue>,
+}
+
+impl PartialEq for MemberView {
+    fn eq(&self, other: &MemberView) -> bool {
+        self.client_id == other.client_id && self.presence.get() == other.presence.get()
+    }
+}
+
+impl Eq for MemberView {}
+
+/// Who sent a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A member of the namespace.
+    Client(Arc<ClientInfo>),
+    /// An HTTP emit: the hub itself.
+    Http,
+}
+
 /// A message on its way to its recipients.
 #[derive(Debug)]
 pub struct Message {
     /// Who sent it.
-    pub origin: Arc<ClientInfo>,
+    pub origin: Origin,
+    /// The event's id (channels' `eventID`), the same for every recipient.
+    pub event_id: String,
+    /// Whether recipients are asked to ACK it (channels' `requires_ack`).
+    pub requires_ack: bool,
     /// The addressee, as the sender wrote it.
     pub target: Target,
     /// The topic it went through, when sent to one.
@@ -143,8 +199,9 @@ pub struct TopicInfo {
     pub name: String,
     /// Its display name, if it has one.
     pub nickname: Option<String>,
-    /// The uuid of the client that owns it.
-    pub owner: Uuid,
+    /// The uuid of the client that owns it; `None` for a topic that exists
+    /// only because channels clients listen to it.
+    pub owner: Option<Uuid>,
     /// The uuids of its subscribers.
     pub subscribers: Vec<Uuid>,
 }
@@ -164,6 +221,8 @@ pub enum RequestError {
     NotOwner(String),
     /// The client sent something only a server sends (its `type` is given).
     Unsupported(String),
+    /// The client sent a `type` the protocol does not have.
+    UnknownType(String),
     /// The frame could not be understood; the text says why.
     Malformed(String),
 }
@@ -179,6 +238,7 @@ impl fmt::Display for RequestError {
                 write!(f, "only the owner of group {name:?} may delete it")
             }
             RequestError::Unsupported(kind) => write!(f, "{kind} is sent by the server, not to it"),
+            RequestError::UnknownType(kind) => write!(f, "unknown message type {kind:?}"),
             RequestError::Malformed(why) => f.write_str(why),
         }
     }
@@ -193,6 +253,8 @@ pub enum Disconnect {
     NameTaken(String),
     /// Its outbound queue overflowed: it reads too slowly.
     TooSlow,
+    /// It did not answer PING within two intervals (channels).
+    PingTimeout,
     /// Something failed inside the server; the text says what.
     Internal(String),
 }
@@ -203,6 +265,7 @@ impl fmt::Display for Disconnect {
             Disconnect::IdentifyTimeout => f.write_str("did not identify in time"),
             Disconnect::NameTaken(name) => write!(f, "the name {name:?} is taken"),
             Disconnect::TooSlow => f.write_str("reads too slowly: outbound queue full"),
+            Disconnect::PingTimeout => f.write_str("did not answer PING in time"),
             Disconnect::Internal(why) => write!(f, "internal error: {why}"),
         }
     }

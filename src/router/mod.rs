@@ -2,39 +2,72 @@
 //!
 //! [`Router::handle`] takes one [`Command`] and returns the [`Delivery`]s it
 //! causes; [`Router::expire`] does the same for deadlines that have passed.
-//! Neither does any I/O, and both take the current time as an argument, so
-//! every rule of the hub is tested here without a socket or a clock. The
-//! thread that feeds the router and delivers its output lives in [`thread`].
+//! Neither does any I/O (the one exception: an HTTP emit's answer goes back
+//! on the channel its command carried), and both take the current time as an
+//! argument, so every rule of the hub is tested here without a socket or a
+//! clock. The thread that feeds the router and delivers its output lives in
+//! [`thread`].
+//!
+//! The state is one namespace shared by every dialect:
+//! - **members** (`member.rs`): identified clients of any dialect, each with
+//!   a unique name (a concierge name, or a channels `client_…` id), a uuid
+//!   and a presence;
+//! - **topics** (`topic.rs`): named fan-out sets. A concierge group and a
+//!   channel of the same name are the same topic;
+//! - **messages** (`publish.rs`): concierge MESSAGEs, HTTP emits, and the
+//!   acknowledgements emits may wait for;
+//! - **timers** (`timer.rs`): identify deadlines, ack deadlines, PING rounds.
 
 pub mod command;
 pub mod event;
+mod member;
+mod publish;
 pub mod thread;
+mod timer;
 mod topic;
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-pub use command::{Command, ConnId, Request, Seq, Target};
+pub use command::{Command, ConnId, Emit, EmitError, EmitOutcome, Request, Seq, Target, Targets};
 pub use event::{
-    ClientInfo, Delivery, Disconnect, Event, Message, RequestError, TopicChange, TopicInfo,
+    ClientInfo, Delivery, Disconnect, Event, MemberView, Message, Origin, PresenceChange,
+    RequestError, TopicChange, TopicInfo,
 };
+use member::Member;
+use publish::PendingAck;
+use timer::{Timer, Timers};
 use topic::Topic;
 
 use crate::dialect::Dialect;
 use crate::id::Uuid;
 
-/// All state of the hub: connections, clients, names, uuids and topics.
+/// The router's timing rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a concierge client has to IDENTIFY.
+    pub identify_timeout: Duration,
+    /// How often channels clients get a PING; two intervals without a PONG
+    /// disconnect them.
+    pub ping_interval: Duration,
+    /// How long an emit with `require-ack=true` waits for ACKs.
+    pub ack_timeout: Duration,
+}
+
+/// All state of the hub.
 #[derive(Debug)]
 pub struct Router {
+    settings: Settings,
     conns: HashMap<ConnId, Conn>,
+    /// Every member's unique name: concierge names and channels client ids.
     names: HashMap<String, ConnId>,
     uuids: HashMap<Uuid, ConnId>,
     topics: BTreeMap<String, Topic>,
-    /// Connections that must identify by the given instant.
-    identify_deadlines: BTreeSet<(Instant, ConnId)>,
-    identify_timeout: Duration,
+    /// Emits waiting for ACKs, by event id.
+    acks: HashMap<String, PendingAck>,
+    timers: Timers,
+    /// Whether a PING round is scheduled (while channels members exist).
+    pinging: bool,
 }
 
 #[derive(Debug)]
@@ -42,34 +75,35 @@ enum Conn {
     /// Connected, not yet identified; closed at `deadline`.
     Unidentified { deadline: Instant },
     /// A member of the namespace.
-    Identified(Client),
+    Member(Member),
+    /// Disconnected by the router, waiting for its socket to close. It is no
+    /// longer part of the namespace; its last words may still need its id.
+    Leaving { client_id: String, latency_ms: u64 },
 }
 
-/// Why a topic is deleted, which decides who is told what.
-#[derive(Debug, Clone, Copy)]
-enum Deletion {
-    /// Its owner asked, in the frame numbered `seq`.
-    Requested { owner: ConnId, seq: Seq },
-    /// Its owner is leaving.
-    OwnerLeft { owner: ConnId },
-}
-
-#[derive(Debug)]
-struct Client {
-    info: Arc<ClientInfo>,
-    subscriptions: BTreeSet<String>,
+/// What a frame addressed to one connection may need to say about that
+/// connection (channels put the recipient's `clientID` and `latency` in
+/// every frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addressee<'a> {
+    /// The recipient's name in the namespace.
+    pub client_id: &'a str,
+    /// The recipient's last measured PING round trip, in milliseconds.
+    pub latency_ms: u64,
 }
 
 impl Router {
-    /// An empty hub whose clients must identify within `identify_timeout`.
-    pub fn new(identify_timeout: Duration) -> Router {
+    /// An empty hub.
+    pub fn new(settings: Settings) -> Router {
         Router {
+            settings,
             conns: HashMap::new(),
             names: HashMap::new(),
             uuids: HashMap::new(),
             topics: BTreeMap::new(),
-            identify_deadlines: BTreeSet::new(),
-            identify_timeout,
+            acks: HashMap::new(),
+            timers: Timers::default(),
+            pinging: false,
         }
     }
 
@@ -83,117 +117,99 @@ impl Router {
                 nickname,
                 tags,
             } => self.identify(conn, name, nickname, tags),
+            Command::Listen {
+                conn,
+                topic,
+                presence,
+            } => self.listen(conn, topic, presence, now),
             Command::Request { conn, seq, request } => self.request(conn, seq, request),
-            Command::Reject { conn, error } => match self.conns.get(&conn) {
-                Some(Conn::Identified(_)) => {
-                    vec![Delivery::one(conn, Event::Refused { seq: None, error })]
-                }
-                _ => Vec::new(),
+            Command::Reject { conn, error } => match self.member(conn) {
+                Some(_) => vec![Delivery::one(conn, Event::Refused { seq: None, error })],
+                None => Vec::new(),
             },
-            Command::Closed { conn } => self.remove(conn),
+            Command::Pong { conn } => self.pong(conn, now),
+            Command::Ack { conn, event_id } => self.ack(conn, &event_id),
+            Command::UpdatePresence { conn, presence } => self.update_presence(conn, presence),
+            Command::Emit(emit) => self.emit(emit, now),
+            Command::Closed { conn } => self.forget(conn),
         }
     }
 
-    /// Disconnects every connection whose identify deadline is at or before `now`.
+    /// Fires every timer due at or before `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<Delivery> {
         let mut out = Vec::new();
-        while let Some(&(deadline, conn)) = self.identify_deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            self.identify_deadlines.pop_first();
-            self.conns.remove(&conn);
-            out.push(Delivery::one(
-                conn,
-                Event::Disconnect(Disconnect::IdentifyTimeout),
-            ));
+        while let Some(timer) = self.timers.pop_due(now) {
+            out.extend(match timer {
+                Timer::Identify(conn) => self.evict(conn, Disconnect::IdentifyTimeout),
+                Timer::AckWait(event_id) => self.settle(&event_id),
+                Timer::PingRound => self.ping_round(now),
+            });
         }
         out
     }
 
     /// The earliest pending deadline, if any: when to call [`expire`](Router::expire).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.identify_deadlines
-            .first()
-            .map(|&(deadline, _)| deadline)
+        self.timers.next()
     }
 
-    /// How many connections the router knows (identified or not).
-    pub fn connection_count(&self) -> usize {
-        self.conns.len()
+    /// What frames for `conn` may say about it, while it is a member or
+    /// leaving.
+    pub fn addressee(&self, conn: ConnId) -> Option<Addressee<'_>> {
+        match self.conns.get(&conn)? {
+            Conn::Member(member) => Some(member.addressee()),
+            Conn::Leaving {
+                client_id,
+                latency_ms,
+            } => Some(Addressee {
+                client_id,
+                latency_ms: *latency_ms,
+            }),
+            Conn::Unidentified { .. } => None,
+        }
+    }
+
+    /// Disconnects `conn` for `why`: it leaves the namespace now (others are
+    /// told as if it had left), and is told why. Its socket closes later.
+    pub fn evict(&mut self, conn: ConnId, why: Disconnect) -> Vec<Delivery> {
+        let (client_id, latency_ms) = match self.conns.get(&conn) {
+            None | Some(Conn::Leaving { .. }) => return Vec::new(),
+            Some(Conn::Unidentified { .. }) => (String::new(), 0),
+            Some(Conn::Member(member)) => {
+                let addressee = member.addressee();
+                (addressee.client_id.to_string(), addressee.latency_ms)
+            }
+        };
+        let fallout = self.forget(conn);
+        let leaving = Conn::Leaving {
+            client_id,
+            latency_ms,
+        };
+        self.conns.insert(conn, leaving);
+        let mut out = vec![Delivery::one(conn, Event::Disconnect(why))];
+        out.extend(fallout);
+        out
     }
 
     fn open(&mut self, conn: ConnId, dialect: Dialect, now: Instant) -> Vec<Delivery> {
         match dialect {
             Dialect::Concierge => {
-                let deadline = now + self.identify_timeout;
-                self.identify_deadlines.insert((deadline, conn));
+                let deadline = now + self.settings.identify_timeout;
+                self.timers.set(deadline, Timer::Identify(conn));
                 self.conns.insert(conn, Conn::Unidentified { deadline });
             }
+            // A channels client becomes a member with its Listen command.
+            Dialect::Channels => {}
             // Echo connections never reach the router.
             Dialect::Echo => {}
         }
         Vec::new()
     }
 
-    fn identify(
-        &mut self,
-        conn: ConnId,
-        name: String,
-        nickname: Option<String>,
-        tags: Vec<String>,
-    ) -> Vec<Delivery> {
-        let Some(Conn::Unidentified { deadline }) = self.conns.get(&conn) else {
-            // Already identified or already gone: the session never sends a
-            // second Identify, and a gone connection needs no answer.
-            return Vec::new();
-        };
-        self.identify_deadlines.remove(&(*deadline, conn));
-        let event = match self.admit(conn, name, nickname, tags) {
-            Ok(uuid) => Event::Welcome { uuid },
-            Err(why) => {
-                self.conns.remove(&conn);
-                Event::Disconnect(why)
-            }
-        };
-        vec![Delivery::one(conn, event)]
-    }
-
-    /// Makes `conn` a member of the namespace under a fresh uuid.
-    fn admit(
-        &mut self,
-        conn: ConnId,
-        name: String,
-        nickname: Option<String>,
-        tags: Vec<String>,
-    ) -> Result<Uuid, Disconnect> {
-        let uuid =
-            Uuid::new_v4().map_err(|e| Disconnect::Internal(format!("no random uuid: {e}")))?;
-        let slot = match self.names.entry(name) {
-            Entry::Occupied(taken) => return Err(Disconnect::NameTaken(taken.key().clone())),
-            Entry::Vacant(slot) => slot,
-        };
-        let info = ClientInfo {
-            name: slot.key().clone(),
-            nickname,
-            uuid,
-            tags,
-        };
-        slot.insert(conn);
-        self.uuids.insert(uuid, conn);
-        let client = Client {
-            info: Arc::new(info),
-            subscriptions: BTreeSet::new(),
-        };
-        self.conns.insert(conn, Conn::Identified(client));
-        Ok(uuid)
-    }
-
     fn request(&mut self, conn: ConnId, seq: Seq, request: Request) -> Vec<Delivery> {
-        let Some(Conn::Identified(client)) = self.conns.get(&conn) else {
+        let Some(me) = self.member(conn).map(|m| m.info.clone()) else {
             return Vec::new(); // closed by the router while the frame was in flight
         };
-        let me = client.info.clone();
         let result = match request {
             Request::Send { target, data } => self.send(conn, seq, me, target, data),
             Request::Subscribe { topic } => self.subscribe(conn, seq, topic),
@@ -205,7 +221,7 @@ impl Router {
             Request::FetchTopic { topic } => self.fetch_topic(conn, seq, topic),
             Request::FetchTopics => Ok(vec![Delivery::one(conn, self.fetch_topics(seq))]),
             Request::FetchClients => Ok(vec![Delivery::one(conn, self.fetch_clients(seq))]),
-            Request::FetchSelf => Ok(vec![Delivery::one(conn, self.fetch_self(conn, seq, me))]),
+            Request::FetchSelf => Ok(vec![Delivery::one(conn, self.fetch_self(conn, seq))]),
             Request::Invalid(error) => Err(error),
         };
         result.unwrap_or_else(|error| {
@@ -214,312 +230,29 @@ impl Router {
         })
     }
 
-    fn send(
-        &self,
-        conn: ConnId,
-        seq: Seq,
-        origin: Arc<ClientInfo>,
-        target: Target,
-        data: Box<serde_json::value::RawValue>,
-    ) -> Result<Vec<Delivery>, RequestError> {
-        let (to, topic) = match &target {
-            Target::Name(name) => match self.names.get(name) {
-                Some(&to) => (vec![to], None),
-                None => return Err(RequestError::NoSuchName(name.clone())),
-            },
-            Target::Uuid(text) => match Uuid::parse(text).and_then(|u| self.uuids.get(&u)) {
-                Some(&to) => (vec![to], None),
-                None => return Err(RequestError::NoSuchUuid(text.clone())),
-            },
-            Target::Topic(name) => {
-                let topic = self.topic(name)?;
-                let to = topic.subscribers.iter().copied().filter(|&c| c != conn);
-                (to.collect(), Some(self.topic_info(name, topic)))
-            }
-            Target::All => (self.identified().filter(|&c| c != conn).collect(), None),
-        };
-        let message = Message {
-            origin,
-            target,
-            topic,
-            data,
-        };
-        Ok(vec![
-            Delivery {
-                to,
-                event: Event::Message(Arc::new(message)),
-            },
-            Delivery::one(conn, Event::Sent { seq }),
-        ])
+    fn member(&self, conn: ConnId) -> Option<&Member> {
+        match self.conns.get(&conn)? {
+            Conn::Member(member) => Some(member),
+            _ => None,
+        }
     }
 
-    fn subscribe(
-        &mut self,
-        conn: ConnId,
-        seq: Seq,
-        name: String,
-    ) -> Result<Vec<Delivery>, RequestError> {
-        self.topic_mut(&name)?.subscribers.insert(conn);
-        if let Some(subscriptions) = self.subscriptions_mut(conn) {
-            subscriptions.insert(name.clone());
+    fn member_mut(&mut self, conn: ConnId) -> Option<&mut Member> {
+        match self.conns.get_mut(&conn)? {
+            Conn::Member(member) => Some(member),
+            _ => None,
         }
-        Ok(vec![self.changed(
-            conn,
-            seq,
-            TopicChange::Subscribed,
-            &name,
-        )?])
     }
 
-    fn unsubscribe(
-        &mut self,
-        conn: ConnId,
-        seq: Seq,
-        name: String,
-    ) -> Result<Vec<Delivery>, RequestError> {
-        self.topic_mut(&name)?.subscribers.remove(&conn);
-        if let Some(subscriptions) = self.subscriptions_mut(conn) {
-            subscriptions.remove(&name);
-        }
-        Ok(vec![self.changed(
-            conn,
-            seq,
-            TopicChange::Unsubscribed,
-            &name,
-        )?])
-    }
-
-    /// Creates the topic and subscribes its creator (the document describes
-    /// GROUP_CREATE as "subscribe to a group's broadcast"). The creator's
-    /// answer carries `seq`; everyone else hears of it without one.
-    fn create(
-        &mut self,
-        conn: ConnId,
-        seq: Seq,
-        owner: &ClientInfo,
-        name: String,
-        nickname: Option<String>,
-    ) -> Result<Vec<Delivery>, RequestError> {
-        if let Some(topic) = self.topics.get(&name) {
-            return Err(RequestError::TopicExists(self.topic_info(&name, topic)));
-        }
-        let mut topic = Topic::new(conn, owner.uuid, nickname);
-        topic.subscribers.insert(conn);
-        self.topics.insert(name.clone(), topic);
-        if let Some(subscriptions) = self.subscriptions_mut(conn) {
-            subscriptions.insert(name.clone());
-        }
-        let mine = self.changed(conn, seq, TopicChange::Created, &name)?;
-        let others = self.broadcast_change(conn, &mine.event);
-        Ok(vec![mine, others])
-    }
-
-    fn delete(
-        &mut self,
-        conn: ConnId,
-        seq: Seq,
-        name: String,
-    ) -> Result<Vec<Delivery>, RequestError> {
-        if self.topic(&name)?.owner != conn {
-            return Err(RequestError::NotOwner(name));
-        }
-        Ok(self.delete_topic(&name, Deletion::Requested { owner: conn, seq }))
-    }
-
-    /// Removes a topic. Its subscribers are told they are unsubscribed, then
-    /// every identified client that it is deleted; the owner's answers carry
-    /// the `seq` of its request, and an owner that is leaving is told nothing.
-    fn delete_topic(&mut self, name: &str, cause: Deletion) -> Vec<Delivery> {
-        let Some(topic) = self.topics.remove(name) else {
-            return Vec::new();
-        };
-        let info = self.topic_info(name, &topic);
-        for subscriber in &topic.subscribers {
-            if let Some(Conn::Identified(client)) = self.conns.get_mut(subscriber) {
-                client.subscriptions.remove(name);
-            }
-        }
-        let (owner, owner_seq) = match cause {
-            Deletion::Requested { owner, seq } => (owner, Some(seq)),
-            Deletion::OwnerLeft { owner } => (owner, None),
-        };
-        let event = |seq, change| changed_event(seq, change, info.clone());
-        let mut out = Vec::new();
-        if let (Some(seq), true) = (owner_seq, topic.subscribers.contains(&owner)) {
-            out.push(Delivery::one(
-                owner,
-                event(Some(seq), TopicChange::Unsubscribed),
-            ));
-        }
-        let others: Vec<ConnId> = topic
-            .subscribers
+    /// Every member speaking `dialect`.
+    fn members_speaking(&self, dialect: Dialect) -> impl Iterator<Item = ConnId> + '_ {
+        self.conns
             .iter()
-            .copied()
-            .filter(|&c| c != owner)
-            .collect();
-        if !others.is_empty() {
-            out.push(Delivery {
-                to: others,
-                event: event(None, TopicChange::Unsubscribed),
-            });
-        }
-        if let Some(seq) = owner_seq {
-            out.push(Delivery::one(owner, event(Some(seq), TopicChange::Deleted)));
-        }
-        out.push(Delivery {
-            to: self.identified().filter(|&c| c != owner).collect(),
-            event: event(None, TopicChange::Deleted),
-        });
-        out
-    }
-
-    fn fetch_topic(
-        &self,
-        conn: ConnId,
-        seq: Seq,
-        name: String,
-    ) -> Result<Vec<Delivery>, RequestError> {
-        let topic = self.topic_info(&name, self.topic(&name)?);
-        Ok(vec![Delivery::one(conn, Event::Topic { seq, topic })])
-    }
-
-    fn fetch_topics(&self, seq: Seq) -> Event {
-        let topics = self
-            .topics
-            .iter()
-            .map(|(name, topic)| self.topic_info(name, topic))
-            .collect();
-        Event::Topics { seq, topics }
-    }
-
-    fn fetch_clients(&self, seq: Seq) -> Event {
-        let mut clients: Vec<Arc<ClientInfo>> = self
-            .conns
-            .values()
-            .filter_map(|conn| match conn {
-                Conn::Identified(client) => Some(client.info.clone()),
-                Conn::Unidentified { .. } => None,
+            .filter_map(move |(&conn, state)| match state {
+                Conn::Member(member) if member.dialect() == dialect => Some(conn),
+                _ => None,
             })
-            .collect();
-        clients.sort_by(|a, b| a.name.cmp(&b.name));
-        Event::Clients { seq, clients }
     }
-
-    fn fetch_self(&self, conn: ConnId, seq: Seq, client: Arc<ClientInfo>) -> Event {
-        let subscriptions = match self.conns.get(&conn) {
-            Some(Conn::Identified(me)) => me.subscriptions.iter().cloned().collect(),
-            _ => Vec::new(),
-        };
-        Event::Myself {
-            seq,
-            client,
-            subscriptions,
-        }
-    }
-
-    /// Forgets a connection: the topics it owns are deleted (described as
-    /// they were, with it still among their subscribers), then its name,
-    /// uuid and subscriptions go.
-    fn remove(&mut self, conn: ConnId) -> Vec<Delivery> {
-        match self.conns.get(&conn) {
-            Some(Conn::Identified(_)) => {}
-            Some(Conn::Unidentified { deadline }) => {
-                self.identify_deadlines.remove(&(*deadline, conn));
-                self.conns.remove(&conn);
-                return Vec::new();
-            }
-            None => return Vec::new(),
-        }
-        let owned: Vec<String> = self
-            .topics
-            .iter()
-            .filter(|(_, topic)| topic.owner == conn)
-            .map(|(name, _)| name.clone())
-            .collect();
-        let out = owned
-            .iter()
-            .flat_map(|name| self.delete_topic(name, Deletion::OwnerLeft { owner: conn }))
-            .collect();
-        if let Some(Conn::Identified(client)) = self.conns.remove(&conn) {
-            self.names.remove(&client.info.name);
-            self.uuids.remove(&client.info.uuid);
-            for name in &client.subscriptions {
-                if let Some(topic) = self.topics.get_mut(name) {
-                    topic.subscribers.remove(&conn);
-                }
-            }
-        }
-        out
-    }
-
-    /// The answer to `conn`'s request `seq` that changed topic `name`.
-    fn changed(
-        &self,
-        conn: ConnId,
-        seq: Seq,
-        change: TopicChange,
-        name: &str,
-    ) -> Result<Delivery, RequestError> {
-        let info = self.topic_info(name, self.topic(name)?);
-        Ok(Delivery::one(conn, changed_event(Some(seq), change, info)))
-    }
-
-    /// The same topic change, without `seq`, to every identified client but `conn`.
-    fn broadcast_change(&self, conn: ConnId, event: &Event) -> Delivery {
-        let event = match event {
-            Event::TopicChanged { change, topic, .. } => {
-                changed_event(None, *change, topic.clone())
-            }
-            other => other.clone(),
-        };
-        Delivery {
-            to: self.identified().filter(|&c| c != conn).collect(),
-            event,
-        }
-    }
-
-    fn identified(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.conns.iter().filter_map(|(&conn, state)| match state {
-            Conn::Identified(_) => Some(conn),
-            Conn::Unidentified { .. } => None,
-        })
-    }
-
-    fn topic(&self, name: &str) -> Result<&Topic, RequestError> {
-        self.topics
-            .get(name)
-            .ok_or_else(|| RequestError::NoSuchTopic(name.to_string()))
-    }
-
-    fn topic_mut(&mut self, name: &str) -> Result<&mut Topic, RequestError> {
-        self.topics
-            .get_mut(name)
-            .ok_or_else(|| RequestError::NoSuchTopic(name.to_string()))
-    }
-
-    fn subscriptions_mut(&mut self, conn: ConnId) -> Option<&mut BTreeSet<String>> {
-        match self.conns.get_mut(&conn) {
-            Some(Conn::Identified(client)) => Some(&mut client.subscriptions),
-            _ => None,
-        }
-    }
-
-    fn topic_info(&self, name: &str, topic: &Topic) -> TopicInfo {
-        let uuid_of = |conn: &ConnId| match self.conns.get(conn) {
-            Some(Conn::Identified(client)) => Some(client.info.uuid),
-            _ => None,
-        };
-        TopicInfo {
-            name: name.to_string(),
-            nickname: topic.nickname.clone(),
-            owner: topic.owner_uuid,
-            subscribers: topic.subscribers.iter().filter_map(uuid_of).collect(),
-        }
-    }
-}
-
-fn changed_event(seq: Option<Seq>, change: TopicChange, topic: TopicInfo) -> Event {
-    Event::TopicChanged { seq, change, topic }
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ fn run(mut router: Router, commands: Receiver<Command>, metrics: &Metrics) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        deliver(&mut router, &peers, deliveries, now, metrics);
+        deliver(&mut router, &peers, deliveries, metrics);
     }
 }
 
@@ -81,7 +81,7 @@ fn track(peers: &mut HashMap<ConnId, Peer>, command: &Command) {
         Command::Closed { conn } => {
             peers.remove(conn);
         }
-        Command::Identify { .. } | Command::Request { .. } | Command::Reject { .. } => {}
+        _ => {}
     }
 }
 
@@ -89,46 +89,57 @@ fn deliver(
     router: &mut Router,
     peers: &HashMap<ConnId, Peer>,
     deliveries: Vec<Delivery>,
-    now: Instant,
     metrics: &Metrics,
 ) {
     let mut queue = VecDeque::from(deliveries);
     let mut too_slow = Vec::new();
     while let Some(delivery) = queue.pop_front() {
-        // One rendering per dialect, shared by all recipients speaking it.
-        let mut rendered: [Option<Option<Frame>>; Dialect::ALL.len()] = Default::default();
-        for conn in &delivery.to {
-            let Some(peer) = peers.get(conn) else {
+        // One rendering per dialect, shared by all recipients speaking it,
+        // unless the dialect's frames name their recipient.
+        let mut shared: [Option<Option<Frame>>; Dialect::ALL.len()] = Default::default();
+        for &conn in &delivery.to {
+            let Some(peer) = peers.get(&conn) else {
                 continue; // its Closed is on the way; nothing to deliver
             };
-            let frame = rendered[peer.dialect.index()]
-                .get_or_insert_with(|| dialect::render(peer.dialect, &delivery.event));
+            let render = || dialect::render(peer.dialect, &delivery.event, router.addressee(conn));
+            let frame = match peer.dialect.frames_are_personal() {
+                true => render(),
+                false => shared[peer.dialect.index()]
+                    .get_or_insert_with(render)
+                    .clone(),
+            };
             if let Event::Disconnect(why) = &delivery.event {
-                log!("{conn} {}: closing: {why}", peer.dialect);
-                peer.outbox
-                    .close(frame.clone().unwrap_or_else(|| generic_close(why)));
+                say_goodbye(router, conn, peer, why, frame);
                 continue;
             }
             let Some(frame) = frame else { continue };
-            match peer.outbox.try_push(frame.clone()) {
+            match peer.outbox.try_push(frame) {
                 Ok(()) => metrics.frames_out.increment(),
                 Err(PushError::Closed) => {}
-                Err(PushError::Full) => too_slow.push(*conn),
+                Err(PushError::Full) => too_slow.push(conn),
             }
         }
         for conn in too_slow.drain(..) {
-            let Some(peer) = peers.get(&conn) else {
-                continue;
-            };
-            let why = Disconnect::TooSlow;
-            log!("{conn} {}: closing: {why}", peer.dialect);
             metrics.slow_consumers.increment();
-            let frame = dialect::render(peer.dialect, &Event::Disconnect(why.clone()));
-            peer.outbox
-                .abort(frame.unwrap_or_else(|| generic_close(&why)));
-            queue.extend(router.handle(Command::Closed { conn }, now));
+            queue.extend(router.evict(conn, Disconnect::TooSlow));
         }
     }
+}
+
+/// Ends a connection the router has disconnected: its dialect's last words
+/// if it has any, then the close frame. A client too slow to read gets only
+/// the close frame, in place of everything still queued.
+fn say_goodbye(router: &Router, conn: ConnId, peer: &Peer, why: &Disconnect, close: Option<Frame>) {
+    log!("{conn} {}: closing: {why}", peer.dialect);
+    let close = close.unwrap_or_else(|| generic_close(why));
+    if let Disconnect::TooSlow = why {
+        peer.outbox.abort(close);
+        return;
+    }
+    if let Some(last_words) = dialect::farewell(peer.dialect, why, router.addressee(conn)) {
+        let _ = peer.outbox.try_push(last_words); // full or closed: it is leaving anyway
+    }
+    peer.outbox.close(close);
 }
 
 /// The close frame for a dialect that has no rendering of its own for `why`.
@@ -136,6 +147,7 @@ fn generic_close(why: &Disconnect) -> Frame {
     let code = match why {
         Disconnect::TooSlow => 1013,
         Disconnect::Internal(_) => 1011,
+        Disconnect::PingTimeout => 1001,
         Disconnect::IdentifyTimeout | Disconnect::NameTaken(_) => 1008,
     };
     Frame::close(&Close::new(code, why.to_string()))

@@ -55,6 +55,8 @@ impl From<&Disconnect> for ConciergeError {
             Disconnect::NameTaken(name) => ConciergeError::NameTaken(name.clone()),
             Disconnect::TooSlow => ConciergeError::TooSlow,
             Disconnect::Internal(why) => ConciergeError::Internal(why.clone()),
+            // Channels' PING is not part of the concierge protocol.
+            Disconnect::PingTimeout => ConciergeError::Internal(why.to_string()),
         }
     }
 }

@@ -7,17 +7,20 @@ use serde_json::value::RawValue;
 use super::error::ConciergeError;
 use crate::id::Uuid;
 use crate::net::frame::Frame;
-use crate::router::{ClientInfo, Event, RequestError, Seq, Target, TopicChange, TopicInfo};
+use crate::router::{
+    ClientInfo, Event, Origin as MessageOrigin, RequestError, Seq, Target, TopicChange, TopicInfo,
+};
 
-/// The frame a concierge client receives for `event`.
-pub fn render(event: &Event) -> Frame {
+/// The frame a concierge client receives for `event`, or `None` for events
+/// that mean nothing to it (channels presence and pings).
+pub fn render(event: &Event) -> Option<Frame> {
     match event {
-        Event::Disconnect(why) => Frame::close(&ConciergeError::from(why).close()),
-        other => Frame::text(&to_json(other)),
+        Event::Disconnect(why) => Some(Frame::close(&ConciergeError::from(why).close())),
+        other => Some(Frame::text(&to_json(other)?)),
     }
 }
 
-fn to_json(event: &Event) -> String {
+fn to_json(event: &Event) -> Option<String> {
     let payload = match event {
         Event::Welcome { uuid } => Payload::Hello {
             uuid: *uuid,
@@ -25,7 +28,10 @@ fn to_json(event: &Event) -> String {
         },
         Event::Message(message) => Payload::Message {
             origin: Origin {
-                client: ClientPayload::from(&*message.origin),
+                client: match &message.origin {
+                    MessageOrigin::Client(client) => ClientPayload::from(&**client),
+                    MessageOrigin::Http => ClientPayload::HTTP,
+                },
                 group: message.topic.as_ref().map(GroupPayload::from),
             },
             target: WireTarget::from(&message.target),
@@ -60,11 +66,13 @@ fn to_json(event: &Event) -> String {
             seq: *seq,
         },
         Event::Refused { seq, error } => refusal(*seq, error),
-        Event::Disconnect(_) => unreachable!("rendered as a close frame by `render`"),
+        Event::Connected { .. } | Event::Presence { .. } | Event::Ping => return None,
+        // Rendered as a close frame by `render`.
+        Event::Disconnect(_) => return None,
     };
     // Serializing these plain structs into a String cannot fail: every map
     // key is a string and no value has a fallible `Serialize`.
-    serde_json::to_string(&payload).expect("concierge payloads always serialize")
+    Some(serde_json::to_string(&payload).expect("concierge payloads always serialize"))
 }
 
 fn change_code(change: TopicChange) -> &'static str {
@@ -89,6 +97,7 @@ fn refusal(seq: Option<Seq>, error: &RequestError) -> Payload<'_> {
         RequestError::NotOwner(_) => status(seq, "BAD", described(error)),
         // Spelled as in the document.
         RequestError::Unsupported(_) => status(seq, "UNSUPORTED", described(error)),
+        RequestError::UnknownType(_) => status(seq, "PROTOCOL", described(error)),
         RequestError::Malformed(_) => status(seq, "PROTOCOL", described(error)),
     }
 }
@@ -184,6 +193,16 @@ struct ClientPayload<'a> {
     tags: &'a [String],
 }
 
+impl ClientPayload<'static> {
+    /// The origin of HTTP emits: the hub itself.
+    const HTTP: ClientPayload<'static> = ClientPayload {
+        name: "$http",
+        nickname: None,
+        uuid: Uuid::NIL,
+        tags: &[],
+    };
+}
+
 impl<'a> From<&'a ClientInfo> for ClientPayload<'a> {
     fn from(client: &'a ClientInfo) -> Self {
         ClientPayload {
@@ -200,7 +219,8 @@ struct GroupPayload<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     nickname: Option<&'a str>,
-    owner_uuid: Uuid,
+    /// `null` for a topic that exists only because channels clients listen.
+    owner_uuid: Option<Uuid>,
     subscribers: &'a [Uuid],
 }
 

@@ -1,0 +1,207 @@
+//! `GET|POST /<channel>/emit`: publishing to a channel over plain HTTP.
+//!
+//! The payload is the JSON body of a POST, or else the query parameters
+//! (other than `clients` and `require-ack`) as an object of strings. The
+//! request goes to the router as a [`Command::Emit`] carrying a one-slot
+//! channel; this thread then waits on that channel, never the router, for
+//! the answer (at once, or once the ACKs are in or overdue).
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::net::http::{query_pairs, read_body, BodyError, Request, Response};
+use crate::net::Shared;
+use crate::router::{Command, Emit, EmitError, EmitOutcome, Targets};
+
+/// How much longer than the ack timeout the HTTP thread waits for the
+/// router before answering 500 itself.
+const ROUTER_GRACE: Duration = Duration::from_secs(10);
+
+/// Answers an emit request to `channel`.
+pub(crate) fn answer(
+    stream: &TcpStream,
+    request: &Request,
+    channel: &str,
+    shared: &Shared,
+    deadline: Instant,
+) -> Response {
+    match emit(stream, request, channel, shared, deadline) {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+fn emit(
+    stream: &TcpStream,
+    request: &Request,
+    channel: &str,
+    shared: &Shared,
+    deadline: Instant,
+) -> Result<Response, Response> {
+    if request.method != "GET" && request.method != "POST" {
+        return Err(error(405, "METHOD_NOT_ALLOWED", "emit takes GET or POST")
+            .with_header("Allow", "GET, POST"));
+    }
+    let mut targets = Targets::All;
+    let mut require_ack = false;
+    let mut params = serde_json::Map::new();
+    for (key, value) in query_pairs(request.query.as_deref().unwrap_or("")) {
+        match key.as_str() {
+            "clients" => targets = parse_targets(&value)?,
+            "require-ack" => require_ack = parse_flag(&value)?,
+            _ => {
+                params.insert(key, Value::String(value));
+            }
+        }
+    }
+    let body = match request.method.as_str() {
+        "POST" => read_body(stream, request, shared.config.max_message_bytes, deadline)
+            .map_err(body_error)?,
+        _ => Vec::new(),
+    };
+    let payload = payload(&body, params)?;
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    let command = Command::Emit(Emit {
+        topic: channel.to_string(),
+        payload,
+        targets,
+        require_ack,
+        reply,
+    });
+    shared.metrics.emits.increment();
+    if shared.router.send(command).is_err() {
+        return Err(error(503, "UNAVAILABLE", "the router has stopped"));
+    }
+    match answer.recv_timeout(shared.config.ack_timeout + ROUTER_GRACE) {
+        Ok(outcome) => Ok(respond(outcome)),
+        Err(_) => Err(error(500, "INTERNAL_ERROR", "the router did not answer")),
+    }
+}
+
+/// The payload: a POST's JSON body, or else the other query parameters.
+fn payload(body: &[u8], params: serde_json::Map<String, Value>) -> Result<Box<RawValue>, Response> {
+    let body = std::str::from_utf8(body)
+        .map_err(|_| error(400, "INVALID_JSON", "the body is not UTF-8"))?;
+    let text = match (body.trim().is_empty(), params.is_empty()) {
+        (false, _) => body.to_string(),
+        (true, false) => Value::Object(params).to_string(),
+        (true, true) => {
+            return Err(error(
+                400,
+                "NO_PAYLOAD",
+                "send a JSON body or query parameters to emit",
+            ))
+        }
+    };
+    RawValue::from_string(text)
+        .map_err(|e| error(400, "INVALID_JSON", &format!("the body is not JSON: {e}")))
+}
+
+/// `clients=N` (N ≥ 1) or `clients=id1,id2`.
+fn parse_targets(value: &str) -> Result<Targets, Response> {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return match value.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Targets::Random(n)),
+            _ => Err(error(
+                400,
+                "INVALID_CLIENTS",
+                "clients=N needs N of at least 1",
+            )),
+        };
+    }
+    let ids: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(String::from)
+        .collect();
+    if ids.is_empty() {
+        return Err(error(
+            400,
+            "INVALID_CLIENTS",
+            "clients= needs a number or client ids",
+        ));
+    }
+    Ok(Targets::Named(ids))
+}
+
+fn parse_flag(value: &str) -> Result<bool, Response> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        _ => Err(error(
+            400,
+            "INVALID_REQUIRE_ACK",
+            "require-ack is true or false",
+        )),
+    }
+}
+
+fn body_error(error_kind: BodyError) -> Response {
+    match error_kind {
+        BodyError::TooLarge => error(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            "the body is larger than --max-message-bytes",
+        ),
+        BodyError::LengthRequired => error(
+            411,
+            "LENGTH_REQUIRED",
+            "send the body with a Content-Length",
+        ),
+        BodyError::Incomplete => error(400, "INCOMPLETE_BODY", "the body did not arrive in time"),
+    }
+}
+
+/// The HTTP answer to the router's outcome.
+fn respond(outcome: EmitOutcome) -> Response {
+    match outcome {
+        EmitOutcome::Sent { event_id, targeted } => Response::json(
+            200,
+            &json!({"eventID": event_id, "targeted": targeted.len(), "clients": targeted}),
+        ),
+        EmitOutcome::Acked {
+            event_id,
+            targeted,
+            acked,
+        } => Response::json(
+            200,
+            &json!({"eventID": event_id, "targeted": targeted.len(), "clients": targeted, "acked": acked}),
+        ),
+        EmitOutcome::Unacked {
+            event_id,
+            targeted,
+            acked,
+            missing,
+        } => Response::json(
+            408,
+            &json!({
+                "error": "not every client acknowledged in time",
+                "code": "ACK_TIMEOUT",
+                "eventID": event_id,
+                "targeted": targeted.len(),
+                "clients": targeted,
+                "acked": acked,
+                "missing": missing,
+            }),
+        ),
+        EmitOutcome::Refused(refusal) => {
+            let status = match refusal {
+                EmitError::Internal(_) => 500,
+                EmitError::TooFewListeners { .. } | EmitError::UnknownClients(_) => 400,
+            };
+            let code = match &refusal {
+                EmitError::TooFewListeners { .. } => "NOT_ENOUGH_CLIENTS",
+                EmitError::UnknownClients(_) => "UNKNOWN_CLIENTS",
+                EmitError::Internal(_) => "INTERNAL_ERROR",
+            };
+            error(status, code, &refusal.to_string())
+        }
+    }
+}
+
+fn error(status: u16, code: &str, message: &str) -> Response {
+    Response::json(status, &json!({"error": message, "code": code}))
+}

@@ -1,0 +1,36 @@
+//! The channels dialect (`protocols/channels.md`): listeners on
+//! `GET /<channel>/listen` (WebSocket) with presence and PING/PONG, and
+//! publishers on `GET|POST /<channel>/emit` (plain HTTP), optionally
+//! waiting for the listeners' ACKs.
+//!
+//! - [`inbound`] decodes what listeners send (ACK, PONG, PRESENCE:UPDATE),
+//! - [`session`] is a listener's state on its reader thread,
+//! - [`render`] turns router events into channels frames, personal to each
+//!   recipient (every frame names its `clientID` and `latency`),
+//! - [`emit`] answers the HTTP emit endpoint.
+
+pub mod emit;
+pub mod inbound;
+pub mod render;
+pub mod session;
+
+pub use session::Session;
+
+/// The longest channel name accepted.
+pub const MAX_CHANNEL_LEN: usize = 128;
+
+/// Whether `name` can name a channel: 1 to [`MAX_CHANNEL_LEN`] URL-safe
+/// characters (`A-Z a-z 0-9 _ - . ~`), so it needs no escaping in a path.
+pub fn is_channel_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CHANNEL_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~'))
+}
+
+/// The channel and endpoint (`listen` or `emit`) of a `/<channel>/<endpoint>` path.
+pub fn split_path(path: &str) -> Option<(&str, &str)> {
+    let (channel, endpoint) = path.strip_prefix('/')?.split_once('/')?;
+    is_channel_name(channel).then_some((channel, endpoint))
+}

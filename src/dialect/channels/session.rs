@@ -1,0 +1,71 @@
+//! A channels listener's state on its reader thread: which channel it
+//! listens to, and the presence it brought in its URL.
+
+use serde_json::value::RawValue;
+
+use super::inbound::{decode, Inbound};
+use crate::dialect::Step;
+use crate::net::http::{query_pairs, Request};
+use crate::router::{Command, ConnId, RequestError};
+
+/// A listener, from the handshake on.
+#[derive(Debug)]
+pub struct Session {
+    conn: ConnId,
+    channel: String,
+    /// The presence from the listen URL, handed to the router on open.
+    presence: Option<Box<RawValue>>,
+}
+
+impl Session {
+    /// A listener for the channel in `request`'s path (`/<channel>/listen`,
+    /// checked by the route), with presence from its query parameters.
+    pub fn new(conn: ConnId, request: &Request) -> Session {
+        let channel = super::split_path(&request.path)
+            .map(|(channel, _)| channel.to_string())
+            .unwrap_or_default();
+        let presence: serde_json::Map<String, serde_json::Value> =
+            query_pairs(request.query.as_deref().unwrap_or(""))
+                .into_iter()
+                .map(|(key, value)| (key, serde_json::Value::String(value)))
+                .collect();
+        // A map of strings always serializes, and to valid JSON.
+        let text = serde_json::to_string(&presence).expect("a map of strings serializes");
+        let presence = RawValue::from_string(text).expect("serde_json wrote valid JSON");
+        Session {
+            conn,
+            channel,
+            presence: Some(presence),
+        }
+    }
+
+    /// The command that makes the listener a member: sent once, first.
+    pub fn on_open(&mut self) -> Option<Command> {
+        Some(Command::Listen {
+            conn: self.conn,
+            topic: self.channel.clone(),
+            presence: self.presence.take()?,
+        })
+    }
+
+    /// Handles one text message; every problem becomes an ERROR for this
+    /// listener alone, sent through the router behind earlier replies.
+    pub fn on_text(&mut self, text: &str) -> Step {
+        let conn = self.conn;
+        Step::Forward(match decode(text) {
+            Ok(Inbound::Ack { event_id }) => Command::Ack { conn, event_id },
+            Ok(Inbound::Pong) => Command::Pong { conn },
+            Ok(Inbound::PresenceUpdate(presence)) => Command::UpdatePresence { conn, presence },
+            Err(error) => Command::Reject { conn, error },
+        })
+    }
+
+    /// Binary messages are not part of the protocol.
+    pub fn on_binary(&mut self) -> Step {
+        let why = "binary frames are not part of this protocol; send JSON text";
+        Step::Forward(Command::Reject {
+            conn: self.conn,
+            error: RequestError::Malformed(why.into()),
+        })
+    }
+}

@@ -1,0 +1,326 @@
+//! Members: identified clients of every dialect, and how they join, stay
+//! alive, change presence and leave.
+
+use std::collections::hash_map::Entry;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+
+use super::{
+    Addressee, ClientInfo, Conn, ConnId, Delivery, Disconnect, Event, MemberView, PresenceChange,
+    Router, Seq, Timer,
+};
+use crate::dialect::Dialect;
+use crate::id::{self, Uuid};
+
+/// An identified client.
+#[derive(Debug)]
+pub struct Member {
+    /// Name, nickname, uuid and tags, shared with the messages it sends.
+    pub info: Arc<ClientInfo>,
+    /// What channels clients see of it: a JSON object.
+    pub presence: Arc<RawValue>,
+    /// The topics it subscribes to, ordered by name.
+    pub subscriptions: BTreeSet<String>,
+    /// What its dialect needs the router to remember.
+    pub kind: Kind,
+}
+
+/// The dialect-specific part of a member.
+#[derive(Debug)]
+pub enum Kind {
+    /// A concierge client.
+    Concierge,
+    /// A channels listener, which the router pings.
+    Channels(Liveness),
+}
+
+/// A channels listener's PING bookkeeping.
+#[derive(Debug)]
+pub struct Liveness {
+    /// The last measured PING→PONG round trip.
+    pub latency_ms: u64,
+    /// When the unanswered PING went out, if one is outstanding.
+    pub ping_sent: Option<Instant>,
+    /// When it joined or last answered a PING.
+    pub heard: Instant,
+}
+
+impl Member {
+    /// The dialect it speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.kind {
+            Kind::Concierge => Dialect::Concierge,
+            Kind::Channels(_) => Dialect::Channels,
+        }
+    }
+
+    /// How channels clients see it.
+    pub fn view(&self) -> MemberView {
+        MemberView {
+            client_id: self.info.name.clone(),
+            presence: self.presence.clone(),
+        }
+    }
+
+    /// What a frame addressed to it may say about it.
+    pub fn addressee(&self) -> Addressee<'_> {
+        let latency_ms = match &self.kind {
+            Kind::Channels(liveness) => liveness.latency_ms,
+            Kind::Concierge => 0,
+        };
+        Addressee {
+            client_id: &self.info.name,
+            latency_ms,
+        }
+    }
+}
+
+/// How many random ids a listener may draw before the namespace counts as
+/// full; with 63^8 ids, one collision is already rare.
+const ID_ATTEMPTS: usize = 8;
+
+impl Router {
+    pub(super) fn identify(
+        &mut self,
+        conn: ConnId,
+        name: String,
+        nickname: Option<String>,
+        tags: Vec<String>,
+    ) -> Vec<Delivery> {
+        let Some(Conn::Unidentified { deadline }) = self.conns.get(&conn) else {
+            // Already identified or already gone: the session never sends a
+            // second Identify, and a gone connection needs no answer.
+            return Vec::new();
+        };
+        self.timers.cancel(*deadline, Timer::Identify(conn));
+        if self.names.contains_key(&name) {
+            return self.evict(conn, Disconnect::NameTaken(name));
+        }
+        let uuid = match Uuid::new_v4() {
+            Ok(uuid) => uuid,
+            Err(e) => return self.evict(conn, Disconnect::Internal(format!("no uuid: {e}"))),
+        };
+        let info = ClientInfo {
+            name,
+            nickname,
+            uuid,
+            tags,
+        };
+        let presence = concierge_presence(&info);
+        self.admit(conn, info, presence, Kind::Concierge);
+        vec![Delivery::one(conn, Event::Welcome { uuid })]
+    }
+
+    /// Makes a channels client a member under a fresh `client_…` id,
+    /// listening to `topic`: it gets CONNECTED, the others PRESENCE:JOINED.
+    pub(super) fn listen(
+        &mut self,
+        conn: ConnId,
+        topic: String,
+        presence: Box<RawValue>,
+        now: Instant,
+    ) -> Vec<Delivery> {
+        if self.conns.contains_key(&conn) {
+            return Vec::new(); // the session listens once
+        }
+        let (client_id, uuid) = match self.fresh_identity() {
+            Ok(identity) => identity,
+            Err(why) => {
+                self.conns
+                    .insert(conn, Conn::Unidentified { deadline: now });
+                return self.evict(conn, Disconnect::Internal(why));
+            }
+        };
+        let info = ClientInfo {
+            name: client_id,
+            nickname: None,
+            uuid,
+            tags: vec!["channels".to_string()],
+        };
+        let liveness = Liveness {
+            latency_ms: 0,
+            ping_sent: None,
+            heard: now,
+        };
+        self.admit(conn, info, presence.into(), Kind::Channels(liveness));
+        self.schedule_pings(now);
+        let members = self.views_of(&topic, conn);
+        let mut out = vec![Delivery::one(conn, Event::Connected { members })];
+        out.extend(self.join_topic(conn, &topic));
+        out
+    }
+
+    /// A name and uuid nobody holds.
+    fn fresh_identity(&self) -> Result<(String, Uuid), String> {
+        for _ in 0..ID_ATTEMPTS {
+            let client_id = id::token("client_", 8).map_err(|e| e.to_string())?;
+            let uuid = Uuid::new_v4().map_err(|e| e.to_string())?;
+            if !self.names.contains_key(&client_id) && !self.uuids.contains_key(&uuid) {
+                return Ok((client_id, uuid));
+            }
+        }
+        Err("no free client id".to_string())
+    }
+
+    fn admit(&mut self, conn: ConnId, info: ClientInfo, presence: Arc<RawValue>, kind: Kind) {
+        // Callers checked that the name is free.
+        if let Entry::Vacant(slot) = self.names.entry(info.name.clone()) {
+            slot.insert(conn);
+        }
+        self.uuids.insert(info.uuid, conn);
+        let member = Member {
+            info: Arc::new(info),
+            presence,
+            subscriptions: BTreeSet::new(),
+            kind,
+        };
+        self.conns.insert(conn, Conn::Member(member));
+    }
+
+    /// A PONG: the round trip since the PING is the member's new latency.
+    pub(super) fn pong(&mut self, conn: ConnId, now: Instant) -> Vec<Delivery> {
+        if let Some(Kind::Channels(liveness)) = self.member_mut(conn).map(|m| &mut m.kind) {
+            if let Some(sent) = liveness.ping_sent.take() {
+                liveness.latency_ms = now.saturating_duration_since(sent).as_millis() as u64;
+            }
+            liveness.heard = now;
+        }
+        Vec::new()
+    }
+
+    /// Replaces a member's presence and tells its channels' listeners.
+    pub(super) fn update_presence(
+        &mut self,
+        conn: ConnId,
+        presence: Box<RawValue>,
+    ) -> Vec<Delivery> {
+        let Some(member) = self.member_mut(conn) else {
+            return Vec::new();
+        };
+        member.presence = presence.into();
+        let view = member.view();
+        let topics: Vec<String> = member.subscriptions.iter().cloned().collect();
+        topics
+            .iter()
+            .filter_map(|topic| self.presence_change(topic, conn, PresenceChange::Updated, &view))
+            .collect()
+    }
+
+    /// Starts the PING rounds if they are not running.
+    fn schedule_pings(&mut self, now: Instant) {
+        if !self.pinging {
+            self.pinging = true;
+            self.timers
+                .set(now + self.settings.ping_interval, Timer::PingRound);
+        }
+    }
+
+    /// Pings every channels member, and drops those that have not answered
+    /// for two intervals.
+    pub(super) fn ping_round(&mut self, now: Instant) -> Vec<Delivery> {
+        let deadline = 2 * self.settings.ping_interval;
+        let mut silent = Vec::new();
+        let mut pinged = Vec::new();
+        for (&conn, state) in &mut self.conns {
+            let Conn::Member(Member {
+                kind: Kind::Channels(liveness),
+                ..
+            }) = state
+            else {
+                continue;
+            };
+            if now.saturating_duration_since(liveness.heard) >= deadline {
+                silent.push(conn);
+            } else {
+                liveness.ping_sent.get_or_insert(now);
+                pinged.push(conn);
+            }
+        }
+        let mut out: Vec<Delivery> = pinged
+            .into_iter()
+            .map(|c| Delivery::one(c, Event::Ping))
+            .collect();
+        for conn in silent {
+            out.extend(self.evict(conn, Disconnect::PingTimeout));
+        }
+        self.pinging = false;
+        if self.members_speaking(Dialect::Channels).next().is_some() {
+            self.schedule_pings(now);
+        }
+        out
+    }
+
+    /// Removes `conn` from the namespace: its topics go (or lose their
+    /// owner), it leaves the ones it subscribes to, emits stop waiting for
+    /// it. Returns what the others are told.
+    pub(super) fn forget(&mut self, conn: ConnId) -> Vec<Delivery> {
+        let member = match self.conns.remove(&conn) {
+            Some(Conn::Member(member)) => member,
+            Some(Conn::Unidentified { deadline }) => {
+                self.timers.cancel(deadline, Timer::Identify(conn));
+                return Vec::new();
+            }
+            Some(Conn::Leaving { .. }) | None => return Vec::new(),
+        };
+        // Put it back while its topics are dealt with, so that they are
+        // described as they were, with it among their subscribers.
+        let subscriptions: Vec<String> = member.subscriptions.iter().cloned().collect();
+        let info = member.info.clone();
+        self.conns.insert(conn, Conn::Member(member));
+        let mut out = self.drop_owned_topics(conn);
+        for topic in &subscriptions {
+            out.extend(self.leave_topic(conn, topic));
+        }
+        self.conns.remove(&conn);
+        self.names.remove(&info.name);
+        self.uuids.remove(&info.uuid);
+        out.extend(self.stop_awaiting(conn));
+        out
+    }
+
+    pub(super) fn fetch_clients(&self, seq: Seq) -> Event {
+        let mut clients: Vec<Arc<ClientInfo>> = self
+            .conns
+            .values()
+            .filter_map(|state| match state {
+                Conn::Member(member) => Some(member.info.clone()),
+                _ => None,
+            })
+            .collect();
+        clients.sort_by(|a, b| a.name.cmp(&b.name));
+        Event::Clients { seq, clients }
+    }
+
+    pub(super) fn fetch_self(&self, conn: ConnId, seq: Seq) -> Event {
+        match self.member(conn) {
+            Some(member) => Event::Myself {
+                seq,
+                client: member.info.clone(),
+                subscriptions: member.subscriptions.iter().cloned().collect(),
+            },
+            None => Event::Refused {
+                seq: Some(seq),
+                error: super::RequestError::Malformed("not identified".into()),
+            },
+        }
+    }
+}
+
+/// A concierge client's presence as channels clients see it.
+fn concierge_presence(info: &ClientInfo) -> Arc<RawValue> {
+    let presence = serde_json::json!({
+        "name": info.name,
+        "nickname": info.nickname,
+        "uuid": info.uuid.to_string(),
+        "tags": info.tags,
+        "dialect": "concierge",
+    });
+    // A `Value` always serializes, and its text is valid JSON.
+    let text = serde_json::to_string(&presence).expect("a JSON value serializes");
+    RawValue::from_string(text)
+        .expect("serde_json wrote valid JSON")
+        .into()
+}
