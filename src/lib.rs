@@ -42,12 +42,17 @@
 //!   - [`net::connection`]: a socket's reader and writer threads.
 //!   - [`net::outbox`]: the bounded queue between router and writer.
 //!   - [`net::frame`]: outgoing frames, encoded once.
-//! - [`router`]: the single owner of state.
+//! - [`router`]: the single owner of state, one namespace for all dialects.
 //!   - [`router::command`]: what connections ask.
 //!   - [`router::event`]: what connections are told.
+//!   - `router/member.rs`: members join, stay alive, change presence, leave.
+//!   - `router/topic.rs`: topics (groups and channels) and their life.
+//!   - `router/publish.rs`: messages, emits and their acknowledgements.
+//!   - `router/timer.rs`: deadlines, in one ordered set.
 //!   - [`router::thread`]: the loop around the router; delivery.
 //! - [`dialect`]: the protocols.
 //!   - [`dialect::concierge`]: the concierge protocol.
+//!   - [`dialect::channels`]: the channels protocol, WebSocket and HTTP.
 //! - [`config`]: the settings and their defaults.
 //! - [`cli`]: flags and `SWITCHBOARD_*` variables.
 //! - [`metrics`]: counters for `/metrics`.

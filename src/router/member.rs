@@ -42,10 +42,8 @@ pub enum Kind {
 pub struct Liveness {
     /// The last measured PING→PONG round trip.
     pub latency_ms: u64,
-    /// When the unanswered PING went out, if one is outstanding.
+    /// When the oldest unanswered PING went out, if one is outstanding.
     pub ping_sent: Option<Instant>,
-    /// When it joined or last answered a PING.
-    pub heard: Instant,
 }
 
 impl Member {
@@ -143,7 +141,6 @@ impl Router {
         let liveness = Liveness {
             latency_ms: 0,
             ping_sent: None,
-            heard: now,
         };
         self.admit(conn, info, presence.into(), Kind::Channels(liveness));
         self.schedule_pings(now);
@@ -181,14 +178,12 @@ impl Router {
     }
 
     /// A PONG: the round trip since the PING is the member's new latency.
-    pub(super) fn pong(&mut self, conn: ConnId, now: Instant) -> Vec<Delivery> {
+    pub(super) fn pong(&mut self, conn: ConnId, now: Instant) {
         if let Some(Kind::Channels(liveness)) = self.member_mut(conn).map(|m| &mut m.kind) {
             if let Some(sent) = liveness.ping_sent.take() {
                 liveness.latency_ms = now.saturating_duration_since(sent).as_millis() as u64;
             }
-            liveness.heard = now;
         }
-        Vec::new()
     }
 
     /// Replaces a member's presence and tells its channels' listeners.
@@ -218,8 +213,8 @@ impl Router {
         }
     }
 
-    /// Pings every channels member, and drops those that have not answered
-    /// for two intervals.
+    /// Pings every channels member, and drops those that have left a PING
+    /// unanswered for two intervals.
     pub(super) fn ping_round(&mut self, now: Instant) -> Vec<Delivery> {
         let deadline = 2 * self.settings.ping_interval;
         let mut silent = Vec::new();
@@ -232,11 +227,12 @@ impl Router {
             else {
                 continue;
             };
-            if now.saturating_duration_since(liveness.heard) >= deadline {
-                silent.push(conn);
-            } else {
-                liveness.ping_sent.get_or_insert(now);
-                pinged.push(conn);
+            match liveness.ping_sent {
+                Some(sent) if now.saturating_duration_since(sent) >= deadline => silent.push(conn),
+                _ => {
+                    liveness.ping_sent.get_or_insert(now);
+                    pinged.push(conn);
+                }
             }
         }
         let mut out: Vec<Delivery> = pinged
@@ -257,19 +253,23 @@ impl Router {
     /// owner), it leaves the ones it subscribes to, emits stop waiting for
     /// it. Returns what the others are told.
     pub(super) fn forget(&mut self, conn: ConnId) -> Vec<Delivery> {
-        let member = match self.conns.remove(&conn) {
-            Some(Conn::Member(member)) => member,
+        // The member stays in `conns` while its topics are dealt with, so
+        // that they are described as they were, with it among subscribers.
+        let (info, subscriptions) = match self.conns.get(&conn) {
+            Some(Conn::Member(member)) => {
+                let subscriptions: Vec<String> = member.subscriptions.iter().cloned().collect();
+                (member.info.clone(), subscriptions)
+            }
             Some(Conn::Unidentified { deadline }) => {
-                self.timers.cancel(deadline, Timer::Identify(conn));
+                self.timers.cancel(*deadline, Timer::Identify(conn));
+                self.conns.remove(&conn);
                 return Vec::new();
             }
-            Some(Conn::Leaving { .. }) | None => return Vec::new(),
+            Some(Conn::Leaving { .. }) | None => {
+                self.conns.remove(&conn);
+                return Vec::new();
+            }
         };
-        // Put it back while its topics are dealt with, so that they are
-        // described as they were, with it among their subscribers.
-        let subscriptions: Vec<String> = member.subscriptions.iter().cloned().collect();
-        let info = member.info.clone();
-        self.conns.insert(conn, Conn::Member(member));
         let mut out = self.drop_owned_topics(conn);
         for topic in &subscriptions {
             out.extend(self.leave_topic(conn, topic));
@@ -277,7 +277,7 @@ impl Router {
         self.conns.remove(&conn);
         self.names.remove(&info.name);
         self.uuids.remove(&info.uuid);
-        out.extend(self.stop_awaiting(conn));
+        self.stop_awaiting(conn);
         out
     }
 

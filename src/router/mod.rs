@@ -127,8 +127,14 @@ impl Router {
                 Some(_) => vec![Delivery::one(conn, Event::Refused { seq: None, error })],
                 None => Vec::new(),
             },
-            Command::Pong { conn } => self.pong(conn, now),
-            Command::Ack { conn, event_id } => self.ack(conn, &event_id),
+            Command::Pong { conn } => {
+                self.pong(conn, now);
+                Vec::new()
+            }
+            Command::Ack { conn, event_id } => {
+                self.ack(conn, &event_id);
+                Vec::new()
+            }
             Command::UpdatePresence { conn, presence } => self.update_presence(conn, presence),
             Command::Emit(emit) => self.emit(emit, now),
             Command::Closed { conn } => self.forget(conn),
@@ -141,7 +147,10 @@ impl Router {
         while let Some(timer) = self.timers.pop_due(now) {
             out.extend(match timer {
                 Timer::Identify(conn) => self.evict(conn, Disconnect::IdentifyTimeout),
-                Timer::AckWait(event_id) => self.settle(&event_id),
+                Timer::AckWait(event_id) => {
+                    self.settle(&event_id);
+                    Vec::new()
+                }
                 Timer::PingRound => self.ping_round(now),
             });
         }

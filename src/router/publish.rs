@@ -186,9 +186,9 @@ impl Router {
     /// An ACK: when the last awaited target has acknowledged, the emit is
     /// answered. ACKs for unknown or settled events, or from clients not
     /// awaited, change nothing.
-    pub(super) fn ack(&mut self, conn: ConnId, event_id: &str) -> Vec<Delivery> {
+    pub(super) fn ack(&mut self, conn: ConnId, event_id: &str) {
         let Some(pending) = self.acks.get_mut(event_id) else {
-            return Vec::new();
+            return;
         };
         if let Some(id) = pending.awaited.remove(&conn) {
             pending.acked.push(id);
@@ -196,12 +196,11 @@ impl Router {
         if pending.awaited.is_empty() {
             self.settle(event_id);
         }
-        Vec::new()
     }
 
     /// `conn` is leaving: emits waiting for it stop, and those it was the
     /// last to wait for are answered.
-    pub(super) fn stop_awaiting(&mut self, conn: ConnId) -> Vec<Delivery> {
+    pub(super) fn stop_awaiting(&mut self, conn: ConnId) {
         let mut settled = Vec::new();
         for (event_id, pending) in &mut self.acks {
             if let Some(id) = pending.awaited.remove(&conn) {
@@ -214,13 +213,12 @@ impl Router {
         for event_id in settled {
             self.settle(&event_id);
         }
-        Vec::new()
     }
 
     /// Answers a waiting emit with what is known now.
-    pub(super) fn settle(&mut self, event_id: &str) -> Vec<Delivery> {
+    pub(super) fn settle(&mut self, event_id: &str) {
         let Some(pending) = self.acks.remove(event_id) else {
-            return Vec::new();
+            return;
         };
         self.timers
             .cancel(pending.deadline, Timer::AckWait(event_id.to_string()));
@@ -250,7 +248,6 @@ impl Router {
         };
         // The HTTP thread may have given up; then nobody needs the answer.
         let _ = reply.try_send(outcome);
-        Vec::new()
     }
 
     fn all_members(&self) -> impl Iterator<Item = ConnId> + '_ {

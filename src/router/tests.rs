@@ -585,3 +585,422 @@ fn rejections_of_unnumbered_frames_carry_no_seq_and_need_identification() {
     );
     assert!(hub.at(reject(2), 2).is_empty());
 }
+
+// --- channels and the shared namespace --------------------------------------
+
+fn raw(json: &str) -> Box<RawValue> {
+    RawValue::from_string(json.into()).unwrap()
+}
+
+impl Hub {
+    /// Opens `conn` as a channels listener of `topic`; returns its client id.
+    fn listen(&mut self, conn: u64, topic: &str, presence: &str) -> String {
+        let open = Command::Open {
+            conn: ConnId(conn),
+            dialect: Dialect::Channels,
+            outbox: Arc::new(Outbox::new(1024)),
+        };
+        assert!(self.at(open, 0).is_empty());
+        let listen = Command::Listen {
+            conn: ConnId(conn),
+            topic: topic.into(),
+            presence: raw(presence),
+        };
+        let out = self.at(listen, 1);
+        assert!(
+            matches!(&out[0], Delivery { to, event: Event::Connected { .. } } if to == &[ConnId(conn)]),
+            "{out:?}"
+        );
+        self.router
+            .addressee(ConnId(conn))
+            .unwrap()
+            .client_id
+            .to_string()
+    }
+
+    fn emit(
+        &mut self,
+        topic: &str,
+        targets: Targets,
+        require_ack: bool,
+        secs: u64,
+    ) -> (Vec<Delivery>, crossbeam_channel::Receiver<EmitOutcome>) {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let emit = Emit {
+            topic: topic.into(),
+            payload: raw(r#"{"n":1}"#),
+            targets,
+            require_ack,
+            reply,
+        };
+        (self.at(Command::Emit(emit), secs), answer)
+    }
+}
+
+fn presence_events(out: &[Delivery]) -> Vec<(Vec<ConnId>, PresenceChange, String)> {
+    out.iter()
+        .filter_map(|d| match &d.event {
+            Event::Presence { change, member } => {
+                Some((sorted(d.to.clone()), *change, member.client_id.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn listeners_get_the_others_and_are_announced_to_them() {
+    let mut hub = Hub::new();
+    let a = hub.listen(1, "room", r#"{"username":"a"}"#);
+    assert!(a.starts_with("client_") && a.len() == 15, "{a}");
+    let (reply_to_b, _) = (2, ());
+    let open = Command::Open {
+        conn: ConnId(reply_to_b),
+        dialect: Dialect::Channels,
+        outbox: Arc::new(Outbox::new(1024)),
+    };
+    hub.at(open, 0);
+    let out = hub.at(
+        Command::Listen {
+            conn: ConnId(2),
+            topic: "room".into(),
+            presence: raw(r#"{"username":"b"}"#),
+        },
+        1,
+    );
+    let Event::Connected { members } = &out[0].event else {
+        panic!("{out:?}")
+    };
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].client_id, a);
+    assert_eq!(members[0].presence.get(), r#"{"username":"a"}"#);
+    let b = hub
+        .router
+        .addressee(ConnId(2))
+        .unwrap()
+        .client_id
+        .to_string();
+    assert_eq!(
+        presence_events(&out),
+        vec![(to(&[1]), PresenceChange::Joined, b.clone())]
+    );
+    // Another channel's listener hears nothing of them.
+    hub.listen(3, "elsewhere", "{}");
+    let out = hub.at(
+        Command::UpdatePresence {
+            conn: ConnId(2),
+            presence: raw(r#"{"username":"B"}"#),
+        },
+        2,
+    );
+    assert_eq!(
+        presence_events(&out),
+        vec![(to(&[1]), PresenceChange::Updated, b.clone())]
+    );
+    let out = hub.close(2);
+    assert_eq!(
+        presence_events(&out),
+        vec![(to(&[1]), PresenceChange::Left, b)]
+    );
+}
+
+#[test]
+fn a_channel_is_an_ownerless_group_until_someone_creates_it() {
+    let mut hub = Hub::new();
+    hub.listen(1, "room", "{}");
+    let ann = hub.join(2, "ann");
+    let out = hub.ask(
+        2,
+        0,
+        Request::FetchTopic {
+            topic: topic("room"),
+        },
+    );
+    assert!(
+        matches!(&out[0].event, Event::Topic { topic, .. } if topic.owner.is_none() && topic.subscribers.len() == 1)
+    );
+    let out = hub.ask(
+        2,
+        1,
+        Request::CreateTopic {
+            topic: topic("room"),
+            nickname: Some("Room".into()),
+        },
+    );
+    assert!(
+        matches!(&out[0].event, Event::TopicChanged { seq: Some(1), change: TopicChange::Created, topic } if topic.owner == Some(ann) && topic.subscribers.len() == 2)
+    );
+    assert_eq!(
+        presence_events(&out),
+        vec![(to(&[1]), PresenceChange::Joined, "ann".to_string())]
+    );
+    // The owner leaving deletes the group but not the channel.
+    let out = hub.close(2);
+    assert_eq!(
+        presence_events(&out),
+        vec![(to(&[1]), PresenceChange::Left, "ann".to_string())]
+    );
+    hub.join(3, "bob");
+    let out = hub.ask(3, 0, Request::FetchTopics);
+    assert!(
+        matches!(&out[0].event, Event::Topics { topics, .. } if topics.len() == 1 && topics[0].owner.is_none() && topics[0].nickname.is_none())
+    );
+    // The last listener leaving removes the topic.
+    hub.close(1);
+    let out = hub.ask(3, 1, Request::FetchTopics);
+    assert!(matches!(&out[0].event, Event::Topics { topics, .. } if topics.is_empty()));
+}
+
+#[test]
+fn a_concierge_unsubscribing_from_an_ownerless_topic_removes_it_when_empty() {
+    let mut hub = Hub::new();
+    hub.join(1, "ann");
+    hub.listen(2, "room", "{}");
+    hub.ask(
+        1,
+        0,
+        Request::Subscribe {
+            topic: topic("room"),
+        },
+    );
+    hub.close(2);
+    hub.ask(
+        1,
+        1,
+        Request::Unsubscribe {
+            topic: topic("room"),
+        },
+    );
+    let out = hub.ask(1, 2, Request::FetchTopics);
+    assert!(matches!(&out[0].event, Event::Topics { topics, .. } if topics.is_empty()));
+}
+
+#[test]
+fn emits_reach_all_some_or_named_subscribers_or_are_refused() {
+    let mut hub = Hub::new();
+    let a = hub.listen(1, "room", "{}");
+    let b = hub.listen(2, "room", "{}");
+    hub.join(3, "ann");
+    hub.ask(
+        3,
+        0,
+        Request::Subscribe {
+            topic: topic("room"),
+        },
+    );
+
+    let (out, answer) = hub.emit("room", Targets::All, false, 2);
+    assert_eq!(sorted(out[0].to.clone()), to(&[1, 2, 3]));
+    let Event::Message(message) = &out[0].event else {
+        panic!()
+    };
+    assert_eq!(message.origin, Origin::Http);
+    assert!(message.event_id.starts_with("evt_"));
+    assert!(
+        matches!(answer.try_recv().unwrap(), EmitOutcome::Sent { targeted, .. } if targeted.len() == 3)
+    );
+
+    let (out, answer) = hub.emit("room", Targets::Random(2), false, 2);
+    let mut chosen = out[0].to.clone();
+    chosen.dedup();
+    assert_eq!(chosen.len(), 2);
+    assert!(
+        matches!(answer.try_recv().unwrap(), EmitOutcome::Sent { targeted, .. } if targeted.len() == 2)
+    );
+
+    let (out, answer) = hub.emit("room", Targets::Random(4), false, 2);
+    assert!(out.is_empty());
+    assert_eq!(
+        answer.try_recv().unwrap(),
+        EmitOutcome::Refused(EmitError::TooFewListeners {
+            wanted: 4,
+            listening: 3
+        })
+    );
+
+    let (out, answer) = hub.emit(
+        "room",
+        Targets::Named(vec![b.clone(), "ann".into()]),
+        false,
+        2,
+    );
+    assert_eq!(sorted(out[0].to.clone()), to(&[2, 3]));
+    assert!(
+        matches!(answer.try_recv().unwrap(), EmitOutcome::Sent { targeted, .. } if targeted == vec![b.clone(), "ann".to_string()])
+    );
+
+    let (out, answer) = hub.emit("room", Targets::Named(vec![a, "zed".into()]), false, 2);
+    assert!(out.is_empty());
+    assert_eq!(
+        answer.try_recv().unwrap(),
+        EmitOutcome::Refused(EmitError::UnknownClients(vec!["zed".into()]))
+    );
+
+    let (out, answer) = hub.emit("empty", Targets::All, false, 2);
+    assert!(out[0].to.is_empty());
+    assert!(
+        matches!(answer.try_recv().unwrap(), EmitOutcome::Sent { targeted, .. } if targeted.is_empty())
+    );
+}
+
+#[test]
+fn acked_emits_answer_when_every_channels_target_acked() {
+    let mut hub = Hub::new();
+    let a = hub.listen(1, "room", "{}");
+    let b = hub.listen(2, "room", "{}");
+    hub.join(3, "ann");
+    hub.ask(
+        3,
+        0,
+        Request::Subscribe {
+            topic: topic("room"),
+        },
+    );
+    let (out, answer) = hub.emit("room", Targets::All, true, 2);
+    let Event::Message(message) = &out[0].event else {
+        panic!()
+    };
+    assert!(message.requires_ack);
+    let event_id = message.event_id.clone();
+    hub.at(
+        Command::Ack {
+            conn: ConnId(2),
+            event_id: event_id.clone(),
+        },
+        3,
+    );
+    hub.at(
+        Command::Ack {
+            conn: ConnId(2),
+            event_id: "evt_unknown".into(),
+        },
+        3,
+    );
+    assert!(answer.try_recv().is_err(), "still waiting for {a}");
+    hub.at(
+        Command::Ack {
+            conn: ConnId(1),
+            event_id: event_id.clone(),
+        },
+        3,
+    );
+    assert_eq!(
+        answer.try_recv().unwrap(),
+        EmitOutcome::Acked {
+            event_id,
+            targeted: vec![a.clone(), b.clone(), "ann".into()],
+            acked: vec![b, a]
+        }
+    );
+    assert_eq!(
+        hub.router
+            .next_deadline()
+            .map(|d| d > hub.start + Duration::from_secs(9)),
+        Some(true),
+        "only the PING round is left"
+    );
+}
+
+#[test]
+fn acked_emits_time_out_or_settle_when_a_target_leaves() {
+    let mut hub = Hub::new();
+    let a = hub.listen(1, "room", "{}");
+    let b = hub.listen(2, "room", "{}");
+    let (out, answer) = hub.emit("room", Targets::All, true, 2);
+    let Event::Message(message) = &out[0].event else {
+        panic!()
+    };
+    let event_id = message.event_id.clone();
+    hub.at(
+        Command::Ack {
+            conn: ConnId(1),
+            event_id: event_id.clone(),
+        },
+        3,
+    );
+    assert!(hub
+        .router
+        .expire(hub.start + Duration::from_secs(6))
+        .is_empty());
+    assert!(answer.try_recv().is_err());
+    hub.router.expire(hub.start + Duration::from_secs(7));
+    assert_eq!(
+        answer.try_recv().unwrap(),
+        EmitOutcome::Unacked {
+            event_id,
+            targeted: vec![a.clone(), b.clone()],
+            acked: vec![a.clone()],
+            missing: vec![b.clone()]
+        }
+    );
+
+    let (out, answer) = hub.emit("room", Targets::All, true, 8);
+    let Event::Message(message) = &out[0].event else {
+        panic!()
+    };
+    let event_id = message.event_id.clone();
+    hub.close(2);
+    assert!(answer.try_recv().is_err(), "still waiting for {a}");
+    hub.at(
+        Command::Ack {
+            conn: ConnId(1),
+            event_id: event_id.clone(),
+        },
+        8,
+    );
+    assert_eq!(
+        answer.try_recv().unwrap(),
+        EmitOutcome::Unacked {
+            event_id,
+            targeted: vec![a.clone(), b.clone()],
+            acked: vec![a],
+            missing: vec![b]
+        }
+    );
+}
+
+#[test]
+fn ping_rounds_measure_latency_and_evict_the_silent() {
+    let mut hub = Hub::new();
+    let a = hub.listen(1, "room", "{}");
+    let b = hub.listen(2, "room", "{}");
+    let interval = SETTINGS.ping_interval;
+    // The listeners joined at 1 s, which started the rounds.
+    let at = |hub: &Hub, n: u32| hub.start + Duration::from_secs(1) + interval * n;
+    let round = |hub: &mut Hub, n: u32| hub.router.expire(at(hub, n));
+    let out = round(&mut hub, 1);
+    let pinged: Vec<ConnId> = out
+        .iter()
+        .filter(|d| matches!(d.event, Event::Ping))
+        .flat_map(|d| d.to.clone())
+        .collect();
+    assert_eq!(sorted(pinged), to(&[1, 2]));
+    // `a` answers 250 ms after its ping; `b` never does.
+    hub.router.handle(
+        Command::Pong { conn: ConnId(1) },
+        at(&hub, 1) + Duration::from_millis(250),
+    );
+    assert_eq!(hub.router.addressee(ConnId(1)).unwrap().latency_ms, 250);
+    let out = round(&mut hub, 2);
+    assert!(
+        out.iter().all(|d| !matches!(d.event, Event::Disconnect(_))),
+        "{out:?}"
+    );
+    hub.router
+        .handle(Command::Pong { conn: ConnId(1) }, at(&hub, 2));
+    // Two intervals after its first PING, `b` is dropped.
+    let out = round(&mut hub, 3);
+    let evicted: Vec<&Delivery> = out
+        .iter()
+        .filter(|d| matches!(d.event, Event::Disconnect(Disconnect::PingTimeout)))
+        .collect();
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted[0].to, to(&[2]));
+    assert_eq!(
+        presence_events(&out),
+        vec![(to(&[1]), PresenceChange::Left, b.clone())]
+    );
+    // The evicted client keeps its id for its last words, and is no member.
+    assert_eq!(hub.router.addressee(ConnId(2)).unwrap().client_id, b);
+    let _ = a;
+}
