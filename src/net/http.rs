@@ -178,6 +178,13 @@ pub fn read_body(
     }
     let mut body = request.leftover.clone();
     body.truncate(length);
+    // curl and others hold back a large body until the server says it wants
+    // it; without this answer they wait a second before sending anyway.
+    if body.len() < length && request.has_token("expect", "100-continue") {
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|_| BodyError::Incomplete)?;
+    }
     let mut chunk = [0u8; 4096];
     while body.len() < length {
         let left = deadline.saturating_duration_since(Instant::now());
