@@ -175,10 +175,10 @@ impl Router {
                     let ids = unknown.into_iter().map(|(id, _)| id.clone()).collect();
                     return Err(EmitError::UnknownClients(ids));
                 }
-                let mut chosen: Vec<ConnId> =
-                    found.into_iter().filter_map(|(_, c)| c.copied()).collect();
-                chosen.dedup();
-                Ok(chosen)
+                // An id named twice is still one target.
+                let mut seen = std::collections::BTreeSet::new();
+                let chosen = found.into_iter().filter_map(|(_, conn)| conn.copied());
+                Ok(chosen.filter(|&conn| seen.insert(conn)).collect())
             }
         }
     }
