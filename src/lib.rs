@@ -83,6 +83,7 @@ pub mod cli;
 pub mod config;
 pub mod dialect;
 pub mod id;
+pub mod jwt;
 pub mod metrics;
 pub mod net;
 pub mod router;
