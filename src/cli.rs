@@ -64,6 +64,9 @@ struct Flag {
 
 enum Setter {
     Value(fn(&mut Config, &str) -> Result<(), &'static str>),
+    /// A repeatable flag; `first` is true for its first occurrence from a
+    /// given source, which replaces the default (or the environment's).
+    List(fn(&mut Config, &str, bool) -> Result<(), &'static str>),
     Switch(fn(&mut Config)),
 }
 
@@ -89,6 +92,62 @@ const FLAGS: &[Flag] = &[
         usage: "N  concierge IDENTIFY deadline [5000]",
         apply: Setter::Value(|c, v| {
             c.identify_timeout = millis(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "jwt-key",
+        usage: "TEXT         HS256 key for JWTs (world token) [none: tokens refused]",
+        apply: Setter::Value(|c, v| {
+            c.jwt_key = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "world",
+        usage: "NAME           a world that exists; repeatable, or comma-separated [default]",
+        apply: Setter::List(|c, v, first| {
+            if first {
+                c.worlds.clear();
+            }
+            for world in v.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+                if world.contains('/') {
+                    return Err("a world name without '/'");
+                }
+                c.worlds.push(world.to_string());
+            }
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "world-user-connections",
+        usage: "N connections one user may hold to one world; more replace the oldest [5]",
+        apply: Setter::Value(|c, v| {
+            c.world_user_connections = positive(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "heartbeat-ms",
+        usage: "N         common hb_interval; silence past it + 1 s closes with 4003 [20000]",
+        apply: Setter::Value(|c, v| {
+            c.heartbeat_interval = millis(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "admin-token",
+        usage: "TEXT     bearer token for POST /admin/reload [none: endpoint off]",
+        apply: Setter::Value(|c, v| {
+            c.admin_token = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "rpc-workers",
+        usage: "N          threads running embedded RPC methods [4]",
+        apply: Setter::Value(|c, v| {
+            c.rpc_workers = positive(v)?;
             Ok(())
         }),
     },
@@ -199,8 +258,11 @@ pub fn parse(
         let variable = env_name(flag.name);
         if let Some(value) = env(&variable) {
             apply(flag, &mut config, &value, variable, true)?;
+            // The environment's list replaces the default; the command
+            // line's (below) replaces the environment's.
         }
     }
+    let mut seen_on_command_line: Vec<&str> = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -220,22 +282,29 @@ pub fn parse(
         let value = match (&flag.apply, inline) {
             (Setter::Switch(_), None) => String::new(),
             (_, Some(value)) => value,
-            (Setter::Value(_), None) => args
+            (Setter::Value(_) | Setter::List(_), None) => args
                 .next()
                 .ok_or_else(|| CliError::MissingValue(format!("--{name}")))?,
         };
-        apply(flag, &mut config, &value, format!("--{name}"), false)?;
+        let first = !seen_on_command_line.contains(&flag.name);
+        seen_on_command_line.push(flag.name);
+        apply(flag, &mut config, &value, format!("--{name}"), first)?;
     }
     Ok(Invocation::Run(config))
 }
 
+/// Applies one value. `first` is whether this is the flag's first value
+/// from its source (the environment always is; for the command line it is
+/// the first occurrence), and for switches it also says "from the
+/// environment", where a switch takes 1 or 0.
 fn apply(
     flag: &Flag,
     config: &mut Config,
     value: &str,
     source: String,
-    from_env: bool,
+    first: bool,
 ) -> Result<(), CliError> {
+    let from_env = source.starts_with("SWITCHBOARD_");
     let bad = |expected| CliError::BadValue {
         source: source.clone(),
         value: value.to_string(),
@@ -243,6 +312,7 @@ fn apply(
     };
     match &flag.apply {
         Setter::Value(set) => set(config, value).map_err(bad),
+        Setter::List(add) => add(config, value, first).map_err(bad),
         Setter::Switch(set) => match (from_env, value) {
             (false, "") | (true, "1" | "true" | "yes") => {
                 set(config);
@@ -326,6 +396,26 @@ mod tests {
         assert!(run(&["--max-connections", "0"], &[]).is_err());
         assert!(run(&["--quiet=yes"], &[]).is_err());
         assert!(run(&["stray"], &[]).is_err());
+    }
+
+    #[test]
+    fn worlds_repeat_and_replace_the_default_and_the_environment() {
+        assert_eq!(run(&[], &[]).unwrap().worlds, ["default"]);
+        assert_eq!(
+            run(&["--world", "a", "--world=b,c"], &[]).unwrap().worlds,
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            run(&[], &[("SWITCHBOARD_WORLD", "x, y")]).unwrap().worlds,
+            ["x", "y"]
+        );
+        assert_eq!(
+            run(&["--world", "a"], &[("SWITCHBOARD_WORLD", "x")])
+                .unwrap()
+                .worlds,
+            ["a"]
+        );
+        assert!(run(&["--world", "a/b"], &[]).is_err());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::Duration;
 pub struct Config {
     /// Address to listen on (`--listen`).
     pub listen: String,
-    /// Shared secret a concierge IDENTIFY must carry (`--secret`);
-    /// `None` lets anyone identify.
+    /// Shared secret a concierge IDENTIFY and a common HELLO_ACK must
+    /// carry (`--secret`); `None` lets anyone in.
     pub secret: Option<Arc<str>>,
     /// How often channels listeners get a PING (`--ping-ms`); two intervals
     /// without a PONG disconnect them.
@@ -17,6 +17,21 @@ pub struct Config {
     /// How long an emit with `require-ack=true` waits for ACKs
     /// (`--ack-timeout-ms`).
     pub ack_timeout: Duration,
+    /// The common `hb_interval` (`--heartbeat-ms`): a client silent for it
+    /// and one second more is closed with 4003.
+    pub heartbeat_interval: Duration,
+    /// The worlds that exist (`--world`, repeatable).
+    pub worlds: Vec<String>,
+    /// The HS256 key for JWTs (`--jwt-key`); `None` refuses every token.
+    pub jwt_key: Option<Arc<str>>,
+    /// Connections one user may hold to one world; a newer one replaces
+    /// the oldest (`--world-user-connections`).
+    pub world_user_connections: usize,
+    /// The bearer token of the admin endpoints (`--admin-token`); `None`
+    /// turns them off.
+    pub admin_token: Option<Arc<str>>,
+    /// Threads running the embedder's RPC methods (`--rpc-workers`).
+    pub rpc_workers: usize,
     /// How long a concierge client has to IDENTIFY (`--identify-timeout-ms`).
     pub identify_timeout: Duration,
     /// How long a client has to send its whole HTTP request head
@@ -48,6 +63,12 @@ impl Default for Config {
             secret: None,
             ping_interval: Duration::from_millis(15_000),
             ack_timeout: Duration::from_millis(5000),
+            heartbeat_interval: Duration::from_millis(20_000),
+            worlds: vec!["default".to_string()],
+            jwt_key: None,
+            world_user_connections: 5,
+            admin_token: None,
+            rpc_workers: 4,
             identify_timeout: Duration::from_millis(5000),
             handshake_timeout: Duration::from_millis(5000),
             max_message_bytes: 1 << 20,

@@ -87,6 +87,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod net;
 pub mod router;
+pub mod rpc;
 pub mod server;
 
 pub use config::Config;

@@ -12,6 +12,7 @@ use crate::log;
 use crate::metrics::Metrics;
 use crate::net::{connection, Shared};
 use crate::router::{self, Router, Settings};
+use crate::rpc::{Caller, Methods, Pool, RpcError};
 
 /// Commands that may wait for the router before readers block. Readers
 /// blocking on a busy router is the back-pressure that keeps it from
@@ -23,6 +24,7 @@ const COMMAND_QUEUE: usize = 4096;
 pub struct Server {
     listener: TcpListener,
     config: Config,
+    methods: Methods,
 }
 
 impl Server {
@@ -36,7 +38,27 @@ impl Server {
     /// port 0, an embedder's own socket, or systemd's socket activation.
     /// `config.listen` is ignored.
     pub fn from_listener(listener: TcpListener, config: Config) -> Server {
-        Server { listener, config }
+        Server {
+            listener,
+            config,
+            methods: Methods::default(),
+        }
+    }
+
+    /// Adds an RPC method that common (`REQUEST`/`DISPATCH` with `w` =
+    /// `name`) and world (`[name, id, payload]`) clients can call. Built-in
+    /// names (`hub.*`, world's `room.*` and `user.update`) take precedence.
+    /// Methods run on `--rpc-workers` threads, never on the router's, so a
+    /// slow one delays only its own answer.
+    pub fn method<F>(mut self, name: &str, method: F) -> Server
+    where
+        F: Fn(&Caller, &serde_json::Value) -> Result<serde_json::Value, RpcError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.methods.insert(name, Arc::new(method));
+        self
     }
 
     /// The address the server listens on.
@@ -53,6 +75,11 @@ impl Server {
             ),
             format!("ws://{addr}/<channel>/listen  (channels listener)"),
             format!("http://{addr}/<channel>/emit  (channels publish: GET or POST)"),
+            format!("ws://{addr}/ws/common     (common)"),
+            format!(
+                "ws://{addr}/ws/world/<world>  (world; worlds: {})",
+                self.config.worlds.join(", ")
+            ),
             format!("ws://{addr}/ws/echo       (echo)"),
             format!("http://{addr}/healthz     (liveness)"),
             format!("http://{addr}/metrics     (Prometheus metrics)"),
@@ -65,11 +92,22 @@ impl Server {
         crate::log::set_quiet(self.config.quiet);
         let metrics = Arc::new(Metrics::default());
         let (commands, inbox) = crossbeam_channel::bounded(COMMAND_QUEUE);
-        let router = Router::new(Settings {
+        let pool = match self.methods.is_empty() {
+            true => None,
+            false => Some(Pool::start(
+                self.methods,
+                self.config.rpc_workers,
+                commands.clone(),
+            )?),
+        };
+        let settings = Settings {
             identify_timeout: self.config.identify_timeout,
             ping_interval: self.config.ping_interval,
             ack_timeout: self.config.ack_timeout,
-        });
+            heartbeat_interval: self.config.heartbeat_interval,
+            world_user_connections: self.config.world_user_connections,
+        };
+        let router = Router::with_pool(settings, pool);
         router::thread::spawn(router, inbox, metrics.clone())?;
         let shared = Arc::new(Shared {
             config: Arc::new(self.config),

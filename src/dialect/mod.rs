@@ -8,7 +8,9 @@
 //! only in the router's namespace of members and topics.
 
 pub mod channels;
+pub mod common;
 pub mod concierge;
+pub mod world;
 
 use std::fmt;
 use std::time::Duration;
@@ -27,11 +29,21 @@ pub enum Dialect {
     Concierge,
     /// `/<channel>/listen`.
     Channels,
+    /// `/ws/common`.
+    Common,
+    /// `/ws/world/<world>`.
+    World,
 }
 
 impl Dialect {
     /// Every dialect, in a fixed order.
-    pub const ALL: [Dialect; 3] = [Dialect::Echo, Dialect::Concierge, Dialect::Channels];
+    pub const ALL: [Dialect; 5] = [
+        Dialect::Echo,
+        Dialect::Concierge,
+        Dialect::Channels,
+        Dialect::Common,
+        Dialect::World,
+    ];
 
     /// The dialect's name, as used in logs and metrics.
     pub fn name(self) -> &'static str {
@@ -39,6 +51,8 @@ impl Dialect {
             Dialect::Echo => "echo",
             Dialect::Concierge => "concierge",
             Dialect::Channels => "channels",
+            Dialect::Common => "common",
+            Dialect::World => "world",
         }
     }
 
@@ -51,7 +65,7 @@ impl Dialect {
     pub fn uses_router(self) -> bool {
         match self {
             Dialect::Echo => false,
-            Dialect::Concierge | Dialect::Channels => true,
+            Dialect::Concierge | Dialect::Channels | Dialect::Common | Dialect::World => true,
         }
     }
 
@@ -60,7 +74,7 @@ impl Dialect {
     pub fn frames_are_personal(self) -> bool {
         match self {
             Dialect::Channels => true,
-            Dialect::Echo | Dialect::Concierge => false,
+            Dialect::Echo | Dialect::Concierge | Dialect::Common | Dialect::World => false,
         }
     }
 
@@ -72,7 +86,11 @@ impl Dialect {
             limit.as_millis()
         );
         match self {
-            Dialect::Echo | Dialect::Concierge | Dialect::Channels => Close::new(1001, reason),
+            Dialect::Echo
+            | Dialect::Concierge
+            | Dialect::Channels
+            | Dialect::Common
+            | Dialect::World => Close::new(1001, reason),
         }
     }
 }
@@ -103,6 +121,10 @@ pub enum Session {
     Concierge(concierge::Session),
     /// A channels listener.
     Channels(channels::Session),
+    /// A common client.
+    Common(common::Session),
+    /// A world client.
+    World(world::Session),
 }
 
 impl Session {
@@ -115,6 +137,17 @@ impl Session {
                 Session::Concierge(concierge::Session::new(conn, config.secret.clone()))
             }
             Dialect::Channels => Session::Channels(channels::Session::new(conn, request)),
+            Dialect::Common => Session::Common(common::Session::new(
+                conn,
+                config.secret.clone(),
+                config.heartbeat_interval,
+            )),
+            Dialect::World => {
+                let world = world::world_of(&request.path)
+                    .filter(|w| config.worlds.iter().any(|known| known == w))
+                    .map(String::from);
+                Session::World(world::Session::new(conn, world, config.jwt_key.clone()))
+            }
         }
     }
 
@@ -124,14 +157,21 @@ impl Session {
             Session::Echo => Dialect::Echo,
             Session::Concierge(_) => Dialect::Concierge,
             Session::Channels(_) => Dialect::Channels,
+            Session::Common(_) => Dialect::Common,
+            Session::World(_) => Dialect::World,
         }
     }
 
-    /// A command to send the router as soon as the connection is open.
-    pub fn on_open(&mut self) -> Option<Command> {
+    /// What happens as soon as the connection is open, before the client
+    /// says anything.
+    pub fn on_open(&mut self) -> Vec<Step> {
         match self {
-            Session::Echo | Session::Concierge(_) => None,
-            Session::Channels(session) => session.on_open(),
+            Session::Echo | Session::Concierge(_) => Vec::new(),
+            Session::Channels(session) => {
+                session.on_open().map(Step::Forward).into_iter().collect()
+            }
+            Session::Common(session) => session.on_open(),
+            Session::World(session) => session.on_open(),
         }
     }
 
@@ -141,6 +181,8 @@ impl Session {
             Session::Echo => Step::Reply(Frame::text(text)),
             Session::Concierge(session) => session.on_text(text),
             Session::Channels(session) => session.on_text(text),
+            Session::Common(session) => session.on_text(text),
+            Session::World(session) => session.on_text(text),
         }
     }
 
@@ -150,6 +192,8 @@ impl Session {
             Session::Echo => Step::Reply(Frame::binary(bytes)),
             Session::Concierge(session) => session.on_binary(),
             Session::Channels(session) => session.on_binary(),
+            Session::Common(session) => session.on_binary(),
+            Session::World(session) => session.on_binary(),
         }
     }
 }
@@ -162,6 +206,8 @@ pub fn render(dialect: Dialect, event: &Event, to: Option<Addressee<'_>>) -> Opt
         Dialect::Echo => None,
         Dialect::Concierge => concierge::render::render(event),
         Dialect::Channels => channels::render::render(event, to?),
+        Dialect::Common => common::render::render(event),
+        Dialect::World => world::render::render(event),
     }
 }
 
@@ -169,7 +215,17 @@ pub fn render(dialect: Dialect, event: &Event, to: Option<Addressee<'_>>) -> Opt
 /// that explain a disconnection in a message of their own.
 pub fn farewell(dialect: Dialect, why: &Disconnect, to: Option<Addressee<'_>>) -> Option<Frame> {
     match dialect {
-        Dialect::Echo | Dialect::Concierge => None,
+        Dialect::Echo | Dialect::Concierge | Dialect::Common => None,
         Dialect::Channels => channels::render::farewell(why, to?),
+        Dialect::World => world::render::farewell(why),
+    }
+}
+
+/// What a client is told, in its dialect, when its own connection's
+/// handling fails inside the server (before the 1011 close), if anything.
+pub fn fatal_notice(dialect: Dialect) -> Option<Frame> {
+    match dialect {
+        Dialect::World => Some(world::render::fatal_or("server.fatal")),
+        Dialect::Echo | Dialect::Concierge | Dialect::Channels | Dialect::Common => None,
     }
 }

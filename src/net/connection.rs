@@ -36,6 +36,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
@@ -51,7 +52,7 @@ use super::outbox::Outbox;
 use super::route::{self, Route};
 use super::upgrade;
 use super::Shared;
-use crate::dialect::{channels, concierge, Dialect, Session, Step};
+use crate::dialect::{self, channels, concierge, Dialect, Session, Step};
 use crate::log;
 use crate::metrics::{Counter, Metrics};
 use crate::router::{Command, ConnId};
@@ -109,6 +110,7 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, handshake: Slot) {
             .with_header("Content-Type", "text/plain; version=0.0.4"),
         Route::Index => Response::text(200, index()),
         Route::NotFound => Response::text(404, format!("no endpoint at {}\n", request.path)),
+        Route::Reload => super::admin::reload(&request, shared),
         Route::Emit => match channels::split_path(&request.path) {
             Some((channel, _)) => {
                 channels::emit::answer(&stream, &request, channel, shared, deadline)
@@ -302,12 +304,6 @@ fn run(
         }
     }
     let mut session = Session::new(dialect, conn, config, &request);
-    if let Some(command) = session.on_open() {
-        if shared.router.send(command).is_err() {
-            outbox.close(Frame::close(&Close::new(1011, "router stopped")));
-            return Ending::Refused("router stopped".into());
-        }
-    }
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
         .write_buffer_size(0)
@@ -394,7 +390,14 @@ impl Reader<'_> {
         // Each read waits at most one keepalive interval: a timeout is the
         // reader's cue to ping a silent client, or to give up on it.
         let _ = ws.get_ref().0.set_read_timeout(Some(self.keepalive));
-        let ending = self.read_messages(ws, session);
+        let opening = session
+            .on_open()
+            .into_iter()
+            .find_map(|step| self.take(step));
+        let ending = match opening {
+            Some(ending) => ending,
+            None => self.read_messages(ws, session),
+        };
         if let Ending::ServerClosed(_) = ending {
             await_close_reply(ws);
         }
@@ -418,14 +421,15 @@ impl Reader<'_> {
                 Err(error) => return self.fail(error),
             };
             last_heard = Instant::now();
+            let dialect = session.dialect();
             let step = match message {
                 Message::Text(text) => {
                     self.metrics.messages_in.increment();
-                    session.on_text(&text)
+                    self.protect(dialect, || session.on_text(&text))
                 }
                 Message::Binary(bytes) => {
                     self.metrics.messages_in.increment();
-                    session.on_binary(&bytes)
+                    self.protect(dialect, || session.on_binary(&bytes))
                 }
                 Message::Ping(payload) => Step::Reply(Frame::pong(&payload)),
                 Message::Pong(_) | Message::Frame(_) => continue,
@@ -435,18 +439,41 @@ impl Reader<'_> {
                     return Ending::ClientClosed(code);
                 }
             };
-            match step {
-                Step::Forward(command) => {
-                    if self.router.send(command).is_err() {
-                        return self.close(Close::new(1011, "router stopped"));
-                    }
+            if let Some(ending) = self.take(step) {
+                return ending;
+            }
+        }
+    }
+
+    /// Carries out one step; returns how the connection ended if it did.
+    fn take(&self, step: Step) -> Option<Ending> {
+        match step {
+            Step::Forward(command) => match self.router.send(command) {
+                Ok(()) => None,
+                Err(_) => Some(self.close(Close::new(1011, "router stopped"))),
+            },
+            // Refused only once the outbox is closed, when the connection
+            // is ending anyway: keep reading until it does.
+            Step::Reply(frame) => {
+                let _ = self.outbox.push_wait(frame);
+                None
+            }
+            Step::Close(close) => Some(self.close(close)),
+        }
+    }
+
+    /// Runs a session's handler so that a bug in it ends only this
+    /// connection: a panic tells the client (in its dialect's words, if it
+    /// has any) and closes with 1011, and every other connection goes on.
+    fn protect(&self, dialect: Dialect, handle: impl FnOnce() -> Step) -> Step {
+        match panic::catch_unwind(AssertUnwindSafe(handle)) {
+            Ok(step) => step,
+            Err(_) => {
+                log!("{dialect}: a message handler failed; closing the connection");
+                if let Some(notice) = dialect::fatal_notice(dialect) {
+                    let _ = self.outbox.push_wait(notice);
                 }
-                // Refused only once the outbox is closed, when the
-                // connection is ending anyway: keep reading until it does.
-                Step::Reply(frame) => {
-                    let _ = self.outbox.push_wait(frame);
-                }
-                Step::Close(close) => return self.close(close),
+                Step::Close(Close::new(1011, "internal error"))
             }
         }
     }

@@ -2,12 +2,14 @@
 //! threads that serve each WebSocket.
 //!
 //! - [`http`] reads request heads under a deadline and writes responses,
+//! - `admin` answers the operator's endpoints,
 //! - [`route`] picks the endpoint,
 //! - [`upgrade`] answers the WebSocket handshake,
 //! - [`connection`] runs a socket's reader and writer threads,
 //! - [`outbox`] is the bounded queue between the router and a writer,
 //! - [`frame`] encodes outgoing frames once, for every recipient.
 
+pub(crate) mod admin;
 pub mod connection;
 pub mod frame;
 pub mod http;

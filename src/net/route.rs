@@ -17,6 +17,8 @@ pub enum Route {
     WebSocket(Dialect),
     /// `GET|POST /<channel>/emit`: an HTTP publish to a channel.
     Emit,
+    /// `POST /admin/reload`: the operator asks world clients to reload.
+    Reload,
     /// Nothing here.
     NotFound,
 }
@@ -34,6 +36,11 @@ pub fn route(request: &Request) -> Route {
         "/" => Route::Index,
         "/ws/echo" => Route::WebSocket(Dialect::Echo),
         "/ws/concierge" => Route::WebSocket(Dialect::Concierge),
+        "/ws/common" => Route::WebSocket(Dialect::Common),
+        "/admin/reload" => Route::Reload,
+        // Unknown worlds are answered by the world dialect itself, in its
+        // own words, once the WebSocket is open.
+        path if path.starts_with("/ws/world/") => Route::WebSocket(Dialect::World),
         path => match channels::split_path(path) {
             Some((_, "listen")) => Route::WebSocket(Dialect::Channels),
             Some((_, "emit")) => Route::Emit,
@@ -87,6 +94,15 @@ mod tests {
             Route::WebSocket(Dialect::Channels)
         );
         assert_eq!(route(&request("/room/emit", &[])), Route::Emit);
+        assert_eq!(
+            route(&request("/ws/common", &[])),
+            Route::WebSocket(Dialect::Common)
+        );
+        assert_eq!(
+            route(&request("/ws/world/anything", &[])),
+            Route::WebSocket(Dialect::World)
+        );
+        assert_eq!(route(&request("/admin/reload", &[])), Route::Reload);
         assert_eq!(route(&request("/room/other", &[])), Route::NotFound);
         assert_eq!(route(&request("/ro%20om/listen", &[])), Route::NotFound);
         assert_eq!(route(&request("//listen", &[])), Route::NotFound);

@@ -96,6 +96,47 @@ pub enum Command {
     },
     /// An HTTP emit: publish to a topic's subscribers, answered on `reply`.
     Emit(Emit),
+    /// A common client finished its handshake (HELLO_ACK with the right
+    /// password), or a world client authenticated: it becomes a member.
+    Join {
+        /// The joining connection.
+        conn: ConnId,
+        /// Who it is.
+        who: Joiner,
+    },
+    /// A common client's HEARTBEAT.
+    Heartbeat {
+        /// The heartbeating connection.
+        conn: ConnId,
+    },
+    /// A call of a method (common REQUEST or DISPATCH, world action).
+    Call {
+        /// The calling connection.
+        conn: ConnId,
+        /// The method's name.
+        method: String,
+        /// The arguments, as the client sent them.
+        args: serde_json::Value,
+        /// Where the answer goes; `None`: no answer wanted.
+        reply: Option<crate::rpc::ReplyTo>,
+    },
+    /// An embedder's method finished (sent by an RPC worker).
+    Answer {
+        /// The connection that called.
+        conn: ConnId,
+        /// Where the answer goes.
+        reply: crate::rpc::ReplyTo,
+        /// What the method returned.
+        result: Result<serde_json::Value, crate::rpc::RpcError>,
+    },
+    /// The operator asks the clients of a world (or of every world) to
+    /// reload; the number told is sent on `reply`.
+    Reload {
+        /// The world, or `None` for all.
+        world: Option<String>,
+        /// Where the count goes.
+        reply: Sender<usize>,
+    },
     /// The connection's socket is gone (its reader thread has ended).
     Closed {
         /// The connection that ended.
@@ -254,4 +295,20 @@ impl fmt::Display for EmitError {
             EmitError::Internal(why) => write!(f, "internal error: {why}"),
         }
     }
+}
+
+/// Who a joining RPC client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joiner {
+    /// A common client (it has no name of its own; the hub gives it one).
+    Common,
+    /// A world client.
+    World {
+        /// The world it connected to.
+        world: String,
+        /// The user: the token's `sub`, or the `client_id`.
+        user: String,
+        /// The user's display name, from the token.
+        display: Option<String>,
+    },
 }

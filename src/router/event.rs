@@ -100,6 +100,32 @@ pub enum Event {
     },
     /// Are you there? (channels' keepalive; answered by PONG)
     Ping,
+    /// The answer to a call (common RESPONSE, world success or error).
+    Reply {
+        /// The call's correlation id, if it had one.
+        id: Option<crate::rpc::CallId>,
+        /// What it returned.
+        result: Result<serde_json::Value, crate::rpc::RpcError>,
+    },
+    /// A world client is authenticated.
+    Authenticated {
+        /// `user.config`: the user as others see it.
+        user: serde_json::Value,
+        /// `world.config`: the world and its rooms.
+        world: serde_json::Value,
+    },
+    /// What a world action did, for the other clients concerned:
+    /// `[action, body]`.
+    Notice {
+        /// The action (`room.enter`, `room.send`, ...).
+        action: &'static str,
+        /// Its result.
+        body: serde_json::Value,
+    },
+    /// The answer to a common HEARTBEAT.
+    HeartbeatAck,
+    /// The operator asks world clients to reload.
+    Reload,
     /// A request failed.
     Refused {
         /// The request answered; `None` for frames that have no number.
@@ -255,6 +281,11 @@ pub enum Disconnect {
     TooSlow,
     /// It did not answer PING within two intervals (channels).
     PingTimeout,
+    /// It sent no HEARTBEAT for longer than the interval allows (common).
+    HeartbeatTimeout,
+    /// Its user opened more connections to the world than allowed; this,
+    /// the oldest, gives way (world).
+    Replaced,
     /// Something failed inside the server; the text says what.
     Internal(String),
 }
@@ -266,6 +297,8 @@ impl fmt::Display for Disconnect {
             Disconnect::NameTaken(name) => write!(f, "the name {name:?} is taken"),
             Disconnect::TooSlow => f.write_str("reads too slowly: outbound queue full"),
             Disconnect::PingTimeout => f.write_str("did not answer PING in time"),
+            Disconnect::HeartbeatTimeout => f.write_str("no HEARTBEAT in time"),
+            Disconnect::Replaced => f.write_str("replaced by a newer connection of the same user"),
             Disconnect::Internal(why) => write!(f, "internal error: {why}"),
         }
     }

@@ -35,6 +35,24 @@ pub enum Kind {
     Concierge,
     /// A channels listener, which the router pings.
     Channels(Liveness),
+    /// A common client, which must HEARTBEAT before `heartbeat_due`.
+    Common {
+        /// When its next HEARTBEAT is due at the latest.
+        heartbeat_due: Instant,
+    },
+    /// A world client.
+    World(WorldUser),
+}
+
+/// Who a world client is.
+#[derive(Debug, Clone)]
+pub struct WorldUser {
+    /// The world it connected to.
+    pub world: String,
+    /// The user (token `sub` or `client_id`).
+    pub user: String,
+    /// The user's display name.
+    pub display: Option<String>,
 }
 
 /// A channels listener's PING bookkeeping.
@@ -52,6 +70,8 @@ impl Member {
         match self.kind {
             Kind::Concierge => Dialect::Concierge,
             Kind::Channels(_) => Dialect::Channels,
+            Kind::Common { .. } => Dialect::Common,
+            Kind::World(_) => Dialect::World,
         }
     }
 
@@ -67,7 +87,7 @@ impl Member {
     pub fn addressee(&self) -> Addressee<'_> {
         let latency_ms = match &self.kind {
             Kind::Channels(liveness) => liveness.latency_ms,
-            Kind::Concierge => 0,
+            Kind::Concierge | Kind::Common { .. } | Kind::World(_) => 0,
         };
         Addressee {
             client_id: &self.info.name,
@@ -124,7 +144,7 @@ impl Router {
         if self.conns.contains_key(&conn) {
             return Vec::new(); // the session listens once
         }
-        let (client_id, uuid) = match self.fresh_identity() {
+        let (client_id, uuid) = match self.fresh_identity("client_") {
             Ok(identity) => identity,
             Err(why) => {
                 self.conns
@@ -150,10 +170,10 @@ impl Router {
         out
     }
 
-    /// A name and uuid nobody holds.
-    fn fresh_identity(&self) -> Result<(String, Uuid), String> {
+    /// A name (`prefix` and 8 random characters) and uuid nobody holds.
+    pub(super) fn fresh_identity(&self, prefix: &str) -> Result<(String, Uuid), String> {
         for _ in 0..ID_ATTEMPTS {
-            let client_id = id::token("client_", 8).map_err(|e| e.to_string())?;
+            let client_id = id::token(prefix, 8).map_err(|e| e.to_string())?;
             let uuid = Uuid::new_v4().map_err(|e| e.to_string())?;
             if !self.names.contains_key(&client_id) && !self.uuids.contains_key(&uuid) {
                 return Ok((client_id, uuid));
@@ -162,7 +182,13 @@ impl Router {
         Err("no free client id".to_string())
     }
 
-    fn admit(&mut self, conn: ConnId, info: ClientInfo, presence: Arc<RawValue>, kind: Kind) {
+    pub(super) fn admit(
+        &mut self,
+        conn: ConnId,
+        info: ClientInfo,
+        presence: Arc<RawValue>,
+        kind: Kind,
+    ) {
         // Callers checked that the name is free.
         if let Entry::Vacant(slot) = self.names.entry(info.name.clone()) {
             slot.insert(conn);

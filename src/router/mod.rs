@@ -22,14 +22,18 @@ pub mod command;
 pub mod event;
 mod member;
 mod publish;
+mod rpc;
 pub mod thread;
 mod timer;
 mod topic;
+mod world;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-pub use command::{Command, ConnId, Emit, EmitError, EmitOutcome, Request, Seq, Target, Targets};
+pub use command::{
+    Command, ConnId, Emit, EmitError, EmitOutcome, Joiner, Request, Seq, Target, Targets,
+};
 pub use event::{
     ClientInfo, Delivery, Disconnect, Event, MemberView, Message, Origin, PresenceChange,
     RequestError, TopicChange, TopicInfo,
@@ -52,6 +56,12 @@ pub struct Settings {
     pub ping_interval: Duration,
     /// How long an emit with `require-ack=true` waits for ACKs.
     pub ack_timeout: Duration,
+    /// The common `hb_interval`; a client silent for it and one more
+    /// second is disconnected.
+    pub heartbeat_interval: Duration,
+    /// How many connections one user may have open to one world; a newer
+    /// one replaces the oldest.
+    pub world_user_connections: usize,
 }
 
 /// All state of the hub.
@@ -68,6 +78,10 @@ pub struct Router {
     timers: Timers,
     /// Whether a PING round is scheduled (while channels members exist).
     pinging: bool,
+    /// The embedder's methods and the workers that run them, if any.
+    pool: Option<crate::rpc::Pool>,
+    /// When the router started, for `hub.info`'s uptime.
+    started: Instant,
 }
 
 #[derive(Debug)]
@@ -93,6 +107,14 @@ pub struct Addressee<'a> {
 }
 
 impl Router {
+    /// An empty hub whose embedder's methods (if any) run on `pool`.
+    pub fn with_pool(settings: Settings, pool: Option<crate::rpc::Pool>) -> Router {
+        Router {
+            pool,
+            ..Router::new(settings)
+        }
+    }
+
     /// An empty hub.
     pub fn new(settings: Settings) -> Router {
         Router {
@@ -104,6 +126,8 @@ impl Router {
             acks: HashMap::new(),
             timers: Timers::default(),
             pinging: false,
+            pool: None,
+            started: Instant::now(),
         }
     }
 
@@ -137,6 +161,24 @@ impl Router {
             }
             Command::UpdatePresence { conn, presence } => self.update_presence(conn, presence),
             Command::Emit(emit) => self.emit(emit, now),
+            Command::Join { conn, who } => self.join(conn, who, now),
+            Command::Heartbeat { conn } => self.heartbeat(conn, now),
+            Command::Call {
+                conn,
+                method,
+                args,
+                reply,
+            } => self.call(conn, &method, &args, reply, now),
+            Command::Answer {
+                conn,
+                reply,
+                result,
+            } => self.answer(conn, reply, result),
+            Command::Reload { world, reply } => {
+                let (told, out) = self.reload(world.as_deref());
+                let _ = reply.try_send(told); // the asker may have given up
+                out
+            }
             Command::Closed { conn } => self.forget(conn),
         }
     }
@@ -152,6 +194,7 @@ impl Router {
                     Vec::new()
                 }
                 Timer::PingRound => self.ping_round(now),
+                Timer::Heartbeat(conn) => self.evict(conn, Disconnect::HeartbeatTimeout),
             });
         }
         out
@@ -202,17 +245,22 @@ impl Router {
 
     fn open(&mut self, conn: ConnId, dialect: Dialect, now: Instant) -> Vec<Delivery> {
         match dialect {
-            Dialect::Concierge => {
-                let deadline = now + self.settings.identify_timeout;
-                self.timers.set(deadline, Timer::Identify(conn));
-                self.conns.insert(conn, Conn::Unidentified { deadline });
-            }
-            // A channels client becomes a member with its Listen command.
-            Dialect::Channels => {}
+            Dialect::Concierge => self.await_identity(conn, now + self.settings.identify_timeout),
+            // Silence before HELLO_ACK counts like silence after it.
+            Dialect::Common => self.await_identity(conn, now + self.heartbeat_window()),
+            // Channels and world clients become members with their Listen
+            // and Join commands; keepalive pings deal with idle ones.
+            Dialect::Channels | Dialect::World => {}
             // Echo connections never reach the router.
             Dialect::Echo => {}
         }
         Vec::new()
+    }
+
+    /// Registers a connection that must identify by `deadline`.
+    fn await_identity(&mut self, conn: ConnId, deadline: Instant) {
+        self.timers.set(deadline, Timer::Identify(conn));
+        self.conns.insert(conn, Conn::Unidentified { deadline });
     }
 
     fn request(&mut self, conn: ConnId, seq: Seq, request: Request) -> Vec<Delivery> {

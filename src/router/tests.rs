@@ -13,6 +13,8 @@ const SETTINGS: Settings = Settings {
     identify_timeout: TIMEOUT,
     ping_interval: Duration::from_secs(10),
     ack_timeout: Duration::from_secs(5),
+    heartbeat_interval: Duration::from_secs(20),
+    world_user_connections: 2,
 };
 
 struct Hub {

@@ -15,6 +15,8 @@ pub enum Timer {
     AckWait(String),
     /// Every channels client gets a PING; the silent ones are dropped.
     PingRound,
+    /// A common client's HEARTBEAT is overdue.
+    Heartbeat(ConnId),
 }
 
 /// Timers ordered by when they fire.

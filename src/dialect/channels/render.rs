@@ -56,7 +56,12 @@ pub fn render(event: &Event, to: Addressee<'_>) -> Option<Frame> {
         | Event::Topic { .. }
         | Event::Topics { .. }
         | Event::Clients { .. }
-        | Event::Myself { .. } => return None,
+        | Event::Myself { .. }
+        | Event::Reply { .. }
+        | Event::Authenticated { .. }
+        | Event::Notice { .. }
+        | Event::HeartbeatAck
+        | Event::Reload => return None,
     };
     Some(frame)
 }
@@ -72,7 +77,11 @@ pub fn farewell(why: &Disconnect, to: Addressee<'_>) -> Option<Frame> {
         )),
         Disconnect::Internal(why) => Some(error_frame(to, why, "INTERNAL_ERROR")),
         // Too slow to read one more message; the others never reach channels.
-        Disconnect::TooSlow | Disconnect::IdentifyTimeout | Disconnect::NameTaken(_) => None,
+        Disconnect::TooSlow
+        | Disconnect::IdentifyTimeout
+        | Disconnect::NameTaken(_)
+        | Disconnect::HeartbeatTimeout
+        | Disconnect::Replaced => None,
     }
 }
 
@@ -97,7 +106,10 @@ fn close(why: &Disconnect) -> Close {
         Disconnect::PingTimeout => 1001,
         Disconnect::TooSlow => 1013,
         Disconnect::Internal(_) => 1011,
-        Disconnect::IdentifyTimeout | Disconnect::NameTaken(_) => 1008,
+        Disconnect::IdentifyTimeout
+        | Disconnect::NameTaken(_)
+        | Disconnect::HeartbeatTimeout
+        | Disconnect::Replaced => 1008,
     };
     Close::new(code, why.to_string())
 }

@@ -56,7 +56,9 @@ impl From<&Disconnect> for ConciergeError {
             Disconnect::TooSlow => ConciergeError::TooSlow,
             Disconnect::Internal(why) => ConciergeError::Internal(why.clone()),
             // Channels' PING is not part of the concierge protocol.
-            Disconnect::PingTimeout => ConciergeError::Internal(why.to_string()),
+            Disconnect::PingTimeout | Disconnect::HeartbeatTimeout | Disconnect::Replaced => {
+                ConciergeError::Internal(why.to_string())
+            }
         }
     }
 }

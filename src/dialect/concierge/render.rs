@@ -66,7 +66,14 @@ fn to_json(event: &Event) -> Option<String> {
             seq: *seq,
         },
         Event::Refused { seq, error } => refusal(*seq, error),
-        Event::Connected { .. } | Event::Presence { .. } | Event::Ping => return None,
+        Event::Connected { .. }
+        | Event::Presence { .. }
+        | Event::Ping
+        | Event::Reply { .. }
+        | Event::Authenticated { .. }
+        | Event::Notice { .. }
+        | Event::HeartbeatAck
+        | Event::Reload => return None,
         // Rendered as a close frame by `render`.
         Event::Disconnect(_) => return None,
     };

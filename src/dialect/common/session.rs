@@ -1,0 +1,159 @@
+//! One common connection's state machine, run on its reader thread.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::error::CommonError;
+use super::inbound::{decode, Payload};
+use crate::auth::secrets_match;
+use crate::dialect::Step;
+use crate::net::frame::Frame;
+use crate::router::{Command, ConnId, Joiner};
+
+/// A common connection, from the HELLO on.
+#[derive(Debug)]
+pub struct Session {
+    conn: ConnId,
+    /// The server's password; `None` accepts any.
+    password: Option<Arc<str>>,
+    heartbeat: Duration,
+    acked: bool,
+}
+
+impl Session {
+    /// A session for `conn` that requires `password` (if any) and tells the
+    /// client to heartbeat every `heartbeat`.
+    pub fn new(conn: ConnId, password: Option<Arc<str>>, heartbeat: Duration) -> Session {
+        Session {
+            conn,
+            password,
+            heartbeat,
+            acked: false,
+        }
+    }
+
+    /// OP 0 HELLO, the first thing the client hears.
+    pub fn on_open(&mut self) -> Vec<Step> {
+        let hello = json!({"op": 0, "hb_interval": self.heartbeat.as_millis() as u64});
+        vec![Step::Reply(Frame::text(&hello.to_string()))]
+    }
+
+    /// Handles one text message.
+    pub fn on_text(&mut self, text: &str) -> Step {
+        match self.step(text) {
+            Ok(step) => step,
+            Err(error) => Step::Close(error.close()),
+        }
+    }
+
+    /// Binary frames are not part of the protocol.
+    pub fn on_binary(&mut self) -> Step {
+        Step::Close(CommonError::Binary.close())
+    }
+
+    fn step(&mut self, text: &str) -> Result<Step, CommonError> {
+        let conn = self.conn;
+        let command = match (decode(text)?, self.acked) {
+            (Payload::HelloAck { password }, false) => {
+                if let Some(expected) = &self.password {
+                    if !secrets_match(password.as_bytes(), expected.as_bytes()) {
+                        return Err(CommonError::AuthFailed);
+                    }
+                }
+                self.acked = true;
+                Command::Join {
+                    conn,
+                    who: Joiner::Common,
+                }
+            }
+            (Payload::HelloAck { .. }, true) => {
+                return Err(CommonError::Unexpected("HELLO_ACK sent twice".into()))
+            }
+            (Payload::Heartbeat, false) => return Err(CommonError::NotAuthenticated("HEARTBEAT")),
+            (Payload::Request { .. }, false) => {
+                return Err(CommonError::NotAuthenticated("REQUEST"))
+            }
+            (Payload::Dispatch { .. }, false) => {
+                return Err(CommonError::NotAuthenticated("DISPATCH"))
+            }
+            (Payload::Heartbeat, true) => Command::Heartbeat { conn },
+            (
+                Payload::Request {
+                    method,
+                    args,
+                    nonce,
+                },
+                true,
+            ) => Command::Call {
+                conn,
+                method,
+                args,
+                reply: Some(crate::rpc::ReplyTo {
+                    id: Some(nonce.into()),
+                }),
+            },
+            (Payload::Dispatch { method, args }, true) => Command::Call {
+                conn,
+                method,
+                args,
+                reply: None,
+            },
+        };
+        Ok(Step::Forward(command))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(step: Step) -> u16 {
+        match step {
+            Step::Close(close) => close.code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_handshake_and_its_failures() {
+        let new = || Session::new(ConnId(1), Some("pw".into()), Duration::from_millis(100));
+        assert_eq!(code(new().on_text(r#"{"op":1,"password":"nope"}"#)), 4001);
+        assert_eq!(code(new().on_text(r#"{"op":1}"#)), 4001);
+        assert_eq!(code(new().on_text(r#"{"op":2}"#)), 4002);
+        assert_eq!(
+            code(new().on_text(r#"{"op":4,"w":"x","a":[],"n":1}"#)),
+            4002
+        );
+        assert_eq!(code(new().on_text(r#"{"op":6,"w":"x","a":[]}"#)), 4002);
+        assert_eq!(code(new().on_text("garbage")), 1007);
+        assert_eq!(code(new().on_text(r#"{"op":9}"#)), 1008);
+        assert_eq!(code(new().on_binary()), 1003);
+        let mut session = new();
+        assert!(matches!(
+            session.on_text(r#"{"op":1,"password":"pw"}"#),
+            Step::Forward(Command::Join { .. })
+        ));
+        assert!(matches!(
+            session.on_text(r#"{"op":2}"#),
+            Step::Forward(Command::Heartbeat { .. })
+        ));
+        assert_eq!(code(session.on_text(r#"{"op":1,"password":"pw"}"#)), 1008);
+    }
+
+    #[test]
+    fn hello_names_the_interval() {
+        let mut session = Session::new(ConnId(1), None, Duration::from_millis(20_000));
+        match &session.on_open()[..] {
+            [Step::Reply(frame)] => assert!(frame
+                .as_bytes()
+                .ends_with(br#"{"hb_interval":20000,"op":0}"#)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            session.on_text(r#"{"op":1,"password":"anything"}"#),
+            Step::Forward(_)
+        ));
+    }
+}

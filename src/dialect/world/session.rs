@@ -1,0 +1,206 @@
+//! One world connection's state machine, run on its reader thread: the
+//! world it asked for, pings, and authentication (tokens are checked here,
+//! off the router thread).
+
+use std::sync::Arc;
+
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::inbound::{decode, Credentials, Inbound};
+use crate::dialect::Step;
+use crate::jwt::{self, JwtError};
+use crate::net::frame::{Close, Frame};
+use crate::router::{Command, ConnId, Joiner};
+use crate::rpc::ReplyTo;
+
+/// A world connection.
+#[derive(Debug)]
+pub struct Session {
+    conn: ConnId,
+    /// The world, if it is one the server has.
+    world: Option<String>,
+    jwt_key: Option<Arc<str>>,
+    authenticated: bool,
+}
+
+impl Session {
+    /// A session for `conn` on `world` (`None` if the server has no such
+    /// world), checking tokens with `jwt_key`.
+    pub fn new(conn: ConnId, world: Option<String>, jwt_key: Option<Arc<str>>) -> Session {
+        Session {
+            conn,
+            world,
+            jwt_key,
+            authenticated: false,
+        }
+    }
+
+    /// An unknown world is told so, then closed.
+    pub fn on_open(&mut self) -> Vec<Step> {
+        match self.world {
+            Some(_) => Vec::new(),
+            None => vec![
+                Step::Reply(message(&json!(["error", {"code": "world.unknown_world"}]))),
+                Step::Close(Close::new(1008, "world.unknown_world")),
+            ],
+        }
+    }
+
+    /// Handles one text message.
+    pub fn on_text(&mut self, text: &str) -> Step {
+        let inbound = match decode(text) {
+            Ok(inbound) => inbound,
+            Err(why) => {
+                let error = json!(["error", {"code": "protocol.invalid_message", "message": why}]);
+                return Step::Reply(message(&error));
+            }
+        };
+        match inbound {
+            Inbound::Ping(x) => Step::Reply(pong(x)),
+            Inbound::Authenticate(credentials) => self.authenticate(credentials),
+            Inbound::Action { id, .. } if !self.authenticated => {
+                Step::Reply(error(id.as_deref(), "protocol.unauthenticated"))
+            }
+            Inbound::Action {
+                action,
+                id,
+                payload,
+            } => Step::Forward(Command::Call {
+                conn: self.conn,
+                method: action,
+                args: payload,
+                reply: Some(ReplyTo {
+                    id: id.map(Into::into),
+                }),
+            }),
+        }
+    }
+
+    /// Binary frames are not part of the protocol.
+    pub fn on_binary(&mut self) -> Step {
+        let error = json!(["error", {"code": "protocol.invalid_message", "message": "binary frames are not part of this protocol"}]);
+        Step::Reply(message(&error))
+    }
+
+    fn authenticate(&mut self, credentials: Credentials) -> Step {
+        if self.authenticated {
+            return Step::Reply(error(None, "auth.already_authenticated"));
+        }
+        let (user, display) = match credentials {
+            Credentials::Missing => return Step::Reply(error(None, "auth.missing_id_or_token")),
+            Credentials::ClientId(id) => (id, None),
+            Credentials::Token(token) => {
+                let key = self.jwt_key.as_deref().map(str::as_bytes);
+                match jwt::verify(&token, key, jwt::now()) {
+                    Ok(claims) => (claims.sub, claims.name),
+                    Err(JwtError::Expired) => {
+                        return Step::Reply(error(None, "auth.expired_token"))
+                    }
+                    Err(_) => return Step::Reply(error(None, "auth.invalid_token")),
+                }
+            }
+        };
+        self.authenticated = true;
+        Step::Forward(Command::Join {
+            conn: self.conn,
+            who: Joiner::World {
+                world: self.world.clone().unwrap_or_default(),
+                user,
+                display,
+            },
+        })
+    }
+}
+
+fn message(value: &serde_json::Value) -> Frame {
+    Frame::text(&value.to_string())
+}
+
+/// `["error", id, {"code": code}]`, or `["error", {"code": code}]` without id.
+fn error(id: Option<&RawValue>, code: &str) -> Frame {
+    match id {
+        Some(id) => Frame::text(&format!(r#"["error",{},{{"code":"{code}"}}]"#, id.get())),
+        None => Frame::text(&format!(r#"["error",{{"code":"{code}"}}]"#)),
+    }
+}
+
+/// `["pong", x]`, `x` byte for byte.
+fn pong(x: Option<Box<RawValue>>) -> Frame {
+    match x {
+        Some(x) => Frame::text(&format!(r#"["pong",{}]"#, x.get())),
+        None => Frame::text(r#"["pong"]"#),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(step: Step) -> String {
+        match step {
+            Step::Reply(frame) => String::from_utf8(frame.as_bytes()[2..].to_vec()).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_worlds_are_told_and_closed() {
+        let steps = Session::new(ConnId(1), None, None).on_open();
+        assert!(matches!(&steps[..], [Step::Reply(_), Step::Close(close)] if close.code == 1008));
+        assert!(Session::new(ConnId(1), Some("w".into()), None)
+            .on_open()
+            .is_empty());
+    }
+
+    #[test]
+    fn before_authentication() {
+        let mut session = Session::new(ConnId(1), Some("w".into()), Some("k".into()));
+        assert_eq!(
+            text(session.on_text(r#"["ping", 12.50]"#)),
+            r#"["pong",12.50]"#
+        );
+        assert_eq!(
+            text(session.on_text(r#"["room.enter", 7, {"room": "r"}]"#)),
+            r#"["error",7,{"code":"protocol.unauthenticated"}]"#
+        );
+        assert_eq!(
+            text(session.on_text(r#"["authenticate", {}]"#)),
+            r#"["error",{"code":"auth.missing_id_or_token"}]"#
+        );
+        assert_eq!(
+            text(session.on_text(r#"["authenticate", {"token": "a.b.c"}]"#)),
+            r#"["error",{"code":"auth.invalid_token"}]"#
+        );
+        let expired = jwt::sign(&json!({"sub": "u", "exp": 1}), b"k");
+        assert_eq!(
+            text(session.on_text(&format!(r#"["authenticate", {{"token": "{expired}"}}]"#))),
+            r#"["error",{"code":"auth.expired_token"}]"#
+        );
+        let good = jwt::sign(
+            &json!({"sub": "u", "name": "U", "exp": jwt::now() + 60}),
+            b"k",
+        );
+        match session.on_text(&format!(r#"["authenticate", {{"token": "{good}"}}]"#)) {
+            Step::Forward(Command::Join {
+                who:
+                    Joiner::World {
+                        world,
+                        user,
+                        display,
+                    },
+                ..
+            }) => {
+                assert_eq!(
+                    (world.as_str(), user.as_str(), display.as_deref()),
+                    ("w", "u", Some("U"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            session.on_text(r#"["room.enter", 7, {"room": "r"}]"#),
+            Step::Forward(Command::Call { .. })
+        ));
+    }
+}

@@ -1,0 +1,260 @@
+//! Calls: the hub's built-in methods, world actions, and handing the rest
+//! to the embedder's worker pool.
+//!
+//! Built-in methods (arguments by position in common's `a` array, or by
+//! name in world's payload object):
+//! - `hub.publish` (`topic`, `data`): publish `data` to a topic's
+//!   subscribers in every dialect; answers `{"eventID", "delivered"}`.
+//! - `hub.topics`: every topic, `[{"name", "owner", "subscribers": n}]`.
+//! - `hub.clients`: every member, `[{"name", "uuid", "dialect", "tags"}]`.
+//! - `hub.presence` (`topic`): a topic's members, `[{"name", "presence"}]`.
+//! - `hub.info`: the server, `{"server", "version", "uptime_s", ...}`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::member::Kind;
+use super::{ConnId, Delivery, Event, Message, Origin, Router, Target};
+use crate::dialect::Dialect;
+use crate::rpc::{Caller, Job, ReplyTo, RpcError};
+
+/// The longest topic name `hub.publish` and `hub.presence` accept.
+const MAX_TOPIC_LEN: usize = 300;
+
+/// A method's outcome: its result and what others are told.
+pub(super) type Outcome = Result<(Value, Vec<Delivery>), RpcError>;
+
+impl Router {
+    /// Runs (or hands off) a call, and answers it if it has an id.
+    pub(super) fn call(
+        &mut self,
+        conn: ConnId,
+        method: &str,
+        args: &Value,
+        reply: Option<ReplyTo>,
+        now: Instant,
+    ) -> Vec<Delivery> {
+        let Some(member) = self.member(conn) else {
+            return Vec::new(); // not (or no longer) a member
+        };
+        let is_world = matches!(member.kind, Kind::World(_));
+        let outcome = match method {
+            "room.enter" | "room.leave" | "room.send" | "user.update" if is_world => {
+                self.world_action(conn, method, args)
+            }
+            "hub.publish" => self.publish(conn, args),
+            "hub.topics" => Ok((self.topic_list(), Vec::new())),
+            "hub.clients" => Ok((self.client_list(), Vec::new())),
+            "hub.presence" => self.presence_of(args),
+            "hub.info" => Ok((self.info(now), Vec::new())),
+            other => match self.hand_off(conn, other, args, reply.clone()) {
+                Ok(()) => return Vec::new(), // a worker answers later
+                Err(error) => Err(error),
+            },
+        };
+        let (result, others) = match outcome {
+            Ok((result, others)) => (Ok(result), others),
+            Err(error) => (Err(error), Vec::new()),
+        };
+        let mut out: Vec<Delivery> = reply
+            .map(|reply| {
+                Delivery::one(
+                    conn,
+                    Event::Reply {
+                        id: reply.id,
+                        result,
+                    },
+                )
+            })
+            .into_iter()
+            .collect();
+        out.extend(others);
+        out
+    }
+
+    /// A worker's answer to an embedder's method.
+    pub(super) fn answer(
+        &mut self,
+        conn: ConnId,
+        reply: ReplyTo,
+        result: Result<Value, RpcError>,
+    ) -> Vec<Delivery> {
+        match self.member(conn) {
+            Some(_) => vec![Delivery::one(
+                conn,
+                Event::Reply {
+                    id: reply.id,
+                    result,
+                },
+            )],
+            None => Vec::new(), // it left meanwhile
+        }
+    }
+
+    /// Queues an embedder's method for the worker pool.
+    fn hand_off(
+        &self,
+        conn: ConnId,
+        name: &str,
+        args: &Value,
+        reply: Option<ReplyTo>,
+    ) -> Result<(), RpcError> {
+        let unknown = || RpcError::new("unknown_method", format!("no method is called {name:?}"));
+        let pool = self.pool.as_ref().ok_or_else(unknown)?;
+        let method = pool.method(name).ok_or_else(unknown)?.clone();
+        let caller = self.caller(conn).ok_or_else(unknown)?;
+        pool.submit(Job::new(method, caller, args.clone(), conn, reply))
+    }
+
+    fn caller(&self, conn: ConnId) -> Option<Caller> {
+        let member = self.member(conn)?;
+        let user = match &member.kind {
+            Kind::World(world) => Some(world.user.clone()),
+            _ => None,
+        };
+        Some(Caller {
+            name: member.info.name.clone(),
+            uuid: member.info.uuid,
+            dialect: member.dialect(),
+            user,
+        })
+    }
+
+    /// `hub.publish`: `data` to every subscriber of `topic` but the caller.
+    fn publish(&mut self, conn: ConnId, args: &Value) -> Outcome {
+        let topic = topic_arg(args, 0)?;
+        let data = arg(args, 1, "data").cloned().unwrap_or(Value::Null);
+        let origin = self
+            .member(conn)
+            .map(|m| m.info.clone())
+            .ok_or_else(|| RpcError::new("internal", "the caller is not a member"))?;
+        let to: Vec<ConnId> = self
+            .topics
+            .get(&topic)
+            .map(|t| {
+                t.subscribers
+                    .iter()
+                    .copied()
+                    .filter(|&c| c != conn)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let event_id =
+            crate::id::token("evt_", 8).map_err(|e| RpcError::new("internal", e.to_string()))?;
+        let message = Message {
+            origin: Origin::Client(origin),
+            event_id: event_id.clone(),
+            requires_ack: false,
+            target: Target::Topic(topic.clone()),
+            topic: self.topics.get(&topic).map(|t| self.topic_info(&topic, t)),
+            data: raw(&data),
+        };
+        let result = json!({"eventID": event_id, "delivered": to.len()});
+        let delivery = Delivery {
+            to,
+            event: Event::Message(Arc::new(message)),
+        };
+        Ok((result, vec![delivery]))
+    }
+
+    fn topic_list(&self) -> Value {
+        let topics: Vec<Value> = self
+            .topics
+            .iter()
+            .map(|(name, topic)| {
+                json!({
+                    "name": name,
+                    "owner": topic.owner.map(|o| o.uuid.to_string()),
+                    "subscribers": topic.subscribers.len(),
+                })
+            })
+            .collect();
+        Value::Array(topics)
+    }
+
+    fn client_list(&self) -> Value {
+        let mut clients: Vec<(&str, Value)> = self
+            .conns
+            .values()
+            .filter_map(|state| match state {
+                super::Conn::Member(member) => Some((
+                    member.info.name.as_str(),
+                    json!({
+                        "name": member.info.name,
+                        "uuid": member.info.uuid.to_string(),
+                        "dialect": member.dialect().name(),
+                        "tags": member.info.tags,
+                    }),
+                )),
+                _ => None,
+            })
+            .collect();
+        clients.sort_by(|a, b| a.0.cmp(b.0));
+        Value::Array(clients.into_iter().map(|(_, client)| client).collect())
+    }
+
+    fn presence_of(&self, args: &Value) -> Outcome {
+        let name = topic_arg(args, 0)?;
+        let topic = self
+            .topics
+            .get(&name)
+            .ok_or_else(|| RpcError::new("no_such_topic", format!("no topic is named {name:?}")))?;
+        let members: Vec<Value> = topic
+            .subscribers
+            .iter()
+            .filter_map(|&c| self.member(c))
+            .map(|m| json!({"name": m.info.name, "presence": &*m.presence}))
+            .collect();
+        Ok((Value::Array(members), Vec::new()))
+    }
+
+    fn info(&self, now: Instant) -> Value {
+        let per_dialect: serde_json::Map<String, Value> = Dialect::ALL
+            .iter()
+            .filter(|d| d.uses_router())
+            .map(|&d| {
+                (
+                    d.name().to_string(),
+                    json!(self.members_speaking(d).count()),
+                )
+            })
+            .collect();
+        json!({
+            "server": "switchboard",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": now.saturating_duration_since(self.started).as_secs(),
+            "topics": self.topics.len(),
+            "members": per_dialect,
+        })
+    }
+}
+
+/// Argument `index` (common's positional `a`) or `name` (world's object).
+pub(super) fn arg<'a>(args: &'a Value, index: usize, name: &str) -> Option<&'a Value> {
+    match args {
+        Value::Array(items) => items.get(index),
+        Value::Object(fields) => fields.get(name),
+        _ => None,
+    }
+}
+
+fn topic_arg(args: &Value, index: usize) -> Result<String, RpcError> {
+    match arg(args, index, "topic") {
+        Some(Value::String(topic)) if !topic.is_empty() && topic.len() <= MAX_TOPIC_LEN => {
+            Ok(topic.clone())
+        }
+        _ => Err(RpcError::new(
+            "invalid_args",
+            format!("`topic` must be a string of 1 to {MAX_TOPIC_LEN} bytes"),
+        )),
+    }
+}
+
+/// A JSON value as raw JSON, for a message's `data`.
+pub(super) fn raw(value: &Value) -> Box<RawValue> {
+    // A `Value` always serializes, to valid JSON.
+    serde_json::value::to_raw_value(value).expect("a JSON value serializes")
+}

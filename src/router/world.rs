@@ -1,0 +1,331 @@
+//! The RPC dialects' members: common clients joining and heartbeating, and
+//! world clients authenticating, moving between rooms, talking in them and
+//! changing their profile. Room `R` of world `W` is topic `W/R`.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::member::{Kind, WorldUser};
+use super::rpc::{arg, raw, Outcome};
+use super::{ClientInfo, Conn, ConnId, Delivery, Disconnect, Event, Joiner, Router, Timer};
+use crate::dialect::Dialect;
+use crate::rpc::RpcError;
+
+/// The longest room name accepted.
+const MAX_ROOM_LEN: usize = 128;
+
+impl Router {
+    pub(super) fn join(&mut self, conn: ConnId, who: Joiner, now: Instant) -> Vec<Delivery> {
+        match who {
+            Joiner::Common => self.join_common(conn, now),
+            Joiner::World {
+                world,
+                user,
+                display,
+            } => self.join_world(
+                conn,
+                WorldUser {
+                    world,
+                    user,
+                    display,
+                },
+            ),
+        }
+    }
+
+    /// A common client's HELLO_ACK: from now on it must HEARTBEAT.
+    fn join_common(&mut self, conn: ConnId, now: Instant) -> Vec<Delivery> {
+        let Some(Conn::Unidentified { deadline }) = self.conns.get(&conn) else {
+            return Vec::new();
+        };
+        self.timers.cancel(*deadline, Timer::Identify(conn));
+        let (name, uuid) = match self.fresh_identity("common_") {
+            Ok(identity) => identity,
+            Err(why) => return self.evict(conn, Disconnect::Internal(why)),
+        };
+        let info = ClientInfo {
+            name,
+            nickname: None,
+            uuid,
+            tags: vec!["common".to_string()],
+        };
+        let heartbeat_due = now + self.heartbeat_window();
+        self.timers.set(heartbeat_due, Timer::Heartbeat(conn));
+        self.admit(
+            conn,
+            info,
+            raw(&json!({})).into(),
+            Kind::Common { heartbeat_due },
+        );
+        Vec::new()
+    }
+
+    /// A common client's HEARTBEAT: answered, and the deadline moves on.
+    pub(super) fn heartbeat(&mut self, conn: ConnId, now: Instant) -> Vec<Delivery> {
+        let window = self.heartbeat_window();
+        let Some(Kind::Common { heartbeat_due }) = self.member_mut(conn).map(|m| &mut m.kind)
+        else {
+            return Vec::new();
+        };
+        let old = std::mem::replace(heartbeat_due, now + window);
+        self.timers.cancel(old, Timer::Heartbeat(conn));
+        self.timers.set(now + window, Timer::Heartbeat(conn));
+        vec![Delivery::one(conn, Event::HeartbeatAck)]
+    }
+
+    /// How long a common client may go without a HEARTBEAT: the interval
+    /// it was told, and a second of slack for the network.
+    pub(super) fn heartbeat_window(&self) -> std::time::Duration {
+        self.settings.heartbeat_interval + std::time::Duration::from_secs(1)
+    }
+
+    /// A world client authenticated. If its user now has more connections
+    /// to the world than allowed, the oldest is replaced.
+    fn join_world(&mut self, conn: ConnId, user: WorldUser) -> Vec<Delivery> {
+        if self.conns.contains_key(&conn) {
+            return Vec::new(); // the session authenticates once
+        }
+        let (name, uuid) = match self.fresh_identity("world_") {
+            Ok(identity) => identity,
+            Err(why) => {
+                self.conns.insert(
+                    conn,
+                    Conn::Unidentified {
+                        deadline: Instant::now(),
+                    },
+                );
+                return self.evict(conn, Disconnect::Internal(why));
+            }
+        };
+        let info = ClientInfo {
+            name,
+            nickname: user.display.clone(),
+            uuid,
+            tags: vec!["world".to_string(), user.world.clone()],
+        };
+        let world = user.world.clone();
+        self.admit(conn, info, raw(&json!({})).into(), Kind::World(user));
+        let mut out = vec![Delivery::one(
+            conn,
+            Event::Authenticated {
+                user: self.user_view(conn),
+                world: self.world_config(&world),
+            },
+        )];
+        out.extend(self.replace_surplus(conn));
+        out
+    }
+
+    /// Evicts the oldest connections of `conn`'s user in its world beyond
+    /// the per-user limit (connection numbers grow, so lower is older).
+    fn replace_surplus(&mut self, conn: ConnId) -> Vec<Delivery> {
+        let Some(Kind::World(me)) = self.member(conn).map(|m| &m.kind) else {
+            return Vec::new();
+        };
+        let mut same_user: Vec<ConnId> = self
+            .members_speaking(Dialect::World)
+            .filter(|&c| match self.member(c).map(|m| &m.kind) {
+                Some(Kind::World(other)) => other.world == me.world && other.user == me.user,
+                _ => false,
+            })
+            .collect();
+        same_user.sort();
+        let surplus = same_user
+            .len()
+            .saturating_sub(self.settings.world_user_connections);
+        same_user
+            .into_iter()
+            .take(surplus)
+            .flat_map(|old| self.evict(old, Disconnect::Replaced))
+            .collect()
+    }
+
+    /// `room.enter`, `room.leave`, `room.send`, `user.update`.
+    pub(super) fn world_action(&mut self, conn: ConnId, action: &str, args: &Value) -> Outcome {
+        match action {
+            "room.enter" => {
+                let (room, topic) = self.room_arg(conn, args)?;
+                self.join_topic(conn, &topic);
+                let body = json!({"room": room, "user": self.user_view(conn)});
+                let notice = self.room_notice(&topic, conn, "room.enter", &body);
+                Ok((body, notice))
+            }
+            "room.leave" => {
+                let (room, topic) = self.room_arg(conn, args)?;
+                let body = json!({"room": room, "user": self.user_view(conn)});
+                let notice = self.room_notice(&topic, conn, "room.leave", &body);
+                self.leave_topic(conn, &topic);
+                Ok((body, notice))
+            }
+            "room.send" => {
+                let (room, topic) = self.room_arg(conn, args)?;
+                if !self
+                    .member(conn)
+                    .is_some_and(|m| m.subscriptions.contains(&topic))
+                {
+                    return Err(RpcError::new(
+                        "room.not_entered",
+                        format!("enter {room:?} first"),
+                    ));
+                }
+                let content = arg(args, 0, "content").cloned().unwrap_or(Value::Null);
+                let body =
+                    json!({"room": room, "content": content, "sender": self.user_view(conn)});
+                let notice = self.room_notice(&topic, conn, "room.send", &body);
+                Ok((body, notice))
+            }
+            "user.update" => self.update_profile(conn, args),
+            _ => Err(RpcError::new(
+                "unknown_method",
+                format!("no action {action:?}"),
+            )),
+        }
+    }
+
+    /// `user.update`: the profile becomes the member's presence; the world
+    /// clients sharing a room with it hear of it.
+    fn update_profile(&mut self, conn: ConnId, args: &Value) -> Outcome {
+        let profile = match arg(args, 0, "profile") {
+            Some(profile @ Value::Object(_)) => profile.clone(),
+            _ => return Err(RpcError::new("invalid_args", "`profile` must be an object")),
+        };
+        let mut out = self.update_presence(conn, raw(&profile));
+        let body = json!({"user": self.user_view(conn)});
+        let rooms: Vec<String> = self
+            .member(conn)
+            .map(|m| m.subscriptions.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut to: Vec<ConnId> = rooms
+            .iter()
+            .filter_map(|topic| self.topics.get(topic))
+            .flat_map(|topic| topic.subscribers.iter().copied())
+            .filter(|&c| {
+                c != conn
+                    && self
+                        .member(c)
+                        .is_some_and(|m| m.dialect() == Dialect::World)
+            })
+            .collect();
+        to.sort();
+        to.dedup();
+        out.push(Delivery {
+            to,
+            event: Event::Notice {
+                action: "user.update",
+                body: body.clone(),
+            },
+        });
+        Ok((body, out))
+    }
+
+    /// The operator's reload: every client of `world` (or of all worlds)
+    /// is told to reload. Returns how many were told.
+    pub(super) fn reload(&mut self, world: Option<&str>) -> (usize, Vec<Delivery>) {
+        let to: Vec<ConnId> = self
+            .members_speaking(Dialect::World)
+            .filter(|&c| match self.member(c).map(|m| &m.kind) {
+                Some(Kind::World(user)) => world.is_none_or(|w| w == user.world),
+                _ => false,
+            })
+            .collect();
+        (
+            to.len(),
+            vec![Delivery {
+                to,
+                event: Event::Reload,
+            }],
+        )
+    }
+
+    /// The room named in `args`, and its topic in `conn`'s world.
+    fn room_arg(&self, conn: ConnId, args: &Value) -> Result<(String, String), RpcError> {
+        let Some(Kind::World(user)) = self.member(conn).map(|m| &m.kind) else {
+            return Err(RpcError::new(
+                "unknown_method",
+                "rooms are for world clients",
+            ));
+        };
+        match arg(args, 0, "room") {
+            Some(Value::String(room)) if is_room_name(room) => {
+                Ok((room.clone(), format!("{}/{room}", user.world)))
+            }
+            _ => Err(RpcError::new(
+                "invalid_args",
+                format!("`room` must be 1 to {MAX_ROOM_LEN} characters of A-Z a-z 0-9 _ - . ~"),
+            )),
+        }
+    }
+
+    /// `[action, body]` for the room's other world clients.
+    fn room_notice(
+        &self,
+        topic: &str,
+        conn: ConnId,
+        action: &'static str,
+        body: &Value,
+    ) -> Vec<Delivery> {
+        let to: Vec<ConnId> = self
+            .topics
+            .get(topic)
+            .map(|t| {
+                t.subscribers
+                    .iter()
+                    .copied()
+                    .filter(|&c| {
+                        c != conn
+                            && self
+                                .member(c)
+                                .is_some_and(|m| m.dialect() == Dialect::World)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        vec![Delivery {
+            to,
+            event: Event::Notice {
+                action,
+                body: body.clone(),
+            },
+        }]
+    }
+
+    /// A world user as others see it: `{"id", "name", "profile"}`.
+    pub(super) fn user_view(&self, conn: ConnId) -> Value {
+        match self.member(conn) {
+            Some(member) => {
+                let (id, name) = match &member.kind {
+                    Kind::World(user) => (user.user.clone(), user.display.clone()),
+                    _ => (member.info.name.clone(), member.info.nickname.clone()),
+                };
+                let profile: Value =
+                    serde_json::from_str(member.presence.get()).unwrap_or(Value::Null);
+                json!({"id": id, "name": name, "profile": profile})
+            }
+            None => Value::Null,
+        }
+    }
+
+    /// `world.config`: the world and its rooms with their member counts.
+    fn world_config(&self, world: &str) -> Value {
+        let prefix = format!("{world}/");
+        let rooms: Vec<Value> = self
+            .topics
+            .iter()
+            .filter_map(|(name, topic)| {
+                let room = name.strip_prefix(&prefix)?;
+                Some(json!({"name": room, "members": topic.subscribers.len()}))
+            })
+            .collect();
+        json!({"world": {"id": world}, "rooms": rooms})
+    }
+}
+
+/// Room names: 1 to [`MAX_ROOM_LEN`] URL-safe characters.
+fn is_room_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_ROOM_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~'))
+}
