@@ -58,9 +58,12 @@ use crate::metrics::{Counter, Metrics};
 use crate::router::{Command, ConnId};
 
 /// Stack of the thread that reads the request and then the WebSocket. It
-/// parses JSON (serde_json stops nesting at 128 levels), so it gets room
-/// for that even in debug builds; only the pages touched count as memory.
-const READER_STACK: usize = 256 * 1024;
+/// parses JSON: serde_json stops nesting at 128 levels, and the dialects
+/// decode into flat structs or `Value`s, which release builds parse to that
+/// depth in well under this. Unoptimized builds use several times the
+/// stack per level, so they get more. Only the pages touched count as
+/// memory either way.
+const READER_STACK: usize = if cfg!(debug_assertions) { 1 << 20 } else { 256 * 1024 };
 /// Stack of the writer thread, which only moves bytes.
 const WRITER_STACK: usize = 64 * 1024;
 /// How long a write may make no progress before the peer counts as gone.
