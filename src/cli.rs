@@ -209,7 +209,7 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         name: "max-handshakes",
-        usage: "N       sockets allowed in their HTTP handshake at once [1024]",
+        usage: "N       sockets allowed in their HTTP exchange at once [1024]",
         apply: Setter::Value(|c, v| {
             c.max_handshakes = positive(v)?;
             Ok(())

@@ -48,8 +48,9 @@ pub struct Config {
     /// Silence after which the server pings a WebSocket client; a client
     /// silent for twice this (pongs count) is closed (`--keepalive-ms`).
     pub keepalive: Duration,
-    /// Sockets allowed to be in their HTTP handshake at once; more are
-    /// refused on accept (`--max-handshakes`).
+    /// Sockets allowed in their HTTP exchange at once (the request head,
+    /// and for plain HTTP the whole answer, an emit waiting for ACKs
+    /// included); more are refused on accept (`--max-handshakes`).
     pub max_handshakes: usize,
     /// No connect/disconnect log lines (`--quiet`). Process-wide: servers
     /// embedded in one process share it.

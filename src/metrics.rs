@@ -42,9 +42,10 @@ pub struct Metrics {
     pub connections_total: Counter,
     /// Upgrades refused because `--max-connections` were open.
     pub connections_refused: Counter,
-    /// Sockets in their HTTP handshake now.
+    /// Sockets in their HTTP exchange now: reading the request head, and
+    /// for plain HTTP until answered (an emit waiting for ACKs included).
     pub handshakes_open: Counter,
-    /// Sockets refused because `--max-handshakes` were in their handshake.
+    /// Sockets refused because `--max-handshakes` were in their exchange.
     pub handshakes_refused: Counter,
     /// Sockets cut off at the handshake deadline.
     pub handshake_timeouts: Counter,
@@ -83,7 +84,7 @@ impl Metrics {
             (
                 "switchboard_handshakes_open",
                 "gauge",
-                "Sockets in their HTTP handshake now",
+                "Sockets in their HTTP exchange now",
                 &self.handshakes_open,
             ),
             (

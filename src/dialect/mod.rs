@@ -69,15 +69,6 @@ impl Dialect {
         }
     }
 
-    /// Whether each recipient's frame differs (it names the recipient), so
-    /// that a broadcast cannot share one encoding among them.
-    pub fn frames_are_personal(self) -> bool {
-        match self {
-            Dialect::Channels => true,
-            Dialect::Echo | Dialect::Concierge | Dialect::Common | Dialect::World => false,
-        }
-    }
-
     /// The close for a client silent for `limit` despite keepalive pings.
     /// No dialect document defines one, so all use 1001 (going away).
     pub fn silence_close(self, limit: Duration) -> Close {
@@ -198,16 +189,37 @@ impl Session {
     }
 }
 
-/// The frame a `dialect` client receives for `event`, or `None` if the event
-/// means nothing in that dialect. A `Disconnect` renders as a close frame.
-/// `to` describes the recipient, for dialects whose frames are personal.
-pub fn render(dialect: Dialect, event: &Event, to: Option<Addressee<'_>>) -> Option<Frame> {
+/// An event rendered for one dialect: once for all its recipients.
+pub enum Rendered {
+    /// The same frame for every recipient.
+    Shared(Frame),
+    /// Shared bytes that each recipient's own fields are spliced onto.
+    Personal(channels::render::Personal),
+}
+
+impl Rendered {
+    /// The frame for one recipient, described by `to` (needed only for
+    /// personal frames; a recipient without a description gets none).
+    pub fn frame_for(&self, to: Option<Addressee<'_>>) -> Option<Frame> {
+        match self {
+            Rendered::Shared(frame) => Some(frame.clone()),
+            Rendered::Personal(personal) => Some(personal.frame_for(to?)),
+        }
+    }
+}
+
+/// `event` as `dialect` clients receive it, or `None` if it means nothing
+/// in that dialect. A `Disconnect` renders as a close frame.
+pub fn render(dialect: Dialect, event: &Event) -> Option<Rendered> {
     match dialect {
         Dialect::Echo => None,
-        Dialect::Concierge => concierge::render::render(event),
-        Dialect::Channels => channels::render::render(event, to?),
-        Dialect::Common => common::render::render(event),
-        Dialect::World => world::render::render(event),
+        Dialect::Concierge => concierge::render::render(event).map(Rendered::Shared),
+        Dialect::Channels => match channels::render::prepare(event)? {
+            channels::render::Prepared::Shared(frame) => Some(Rendered::Shared(frame)),
+            channels::render::Prepared::Personal(personal) => Some(Rendered::Personal(personal)),
+        },
+        Dialect::Common => common::render::render(event).map(Rendered::Shared),
+        Dialect::World => world::render::render(event).map(Rendered::Shared),
     }
 }
 

@@ -63,7 +63,11 @@ use crate::router::{Command, ConnId};
 /// depth in well under this. Unoptimized builds use several times the
 /// stack per level, so they get more. Only the pages touched count as
 /// memory either way.
-const READER_STACK: usize = if cfg!(debug_assertions) { 1 << 20 } else { 256 * 1024 };
+const READER_STACK: usize = if cfg!(debug_assertions) {
+    1 << 20
+} else {
+    256 * 1024
+};
 /// Stack of the writer thread, which only moves bytes.
 const WRITER_STACK: usize = 64 * 1024;
 /// How long a write may make no progress before the peer counts as gone.
@@ -96,14 +100,14 @@ pub(crate) fn spawn(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         .map(drop)
 }
 
-fn serve(stream: TcpStream, shared: &Arc<Shared>, handshake: Slot) {
+/// Serves one socket. `http` counts it among the sockets in their HTTP
+/// exchange until it has been answered, or upgraded to a WebSocket.
+fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a: SocketAddr| a.to_string());
     let deadline = Instant::now() + shared.config.handshake_timeout;
-    let request = http::read_request(&stream, deadline);
-    drop(handshake);
-    let request = match request {
+    let request = match http::read_request(&stream, deadline) {
         Ok(request) => request,
         Err(error) => return refuse_unreadable(&stream, &peer, error, &shared.metrics),
     };
@@ -114,14 +118,11 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, handshake: Slot) {
         Route::Index => Response::text(200, index()),
         Route::NotFound => Response::text(404, format!("no endpoint at {}\n", request.path)),
         Route::Reload => super::admin::reload(&request, shared),
-        Route::Emit => match channels::split_path(&request.path) {
-            Some((channel, _)) => {
-                channels::emit::answer(&stream, &request, channel, shared, deadline)
-            }
-            None => Response::text(404, format!("no endpoint at {}\n", request.path)),
-        },
+        Route::Emit(channel) => {
+            channels::emit::answer(&stream, &request, &channel, shared, deadline)
+        }
         Route::WebSocket(dialect) => {
-            match upgrade(stream, &peer, request, dialect, deadline, shared) {
+            match upgrade(stream, &peer, request, dialect, deadline, shared, http) {
                 Ok(()) => return,
                 Err((stream, response)) => return respond(&stream, &response),
             }
@@ -205,6 +206,7 @@ fn upgrade(
     dialect: Dialect,
     deadline: Instant,
     shared: &Arc<Shared>,
+    http: Slot,
 ) -> Result<(), (TcpStream, Response)> {
     let accept = match upgrade::accept_key(&request) {
         Ok(accept) => accept,
@@ -227,6 +229,7 @@ fn upgrade(
     if sent.is_err() {
         return Ok(()); // the client left mid-handshake
     }
+    drop(http); // a WebSocket now, counted by `slot`
     shared.metrics.connections_total.increment();
     let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
     log!("{conn} {dialect}: connected from {peer}");
@@ -291,7 +294,7 @@ fn run(
     };
     if let Err(error) = writer {
         let close = Close::new(1013, "server busy: cannot start a thread");
-        let _ = (&*stream).write_all(Frame::close(&close).as_bytes());
+        let _ = (&*stream).write_all(&Frame::close(&close).to_vec());
         return Ending::Refused(format!("no writer thread: {error}"));
     }
     let registered = dialect.uses_router();
@@ -573,10 +576,12 @@ fn write_frames<'a>(
     const MAX_SLICES: usize = 64;
     let mut frames = frames.peekable();
     while frames.peek().is_some() {
+        // A frame is one slice, or two when spliced.
         let mut slices: Vec<IoSlice<'_>> = frames
             .by_ref()
-            .take(MAX_SLICES)
-            .map(|frame| IoSlice::new(frame.as_bytes()))
+            .take(MAX_SLICES / 2)
+            .flat_map(Frame::slices)
+            .map(IoSlice::new)
             .collect();
         let mut unsent = &mut slices[..];
         let mut progress = Instant::now();

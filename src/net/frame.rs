@@ -5,12 +5,24 @@
 //! time into a [`Frame`] whose bytes (header and payload) sit behind an
 //! `Arc`: pushing it onto a thousand outboxes copies a pointer a thousand
 //! times, and each writer thread hands the very same bytes to the kernel.
+//!
+//! Some protocols put the recipient's own details in every message
+//! (channels' `clientID` and `latency`). Such a frame is *spliced*: a small
+//! head of its own (the frame header and the personal fields) before a
+//! shared body (the payload, encoded once), written together with one
+//! `writev`.
 
 use std::sync::Arc;
 
-/// One complete, ready-to-write WebSocket frame (header and payload).
+/// One complete, ready-to-write WebSocket frame: an optional personal head
+/// and a shared body, which together are the bytes on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame(Arc<[u8]>);
+pub struct Frame {
+    /// The frame's first bytes, when they differ per recipient.
+    head: Option<Box<[u8]>>,
+    /// The rest (for an unspliced frame, all of it), shared.
+    shared: Arc<[u8]>,
+}
 
 /// The opcodes this server sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,44 +106,71 @@ impl Frame {
         }
     }
 
-    /// The frame's bytes, as they go on the wire.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+    /// A text frame whose payload is `personal` followed by `shared`:
+    /// `shared` (already valid UTF-8 text) is not copied.
+    pub fn spliced_text(personal: &str, shared: &Arc<[u8]>) -> Frame {
+        let mut head = header(Opcode::Text, personal.len() + shared.len());
+        head.extend_from_slice(personal.as_bytes());
+        Frame {
+            head: Some(head.into()),
+            shared: shared.clone(),
+        }
+    }
+
+    /// The frame's bytes, in the order they go on the wire: one or two
+    /// slices.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        self.head.as_deref().into_iter().chain([&*self.shared])
+    }
+
+    /// The frame's bytes in one buffer (a copy; for tests and rare paths).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.slices().flatten().copied().collect()
     }
 
     /// How many bytes the frame occupies on the wire.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.slices().map(<[u8]>::len).sum()
     }
 
     /// Always false: every frame has at least a two-byte header.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     fn encode(opcode: Opcode, payload: &[u8]) -> Frame {
-        let mut bytes = Vec::with_capacity(payload.len() + 10);
-        bytes.push(0x80 | opcode as u8); // FIN: this server never fragments
-        match payload.len() {
-            len @ 0..=125 => bytes.push(len as u8),
-            len @ 126..=0xFFFF => {
-                bytes.push(126);
-                bytes.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            len => {
-                bytes.push(127);
-                bytes.extend_from_slice(&(len as u64).to_be_bytes());
-            }
-        }
+        let mut bytes = header(opcode, payload.len());
         bytes.extend_from_slice(payload);
-        Frame(bytes.into())
+        Frame {
+            head: None,
+            shared: bytes.into(),
+        }
     }
+}
+
+/// A frame header for a payload of `len` bytes, with room to append it.
+fn header(opcode: Opcode, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len.min(4096) + 10);
+    bytes.push(0x80 | opcode as u8); // FIN: this server never fragments
+    match len {
+        0..=125 => bytes.push(len as u8),
+        126..=0xFFFF => {
+            bytes.push(126);
+            bytes.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            bytes.push(127);
+            bytes.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    bytes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tungstenite::protocol::frame::{coding::CloseCode, Frame as TFrame};
+    use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+    use tungstenite::protocol::frame::Frame as TFrame;
     use tungstenite::protocol::CloseFrame;
 
     fn tungstenite_bytes(frame: TFrame) -> Vec<u8> {
@@ -144,16 +183,10 @@ mod tests {
     fn text_frames_match_tungstenite_at_every_length_class() {
         for len in [0, 1, 125, 126, 127, 65535, 65536, 70000] {
             let text = "x".repeat(len);
-            let theirs = TFrame::message(
-                text.clone(),
-                tungstenite::protocol::frame::coding::OpCode::Data(
-                    tungstenite::protocol::frame::coding::Data::Text,
-                ),
-                true,
-            );
+            let theirs = TFrame::message(text.clone(), OpCode::Data(Data::Text), true);
             assert_eq!(
-                Frame::text(&text).as_bytes(),
-                tungstenite_bytes(theirs).as_slice(),
+                Frame::text(&text).to_vec(),
+                tungstenite_bytes(theirs),
                 "len {len}"
             );
         }
@@ -166,14 +199,11 @@ mod tests {
             code: CloseCode::from(4004),
             reason: "identify timeout".into(),
         }));
-        assert_eq!(
-            Frame::close(&close).as_bytes(),
-            tungstenite_bytes(theirs).as_slice()
-        );
+        assert_eq!(Frame::close(&close).to_vec(), tungstenite_bytes(theirs));
 
         let long = Close::new(1000, "é".repeat(100));
-        let frame = Frame::close(&long);
-        let payload = &frame.as_bytes()[2..];
+        let frame = Frame::close(&long).to_vec();
+        let payload = &frame[2..];
         assert!(payload.len() <= MAX_CONTROL_PAYLOAD);
         assert!(std::str::from_utf8(&payload[2..]).is_ok());
         assert_eq!(payload.len(), 2 + 122);
@@ -181,6 +211,18 @@ mod tests {
 
     #[test]
     fn pong_echoes_the_payload() {
-        assert_eq!(Frame::pong(b"abc").as_bytes(), &[0x8A, 3, b'a', b'b', b'c']);
+        assert_eq!(Frame::pong(b"abc").to_vec(), [0x8A, 3, b'a', b'b', b'c']);
+    }
+
+    #[test]
+    fn spliced_frames_equal_whole_ones() {
+        for shared_len in [0, 100, 200, 70000] {
+            let shared: Arc<[u8]> = "s".repeat(shared_len).into_bytes().into();
+            let spliced = Frame::spliced_text("personal:", &shared);
+            let whole = Frame::text(&format!("personal:{}", "s".repeat(shared_len)));
+            assert_eq!(spliced.to_vec(), whole.to_vec());
+            assert_eq!(spliced.len(), whole.len());
+            assert_eq!(spliced.slices().count(), 2);
+        }
     }
 }

@@ -149,8 +149,10 @@ fn parse(bytes: &[u8]) -> Result<Option<Request>, ReadError> {
 pub enum BodyError {
     /// `Content-Length` is over the limit (413).
     TooLarge,
-    /// The body is chunked or its length unparseable (411).
+    /// The body is chunked: only `Content-Length` bodies are read (411).
     LengthRequired,
+    /// `Content-Length` is not a number, or given twice differently (400).
+    BadLength,
     /// The deadline passed, or the client left, before the body arrived.
     Incomplete,
 }
@@ -166,13 +168,7 @@ pub fn read_body(
     if request.header("transfer-encoding").is_some() {
         return Err(BodyError::LengthRequired);
     }
-    let length = match request.header("content-length") {
-        None => 0,
-        Some(value) => value
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| BodyError::LengthRequired)?,
-    };
+    let length = content_length(request)?;
     if length > limit {
         return Err(BodyError::TooLarge);
     }
@@ -180,7 +176,8 @@ pub fn read_body(
     body.truncate(length);
     // curl and others hold back a large body until the server says it wants
     // it; without this answer they wait a second before sending anyway.
-    if body.len() < length && request.has_token("expect", "100-continue") {
+    let wants_continue = request.minor_version >= 1 && request.has_token("expect", "100-continue");
+    if body.len() < length && wants_continue {
         stream
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .map_err(|_| BodyError::Incomplete)?;
@@ -200,6 +197,24 @@ pub fn read_body(
         }
     }
     Ok(body)
+}
+
+/// The body length from `Content-Length`: digits only, and every copy of
+/// the header the same (RFC 9110 §8.6); none means no body.
+fn content_length(request: &Request) -> Result<usize, BodyError> {
+    let mut lengths = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "content-length")
+        .map(|(_, value)| value.trim());
+    let Some(first) = lengths.next() else {
+        return Ok(0);
+    };
+    let digits = !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit());
+    if !digits || lengths.any(|other| other != first) {
+        return Err(BodyError::BadLength);
+    }
+    first.parse().map_err(|_| BodyError::TooLarge)
 }
 
 /// The `key=value` pairs of a query string, percent-decoded (`+` is a
@@ -224,6 +239,7 @@ fn percent_decode(text: &str) -> String {
         let escaped = (bytes[i] == b'%')
             .then(|| bytes.get(i + 1..i + 3))
             .flatten()
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
             .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
         match (bytes[i], escaped) {
             (_, Some(byte)) => {
@@ -344,7 +360,8 @@ mod tests {
 
     #[test]
     fn query_pairs_are_percent_decoded() {
-        let pairs = query_pairs("username=Cerulean&x=a%20b+c&empty=&flag&bad=%zz%4&utf8=%C3%A9");
+        let pairs =
+            query_pairs("username=Cerulean&x=a%20b+c&empty=&flag&bad=%zz%4&utf8=%C3%A9&plus=%+41");
         let expected = [
             ("username", "Cerulean"),
             ("x", "a b c"),
@@ -352,6 +369,7 @@ mod tests {
             ("flag", ""),
             ("bad", "%zz%4"),
             ("utf8", "é"),
+            ("plus", "% 41"),
         ];
         let pairs: Vec<(&str, &str)> = pairs
             .iter()

@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(outbox.try_push(Frame::text("b")), Err(PushError::Closed));
         let batch = outbox.next_batch().unwrap();
         assert_eq!(batch.len(), 2);
-        assert_eq!(batch[1].as_bytes()[0], 0x88);
+        assert_eq!(batch[1].to_vec()[0], 0x88);
         assert!(outbox.next_batch().is_none());
     }
 
@@ -221,7 +221,7 @@ mod tests {
         outbox.abort(Frame::close(&super::super::frame::Close::new(1013, "slow")));
         let batch = outbox.next_batch().unwrap();
         assert_eq!(batch.len(), 1);
-        assert_eq!(batch[0].as_bytes()[0], 0x88);
+        assert_eq!(batch[0].to_vec()[0], 0x88);
         assert!(outbox.is_aborted());
     }
 

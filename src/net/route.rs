@@ -5,7 +5,7 @@ use super::http::Request;
 use crate::dialect::{channels, concierge, Dialect};
 
 /// What a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `GET /healthz`: liveness.
     Health,
@@ -15,8 +15,8 @@ pub enum Route {
     Index,
     /// A WebSocket endpoint speaking this dialect.
     WebSocket(Dialect),
-    /// `GET|POST /<channel>/emit`: an HTTP publish to a channel.
-    Emit,
+    /// `GET|POST /<channel>/emit`: an HTTP publish to this channel.
+    Emit(String),
     /// `POST /admin/reload`: the operator asks world clients to reload.
     Reload,
     /// Nothing here.
@@ -43,7 +43,7 @@ pub fn route(request: &Request) -> Route {
         path if path.starts_with("/ws/world/") => Route::WebSocket(Dialect::World),
         path => match channels::split_path(path) {
             Some((_, "listen")) => Route::WebSocket(Dialect::Channels),
-            Some((_, "emit")) => Route::Emit,
+            Some((channel, "emit")) => Route::Emit(channel.to_string()),
             _ => Route::NotFound,
         },
     }
@@ -93,7 +93,10 @@ mod tests {
             route(&request("/room-1.a~b_c/listen", &[])),
             Route::WebSocket(Dialect::Channels)
         );
-        assert_eq!(route(&request("/room/emit", &[])), Route::Emit);
+        assert_eq!(
+            route(&request("/room/emit", &[])),
+            Route::Emit("room".into())
+        );
         assert_eq!(
             route(&request("/ws/common", &[])),
             Route::WebSocket(Dialect::Common)

@@ -147,9 +147,7 @@ impl Router {
         let (client_id, uuid) = match self.fresh_identity("client_") {
             Ok(identity) => identity,
             Err(why) => {
-                self.conns
-                    .insert(conn, Conn::Unidentified { deadline: now });
-                return self.evict(conn, Disconnect::Internal(why));
+                return self.refuse(conn, Disconnect::Internal(why));
             }
         };
         let info = ClientInfo {

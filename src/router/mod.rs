@@ -243,6 +243,16 @@ impl Router {
         out
     }
 
+    /// Ends a connection that never became a member.
+    fn refuse(&mut self, conn: ConnId, why: Disconnect) -> Vec<Delivery> {
+        let leaving = Conn::Leaving {
+            client_id: String::new(),
+            latency_ms: 0,
+        };
+        self.conns.insert(conn, leaving);
+        vec![Delivery::one(conn, Event::Disconnect(why))]
+    }
+
     fn open(&mut self, conn: ConnId, dialect: Dialect, now: Instant) -> Vec<Delivery> {
         match dialect {
             Dialect::Concierge => self.await_identity(conn, now + self.settings.identify_timeout),

@@ -56,7 +56,14 @@ impl Router {
                 let to = topic.subscribers.iter().copied().filter(|&c| c != conn);
                 (to.collect(), Some(self.topic_info(name, topic)))
             }
-            Target::All => (self.all_members().filter(|&c| c != conn).collect(), None),
+            // ALL is the concierge's own broadcast: channels listeners hear
+            // only their channel, and the RPC dialects have no messages.
+            Target::All => {
+                let to = self
+                    .members_speaking(Dialect::Concierge)
+                    .filter(|&c| c != conn);
+                (to.collect(), None)
+            }
         };
         let message = Message {
             origin: Origin::Client(origin),
@@ -150,35 +157,46 @@ impl Router {
         }]
     }
 
-    /// Which of the topic's subscribers an emit goes to.
+    /// Which of the topic's subscribers an emit goes to: all of them, or
+    /// (`clients=`) some of its channels listeners, the only subscribers
+    /// that have client ids to name and can acknowledge.
     fn choose(&self, topic: &str, targets: &Targets) -> Result<Vec<ConnId>, EmitError> {
-        let listeners: Vec<ConnId> = self
-            .topics
-            .get(topic)
-            .map(|t| t.subscribers.iter().copied().collect())
-            .unwrap_or_default();
+        let subscribers = self.topics.get(topic).map(|t| &t.subscribers);
+        let all = || subscribers.into_iter().flatten().copied();
+        let is_listener = |conn: &ConnId| self.dialect_of(*conn) == Some(Dialect::Channels);
         match targets {
-            Targets::All => Ok(listeners),
-            Targets::Random(wanted) if *wanted > listeners.len() => {
-                Err(EmitError::TooFewListeners {
-                    wanted: *wanted,
-                    listening: listeners.len(),
-                })
+            Targets::All => Ok(all().collect()),
+            Targets::Random(wanted) => {
+                let listeners: Vec<ConnId> = all().filter(is_listener).collect();
+                if *wanted > listeners.len() {
+                    return Err(EmitError::TooFewListeners {
+                        wanted: *wanted,
+                        listening: listeners.len(),
+                    });
+                }
+                pick(listeners, *wanted)
             }
-            Targets::Random(wanted) => pick(listeners, *wanted),
             Targets::Named(ids) => {
-                let (found, unknown): (Vec<_>, Vec<_>) = ids
+                let listener_named = |id: &String| {
+                    let conn = self.names.get(id).copied()?;
+                    let subscribed = subscribers.is_some_and(|s| s.contains(&conn));
+                    (subscribed && is_listener(&conn)).then_some(conn)
+                };
+                let unknown: Vec<String> = ids
                     .iter()
-                    .map(|id| (id, self.names.get(id).filter(|c| listeners.contains(c))))
-                    .partition(|(_, conn)| conn.is_some());
+                    .filter(|id| listener_named(id).is_none())
+                    .cloned()
+                    .collect();
                 if !unknown.is_empty() {
-                    let ids = unknown.into_iter().map(|(id, _)| id.clone()).collect();
-                    return Err(EmitError::UnknownClients(ids));
+                    return Err(EmitError::UnknownClients(unknown));
                 }
                 // An id named twice is still one target.
                 let mut seen = std::collections::BTreeSet::new();
-                let chosen = found.into_iter().filter_map(|(_, conn)| conn.copied());
-                Ok(chosen.filter(|&conn| seen.insert(conn)).collect())
+                Ok(ids
+                    .iter()
+                    .filter_map(listener_named)
+                    .filter(|&conn| seen.insert(conn))
+                    .collect())
             }
         }
     }
@@ -248,13 +266,6 @@ impl Router {
         };
         // The HTTP thread may have given up; then nobody needs the answer.
         let _ = reply.try_send(outcome);
-    }
-
-    fn all_members(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.conns
-            .keys()
-            .copied()
-            .filter(|&c| self.member(c).is_some())
     }
 
     fn name_of(&self, conn: ConnId) -> Option<String> {

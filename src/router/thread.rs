@@ -14,7 +14,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{Command, ConnId, Delivery, Disconnect, Event, Router};
-use crate::dialect::{self, Dialect};
+use crate::dialect::{self, Dialect, Rendered};
 use crate::log;
 use crate::metrics::Metrics;
 use crate::net::frame::{Close, Frame};
@@ -94,20 +94,18 @@ fn deliver(
     let mut queue = VecDeque::from(deliveries);
     let mut too_slow = Vec::new();
     while let Some(delivery) = queue.pop_front() {
-        // One rendering per dialect, shared by all recipients speaking it,
-        // unless the dialect's frames name their recipient.
-        let mut shared: [Option<Option<Frame>>; Dialect::ALL.len()] = Default::default();
+        // One rendering per dialect, shared by all recipients speaking it;
+        // dialects that name the recipient in every frame add that per
+        // recipient, in a few bytes of its own.
+        let mut rendered: [Option<Option<Rendered>>; Dialect::ALL.len()] = Default::default();
         for &conn in &delivery.to {
             let Some(peer) = peers.get(&conn) else {
                 continue; // its Closed is on the way; nothing to deliver
             };
-            let render = || dialect::render(peer.dialect, &delivery.event, router.addressee(conn));
-            let frame = match peer.dialect.frames_are_personal() {
-                true => render(),
-                false => shared[peer.dialect.index()]
-                    .get_or_insert_with(render)
-                    .clone(),
-            };
+            let frame = rendered[peer.dialect.index()]
+                .get_or_insert_with(|| dialect::render(peer.dialect, &delivery.event))
+                .as_ref()
+                .and_then(|rendered| rendered.frame_for(router.addressee(conn)));
             if let Event::Disconnect(why) = &delivery.event {
                 say_goodbye(router, conn, peer, why, frame);
                 continue;

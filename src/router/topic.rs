@@ -317,7 +317,7 @@ impl Router {
             .collect()
     }
 
-    fn dialect_of(&self, conn: ConnId) -> Option<Dialect> {
+    pub(super) fn dialect_of(&self, conn: ConnId) -> Option<Dialect> {
         self.member(conn).map(|m| m.dialect())
     }
 

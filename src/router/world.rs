@@ -89,13 +89,7 @@ impl Router {
         let (name, uuid) = match self.fresh_identity("world_") {
             Ok(identity) => identity,
             Err(why) => {
-                self.conns.insert(
-                    conn,
-                    Conn::Unidentified {
-                        deadline: Instant::now(),
-                    },
-                );
-                return self.evict(conn, Disconnect::Internal(why));
+                return self.refuse(conn, Disconnect::Internal(why));
             }
         };
         let info = ClientInfo {

@@ -3,8 +3,8 @@
 //! The payload is the JSON body of a POST, or else the query parameters
 //! (other than `clients` and `require-ack`) as an object of strings. The
 //! request goes to the router as a [`Command::Emit`] carrying a one-slot
-//! channel; this thread then waits on that channel, never the router, for
-//! the answer (at once, or once the ACKs are in or overdue).
+//! channel; this thread then waits on that channel for the answer (at
+//! once, or once the ACKs are in or overdue), while the router goes on.
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -151,6 +151,7 @@ fn body_error(error_kind: BodyError) -> Response {
             "LENGTH_REQUIRED",
             "send the body with a Content-Length",
         ),
+        BodyError::BadLength => error(400, "INVALID_LENGTH", "Content-Length must be one number"),
         BodyError::Incomplete => error(400, "INCOMPLETE_BODY", "the body did not arrive in time"),
     }
 }

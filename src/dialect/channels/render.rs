@@ -2,8 +2,12 @@
 //! outcomes become the document's `type`s and `ERROR` codes.
 //!
 //! Every channels frame carries the recipient's own `clientID` and
-//! `latency`, so frames are rendered per recipient (the payload is
-//! serialized into each; it is not parsed again).
+//! `latency`. So an event is rendered in two steps: [`prepare`] encodes
+//! everything recipients share once (the payload above all), and
+//! [`Personal::frame_for`] adds each recipient's fields in a small head of
+//! its own, splicing it before the shared bytes (see [`Frame`]).
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -14,42 +18,78 @@ use crate::router::{
     Addressee, Disconnect, Event, MemberView, Origin, PresenceChange, RequestError,
 };
 
-/// The frame a channels client receives for `event`, or `None` for events
-/// that mean nothing to it (concierge replies). A `Disconnect` renders as a
-/// close frame; see [`farewell`] for the message before it.
-pub fn render(event: &Event, to: Addressee<'_>) -> Option<Frame> {
-    let frame = match event {
-        Event::Message(message) => envelope(to, "DATA", &message.data)
-            .event(&message.event_id)
-            .requires_ack(message.requires_ack)
-            .origin(match &message.origin {
+/// A channels event, encoded except for its recipient's fields.
+#[derive(Debug, Clone)]
+pub struct Personal {
+    /// The start of the JSON object: `{"type":…,` and any shared fields.
+    opening: String,
+    /// The end: `"payload":…}`, shared by every recipient.
+    rest: Arc<[u8]>,
+}
+
+impl Personal {
+    /// The frame for one recipient.
+    pub fn frame_for(&self, to: Addressee<'_>) -> Frame {
+        // Client ids are names from the shared namespace, `[A-Za-z0-9_]`;
+        // encoding them as JSON strings keeps that an assumption, not a risk.
+        let id = serde_json::Value::from(to.client_id);
+        let head = format!(
+            r#"{}"clientID":{id},"latency":{},"#,
+            self.opening, to.latency_ms
+        );
+        Frame::spliced_text(&head, &self.rest)
+    }
+}
+
+/// How a channels client sees `event`: a frame for everyone, one to finish
+/// per recipient, or `None` for events that mean nothing to it (concierge
+/// replies, RPC answers).
+pub enum Prepared {
+    /// The same frame for all (close frames).
+    Shared(Frame),
+    /// A frame to finish per recipient.
+    Personal(Personal),
+}
+
+/// Encodes the parts of `event` that every recipient shares.
+pub fn prepare(event: &Event) -> Option<Prepared> {
+    let personal = match event {
+        Event::Message(message) => {
+            let origin = match &message.origin {
                 Origin::Client(client) => Some(OriginPayload {
                     client_id: &client.name,
                     uuid: client.uuid,
                 }),
                 Origin::Http => None,
-            })
-            .frame(),
+            };
+            let extras = DataExtras {
+                event_id: &message.event_id,
+                requires_ack: message.requires_ack,
+                origin,
+            };
+            personal("DATA", Some(&extras), &*message.data)
+        }
         Event::Connected { members } => {
             let members: Vec<MemberPayload> = members.iter().map(MemberPayload::from).collect();
-            envelope(to, "CONNECTED", &Members { members }).frame()
+            personal("CONNECTED", None, &Members { members })
         }
         Event::Presence { change, member } => {
             let payload = MemberPayload::from(member);
             match change {
-                PresenceChange::Joined => envelope(to, "PRESENCE:JOINED", &payload).frame(),
-                PresenceChange::Updated => envelope(to, "PRESENCE:UPDATED", &payload).frame(),
-                PresenceChange::Left => {
-                    let gone = Gone {
+                PresenceChange::Joined => personal("PRESENCE:JOINED", None, &payload),
+                PresenceChange::Updated => personal("PRESENCE:UPDATED", None, &payload),
+                PresenceChange::Left => personal(
+                    "PRESENCE:LEFT",
+                    None,
+                    &Gone {
                         client_id: payload.client_id,
-                    };
-                    envelope(to, "PRESENCE:LEFT", &gone).frame()
-                }
+                    },
+                ),
             }
         }
-        Event::Ping => envelope(to, "PING", &Empty {}).frame(),
-        Event::Refused { error, .. } => error_frame(to, &error.to_string(), error_code(error)),
-        Event::Disconnect(why) => Frame::close(&close(why)),
+        Event::Ping => personal("PING", None, &Empty {}),
+        Event::Refused { error, .. } => error_event(&error.to_string(), error_code(error)),
+        Event::Disconnect(why) => return Some(Prepared::Shared(Frame::close(&close(why)))),
         Event::Welcome { .. }
         | Event::Sent { .. }
         | Event::TopicChanged { .. }
@@ -63,26 +103,25 @@ pub fn render(event: &Event, to: Addressee<'_>) -> Option<Frame> {
         | Event::HeartbeatAck
         | Event::Reload => return None,
     };
-    Some(frame)
+    Some(Prepared::Personal(personal))
 }
 
 /// The `ERROR` a client gets before it is disconnected for `why`, if it can
 /// still read one.
 pub fn farewell(why: &Disconnect, to: Addressee<'_>) -> Option<Frame> {
-    match why {
-        Disconnect::PingTimeout => Some(error_frame(
-            to,
-            "Client did not respond to PING event",
-            "PING_TIMEOUT",
-        )),
-        Disconnect::Internal(why) => Some(error_frame(to, why, "INTERNAL_ERROR")),
+    let event = match why {
+        Disconnect::PingTimeout => {
+            error_event("Client did not respond to PING event", "PING_TIMEOUT")
+        }
+        Disconnect::Internal(why) => error_event(why, "INTERNAL_ERROR"),
         // Too slow to read one more message; the others never reach channels.
         Disconnect::TooSlow
         | Disconnect::IdentifyTimeout
         | Disconnect::NameTaken(_)
         | Disconnect::HeartbeatTimeout
-        | Disconnect::Replaced => None,
-    }
+        | Disconnect::Replaced => return None,
+    };
+    Some(event.frame_for(to))
 }
 
 /// The `ERROR` code for a refused message.
@@ -114,64 +153,45 @@ fn close(why: &Disconnect) -> Close {
     Close::new(code, why.to_string())
 }
 
-fn error_frame(to: Addressee<'_>, message: &str, code: &str) -> Frame {
-    envelope(to, "ERROR", &ErrorPayload { message, code }).frame()
+fn error_event(message: &str, code: &str) -> Personal {
+    personal("ERROR", None, &ErrorPayload { message, code })
 }
 
-fn envelope<'a, P: Serialize + ?Sized>(
-    to: Addressee<'a>,
-    kind: &'static str,
-    payload: &'a P,
-) -> Envelope<'a, P> {
-    Envelope {
-        kind,
-        payload,
-        client_id: to.client_id,
-        latency: to.latency_ms,
-        event_id: None,
-        requires_ack: false,
-        origin: None,
+/// `{"type":kind,` + extras + (personal fields) + `"payload":…}`.
+fn personal<P: Serialize + ?Sized>(
+    kind: &str,
+    extras: Option<&DataExtras<'_>>,
+    payload: &P,
+) -> Personal {
+    let mut opening = format!(r#"{{"type":{},"#, serde_json::Value::from(kind));
+    if let Some(extras) = extras {
+        let fields = to_json(extras);
+        // `{"eventID":…}` becomes `"eventID":…,`
+        opening.push_str(&fields[1..fields.len() - 1]);
+        opening.push(',');
+    }
+    let rest = format!(r#""payload":{}}}"#, to_json(payload));
+    Personal {
+        opening,
+        rest: rest.into_bytes().into(),
     }
 }
 
+fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    // Plain structs, strings and raw JSON always serialize.
+    serde_json::to_string(value).expect("channels frames serialize")
+}
+
 #[derive(Serialize)]
-struct Envelope<'a, P: Serialize + ?Sized> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    payload: &'a P,
-    #[serde(rename = "clientID")]
-    client_id: &'a str,
-    latency: u64,
-    #[serde(rename = "eventID", skip_serializing_if = "Option::is_none")]
-    event_id: Option<&'a str>,
+struct DataExtras<'a> {
+    #[serde(rename = "eventID")]
+    event_id: &'a str,
     /// Present (and true) only on events that must be acknowledged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     requires_ack: bool,
     /// The sending client, for messages that came from one (not for emits).
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<OriginPayload<'a>>,
-}
-
-impl<'a, P: Serialize + ?Sized> Envelope<'a, P> {
-    fn event(mut self, event_id: &'a str) -> Self {
-        self.event_id = Some(event_id);
-        self
-    }
-
-    fn requires_ack(mut self, requires_ack: bool) -> Self {
-        self.requires_ack = requires_ack;
-        self
-    }
-
-    fn origin(mut self, origin: Option<OriginPayload<'a>>) -> Self {
-        self.origin = origin;
-        self
-    }
-
-    fn frame(&self) -> Frame {
-        // Plain structs and raw JSON always serialize.
-        Frame::text(&serde_json::to_string(self).expect("channels frames always serialize"))
-    }
 }
 
 #[derive(Serialize)]

@@ -139,7 +139,7 @@ mod tests {
 
     fn text(step: Step) -> String {
         match step {
-            Step::Reply(frame) => String::from_utf8(frame.as_bytes()[2..].to_vec()).unwrap(),
+            Step::Reply(frame) => String::from_utf8(frame.to_vec()[2..].to_vec()).unwrap(),
             other => panic!("{other:?}"),
         }
     }
