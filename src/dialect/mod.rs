@@ -158,9 +158,7 @@ impl Session {
     pub fn on_open(&mut self) -> Vec<Step> {
         match self {
             Session::Echo | Session::Concierge(_) => Vec::new(),
-            Session::Channels(session) => {
-                session.on_open().map(Step::Forward).into_iter().collect()
-            }
+            Session::Channels(session) => session.on_open().into_iter().collect(),
             Session::Common(session) => session.on_open(),
             Session::World(session) => session.on_open(),
         }

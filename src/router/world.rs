@@ -181,10 +181,17 @@ impl Router {
     /// clients sharing a room with it hear of it.
     fn update_profile(&mut self, conn: ConnId, args: &Value) -> Outcome {
         let profile = match arg(args, 0, "profile") {
-            Some(profile @ Value::Object(_)) => profile.clone(),
+            Some(profile @ Value::Object(_)) => raw(profile),
             _ => return Err(RpcError::new("invalid_args", "`profile` must be an object")),
         };
-        let mut out = self.update_presence(conn, raw(&profile));
+        // The profile is the member's presence, sent to others on every
+        // change: kept as small as channels keep theirs.
+        let limit = crate::dialect::channels::MAX_PRESENCE_BYTES;
+        if profile.get().len() > limit {
+            let why = format!("`profile` is limited to {limit} bytes of JSON");
+            return Err(RpcError::new("invalid_args", why));
+        }
+        let mut out = self.update_presence(conn, profile);
         let body = json!({"user": self.user_view(conn)});
         let rooms: Vec<String> = self
             .member(conn)

@@ -60,6 +60,9 @@ pub fn decode(text: &str) -> Result<Inbound, RequestError> {
         }
         "PONG" => Ok(Inbound::Pong),
         "PRESENCE:UPDATE" => match envelope.payload {
+            Some(presence) if presence.get().len() > super::MAX_PRESENCE_BYTES => Err(malformed(
+                format!("presence is limited to {} bytes", super::MAX_PRESENCE_BYTES),
+            )),
             Some(presence) if presence.get().trim_start().starts_with('{') => {
                 Ok(Inbound::PresenceUpdate(presence))
             }

@@ -16,6 +16,10 @@ pub mod session;
 
 pub use session::Session;
 
+/// The largest presence a listener may have, in bytes of JSON: presence
+/// goes to every member of the channel on every join, so it stays small.
+pub const MAX_PRESENCE_BYTES: usize = 4096;
+
 /// The longest channel name accepted.
 pub const MAX_CHANNEL_LEN: usize = 128;
 

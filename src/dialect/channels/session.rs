@@ -5,6 +5,7 @@ use serde_json::value::RawValue;
 
 use super::inbound::{decode, Inbound};
 use crate::dialect::Step;
+use crate::net::frame::Close;
 use crate::net::http::{query_pairs, Request};
 use crate::router::{Command, ConnId, RequestError};
 
@@ -39,13 +40,19 @@ impl Session {
         }
     }
 
-    /// The command that makes the listener a member: sent once, first.
-    pub fn on_open(&mut self) -> Option<Command> {
-        Some(Command::Listen {
+    /// The command that makes the listener a member, sent once, first; or
+    /// a close (1009) if the presence in its URL is too large.
+    pub fn on_open(&mut self) -> Option<Step> {
+        let presence = self.presence.take()?;
+        if presence.get().len() > super::MAX_PRESENCE_BYTES {
+            let why = format!("presence is limited to {} bytes", super::MAX_PRESENCE_BYTES);
+            return Some(Step::Close(Close::new(1009, why)));
+        }
+        Some(Step::Forward(Command::Listen {
             conn: self.conn,
             topic: self.channel.clone(),
-            presence: self.presence.take()?,
-        })
+            presence,
+        }))
     }
 
     /// Handles one text message; every problem becomes an ERROR for this
