@@ -42,17 +42,24 @@
 //!   - [`net::connection`]: a socket's reader and writer threads.
 //!   - [`net::outbox`]: the bounded queue between router and writer.
 //!   - [`net::frame`]: outgoing frames, encoded once.
+//!   - `net/admin.rs`: the operator's endpoints.
 //! - [`router`]: the single owner of state, one namespace for all dialects.
 //!   - [`router::command`]: what connections ask.
 //!   - [`router::event`]: what connections are told.
 //!   - `router/member.rs`: members join, stay alive, change presence, leave.
 //!   - `router/topic.rs`: topics (groups and channels) and their life.
 //!   - `router/publish.rs`: messages, emits and their acknowledgements.
+//!   - `router/rpc.rs`: calls: built-in methods, and handing off the rest.
+//!   - `router/world.rs`: RPC members: heartbeats, worlds, rooms, profiles.
 //!   - `router/timer.rs`: deadlines, in one ordered set.
 //!   - [`router::thread`]: the loop around the router; delivery.
 //! - [`dialect`]: the protocols.
 //!   - [`dialect::concierge`]: the concierge protocol.
 //!   - [`dialect::channels`]: the channels protocol, WebSocket and HTTP.
+//!   - [`dialect::common`]: the common protocol (op-coded RPC).
+//!   - [`dialect::world`]: the world protocol (JSON-array RPC).
+//! - [`rpc`]: methods callers invoke; the embedder's worker pool.
+//! - [`jwt`]: HS256 tokens.
 //! - [`config`]: the settings and their defaults.
 //! - [`cli`]: flags and `SWITCHBOARD_*` variables.
 //! - [`metrics`]: counters for `/metrics`.
