@@ -65,7 +65,7 @@
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`id`]: random UUIDs.
 //! - [`auth`]: constant-time secret comparison.
-//! - [`log`]: one-line logging to standard error.
+//! - [`mod@log`]: one-line logging to standard error.
 //!
 //! # Embedding
 //!

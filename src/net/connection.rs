@@ -8,7 +8,7 @@
 //! the same stream itself (snapview/tungstenite-rs#311, #323). Two threads
 //! writing to one socket would interleave bytes of different frames.
 //!
-//! So the reader's `WebSocket` is built over a [`ReadHalf`] whose `write`
+//! So the reader's `WebSocket` is built over a `ReadHalf` whose `write`
 //! throws the bytes away: tungstenite parses, unmasks, reassembles and
 //! validates frames as usual, and its automatic replies vanish. The reader
 //! instead turns each Ping into a Pong frame and each Close into the closing

@@ -1,6 +1,6 @@
 //! Decoding the payloads a concierge client sends.
 //!
-//! A payload is decoded in one pass into a flat [`Envelope`] holding every
+//! A payload is decoded in one pass into a flat `Envelope` holding every
 //! field any payload type uses, then checked against its `type`. (serde's
 //! internally tagged enums would buffer the whole payload first and cannot
 //! hold `data` as raw JSON, which is passed on verbatim without re-encoding.)
@@ -79,7 +79,7 @@ struct Envelope {
     data: Option<Box<RawValue>>,
 }
 
-/// A `target`, flat for the same reason as [`Envelope`]: serde's tagged
+/// A `target`, flat for the same reason as `Envelope`: serde's tagged
 /// enums buffer their input with a recursive visitor, which a deeply nested
 /// field could drive through the thread's stack.
 #[derive(Deserialize)]
