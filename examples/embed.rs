@@ -47,9 +47,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A world client: authenticate, then the same method as an action.
     let (mut world, _) = tungstenite::connect("ws://127.0.0.1:8090/ws/world/default")?;
-    world.send(Message::text(json!(["authenticate", {"client_id": "guest"}]).to_string()))?;
+    world.send(Message::text(
+        json!(["authenticate", {"client_id": "guest"}]).to_string(),
+    ))?;
     println!("world  < {}", world.read()?);
-    world.send(Message::text(json!(["dice.roll", "roll-1", {"n": 2}]).to_string()))?;
+    world.send(Message::text(
+        json!(["dice.roll", "roll-1", {"n": 2}]).to_string(),
+    ))?;
     println!("world  < {}", world.read()?);
 
     println!("serving on; Ctrl-C to stop");

@@ -12,8 +12,9 @@ use crate::config::Config;
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Invocation {
-    /// Run the server with this configuration.
-    Run(Config),
+    /// Run the server with this configuration (boxed: it is far larger
+    /// than the other answers).
+    Run(Box<Config>),
     /// Print the usage text.
     Help,
     /// Print the version.
@@ -124,6 +125,14 @@ const FLAGS: &[Flag] = &[
         usage: "N connections one user may hold to one world; more replace the oldest [5]",
         apply: Setter::Value(|c, v| {
             c.world_user_connections = positive(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "data-dir",
+        usage: "DIR         where shared documents are saved [./switchboard-data]",
+        apply: Setter::Value(|c, v| {
+            c.data_dir = v.into();
             Ok(())
         }),
     },
@@ -290,7 +299,7 @@ pub fn parse(
         seen_on_command_line.push(flag.name);
         apply(flag, &mut config, &value, format!("--{name}"), first)?;
     }
-    Ok(Invocation::Run(config))
+    Ok(Invocation::Run(Box::new(config)))
 }
 
 /// Applies one value. `first` is whether this is the flag's first value
@@ -350,7 +359,7 @@ mod tests {
             .collect();
         let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         match parse(args.iter().map(|s| s.to_string()), lookup)? {
-            Invocation::Run(config) => Ok(config),
+            Invocation::Run(config) => Ok(*config),
             other => panic!("{other:?}"),
         }
     }

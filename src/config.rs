@@ -30,6 +30,8 @@ pub struct Config {
     /// The bearer token of the admin endpoints (`--admin-token`); `None`
     /// turns them off.
     pub admin_token: Option<Arc<str>>,
+    /// Where shared documents are saved (`--data-dir`).
+    pub data_dir: std::path::PathBuf,
     /// Threads running the embedder's RPC methods (`--rpc-workers`).
     pub rpc_workers: usize,
     /// How long a concierge client has to IDENTIFY (`--identify-timeout-ms`).
@@ -70,6 +72,7 @@ impl Default for Config {
             world_user_connections: 5,
             admin_token: None,
             rpc_workers: 4,
+            data_dir: "switchboard-data".into(),
             identify_timeout: Duration::from_millis(5000),
             handshake_timeout: Duration::from_millis(5000),
             max_message_bytes: 1 << 20,

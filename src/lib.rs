@@ -51,6 +51,7 @@
 //!   - `router/publish.rs`: messages, emits and their acknowledgements.
 //!   - `router/rpc.rs`: calls: built-in methods, and handing off the rest.
 //!   - `router/world.rs`: RPC members: heartbeats, worlds, rooms, profiles.
+//!   - `router/blazing.rs`, `router/document.rs`: shared documents and edits.
 //!   - `router/timer.rs`: deadlines, in one ordered set.
 //!   - [`router::thread`]: the loop around the router; delivery.
 //! - [`dialect`]: the protocols.
@@ -58,8 +59,11 @@
 //!   - [`dialect::channels`]: the channels protocol, WebSocket and HTTP.
 //!   - [`dialect::common`]: the common protocol (op-coded RPC).
 //!   - [`dialect::world`]: the world protocol (JSON-array RPC).
+//!   - [`dialect::blazing`]: the blazing protocol (a shared text document).
 //! - [`rpc`]: methods callers invoke; the embedder's worker pool.
 //! - [`jwt`]: HS256 tokens.
+//! - [`store`]: saving shared documents to disk, atomically.
+//! - [`base64`]: the two base64 alphabets the protocols use.
 //! - [`config`]: the settings and their defaults.
 //! - [`cli`]: flags and `SWITCHBOARD_*` variables.
 //! - [`metrics`]: counters for `/metrics`.
@@ -86,6 +90,7 @@
 pub mod log;
 
 pub mod auth;
+pub mod base64;
 pub mod cli;
 pub mod config;
 pub mod dialect;
@@ -96,6 +101,7 @@ pub mod net;
 pub mod router;
 pub mod rpc;
 pub mod server;
+pub mod store;
 
 pub use config::Config;
 pub use server::Server;

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = Server::bind(config).and_then(|server| {
+    let result = Server::bind(*config).and_then(|server| {
         println!("switchboard {} listening:", env!("CARGO_PKG_VERSION"));
         for endpoint in server.endpoints()? {
             println!("  {endpoint}");

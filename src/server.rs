@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::net::{connection, Shared};
 use crate::router::{self, Router, Settings};
 use crate::rpc::{Caller, Methods, Pool, RpcError};
+use crate::store::Store;
 
 /// Commands that may wait for the router before readers block. Readers
 /// blocking on a busy router is the back-pressure that keeps it from
@@ -80,6 +81,10 @@ impl Server {
                 "ws://{addr}/ws/world/<world>  (world; worlds: {})",
                 self.config.worlds.join(", ")
             ),
+            format!(
+                "ws://{addr}/ws/blazing    (blazing; documents in {})",
+                self.config.data_dir.display()
+            ),
             format!("ws://{addr}/ws/echo       (echo)"),
             format!("http://{addr}/healthz     (liveness)"),
             format!("http://{addr}/metrics     (Prometheus metrics)"),
@@ -92,22 +97,20 @@ impl Server {
         crate::log::set_quiet(self.config.quiet);
         let metrics = Arc::new(Metrics::default());
         let (commands, inbox) = crossbeam_channel::bounded(COMMAND_QUEUE);
-        let pool = match self.methods.is_empty() {
-            true => None,
-            false => Some(Pool::start(
-                self.methods,
-                self.config.rpc_workers,
-                commands.clone(),
-            )?),
-        };
         let settings = Settings {
             identify_timeout: self.config.identify_timeout,
             ping_interval: self.config.ping_interval,
             ack_timeout: self.config.ack_timeout,
             heartbeat_interval: self.config.heartbeat_interval,
             world_user_connections: self.config.world_user_connections,
+            max_document_bytes: self.config.max_message_bytes,
         };
-        let router = Router::with_pool(settings, pool);
+        let store = Store::start(self.config.data_dir.clone(), commands.clone())?;
+        let mut router = Router::new(settings).with_store(store);
+        if !self.methods.is_empty() {
+            let workers = self.config.rpc_workers;
+            router = router.with_pool(Pool::start(self.methods, workers, commands.clone())?);
+        }
         router::thread::spawn(router, inbox, metrics.clone())?;
         let shared = Arc::new(Shared {
             config: Arc::new(self.config),

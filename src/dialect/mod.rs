@@ -7,6 +7,7 @@
 //! [`Event`]s into frames. No dialect touches another's state; they meet
 //! only in the router's namespace of members and topics.
 
+pub mod blazing;
 pub mod channels;
 pub mod common;
 pub mod concierge;
@@ -33,16 +34,19 @@ pub enum Dialect {
     Common,
     /// `/ws/world/<world>`.
     World,
+    /// `/ws/blazing`.
+    Blazing,
 }
 
 impl Dialect {
     /// Every dialect, in a fixed order.
-    pub const ALL: [Dialect; 5] = [
+    pub const ALL: [Dialect; 6] = [
         Dialect::Echo,
         Dialect::Concierge,
         Dialect::Channels,
         Dialect::Common,
         Dialect::World,
+        Dialect::Blazing,
     ];
 
     /// The dialect's name, as used in logs and metrics.
@@ -53,6 +57,7 @@ impl Dialect {
             Dialect::Channels => "channels",
             Dialect::Common => "common",
             Dialect::World => "world",
+            Dialect::Blazing => "blazing",
         }
     }
 
@@ -65,18 +70,24 @@ impl Dialect {
     pub fn uses_router(self) -> bool {
         match self {
             Dialect::Echo => false,
-            Dialect::Concierge | Dialect::Channels | Dialect::Common | Dialect::World => true,
+            Dialect::Concierge
+            | Dialect::Channels
+            | Dialect::Common
+            | Dialect::World
+            | Dialect::Blazing => true,
         }
     }
 
-    /// The close for a client silent for `limit` despite keepalive pings.
-    /// No dialect document defines one, so all use 1001 (going away).
+    /// The close for a client silent for `limit` despite keepalive pings:
+    /// blazing's 3008 "keepalive timeout"; the other documents have none,
+    /// so they use 1001 (going away).
     pub fn silence_close(self, limit: Duration) -> Close {
         let reason = format!(
             "nothing received for {} ms, pings included",
             limit.as_millis()
         );
         match self {
+            Dialect::Blazing => Close::new(3008, reason),
             Dialect::Echo
             | Dialect::Concierge
             | Dialect::Channels
@@ -116,6 +127,8 @@ pub enum Session {
     Common(common::Session),
     /// A world client.
     World(world::Session),
+    /// A blazing client.
+    Blazing(blazing::Session),
 }
 
 impl Session {
@@ -139,6 +152,7 @@ impl Session {
                     .map(String::from);
                 Session::World(world::Session::new(conn, world, config.jwt_key.clone()))
             }
+            Dialect::Blazing => Session::Blazing(blazing::Session::new(conn, request, config)),
         }
     }
 
@@ -150,6 +164,7 @@ impl Session {
             Session::Channels(_) => Dialect::Channels,
             Session::Common(_) => Dialect::Common,
             Session::World(_) => Dialect::World,
+            Session::Blazing(_) => Dialect::Blazing,
         }
     }
 
@@ -161,6 +176,7 @@ impl Session {
             Session::Channels(session) => session.on_open().into_iter().collect(),
             Session::Common(session) => session.on_open(),
             Session::World(session) => session.on_open(),
+            Session::Blazing(session) => session.on_open(),
         }
     }
 
@@ -172,6 +188,7 @@ impl Session {
             Session::Channels(session) => session.on_text(text),
             Session::Common(session) => session.on_text(text),
             Session::World(session) => session.on_text(text),
+            Session::Blazing(session) => session.on_text(text),
         }
     }
 
@@ -183,6 +200,7 @@ impl Session {
             Session::Channels(session) => session.on_binary(),
             Session::Common(session) => session.on_binary(),
             Session::World(session) => session.on_binary(),
+            Session::Blazing(session) => session.on_binary(bytes),
         }
     }
 }
@@ -218,6 +236,7 @@ pub fn render(dialect: Dialect, event: &Event) -> Option<Rendered> {
         },
         Dialect::Common => common::render::render(event).map(Rendered::Shared),
         Dialect::World => world::render::render(event).map(Rendered::Shared),
+        Dialect::Blazing => blazing::render::render(event).map(Rendered::Shared),
     }
 }
 
@@ -225,7 +244,7 @@ pub fn render(dialect: Dialect, event: &Event) -> Option<Rendered> {
 /// that explain a disconnection in a message of their own.
 pub fn farewell(dialect: Dialect, why: &Disconnect, to: Option<Addressee<'_>>) -> Option<Frame> {
     match dialect {
-        Dialect::Echo | Dialect::Concierge | Dialect::Common => None,
+        Dialect::Echo | Dialect::Concierge | Dialect::Common | Dialect::Blazing => None,
         Dialect::Channels => channels::render::farewell(why, to?),
         Dialect::World => world::render::farewell(why),
     }
@@ -236,6 +255,10 @@ pub fn farewell(dialect: Dialect, why: &Disconnect, to: Option<Addressee<'_>>) -
 pub fn fatal_notice(dialect: Dialect) -> Option<Frame> {
     match dialect {
         Dialect::World => Some(world::render::fatal_or("server.fatal")),
-        Dialect::Echo | Dialect::Concierge | Dialect::Channels | Dialect::Common => None,
+        Dialect::Echo
+        | Dialect::Concierge
+        | Dialect::Channels
+        | Dialect::Common
+        | Dialect::Blazing => None,
     }
 }

@@ -37,6 +37,7 @@ pub fn route(request: &Request) -> Route {
         "/ws/echo" => Route::WebSocket(Dialect::Echo),
         "/ws/concierge" => Route::WebSocket(Dialect::Concierge),
         "/ws/common" => Route::WebSocket(Dialect::Common),
+        "/ws/blazing" => Route::WebSocket(Dialect::Blazing),
         "/admin/reload" => Route::Reload,
         // Unknown worlds are answered by the world dialect itself, in its
         // own words, once the WebSocket is open.

@@ -137,6 +137,20 @@ pub enum Command {
         /// Where the count goes.
         reply: Sender<usize>,
     },
+    /// A blazing client edits, moves its cursor, or asks for a sync.
+    Edit {
+        /// The editing connection.
+        conn: ConnId,
+        /// What it does.
+        edit: Edit,
+    },
+    /// The saver thread wrote a document at this version.
+    Saved {
+        /// The document's computer id.
+        computer: String,
+        /// The version written.
+        version: u64,
+    },
     /// The connection's socket is gone (its reader thread has ended).
     Closed {
         /// The connection that ended.
@@ -302,6 +316,20 @@ impl fmt::Display for EmitError {
 pub enum Joiner {
     /// A common client (it has no name of its own; the hub gives it one).
     Common,
+    /// A blazing client joining a computer's document.
+    Blazing {
+        /// The computer id (the document's name).
+        computer: String,
+        /// The user: the token's `sub`.
+        user: String,
+        /// The user's display name, from the token.
+        display: Option<String>,
+        /// How long until the token expires (and the client is closed).
+        token_left: std::time::Duration,
+        /// The document as saved on disk, read by the joining connection,
+        /// for the router to use if it does not hold the document yet.
+        stored: Option<String>,
+    },
     /// A world client.
     World {
         /// The world it connected to.
@@ -310,5 +338,28 @@ pub enum Joiner {
         user: String,
         /// The user's display name, from the token.
         display: Option<String>,
+    },
+}
+
+/// What a blazing client does to its document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// `sync`: send me the whole document.
+    Sync,
+    /// `move`: my cursor is here now.
+    Move {
+        /// Cursor position (chars).
+        offset: i64,
+        /// Selection from it (chars, negative to the left).
+        selection: i64,
+    },
+    /// `write`: insert `text`, or replace the selection with it.
+    Write {
+        /// Cursor position (chars).
+        offset: i64,
+        /// Selection to replace (0: insert).
+        selection: i64,
+        /// The text written.
+        text: String,
     },
 }

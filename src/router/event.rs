@@ -126,6 +126,8 @@ pub enum Event {
     HeartbeatAck,
     /// The operator asks world clients to reload.
     Reload,
+    /// Something happened in a shared document (blazing).
+    Document(DocumentEvent),
     /// A request failed.
     Refused {
         /// The request answered; `None` for frames that have no number.
@@ -135,6 +137,50 @@ pub enum Event {
     },
     /// The router ends this connection.
     Disconnect(Disconnect),
+}
+
+/// What happened in a shared document. `actioner` is the user (token
+/// `sub`) who did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentEvent {
+    /// `usrupd`: a user joined (`true`) or left.
+    UserUpdate {
+        /// Who.
+        actioner: String,
+        /// Joined or left.
+        joined: bool,
+    },
+    /// `sync`: the whole document, for one client.
+    Sync {
+        /// The client it is for.
+        actioner: String,
+        /// The text.
+        text: Arc<str>,
+        /// Every user's cursor offset.
+        users: Vec<(String, usize)>,
+        /// Seconds until the client's token expires.
+        timeout: u64,
+    },
+    /// `move`: a user's cursor moved.
+    Move {
+        /// Who.
+        actioner: String,
+        /// Where (clamped).
+        offset: usize,
+        /// Selection (clamped).
+        selection: i64,
+    },
+    /// `write`: a user edited the text, as applied (clamped).
+    Write {
+        /// Who.
+        actioner: String,
+        /// Where.
+        offset: usize,
+        /// The replaced range from `offset` (0: an insertion).
+        selection: i64,
+        /// The text written.
+        text: String,
+    },
 }
 
 /// How a topic changed.
@@ -286,6 +332,10 @@ pub enum Disconnect {
     /// Its user opened more connections to the world than allowed; this,
     /// the oldest, gives way (world).
     Replaced,
+    /// Its token expired (blazing).
+    TokenExpired,
+    /// It wrote more than a document may hold (blazing).
+    DocumentTooLarge(usize),
     /// Something failed inside the server; the text says what.
     Internal(String),
 }
@@ -299,6 +349,10 @@ impl fmt::Display for Disconnect {
             Disconnect::PingTimeout => f.write_str("did not answer PING in time"),
             Disconnect::HeartbeatTimeout => f.write_str("no HEARTBEAT in time"),
             Disconnect::Replaced => f.write_str("replaced by a newer connection of the same user"),
+            Disconnect::TokenExpired => f.write_str("authorization expired"),
+            Disconnect::DocumentTooLarge(limit) => {
+                write!(f, "the document would exceed {limit} bytes")
+            }
             Disconnect::Internal(why) => write!(f, "internal error: {why}"),
         }
     }

@@ -42,6 +42,21 @@ pub enum Kind {
     },
     /// A world client.
     World(WorldUser),
+    /// A blazing client, editing a computer's document.
+    Blazing(Editor),
+}
+
+/// A blazing client: whose document it edits and where its cursor is.
+#[derive(Debug, Clone)]
+pub struct Editor {
+    /// The computer id (document).
+    pub computer: String,
+    /// The user (token `sub`): the `actioner` others see.
+    pub user: String,
+    /// Its cursor.
+    pub cursor: super::document::Cursor,
+    /// When its token expires.
+    pub expires: Instant,
 }
 
 /// Who a world client is.
@@ -53,6 +68,9 @@ pub struct WorldUser {
     pub user: String,
     /// The user's display name.
     pub display: Option<String>,
+    /// When it authenticated, in the router's count of world joins: the
+    /// lowest is the oldest, the first to be replaced.
+    pub since: u64,
 }
 
 /// A channels listener's PING bookkeeping.
@@ -72,6 +90,7 @@ impl Member {
             Kind::Channels(_) => Dialect::Channels,
             Kind::Common { .. } => Dialect::Common,
             Kind::World(_) => Dialect::World,
+            Kind::Blazing(_) => Dialect::Blazing,
         }
     }
 
@@ -87,7 +106,7 @@ impl Member {
     pub fn addressee(&self) -> Addressee<'_> {
         let latency_ms = match &self.kind {
             Kind::Channels(liveness) => liveness.latency_ms,
-            Kind::Concierge | Kind::Common { .. } | Kind::World(_) => 0,
+            Kind::Concierge | Kind::Common { .. } | Kind::World(_) | Kind::Blazing(_) => 0,
         };
         Addressee {
             client_id: &self.info.name,
@@ -295,6 +314,7 @@ impl Router {
             }
         };
         let mut out = self.drop_owned_topics(conn);
+        out.extend(self.leave_document(conn));
         for topic in &subscriptions {
             out.extend(self.leave_topic(conn, topic));
         }

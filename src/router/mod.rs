@@ -18,7 +18,9 @@
 //!   acknowledgements emits may wait for;
 //! - **timers** (`timer.rs`): identify deadlines, ack deadlines, PING rounds.
 
+mod blazing;
 pub mod command;
+mod document;
 pub mod event;
 mod member;
 mod publish;
@@ -32,11 +34,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 pub use command::{
-    Command, ConnId, Emit, EmitError, EmitOutcome, Joiner, Request, Seq, Target, Targets,
+    Command, ConnId, Edit, Emit, EmitError, EmitOutcome, Joiner, Request, Seq, Target, Targets,
 };
 pub use event::{
-    ClientInfo, Delivery, Disconnect, Event, MemberView, Message, Origin, PresenceChange,
-    RequestError, TopicChange, TopicInfo,
+    ClientInfo, Delivery, Disconnect, DocumentEvent, Event, MemberView, Message, Origin,
+    PresenceChange, RequestError, TopicChange, TopicInfo,
 };
 use member::Member;
 use publish::PendingAck;
@@ -62,6 +64,8 @@ pub struct Settings {
     /// How many connections one user may have open to one world; a newer
     /// one replaces the oldest.
     pub world_user_connections: usize,
+    /// The largest a shared document may grow, in bytes.
+    pub max_document_bytes: usize,
 }
 
 /// All state of the hub.
@@ -82,6 +86,12 @@ pub struct Router {
     pool: Option<crate::rpc::Pool>,
     /// When the router started, for `hub.info`'s uptime.
     started: Instant,
+    /// Shared documents being edited (or not yet saved), by computer id.
+    documents: HashMap<String, blazing::Document>,
+    /// Where documents are saved, if anywhere.
+    store: Option<crate::store::Store>,
+    /// World authentications so far, to order a user's connections.
+    world_joins: u64,
 }
 
 #[derive(Debug)]
@@ -107,11 +117,19 @@ pub struct Addressee<'a> {
 }
 
 impl Router {
-    /// An empty hub whose embedder's methods (if any) run on `pool`.
-    pub fn with_pool(settings: Settings, pool: Option<crate::rpc::Pool>) -> Router {
+    /// The same hub, running an embedder's methods on `pool`.
+    pub fn with_pool(self, pool: crate::rpc::Pool) -> Router {
         Router {
-            pool,
-            ..Router::new(settings)
+            pool: Some(pool),
+            ..self
+        }
+    }
+
+    /// The same hub, saving documents with `store`.
+    pub fn with_store(self, store: crate::store::Store) -> Router {
+        Router {
+            store: Some(store),
+            ..self
         }
     }
 
@@ -128,6 +146,9 @@ impl Router {
             pinging: false,
             pool: None,
             started: Instant::now(),
+            documents: HashMap::new(),
+            store: None,
+            world_joins: 0,
         }
     }
 
@@ -174,6 +195,8 @@ impl Router {
                 reply,
                 result,
             } => self.answer(conn, reply, result),
+            Command::Edit { conn, edit } => self.edit(conn, edit, now),
+            Command::Saved { computer, version } => self.saved(&computer, version),
             Command::Reload { world, reply } => {
                 let (told, out) = self.reload(world.as_deref());
                 let _ = reply.try_send(told); // the asker may have given up
@@ -195,6 +218,11 @@ impl Router {
                 }
                 Timer::PingRound => self.ping_round(now),
                 Timer::Heartbeat(conn) => self.evict(conn, Disconnect::HeartbeatTimeout),
+                Timer::TokenExpiry(conn) => self.evict(conn, Disconnect::TokenExpired),
+                Timer::Save(computer) => {
+                    self.save(&computer);
+                    Vec::new()
+                }
             });
         }
         out
@@ -260,7 +288,7 @@ impl Router {
             Dialect::Common => self.await_identity(conn, now + self.heartbeat_window()),
             // Channels and world clients become members with their Listen
             // and Join commands; keepalive pings deal with idle ones.
-            Dialect::Channels | Dialect::World => {}
+            Dialect::Channels | Dialect::World | Dialect::Blazing => {}
             // Echo connections never reach the router.
             Dialect::Echo => {}
         }

@@ -15,6 +15,7 @@ const SETTINGS: Settings = Settings {
     ack_timeout: Duration::from_secs(5),
     heartbeat_interval: Duration::from_secs(20),
     world_user_connections: 2,
+    max_document_bytes: 1 << 20,
 };
 
 struct Hub {

@@ -147,7 +147,8 @@ fn generic_close(why: &Disconnect) -> Frame {
         Disconnect::Internal(_) => 1011,
         Disconnect::PingTimeout | Disconnect::HeartbeatTimeout => 1001,
         Disconnect::Replaced => 1000,
-        Disconnect::IdentifyTimeout | Disconnect::NameTaken(_) => 1008,
+        Disconnect::DocumentTooLarge(_) => 1009,
+        Disconnect::IdentifyTimeout | Disconnect::NameTaken(_) | Disconnect::TokenExpired => 1008,
     };
     Frame::close(&Close::new(code, why.to_string()))
 }

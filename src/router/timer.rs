@@ -17,6 +17,10 @@ pub enum Timer {
     PingRound,
     /// A common client's HEARTBEAT is overdue.
     Heartbeat(ConnId),
+    /// A blazing client's token expires.
+    TokenExpiry(ConnId),
+    /// A document (by computer id) is due to be saved.
+    Save(String),
 }
 
 /// Timers ordered by when they fire.

@@ -23,14 +23,26 @@ impl Router {
                 world,
                 user,
                 display,
-            } => self.join_world(
-                conn,
-                WorldUser {
-                    world,
-                    user,
-                    display,
-                },
-            ),
+            } => {
+                self.world_joins += 1;
+                let since = self.world_joins;
+                self.join_world(
+                    conn,
+                    WorldUser {
+                        world,
+                        user,
+                        display,
+                        since,
+                    },
+                )
+            }
+            Joiner::Blazing {
+                computer,
+                user,
+                display,
+                token_left,
+                stored,
+            } => self.join_document(conn, computer, user, display, token_left, stored, now),
         }
     }
 
@@ -111,17 +123,19 @@ impl Router {
         out
     }
 
-    /// Evicts the oldest connections of `conn`'s user in its world beyond
-    /// the per-user limit (connection numbers grow, so lower is older).
+    /// Evicts the connections of `conn`'s user in its world beyond the
+    /// per-user limit, the earliest authenticated first.
     fn replace_surplus(&mut self, conn: ConnId) -> Vec<Delivery> {
         let Some(Kind::World(me)) = self.member(conn).map(|m| &m.kind) else {
             return Vec::new();
         };
-        let mut same_user: Vec<ConnId> = self
+        let mut same_user: Vec<(u64, ConnId)> = self
             .members_speaking(Dialect::World)
-            .filter(|&c| match self.member(c).map(|m| &m.kind) {
-                Some(Kind::World(other)) => other.world == me.world && other.user == me.user,
-                _ => false,
+            .filter_map(|c| match self.member(c).map(|m| &m.kind) {
+                Some(Kind::World(other)) if other.world == me.world && other.user == me.user => {
+                    Some((other.since, c))
+                }
+                _ => None,
             })
             .collect();
         same_user.sort();
@@ -131,7 +145,7 @@ impl Router {
         same_user
             .into_iter()
             .take(surplus)
-            .flat_map(|old| self.evict(old, Disconnect::Replaced))
+            .flat_map(|(_, old)| self.evict(old, Disconnect::Replaced))
             .collect()
     }
 

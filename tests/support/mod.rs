@@ -30,6 +30,7 @@ pub fn start(config: Config) -> SocketAddr {
 pub fn config() -> Config {
     Config {
         quiet: true,
+        data_dir: std::env::temp_dir().join(format!("switchboard-tests-{}", std::process::id())),
         ..Config::default()
     }
 }

@@ -101,7 +101,8 @@ pub fn prepare(event: &Event) -> Option<Prepared> {
         | Event::Authenticated { .. }
         | Event::Notice { .. }
         | Event::HeartbeatAck
-        | Event::Reload => return None,
+        | Event::Reload
+        | Event::Document(_) => return None,
     };
     Some(Prepared::Personal(personal))
 }
@@ -119,7 +120,9 @@ pub fn farewell(why: &Disconnect, to: Addressee<'_>) -> Option<Frame> {
         | Disconnect::IdentifyTimeout
         | Disconnect::NameTaken(_)
         | Disconnect::HeartbeatTimeout
-        | Disconnect::Replaced => return None,
+        | Disconnect::Replaced
+        | Disconnect::TokenExpired
+        | Disconnect::DocumentTooLarge(_) => return None,
     };
     Some(event.frame_for(to))
 }
@@ -148,7 +151,9 @@ fn close(why: &Disconnect) -> Close {
         Disconnect::IdentifyTimeout
         | Disconnect::NameTaken(_)
         | Disconnect::HeartbeatTimeout
-        | Disconnect::Replaced => 1008,
+        | Disconnect::Replaced
+        | Disconnect::TokenExpired
+        | Disconnect::DocumentTooLarge(_) => 1008,
     };
     Close::new(code, why.to_string())
 }

@@ -56,9 +56,11 @@ impl From<&Disconnect> for ConciergeError {
             Disconnect::TooSlow => ConciergeError::TooSlow,
             Disconnect::Internal(why) => ConciergeError::Internal(why.clone()),
             // Channels' PING is not part of the concierge protocol.
-            Disconnect::PingTimeout | Disconnect::HeartbeatTimeout | Disconnect::Replaced => {
-                ConciergeError::Internal(why.to_string())
-            }
+            Disconnect::PingTimeout
+            | Disconnect::HeartbeatTimeout
+            | Disconnect::Replaced
+            | Disconnect::TokenExpired
+            | Disconnect::DocumentTooLarge(_) => ConciergeError::Internal(why.to_string()),
         }
     }
 }

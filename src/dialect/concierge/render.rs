@@ -73,7 +73,8 @@ fn to_json(event: &Event) -> Option<String> {
         | Event::Authenticated { .. }
         | Event::Notice { .. }
         | Event::HeartbeatAck
-        | Event::Reload => return None,
+        | Event::Reload
+        | Event::Document(_) => return None,
         // Rendered as a close frame by `render`.
         Event::Disconnect(_) => return None,
     };

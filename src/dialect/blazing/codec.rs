@@ -1,0 +1,170 @@
+//! Blazing messages on the wire: `{"type", "payload"}` JSON, gzip-compressed,
+//! in binary frames. Decompression stops at a size limit, so a gzip bomb
+//! costs at most that much memory.
+
+use std::io::{Read, Write};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde::Deserialize;
+
+use crate::router::Edit;
+
+/// Why a message was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodecError {
+    /// It decompresses to more than the limit (1009).
+    TooLarge(usize),
+    /// It is not gzip, not JSON, or not a message of the protocol (1007).
+    Undecodable(String),
+}
+
+/// Decompresses `bytes`, refusing to produce more than `limit` bytes.
+pub fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    GzDecoder::new(bytes)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| CodecError::Undecodable(format!("not gzip: {e}")))?;
+    if out.len() > limit {
+        return Err(CodecError::TooLarge(limit));
+    }
+    Ok(out)
+}
+
+/// Compresses `bytes` with gzip.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    // Writing to a Vec cannot fail.
+    encoder.write_all(bytes).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MovePayload {
+    offset: i64,
+    selection: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WritePayload {
+    offset: i64,
+    selection: i64,
+    text: String,
+}
+
+/// Decodes one message's JSON (already decompressed).
+pub fn decode(json: &[u8]) -> Result<Edit, CodecError> {
+    let bad = |why: String| CodecError::Undecodable(why);
+    let envelope: Envelope =
+        serde_json::from_slice(json).map_err(|e| bad(format!("not a message: {e}")))?;
+    let payload = envelope.payload.unwrap_or(serde_json::Value::Null);
+    match envelope.kind.as_str() {
+        "sync" => Ok(Edit::Sync),
+        "move" => {
+            let p: MovePayload =
+                serde_json::from_value(payload).map_err(|e| bad(format!("move: {e}")))?;
+            Ok(Edit::Move {
+                offset: p.offset,
+                selection: p.selection,
+            })
+        }
+        "write" => {
+            let p: WritePayload =
+                serde_json::from_value(payload).map_err(|e| bad(format!("write: {e}")))?;
+            Ok(Edit::Write {
+                offset: p.offset,
+                selection: p.selection,
+                text: p.text,
+            })
+        }
+        "usrupd" => Err(bad("usrupd is sent by the server, not to it".into())),
+        other => Err(bad(format!("unknown message type {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_round_trips() {
+        let text = "é中🦀".repeat(1000);
+        assert_eq!(
+            gunzip(&gzip(text.as_bytes()), 1 << 20).unwrap(),
+            text.as_bytes()
+        );
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        // 50 MiB of zeros: about 50 KiB at best compression.
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+        encoder.write_all(&vec![0u8; 50 << 20]).unwrap();
+        let bomb = encoder.finish().unwrap();
+        assert!(bomb.len() < 100_000);
+        assert_eq!(gunzip(&bomb, 1 << 20), Err(CodecError::TooLarge(1 << 20)));
+    }
+
+    #[test]
+    fn not_gzip_is_undecodable() {
+        assert!(matches!(
+            gunzip(b"{\"type\":\"sync\"}", 1000),
+            Err(CodecError::Undecodable(_))
+        ));
+        let mut truncated = gzip(b"hello hello hello");
+        truncated.truncate(truncated.len() - 6);
+        assert!(matches!(
+            gunzip(&truncated, 1000),
+            Err(CodecError::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(decode(br#"{"type":"sync","payload":{}}"#), Ok(Edit::Sync));
+        assert_eq!(decode(br#"{"type":"sync"}"#), Ok(Edit::Sync));
+        assert_eq!(
+            decode(br#"{"type":"move","payload":{"offset":3,"selection":-2}}"#),
+            Ok(Edit::Move {
+                offset: 3,
+                selection: -2
+            })
+        );
+        assert_eq!(
+            decode(br#"{"type":"write","payload":{"offset":1,"selection":0,"text":"hi"}}"#),
+            Ok(Edit::Write {
+                offset: 1,
+                selection: 0,
+                text: "hi".into()
+            })
+        );
+        for bad in [
+            &br#"not json"#[..],
+            br#"{"type":"move","payload":{"offset":3}}"#,
+            br#"{"type":"move","payload":{"offset":1.5,"selection":0}}"#,
+            br#"{"type":"write","payload":{"offset":1,"selection":0,"text":null}}"#,
+            br#"{"type":"write","payload":{"offset":1,"selection":0}}"#,
+            br#"{"type":"usrupd","payload":{}}"#,
+            br#"{"type":"fly","payload":{}}"#,
+            br#"{"payload":{}}"#,
+        ] {
+            assert!(
+                matches!(decode(bad), Err(CodecError::Undecodable(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

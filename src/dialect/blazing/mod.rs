@@ -1,0 +1,17 @@
+//! The blazing dialect (`protocols/blazing.md`): a collaboratively edited
+//! text document per computer, at `/ws/blazing`, with gzip-compressed JSON
+//! messages.
+//!
+//! - [`codec`] compresses and decompresses messages (bounded),
+//! - [`session`] checks the handshake's token and computer id, and turns
+//!   messages into edits,
+//! - [`render`] turns document events into messages and close frames.
+
+pub mod codec;
+pub mod render;
+pub mod session;
+
+pub use session::Session;
+
+/// The handshake header naming the computer whose document to join.
+pub const COMPUTER_HEADER: &str = "blazing-computer-id";

@@ -1,0 +1,131 @@
+//! One blazing connection, on its reader thread: the handshake's token and
+//! computer id are checked, the saved document is read, then every message
+//! becomes an edit for the router.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::codec::{self, CodecError};
+use crate::dialect::Step;
+use crate::jwt::{self, JwtError};
+use crate::net::frame::Close;
+use crate::net::http::Request;
+use crate::router::{Command, ConnId, Joiner};
+use crate::store;
+
+/// The longest computer id accepted.
+const MAX_COMPUTER_ID: usize = 256;
+
+/// A blazing connection.
+#[derive(Debug)]
+pub struct Session {
+    conn: ConnId,
+    /// The handshake's `Authorization` header, checked on open.
+    authorization: Option<String>,
+    /// The handshake's `Blazing-Computer-Id` header.
+    computer: Option<String>,
+    jwt_key: Option<Arc<str>>,
+    data_dir: PathBuf,
+    max_message_bytes: usize,
+}
+
+impl Session {
+    /// A session for `conn`, opened with `request`.
+    pub fn new(conn: ConnId, request: &Request, config: &crate::config::Config) -> Session {
+        Session {
+            conn,
+            authorization: request.header("authorization").map(String::from),
+            computer: request
+                .header(super::COMPUTER_HEADER)
+                .map(|id| id.trim().to_string()),
+            jwt_key: config.jwt_key.clone(),
+            data_dir: config.data_dir.clone(),
+            max_message_bytes: config.max_message_bytes,
+        }
+    }
+
+    /// Checks the token (3000) and the computer id (3003), reads the saved
+    /// document, and joins it.
+    pub fn on_open(&mut self) -> Vec<Step> {
+        vec![match self.join() {
+            Ok(command) => Step::Forward(command),
+            Err(close) => Step::Close(close),
+        }]
+    }
+
+    fn join(&self) -> Result<Command, Close> {
+        let token = self
+            .authorization
+            .as_deref()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| Close::new(3000, "Authorization: Bearer <token> is required"))?;
+        let key = self.jwt_key.as_deref().map(str::as_bytes);
+        let now = jwt::now();
+        let claims = jwt::verify(token.trim(), key, now).map_err(|error| {
+            let why = match error {
+                JwtError::Expired => "authorization expired".to_string(),
+                other => format!("bad authorization: {other}"),
+            };
+            Close::new(3000, why)
+        })?;
+        let computer = match self.computer.as_deref() {
+            Some(id) if !id.is_empty() && id.len() <= MAX_COMPUTER_ID => id,
+            _ => return Err(Close::new(3003, "Blazing-Computer-Id is required")),
+        };
+        if claims
+            .computers
+            .as_ref()
+            .is_some_and(|allowed| !allowed.iter().any(|c| c == computer))
+        {
+            return Err(Close::new(3003, "this token does not allow that computer"));
+        }
+        let stored = store::load(&self.data_dir, computer)
+            .map_err(|e| Close::new(1011, format!("cannot read the document: {e}")))?;
+        Ok(Command::Join {
+            conn: self.conn,
+            who: Joiner::Blazing {
+                computer: computer.to_string(),
+                user: claims.sub,
+                display: claims.name,
+                token_left: Duration::from_secs(claims.exp.saturating_sub(now)),
+                stored,
+            },
+        })
+    }
+
+    /// A binary frame: gzip-compressed JSON.
+    pub fn on_binary(&mut self, bytes: &[u8]) -> Step {
+        let json = match codec::gunzip(bytes, self.max_message_bytes) {
+            Ok(json) => json,
+            Err(error) => return Step::Close(close(error)),
+        };
+        self.on_json(&json)
+    }
+
+    /// A text frame: gzip cannot be valid UTF-8, so a text frame is taken
+    /// to hold the JSON uncompressed.
+    pub fn on_text(&mut self, text: &str) -> Step {
+        self.on_json(text.as_bytes())
+    }
+
+    fn on_json(&mut self, json: &[u8]) -> Step {
+        match codec::decode(json) {
+            Ok(edit) => Step::Forward(Command::Edit {
+                conn: self.conn,
+                edit,
+            }),
+            Err(error) => Step::Close(close(error)),
+        }
+    }
+}
+
+fn close(error: CodecError) -> Close {
+    match error {
+        CodecError::TooLarge(limit) => Close::new(
+            1009,
+            format!("message decompresses to more than {limit} bytes"),
+        ),
+        CodecError::Undecodable(why) => Close::new(1007, why),
+    }
+}

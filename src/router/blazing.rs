@@ -1,0 +1,279 @@
+//! Shared documents (blazing): one per computer id, edited by its users in
+//! one total order, the router's, so every client that applies the
+//! broadcast edits in order holds the server's text.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::document::{shift, Cursor, Text};
+use super::member::{Editor, Kind};
+use super::{ClientInfo, ConnId, Delivery, Disconnect, DocumentEvent, Edit, Event, Router, Timer};
+use crate::store::Snapshot;
+
+/// How long after an edit a document is saved, at the latest.
+const SAVE_DELAY: Duration = Duration::from_secs(1);
+
+/// A computer's document and who is editing it.
+#[derive(Debug)]
+pub struct Document {
+    text: Text,
+    /// The connections editing it.
+    editors: BTreeSet<ConnId>,
+    /// Edits since it was loaded.
+    version: u64,
+    /// The last version the saver reported written.
+    saved: u64,
+    /// Whether a save is scheduled.
+    save_due: Option<Instant>,
+}
+
+impl Router {
+    /// A blazing client joins `computer`'s document: the others get
+    /// `usrupd`, it gets `sync`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn join_document(
+        &mut self,
+        conn: ConnId,
+        computer: String,
+        user: String,
+        display: Option<String>,
+        token_left: Duration,
+        stored: Option<String>,
+        now: Instant,
+    ) -> Vec<Delivery> {
+        if self.conns.contains_key(&conn) {
+            return Vec::new(); // a session joins once
+        }
+        let (name, uuid) = match self.fresh_identity("blazing_") {
+            Ok(identity) => identity,
+            Err(why) => return self.refuse(conn, Disconnect::Internal(why)),
+        };
+        let info = ClientInfo {
+            name,
+            nickname: display,
+            uuid,
+            tags: vec!["blazing".to_string(), computer.clone()],
+        };
+        let expires = now + token_left;
+        self.timers.set(expires, Timer::TokenExpiry(conn));
+        let editor = Editor {
+            computer: computer.clone(),
+            user: user.clone(),
+            cursor: Cursor::default(),
+            expires,
+        };
+        let presence = super::rpc::raw(&serde_json::json!({"user": user}));
+        self.admit(conn, info, presence.into(), Kind::Blazing(editor));
+        let document = self
+            .documents
+            .entry(computer.clone())
+            .or_insert_with(|| Document {
+                text: Text::new(stored.unwrap_or_default()),
+                editors: BTreeSet::new(),
+                version: 0,
+                saved: 0,
+                save_due: None,
+            });
+        let others: Vec<ConnId> = document.editors.iter().copied().collect();
+        document.editors.insert(conn);
+        let joined = DocumentEvent::UserUpdate {
+            actioner: user,
+            joined: true,
+        };
+        let mut out = vec![Delivery {
+            to: others,
+            event: Event::Document(joined),
+        }];
+        out.extend(self.sync(conn, now));
+        out
+    }
+
+    /// What a blazing client does.
+    pub(super) fn edit(&mut self, conn: ConnId, edit: Edit, now: Instant) -> Vec<Delivery> {
+        match edit {
+            Edit::Sync => self.sync(conn, now),
+            Edit::Move { offset, selection } => self.move_cursor(conn, offset, selection),
+            Edit::Write {
+                offset,
+                selection,
+                text,
+            } => self.write(conn, offset, selection, &text, now),
+        }
+    }
+
+    /// `sync` for `conn`: the text, every cursor, and its token's time left.
+    fn sync(&self, conn: ConnId, now: Instant) -> Vec<Delivery> {
+        let Some(editor) = self.editor(conn) else {
+            return Vec::new();
+        };
+        let Some(document) = self.documents.get(&editor.computer) else {
+            return Vec::new();
+        };
+        let users = document
+            .editors
+            .iter()
+            .filter_map(|&c| self.editor(c))
+            .map(|e| (e.user.clone(), e.cursor.offset))
+            .collect();
+        let sync = DocumentEvent::Sync {
+            actioner: editor.user.clone(),
+            text: Arc::from(document.text.as_str()),
+            users,
+            timeout: editor.expires.saturating_duration_since(now).as_secs(),
+        };
+        vec![Delivery::one(conn, Event::Document(sync))]
+    }
+
+    /// `move`: the cursor is stored (clamped) and shown to every editor.
+    fn move_cursor(&mut self, conn: ConnId, offset: i64, selection: i64) -> Vec<Delivery> {
+        let Some(computer) = self.editor(conn).map(|e| e.computer.clone()) else {
+            return Vec::new();
+        };
+        let Some(document) = self.documents.get(&computer) else {
+            return Vec::new();
+        };
+        let cursor = document.text.clamp(offset, selection);
+        let to: Vec<ConnId> = document.editors.iter().copied().collect();
+        let Some(editor) = self.editor_mut(conn) else {
+            return Vec::new();
+        };
+        editor.cursor = cursor;
+        let moved = DocumentEvent::Move {
+            actioner: editor.user.clone(),
+            offset: cursor.offset,
+            selection: cursor.selection,
+        };
+        vec![Delivery {
+            to,
+            event: Event::Document(moved),
+        }]
+    }
+
+    /// `write`: applied to the text (clamped), the writer's cursor placed
+    /// as the protocol says, the others' shifted, and the edit as applied
+    /// sent to every editor, the writer included, in the router's order.
+    fn write(
+        &mut self,
+        conn: ConnId,
+        offset: i64,
+        selection: i64,
+        text: &str,
+        now: Instant,
+    ) -> Vec<Delivery> {
+        let Some(editor) = self.editor(conn).cloned() else {
+            return Vec::new();
+        };
+        let limit = self.settings.max_document_bytes;
+        let Some(document) = self.documents.get_mut(&editor.computer) else {
+            return Vec::new();
+        };
+        if document.text.bytes_after(offset, selection, text) > limit {
+            return self.evict(conn, Disconnect::DocumentTooLarge(limit));
+        }
+        let applied = document.text.write(offset, selection, text);
+        document.version += 1;
+        let editors: Vec<ConnId> = document.editors.iter().copied().collect();
+        if document.save_due.is_none() {
+            document.save_due = Some(now + SAVE_DELAY);
+            self.timers
+                .set(now + SAVE_DELAY, Timer::Save(editor.computer.clone()));
+        }
+        for &other in &editors {
+            if let Some(e) = self.editor_mut(other) {
+                e.cursor = if other == conn {
+                    applied.cursor
+                } else {
+                    shift(e.cursor, &applied)
+                };
+            }
+        }
+        let written = DocumentEvent::Write {
+            actioner: editor.user,
+            offset: applied.offset,
+            selection: applied.selection,
+            text: applied.text,
+        };
+        vec![Delivery {
+            to: editors,
+            event: Event::Document(written),
+        }]
+    }
+
+    /// `conn` leaves its document: the others get `usrupd`; the last one
+    /// out has the document saved (and then dropped from memory).
+    pub(super) fn leave_document(&mut self, conn: ConnId) -> Vec<Delivery> {
+        let Some(editor) = self.editor(conn).cloned() else {
+            return Vec::new();
+        };
+        self.timers.cancel(editor.expires, Timer::TokenExpiry(conn));
+        let Some(document) = self.documents.get_mut(&editor.computer) else {
+            return Vec::new();
+        };
+        document.editors.remove(&conn);
+        let to: Vec<ConnId> = document.editors.iter().copied().collect();
+        if to.is_empty() {
+            self.save(&editor.computer);
+        }
+        let left = DocumentEvent::UserUpdate {
+            actioner: editor.user,
+            joined: false,
+        };
+        vec![Delivery {
+            to,
+            event: Event::Document(left),
+        }]
+    }
+
+    /// Hands a snapshot of the document to the saver, if it changed since
+    /// its last save; drops an unchanged document nobody edits.
+    pub(super) fn save(&mut self, computer: &str) {
+        let Some(document) = self.documents.get_mut(computer) else {
+            return;
+        };
+        if let Some(due) = document.save_due.take() {
+            self.timers.cancel(due, Timer::Save(computer.to_string()));
+        }
+        if document.version == document.saved {
+            if document.editors.is_empty() {
+                self.documents.remove(computer);
+            }
+            return;
+        }
+        match &self.store {
+            Some(store) => store.save(Snapshot {
+                computer: computer.to_string(),
+                text: Arc::from(document.text.as_str()),
+                version: document.version,
+            }),
+            // Without a store, memory is the only copy: keep it.
+            None => document.saved = document.version,
+        }
+    }
+
+    /// The saver wrote `version`: a document nobody edits can go.
+    pub(super) fn saved(&mut self, computer: &str, version: u64) -> Vec<Delivery> {
+        if let Some(document) = self.documents.get_mut(computer) {
+            document.saved = document.saved.max(version);
+            let done = document.saved == document.version && document.editors.is_empty();
+            if done && self.store.is_some() {
+                self.documents.remove(computer);
+            }
+        }
+        Vec::new()
+    }
+
+    fn editor(&self, conn: ConnId) -> Option<&Editor> {
+        match &self.member(conn)?.kind {
+            Kind::Blazing(editor) => Some(editor),
+            _ => None,
+        }
+    }
+
+    fn editor_mut(&mut self, conn: ConnId) -> Option<&mut Editor> {
+        match &mut self.member_mut(conn)?.kind {
+            Kind::Blazing(editor) => Some(editor),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Saving shared documents under `--data-dir`, and loading them back.
+//!
+//! The router never touches the disk: it hands snapshots to a saver thread
+//! (at most one per document per second while it is being edited, and one
+//! as soon as its last user leaves), which writes each one atomically and
+//! reports back with [`Command::Saved`]. A document is loaded by the
+//! connection that joins it, on its own thread, before the router sees it.
+//!
+//! A file is written to a temporary name, flushed to disk (`fsync`), then
+//! renamed over the old one, and the directory is flushed too: a crash
+//! leaves either the old or the new file, never half of one. File names
+//! are the computer id in hex (`doc-<hex>.txt`), so no id can reach outside
+//! the directory or collide with another.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::log;
+use crate::router::Command;
+
+/// A document's text at one version, to be saved.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The computer id the document belongs to.
+    pub computer: String,
+    /// Its text.
+    pub text: Arc<str>,
+    /// Its version (edits since load), reported back when saved.
+    pub version: u64,
+}
+
+/// The router's handle on the saver thread. Dropping it (with the router)
+/// ends the thread once it has saved everything sent.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Snapshots waiting to be written. Unbounded: the router sends at most
+    /// one per document per second, so it never has to wait here.
+    saves: Sender<Snapshot>,
+}
+
+impl Store {
+    /// Starts the saver thread for `dir` (created if missing); it reports
+    /// saved versions to `router`.
+    pub fn start(dir: PathBuf, router: Sender<Command>) -> io::Result<Store> {
+        fs::create_dir_all(&dir)?;
+        let (saves, queue) = crossbeam_channel::unbounded();
+        thread::Builder::new()
+            .name("store".into())
+            .spawn(move || save_all(&dir, &queue, &router))?;
+        Ok(Store { saves })
+    }
+
+    /// Queues a snapshot for saving.
+    pub fn save(&self, snapshot: Snapshot) {
+        // The saver only stops when this handle is dropped.
+        let _ = self.saves.send(snapshot);
+    }
+}
+
+fn save_all(dir: &Path, queue: &Receiver<Snapshot>, router: &Sender<Command>) {
+    for snapshot in queue {
+        let path = dir.join(file_name(&snapshot.computer));
+        match write_atomically(&path, snapshot.text.as_bytes()) {
+            Ok(()) => {
+                let saved = Command::Saved {
+                    computer: snapshot.computer,
+                    version: snapshot.version,
+                };
+                if router.send(saved).is_err() {
+                    return;
+                }
+            }
+            // The router keeps the document and saves it again later.
+            Err(error) => log!("cannot save {}: {error}", path.display()),
+        }
+    }
+}
+
+/// The saved text of `computer`'s document, if there is one.
+pub fn load(dir: &Path, computer: &str) -> io::Result<Option<String>> {
+    match fs::read(dir.join(file_name(computer))) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// `doc-<hex of the id's bytes>.txt`: safe and distinct for any id.
+pub fn file_name(computer: &str) -> String {
+    let hex: String = computer.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("doc-{hex}.txt")
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new
+/// one, whole.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temporary = path.with_extension("txt.tmp");
+    let mut file = File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)?;
+    // The rename is durable once the directory entry is.
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_hex_and_safe() {
+        assert_eq!(file_name("ab"), "doc-6162.txt");
+        assert_eq!(
+            file_name("../etc/passwd"),
+            "doc-2e2e2f6574632f706173737764.txt"
+        );
+        assert_eq!(file_name(""), "doc-.txt");
+        assert_ne!(file_name("A"), file_name("a"));
+    }
+
+    #[test]
+    fn saved_documents_load_back() {
+        let dir = std::env::temp_dir().join(format!("switchboard-store-{}", std::process::id()));
+        let (router, reports) = crossbeam_channel::unbounded();
+        let store = Store::start(dir.clone(), router).unwrap();
+        assert!(load(&dir, "pc-1").unwrap().is_none());
+        store.save(Snapshot {
+            computer: "pc-1".into(),
+            text: "héllo 🦀".into(),
+            version: 3,
+        });
+        match reports
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap()
+        {
+            Command::Saved { computer, version } => {
+                assert_eq!((computer.as_str(), version), ("pc-1", 3))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(load(&dir, "pc-1").unwrap().as_deref(), Some("héllo 🦀"));
+        assert!(!dir.join("doc-70632d31.txt.tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
