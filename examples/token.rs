@@ -13,7 +13,8 @@
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (mut key, mut sub, mut name, mut ttl, mut computers) = (None, None, None, 3600u64, Vec::new());
+    let (mut key, mut sub, mut name, mut ttl, mut computers) =
+        (None, None, None, 3600u64, Vec::new());
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -27,7 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let key = key.ok_or("--key is required")?;
-    let mut claims = json!({"sub": sub.ok_or("--sub is required")?, "exp": switchboard::jwt::now() + ttl});
+    let mut claims =
+        json!({"sub": sub.ok_or("--sub is required")?, "exp": switchboard::jwt::now() + ttl});
     if let Some(name) = name {
         claims["name"] = json!(name);
     }

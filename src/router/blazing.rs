@@ -55,12 +55,16 @@ impl Router {
             uuid,
             tags: vec!["blazing".to_string(), computer.clone()],
         };
-        let expires = now + token_left;
-        self.timers.set(expires, Timer::TokenExpiry(conn));
+        let expires = now.checked_add(token_left);
+        if let Some(expires) = expires {
+            self.timers.set(expires, Timer::TokenExpiry(conn));
+        }
         let editor = Editor {
             computer: computer.clone(),
             user: user.clone(),
             cursor: Cursor::default(),
+            joined: now,
+            token_left,
             expires,
         };
         let presence = super::rpc::raw(&serde_json::json!({"user": user}));
@@ -120,7 +124,10 @@ impl Router {
             actioner: editor.user.clone(),
             text: Arc::from(document.text.as_str()),
             users,
-            timeout: editor.expires.saturating_duration_since(now).as_secs(),
+            timeout: editor
+                .token_left
+                .saturating_sub(now.saturating_duration_since(editor.joined))
+                .as_secs(),
         };
         vec![Delivery::one(conn, Event::Document(sync))]
     }
@@ -206,7 +213,9 @@ impl Router {
         let Some(editor) = self.editor(conn).cloned() else {
             return Vec::new();
         };
-        self.timers.cancel(editor.expires, Timer::TokenExpiry(conn));
+        if let Some(expires) = editor.expires {
+            self.timers.cancel(expires, Timer::TokenExpiry(conn));
+        }
         let Some(document) = self.documents.get_mut(&editor.computer) else {
             return Vec::new();
         };

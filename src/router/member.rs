@@ -55,8 +55,13 @@ pub struct Editor {
     pub user: String,
     /// Its cursor.
     pub cursor: super::document::Cursor,
-    /// When its token expires.
-    pub expires: Instant,
+    /// When it joined.
+    pub joined: Instant,
+    /// How long its token had left then.
+    pub token_left: std::time::Duration,
+    /// When its token expires, if that is an instant this clock can hold
+    /// (a token may be signed to expire in billions of years).
+    pub expires: Option<Instant>,
 }
 
 /// Who a world client is.
