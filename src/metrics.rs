@@ -57,12 +57,14 @@ pub struct Metrics {
     pub frames_out: Counter,
     /// Clients disconnected because their outbound queue was full.
     pub slow_consumers: Counter,
+    /// Commands the router failed on (each one a bug to report).
+    pub router_panics: Counter,
 }
 
 impl Metrics {
     /// The counters in Prometheus' text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &Counter); 10] = [
+        let rows: [(&str, &str, &str, &Counter); 11] = [
             (
                 "switchboard_connections_open",
                 "gauge",
@@ -122,6 +124,12 @@ impl Metrics {
                 "counter",
                 "Clients disconnected for a full outbound queue",
                 &self.slow_consumers,
+            ),
+            (
+                "switchboard_router_panics_total",
+                "counter",
+                "Commands the router failed on (bugs)",
+                &self.router_panics,
             ),
         ];
         let mut text = String::new();

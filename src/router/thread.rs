@@ -7,6 +7,7 @@
 //! the router forgets it at once.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -47,21 +48,42 @@ fn run(mut router: Router, commands: Receiver<Command>, metrics: &Metrics) {
             Some(deadline) => commands.recv_deadline(deadline),
             None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        let now = Instant::now();
-        // Deadlines first, also when commands keep arriving (a busy channel
-        // never times out), so that a late IDENTIFY finds its connection
-        // already closed.
-        let mut deliveries = router.expire(now);
-        match received {
-            Ok(command) => {
-                track(&mut peers, &command);
-                deliveries.extend(router.handle(command, now));
-            }
-            Err(RecvTimeoutError::Timeout) => {}
+        let command = match received {
+            Ok(command) => Some(command),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // The router is shared by every client: a bug in one rule must not
+        // stop the hub. The command that hit it is lost and logged; the
+        // rest of the state is left as the rule left it.
+        let step = panic::catch_unwind(AssertUnwindSafe(|| {
+            step(&mut router, &mut peers, command, metrics)
+        }));
+        if step.is_err() {
+            metrics.router_panics.increment();
+            log!("the router failed on a command (a bug); it goes on without it");
         }
-        deliver(&mut router, &peers, deliveries, metrics);
     }
+}
+
+/// One turn of the loop: due timers, then the command (if any), then
+/// delivery of everything they caused.
+fn step(
+    router: &mut Router,
+    peers: &mut HashMap<ConnId, Peer>,
+    command: Option<Command>,
+    metrics: &Metrics,
+) {
+    let now = Instant::now();
+    // Deadlines first, also when commands keep arriving (a busy channel
+    // never times out), so that a late IDENTIFY finds its connection
+    // already closed.
+    let mut deliveries = router.expire(now);
+    if let Some(command) = command {
+        track(peers, &command);
+        deliveries.extend(router.handle(command, now));
+    }
+    deliver(router, peers, deliveries, metrics);
 }
 
 /// Keeps the table of outboxes in step with the connections.
