@@ -1168,3 +1168,44 @@ fn a_token_that_expires_in_the_far_future_is_fine() {
     assert_eq!(document_of(&sync), "still");
     assert_eq!(recv(&mut client), usrupd("other", true));
 }
+
+#[test]
+fn the_operator_closes_a_room_with_1000_and_leaves_the_others_alone() {
+    let dir = fresh_dir("close-room");
+    let addr = start(Config {
+        admin_token: Some("adm".into()),
+        ..Config {
+            data_dir: dir,
+            ..blazing_config("close-room")
+        }
+    });
+    let (mut a, _) = join(addr, "a", "pc-closed");
+    let (mut b, _) = join(addr, "b", "pc-closed");
+    assert_eq!(recv(&mut a), usrupd("b", true));
+    let (mut other, _) = join(addr, "c", "pc-open");
+    let response = http(
+        addr,
+        "POST /admin/close-room?computer=pc-closed HTTP/1.1\r\nAuthorization: Bearer adm\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.ends_with("{\"computer\":\"pc-closed\",\"told\":2}\n"),
+        "{response}"
+    );
+    // `a` goes first, and `b` sees it leave before its own turn.
+    let (code, reason) = closed(&mut a);
+    assert_eq!((code, reason.as_str()), (1000, "room closed by admin"));
+    assert_eq!(recv(&mut b), usrupd("a", false));
+    let (code, reason) = closed(&mut b);
+    assert_eq!((code, reason.as_str()), (1000, "room closed by admin"));
+    // Another room is untouched, and the closed one can be joined again.
+    send(&mut other, move_to(0, 0));
+    assert_eq!(recv(&mut other), moved("c", 0, 0));
+    let (_again, sync) = join(addr, "a", "pc-closed");
+    assert_eq!(document_of(&sync), "");
+    let refused = http(
+        addr,
+        "POST /admin/close-room?computer=pc-closed HTTP/1.1\r\n\r\n",
+    );
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+}

@@ -1,5 +1,7 @@
 //! Operator endpoints, behind a bearer token (`--admin-token`):
-//! `POST /admin/reload[?world=W]` sends world clients `connection.reload`.
+//! - `POST /admin/reload[?world=W]` sends world clients `connection.reload`;
+//! - `POST /admin/close-room?computer=C` closes a blazing document's room
+//!   (its clients get 1000, "room closed by admin").
 
 use std::time::Duration;
 
@@ -10,39 +12,85 @@ use super::Shared;
 use crate::auth::secrets_match;
 use crate::router::Command;
 
-/// How long the endpoint waits for the router's count.
+/// How long an endpoint waits for the router's count.
 const ROUTER_WAIT: Duration = Duration::from_secs(5);
 
-/// Answers `POST /admin/reload`.
-pub(crate) fn reload(request: &Request, shared: &Shared) -> Response {
+/// An operator action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `POST /admin/reload`.
+    Reload,
+    /// `POST /admin/close-room`.
+    CloseRoom,
+}
+
+/// Answers an admin endpoint: `{"world" or "computer": …, "told": n}`,
+/// n being how many clients were told.
+pub(crate) fn answer(action: Action, request: &Request, shared: &Shared) -> Response {
+    if let Err(refusal) = authorize(request, shared) {
+        return refusal;
+    }
+    let param = |name: &str| {
+        query_pairs(request.query.as_deref().unwrap_or(""))
+            .into_iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
+    };
+    let (reply, told) = crossbeam_channel::bounded(1);
+    let (command, subject) = match action {
+        Action::Reload => {
+            let world = param("world");
+            (
+                Command::Reload {
+                    world: world.clone(),
+                    reply,
+                },
+                ("world", world),
+            )
+        }
+        Action::CloseRoom => {
+            let Some(computer) = param("computer") else {
+                return Response::text(400, "name the room: ?computer=<id>\n");
+            };
+            let command = Command::CloseRoom {
+                computer: computer.clone(),
+                reply,
+            };
+            (command, ("computer", Some(computer)))
+        }
+    };
+    if shared.router.send(command).is_err() {
+        return Response::text(503, "the router has stopped\n");
+    }
+    match told.recv_timeout(ROUTER_WAIT) {
+        Ok(count) => {
+            let mut body = serde_json::Map::new();
+            body.insert(subject.0.to_string(), json!(subject.1));
+            body.insert("told".to_string(), json!(count));
+            Response::json(200, &serde_json::Value::Object(body))
+        }
+        Err(_) => Response::text(500, "the router did not answer\n"),
+    }
+}
+
+/// `POST` with `Authorization: Bearer <--admin-token>`, else the refusal.
+fn authorize(request: &Request, shared: &Shared) -> Result<(), Response> {
     let Some(expected) = &shared.config.admin_token else {
-        return Response::text(404, "admin endpoints are off: start with --admin-token\n");
+        return Err(Response::text(
+            404,
+            "admin endpoints are off: start with --admin-token\n",
+        ));
     };
     if request.method != "POST" {
-        return Response::text(405, "POST only\n").with_header("Allow", "POST");
+        return Err(Response::text(405, "POST only\n").with_header("Allow", "POST"));
     }
     let offered = request
         .header("authorization")
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or("");
     if !secrets_match(offered.trim().as_bytes(), expected.as_bytes()) {
-        return Response::text(401, "a valid bearer token is required\n")
-            .with_header("WWW-Authenticate", "Bearer");
+        return Err(Response::text(401, "a valid bearer token is required\n")
+            .with_header("WWW-Authenticate", "Bearer"));
     }
-    let world = query_pairs(request.query.as_deref().unwrap_or(""))
-        .into_iter()
-        .find(|(key, _)| key == "world")
-        .map(|(_, world)| world);
-    let (reply, told) = crossbeam_channel::bounded(1);
-    let command = Command::Reload {
-        world: world.clone(),
-        reply,
-    };
-    if shared.router.send(command).is_err() {
-        return Response::text(503, "the router has stopped\n");
-    }
-    match told.recv_timeout(ROUTER_WAIT) {
-        Ok(count) => Response::json(200, &json!({"world": world, "told": count})),
-        Err(_) => Response::text(500, "the router did not answer\n"),
-    }
+    Ok(())
 }

@@ -117,7 +117,7 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
             .with_header("Content-Type", "text/plain; version=0.0.4"),
         Route::Index => Response::text(200, index()),
         Route::NotFound => Response::text(404, format!("no endpoint at {}\n", request.path)),
-        Route::Reload => super::admin::reload(&request, shared),
+        Route::Admin(action) => super::admin::answer(action, &request, shared),
         Route::Emit(channel) => {
             channels::emit::answer(&stream, &request, &channel, shared, deadline)
         }

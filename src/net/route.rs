@@ -1,6 +1,7 @@
 //! Which endpoint a request is for: by path, and for WebSockets also by
 //! the subprotocols the client offers.
 
+use super::admin;
 use super::http::Request;
 use crate::dialect::{channels, concierge, Dialect};
 
@@ -17,8 +18,8 @@ pub enum Route {
     WebSocket(Dialect),
     /// `GET|POST /<channel>/emit`: an HTTP publish to this channel.
     Emit(String),
-    /// `POST /admin/reload`: the operator asks world clients to reload.
-    Reload,
+    /// `POST /admin/…`: an operator's action.
+    Admin(admin::Action),
     /// Nothing here.
     NotFound,
 }
@@ -38,7 +39,8 @@ pub fn route(request: &Request) -> Route {
         "/ws/concierge" => Route::WebSocket(Dialect::Concierge),
         "/ws/common" => Route::WebSocket(Dialect::Common),
         "/ws/blazing" => Route::WebSocket(Dialect::Blazing),
-        "/admin/reload" => Route::Reload,
+        "/admin/reload" => Route::Admin(admin::Action::Reload),
+        "/admin/close-room" => Route::Admin(admin::Action::CloseRoom),
         // Unknown worlds are answered by the world dialect itself, in its
         // own words, once the WebSocket is open.
         path if path.starts_with("/ws/world/") => Route::WebSocket(Dialect::World),
@@ -106,7 +108,10 @@ mod tests {
             route(&request("/ws/world/anything", &[])),
             Route::WebSocket(Dialect::World)
         );
-        assert_eq!(route(&request("/admin/reload", &[])), Route::Reload);
+        assert_eq!(
+            route(&request("/admin/reload", &[])),
+            Route::Admin(admin::Action::Reload)
+        );
         assert_eq!(route(&request("/room/other", &[])), Route::NotFound);
         assert_eq!(route(&request("/ro%20om/listen", &[])), Route::NotFound);
         assert_eq!(route(&request("//listen", &[])), Route::NotFound);

@@ -207,6 +207,21 @@ impl Router {
         }]
     }
 
+    /// The operator closes `computer`'s room: every editor is disconnected.
+    /// Returns how many were.
+    pub(super) fn close_room(&mut self, computer: &str) -> (usize, Vec<Delivery>) {
+        let editors: Vec<ConnId> = self
+            .documents
+            .get(computer)
+            .map(|d| d.editors.iter().copied().collect())
+            .unwrap_or_default();
+        let out = editors
+            .iter()
+            .flat_map(|&conn| self.evict(conn, Disconnect::RoomClosed))
+            .collect();
+        (editors.len(), out)
+    }
+
     /// `conn` leaves its document: the others get `usrupd`; the last one
     /// out has the document saved (and then dropped from memory).
     pub(super) fn leave_document(&mut self, conn: ConnId) -> Vec<Delivery> {

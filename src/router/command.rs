@@ -137,6 +137,14 @@ pub enum Command {
         /// Where the count goes.
         reply: Sender<usize>,
     },
+    /// The operator closes a blazing document's room: its clients are
+    /// disconnected ("room closed by admin"); the count goes on `reply`.
+    CloseRoom {
+        /// The document's computer id.
+        computer: String,
+        /// Where the count goes.
+        reply: Sender<usize>,
+    },
     /// A blazing client edits, moves its cursor, or asks for a sync.
     Edit {
         /// The editing connection.

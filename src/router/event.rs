@@ -336,6 +336,8 @@ pub enum Disconnect {
     TokenExpired,
     /// It wrote more than a document may hold (blazing).
     DocumentTooLarge(usize),
+    /// The operator closed its document's room (blazing).
+    RoomClosed,
     /// Something failed inside the server; the text says what.
     Internal(String),
 }
@@ -350,6 +352,7 @@ impl fmt::Display for Disconnect {
             Disconnect::HeartbeatTimeout => f.write_str("no HEARTBEAT in time"),
             Disconnect::Replaced => f.write_str("replaced by a newer connection of the same user"),
             Disconnect::TokenExpired => f.write_str("authorization expired"),
+            Disconnect::RoomClosed => f.write_str("room closed by admin"),
             Disconnect::DocumentTooLarge(limit) => {
                 write!(f, "the document would exceed {limit} bytes")
             }

@@ -196,6 +196,11 @@ impl Router {
                 result,
             } => self.answer(conn, reply, result),
             Command::Edit { conn, edit } => self.edit(conn, edit, now),
+            Command::CloseRoom { computer, reply } => {
+                let (closed, out) = self.close_room(&computer);
+                let _ = reply.try_send(closed); // the asker may have given up
+                out
+            }
             Command::Saved { computer, version } => self.saved(&computer, version),
             Command::Reload { world, reply } => {
                 let (told, out) = self.reload(world.as_deref());

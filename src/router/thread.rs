@@ -168,7 +168,7 @@ fn generic_close(why: &Disconnect) -> Frame {
         Disconnect::TooSlow => 1013,
         Disconnect::Internal(_) => 1011,
         Disconnect::PingTimeout | Disconnect::HeartbeatTimeout => 1001,
-        Disconnect::Replaced => 1000,
+        Disconnect::Replaced | Disconnect::RoomClosed => 1000,
         Disconnect::DocumentTooLarge(_) => 1009,
         Disconnect::IdentifyTimeout | Disconnect::NameTaken(_) | Disconnect::TokenExpired => 1008,
     };

@@ -63,6 +63,7 @@ fn message(event: &DocumentEvent) -> Value {
 fn close(why: &Disconnect) -> Close {
     let code = match why {
         Disconnect::TokenExpired => 3000,
+        Disconnect::RoomClosed => 1000,
         Disconnect::DocumentTooLarge(_) => 1009,
         Disconnect::Internal(_) => 1011,
         Disconnect::TooSlow => 1013,

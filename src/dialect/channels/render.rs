@@ -122,7 +122,8 @@ pub fn farewell(why: &Disconnect, to: Addressee<'_>) -> Option<Frame> {
         | Disconnect::HeartbeatTimeout
         | Disconnect::Replaced
         | Disconnect::TokenExpired
-        | Disconnect::DocumentTooLarge(_) => return None,
+        | Disconnect::DocumentTooLarge(_)
+        | Disconnect::RoomClosed => return None,
     };
     Some(event.frame_for(to))
 }
@@ -153,7 +154,8 @@ fn close(why: &Disconnect) -> Close {
         | Disconnect::HeartbeatTimeout
         | Disconnect::Replaced
         | Disconnect::TokenExpired
-        | Disconnect::DocumentTooLarge(_) => 1008,
+        | Disconnect::DocumentTooLarge(_)
+        | Disconnect::RoomClosed => 1008,
     };
     Close::new(code, why.to_string())
 }

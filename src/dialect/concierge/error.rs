@@ -55,12 +55,13 @@ impl From<&Disconnect> for ConciergeError {
             Disconnect::NameTaken(name) => ConciergeError::NameTaken(name.clone()),
             Disconnect::TooSlow => ConciergeError::TooSlow,
             Disconnect::Internal(why) => ConciergeError::Internal(why.clone()),
-            // Channels' PING is not part of the concierge protocol.
+            // Other dialects' reasons: they never reach a concierge client.
             Disconnect::PingTimeout
             | Disconnect::HeartbeatTimeout
             | Disconnect::Replaced
             | Disconnect::TokenExpired
-            | Disconnect::DocumentTooLarge(_) => ConciergeError::Internal(why.to_string()),
+            | Disconnect::DocumentTooLarge(_)
+            | Disconnect::RoomClosed => ConciergeError::Internal(why.to_string()),
         }
     }
 }
