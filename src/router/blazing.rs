@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::document::{shift, Cursor, Text};
 use super::member::{Editor, Kind};
-use super::{ClientInfo, ConnId, Delivery, Disconnect, DocumentEvent, Edit, Event, Router, Timer};
+use super::{ConnId, Delivery, Disconnect, DocumentEvent, Edit, Event, Router, Timer};
 use crate::store::Snapshot;
 
 /// How long after an edit a document is saved, at the latest.
@@ -45,20 +45,7 @@ impl Router {
         if self.conns.contains_key(&conn) {
             return Vec::new(); // a session joins once
         }
-        let (name, uuid) = match self.fresh_identity("blazing_") {
-            Ok(identity) => identity,
-            Err(why) => return self.refuse(conn, Disconnect::Internal(why)),
-        };
-        let info = ClientInfo {
-            name,
-            nickname: display,
-            uuid,
-            tags: vec!["blazing".to_string(), computer.clone()],
-        };
         let expires = now.checked_add(token_left);
-        if let Some(expires) = expires {
-            self.timers.set(expires, Timer::TokenExpiry(conn));
-        }
         let editor = Editor {
             computer: computer.clone(),
             user: user.clone(),
@@ -67,8 +54,15 @@ impl Router {
             token_left,
             expires,
         };
-        let presence = super::rpc::raw(&serde_json::json!({"user": user}));
-        self.admit(conn, info, presence.into(), Kind::Blazing(editor));
+        let presence = super::rpc::raw(&serde_json::json!({"user": user})).into();
+        let tags = vec!["blazing".to_string(), computer.clone()];
+        let kind = Kind::Blazing(editor);
+        if let Err(refusal) = self.enroll(conn, "blazing_", display, tags, presence, kind) {
+            return refusal;
+        }
+        if let Some(expires) = expires {
+            self.timers.set(expires, Timer::TokenExpiry(conn));
+        }
         let document = self
             .documents
             .entry(computer.clone())

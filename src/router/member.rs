@@ -168,23 +168,15 @@ impl Router {
         if self.conns.contains_key(&conn) {
             return Vec::new(); // the session listens once
         }
-        let (client_id, uuid) = match self.fresh_identity("client_") {
-            Ok(identity) => identity,
-            Err(why) => {
-                return self.refuse(conn, Disconnect::Internal(why));
-            }
-        };
-        let info = ClientInfo {
-            name: client_id,
-            nickname: None,
-            uuid,
-            tags: vec!["channels".to_string()],
-        };
         let liveness = Liveness {
             latency_ms: 0,
             ping_sent: None,
         };
-        self.admit(conn, info, presence.into(), Kind::Channels(liveness));
+        let tags = vec!["channels".to_string()];
+        let kind = Kind::Channels(liveness);
+        if let Err(refusal) = self.enroll(conn, "client_", None, tags, presence.into(), kind) {
+            return refusal;
+        }
         self.schedule_pings(now);
         let members = self.views_of(&topic, conn);
         let mut out = vec![Delivery::one(conn, Event::Connected { members })];
@@ -192,8 +184,33 @@ impl Router {
         out
     }
 
+    /// Makes `conn` a member named `prefix` and 8 random characters, with a
+    /// fresh uuid; if no identity can be had, refuses it instead.
+    pub(super) fn enroll(
+        &mut self,
+        conn: ConnId,
+        prefix: &str,
+        nickname: Option<String>,
+        tags: Vec<String>,
+        presence: Arc<RawValue>,
+        kind: Kind,
+    ) -> Result<Uuid, Vec<Delivery>> {
+        let (name, uuid) = match self.fresh_identity(prefix) {
+            Ok(identity) => identity,
+            Err(why) => return Err(self.refuse(conn, Disconnect::Internal(why))),
+        };
+        let info = ClientInfo {
+            name,
+            nickname,
+            uuid,
+            tags,
+        };
+        self.admit(conn, info, presence, kind);
+        Ok(uuid)
+    }
+
     /// A name (`prefix` and 8 random characters) and uuid nobody holds.
-    pub(super) fn fresh_identity(&self, prefix: &str) -> Result<(String, Uuid), String> {
+    fn fresh_identity(&self, prefix: &str) -> Result<(String, Uuid), String> {
         for _ in 0..ID_ATTEMPTS {
             let client_id = id::token(prefix, 8).map_err(|e| e.to_string())?;
             let uuid = Uuid::new_v4().map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::member::{Kind, WorldUser};
 use super::rpc::{arg, raw, Outcome};
-use super::{ClientInfo, Conn, ConnId, Delivery, Disconnect, Event, Joiner, Router, Timer};
+use super::{Conn, ConnId, Delivery, Disconnect, Event, Joiner, Router, Timer};
 use crate::dialect::Dialect;
 use crate::rpc::RpcError;
 
@@ -52,24 +52,14 @@ impl Router {
             return Vec::new();
         };
         self.timers.cancel(*deadline, Timer::Identify(conn));
-        let (name, uuid) = match self.fresh_identity("common_") {
-            Ok(identity) => identity,
-            Err(why) => return self.evict(conn, Disconnect::Internal(why)),
-        };
-        let info = ClientInfo {
-            name,
-            nickname: None,
-            uuid,
-            tags: vec!["common".to_string()],
-        };
         let heartbeat_due = now + self.heartbeat_window();
+        let tags = vec!["common".to_string()];
+        let kind = Kind::Common { heartbeat_due };
+        if let Err(refusal) = self.enroll(conn, "common_", None, tags, raw(&json!({})).into(), kind)
+        {
+            return refusal;
+        }
         self.timers.set(heartbeat_due, Timer::Heartbeat(conn));
-        self.admit(
-            conn,
-            info,
-            raw(&json!({})).into(),
-            Kind::Common { heartbeat_due },
-        );
         Vec::new()
     }
 
@@ -98,20 +88,14 @@ impl Router {
         if self.conns.contains_key(&conn) {
             return Vec::new(); // the session authenticates once
         }
-        let (name, uuid) = match self.fresh_identity("world_") {
-            Ok(identity) => identity,
-            Err(why) => {
-                return self.refuse(conn, Disconnect::Internal(why));
-            }
-        };
-        let info = ClientInfo {
-            name,
-            nickname: user.display.clone(),
-            uuid,
-            tags: vec!["world".to_string(), user.world.clone()],
-        };
         let world = user.world.clone();
-        self.admit(conn, info, raw(&json!({})).into(), Kind::World(user));
+        let tags = vec!["world".to_string(), world.clone()];
+        let (display, presence) = (user.display.clone(), raw(&json!({})).into());
+        if let Err(refusal) =
+            self.enroll(conn, "world_", display, tags, presence, Kind::World(user))
+        {
+            return refusal;
+        }
         let mut out = vec![Delivery::one(
             conn,
             Event::Authenticated {
