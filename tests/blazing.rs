@@ -274,28 +274,6 @@ impl Rng {
     }
 }
 
-/// Reads one unmasked server frame from a raw socket: (first byte, payload).
-fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut header = [0u8; 2];
-    stream.read_exact(&mut header).expect("a frame header");
-    let len = match header[1] & 0x7f {
-        126 => {
-            let mut bytes = [0u8; 2];
-            stream.read_exact(&mut bytes).unwrap();
-            u64::from(u16::from_be_bytes(bytes))
-        }
-        127 => {
-            let mut bytes = [0u8; 8];
-            stream.read_exact(&mut bytes).unwrap();
-            u64::from_be_bytes(bytes)
-        }
-        n => u64::from(n),
-    };
-    let mut payload = vec![0u8; len as usize];
-    stream.read_exact(&mut payload).expect("a frame payload");
-    (header[0], payload)
-}
-
 /// A WebSocket handshake on a raw socket with the blazing headers; the
 /// caller reads frames itself (and never answers a ping).
 fn raw_blazing(addr: SocketAddr, token: &str, computer: &str) -> TcpStream {

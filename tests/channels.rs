@@ -19,24 +19,6 @@ use tungstenite::Message;
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// Whether `text` is `prefix` followed by 8 characters of `[A-Za-z0-9_]`.
-fn is_token(text: &str, prefix: &str) -> bool {
-    text.strip_prefix(prefix).is_some_and(|rest| {
-        rest.len() == 8 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    })
-}
-
-/// Whether `text` is a lowercase, hyphenated version 4 UUID.
-fn is_v4_uuid(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, &b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-        })
-        && bytes[14] == b'4'
-}
-
 /// The strings of a JSON array, sorted.
 fn sorted_strings(value: &Value) -> Vec<String> {
     let mut items: Vec<String> = value

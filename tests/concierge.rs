@@ -36,18 +36,6 @@ fn first_frame_close(addr: SocketAddr, text: &str) -> (u16, String) {
     (code, reason)
 }
 
-/// Whether `text` is a lowercase, hyphenated version 4 UUID.
-fn is_v4_uuid(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, &b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-        })
-        && bytes[14] == b'4'
-        && matches!(bytes[19], b'8' | b'9' | b'a' | b'b')
-}
-
 /// `value` with every `subscribers` array sorted, so that payloads can be
 /// compared exactly without depending on the order subscribers are listed in.
 fn normalized(mut value: Value) -> Value {

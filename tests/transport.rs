@@ -325,15 +325,6 @@ fn deeply_nested_json_never_overflows_a_stack() {
     assert_eq!(bob.recv()["data"], "after");
 }
 
-/// Reads one server frame from a raw socket: (first byte, payload).
-fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut header = [0u8; 2];
-    stream.read_exact(&mut header).unwrap();
-    let mut payload = vec![0u8; (header[1] & 0x7f) as usize];
-    stream.read_exact(&mut payload).unwrap();
-    (header[0], payload)
-}
-
 #[test]
 fn a_silent_client_is_pinged_and_closed_with_1001_if_it_never_answers() {
     let addr = start(Config {

@@ -255,3 +255,44 @@ pub fn metric(addr: SocketAddr, name: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no metric {name} in {text}"))
 }
+
+/// Reads one unmasked server frame from a raw socket: (first byte, payload).
+pub fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut header = [0u8; 2];
+    stream.read_exact(&mut header).expect("a frame header");
+    let len = match header[1] & 0x7f {
+        126 => {
+            let mut bytes = [0u8; 2];
+            stream.read_exact(&mut bytes).unwrap();
+            u64::from(u16::from_be_bytes(bytes))
+        }
+        127 => {
+            let mut bytes = [0u8; 8];
+            stream.read_exact(&mut bytes).unwrap();
+            u64::from_be_bytes(bytes)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; len as usize];
+    stream.read_exact(&mut payload).expect("a frame payload");
+    (header[0], payload)
+}
+
+/// Whether `text` is `prefix` followed by 8 characters of `[A-Za-z0-9_]`.
+pub fn is_token(text: &str, prefix: &str) -> bool {
+    text.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == 8 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+/// Whether `text` is a lowercase, hyphenated version 4 UUID.
+pub fn is_v4_uuid(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+        && bytes[14] == b'4'
+        && matches!(bytes[19], b'8' | b'9' | b'a' | b'b')
+}
