@@ -231,13 +231,16 @@ const FLAGS: &[Flag] = &[
     },
 ];
 
+/// A duration in milliseconds: from 1 ms to a week, so that adding it to
+/// the clock can never overflow.
 fn millis(value: &str) -> Result<Duration, &'static str> {
+    const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
     value
         .parse::<u64>()
         .ok()
-        .filter(|&ms| ms > 0)
+        .filter(|&ms| (1..=WEEK_MS).contains(&ms))
         .map(Duration::from_millis)
-        .ok_or("a positive number of milliseconds")
+        .ok_or("a number of milliseconds from 1 to 604800000 (a week)")
 }
 
 fn positive(value: &str) -> Result<usize, &'static str> {
@@ -400,7 +403,7 @@ mod tests {
         let error = run(&[], &[("SWITCHBOARD_IDENTIFY_TIMEOUT_MS", "soon")]).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "SWITCHBOARD_IDENTIFY_TIMEOUT_MS: \"soon\" is not a positive number of milliseconds"
+            "SWITCHBOARD_IDENTIFY_TIMEOUT_MS: \"soon\" is not a number of milliseconds from 1 to 604800000 (a week)"
         );
         assert!(run(&["--max-connections", "0"], &[]).is_err());
         assert!(run(&["--quiet=yes"], &[]).is_err());

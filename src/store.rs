@@ -1,9 +1,10 @@
 //! Saving shared documents under `--data-dir`, and loading them back.
 //!
 //! The router never touches the disk: it hands snapshots to a saver thread
-//! (at most one per document per second while it is being edited, and one
-//! as soon as its last user leaves), which writes each one atomically and
-//! reports back with [`Command::Saved`]. A document is loaded by the
+//! (about once a second while a document is edited, and as soon as its
+//! last user leaves; never more than one per document at a time), which
+//! writes each one atomically and reports back with [`Command::Saved`]; a
+//! failed save is tried again a few seconds later. A document is loaded by the
 //! connection that joins it, on its own thread, before the router sees it.
 //!
 //! A file is written to a temporary name, flushed to disk (`fsync`), then
@@ -38,8 +39,9 @@ pub struct Snapshot {
 /// ends the thread once it has saved everything sent.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// Snapshots waiting to be written. Unbounded: the router sends at most
-    /// one per document per second, so it never has to wait here.
+    /// Snapshots waiting to be written. Unbounded, so the router never
+    /// waits here; it holds back a document's next snapshot until the
+    /// last one is reported, so at most one per document is queued.
     saves: Sender<Snapshot>,
 }
 
@@ -65,18 +67,18 @@ impl Store {
 fn save_all(dir: &Path, queue: &Receiver<Snapshot>, router: &Sender<Command>) {
     for snapshot in queue {
         let path = dir.join(file_name(&snapshot.computer));
-        match write_atomically(&path, snapshot.text.as_bytes()) {
-            Ok(()) => {
-                let saved = Command::Saved {
-                    computer: snapshot.computer,
-                    version: snapshot.version,
-                };
-                if router.send(saved).is_err() {
-                    return;
-                }
-            }
-            // The router keeps the document and saves it again later.
-            Err(error) => log!("cannot save {}: {error}", path.display()),
+        let result = write_atomically(&path, snapshot.text.as_bytes());
+        if let Err(error) = &result {
+            // The router keeps the document and tries again later.
+            log!("cannot save {}: {error}", path.display());
+        }
+        let report = Command::Saved {
+            computer: snapshot.computer,
+            version: snapshot.version,
+            written: result.is_ok(),
+        };
+        if router.send(report).is_err() {
+            return;
         }
     }
 }
@@ -141,9 +143,11 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(20))
             .unwrap()
         {
-            Command::Saved { computer, version } => {
-                assert_eq!((computer.as_str(), version), ("pc-1", 3))
-            }
+            Command::Saved {
+                computer,
+                version,
+                written,
+            } => assert_eq!((computer.as_str(), version, written), ("pc-1", 3, true)),
             other => panic!("{other:?}"),
         }
         assert_eq!(load(&dir, "pc-1").unwrap().as_deref(), Some("héllo 🦀"));

@@ -325,7 +325,15 @@ fn run(
         max_message_bytes: config.max_message_bytes,
         keepalive: config.keepalive,
     };
-    let ending = reader.read_until_end(&mut ws, &mut session);
+    // Whatever happens while reading, the router must hear `Closed` and the
+    // writer must be let go: a panic here ends this connection only.
+    let ending = panic::catch_unwind(AssertUnwindSafe(|| {
+        reader.read_until_end(&mut ws, &mut session)
+    }))
+    .unwrap_or_else(|_| {
+        outbox.close(Frame::close(&Close::new(1011, "internal error")));
+        Ending::Gone("the connection's handler failed".into())
+    });
     outbox.shut();
     if registered {
         let _ = shared.router.send(Command::Closed { conn }); // gone only if the router is

@@ -13,6 +13,10 @@ use crate::store::Snapshot;
 
 /// How long after an edit a document is saved, at the latest.
 const SAVE_DELAY: Duration = Duration::from_secs(1);
+/// How long after a failed save it is tried again.
+const SAVE_RETRY: Duration = Duration::from_secs(5);
+/// How long a saved document nobody edits stays in memory.
+const KEEP_UNUSED: Duration = Duration::from_secs(60);
 
 /// A computer's document and who is editing it.
 #[derive(Debug)]
@@ -26,6 +30,8 @@ pub struct Document {
     saved: u64,
     /// Whether a save is scheduled.
     save_due: Option<Instant>,
+    /// Whether a snapshot is with the saver now.
+    saving: bool,
 }
 
 impl Router {
@@ -72,18 +78,24 @@ impl Router {
                 version: 0,
                 saved: 0,
                 save_due: None,
+                saving: false,
             });
         let others: Vec<ConnId> = document.editors.iter().copied().collect();
-        document.editors.insert(conn);
-        let joined = DocumentEvent::UserUpdate {
-            actioner: user,
-            joined: true,
-        };
-        let mut out = vec![Delivery {
-            to: others,
-            event: Event::Document(joined),
-        }];
-        out.extend(self.sync(conn, now));
+        let already_here = self.user_in_room(&computer, &user);
+        if let Some(document) = self.documents.get_mut(&computer) {
+            document.editors.insert(conn);
+        }
+        let mut out = self.sync(conn, now);
+        if !already_here {
+            let joined = DocumentEvent::UserUpdate {
+                actioner: user,
+                joined: true,
+            };
+            out.push(Delivery {
+                to: others,
+                event: Event::Document(joined),
+            });
+        }
         out
     }
 
@@ -169,7 +181,9 @@ impl Router {
         let Some(document) = self.documents.get_mut(&editor.computer) else {
             return Vec::new();
         };
-        if document.text.bytes_after(offset, selection, text) > limit {
+        let after = document.text.bytes_after(offset, selection, text);
+        // A document loaded over the limit may still shrink.
+        if after > limit && after > document.text.as_str().len() {
             return self.evict(conn, Disconnect::DocumentTooLarge(limit));
         }
         let applied = document.text.write(offset, selection, text);
@@ -216,9 +230,10 @@ impl Router {
         (editors.len(), out)
     }
 
-    /// `conn` leaves its document: the others get `usrupd`; the last one
-    /// out has the document saved (and then dropped from memory).
-    pub(super) fn leave_document(&mut self, conn: ConnId) -> Vec<Delivery> {
+    /// `conn` leaves its document: the others get `usrupd` (unless the
+    /// same user is still there on another connection); when the last one
+    /// is out, the document is saved, and dropped from memory a while later.
+    pub(super) fn leave_document(&mut self, conn: ConnId, now: Instant) -> Vec<Delivery> {
         let Some(editor) = self.editor(conn).cloned() else {
             return Vec::new();
         };
@@ -231,7 +246,10 @@ impl Router {
         document.editors.remove(&conn);
         let to: Vec<ConnId> = document.editors.iter().copied().collect();
         if to.is_empty() {
-            self.save(&editor.computer);
+            self.save(&editor.computer, now);
+        }
+        if self.user_in_room(&editor.computer, &editor.user) {
+            return Vec::new();
         }
         let left = DocumentEvent::UserUpdate {
             actioner: editor.user,
@@ -243,42 +261,81 @@ impl Router {
         }]
     }
 
-    /// Hands a snapshot of the document to the saver, if it changed since
-    /// its last save; drops an unchanged document nobody edits.
-    pub(super) fn save(&mut self, computer: &str) {
+    /// Hands a snapshot of the document to the saver if it changed since
+    /// its last save. One snapshot per document is with the saver at a
+    /// time (a newer version follows when it reports back), so the saver's
+    /// queue holds at most one copy of each document.
+    pub(super) fn save(&mut self, computer: &str, now: Instant) {
         let Some(document) = self.documents.get_mut(computer) else {
             return;
         };
         if let Some(due) = document.save_due.take() {
             self.timers.cancel(due, Timer::Save(computer.to_string()));
         }
+        if document.saving {
+            return;
+        }
         if document.version == document.saved {
             if document.editors.is_empty() {
-                self.documents.remove(computer);
+                self.timers
+                    .set(now + KEEP_UNUSED, Timer::Forget(computer.to_string()));
             }
             return;
         }
         match &self.store {
-            Some(store) => store.save(Snapshot {
-                computer: computer.to_string(),
-                text: Arc::from(document.text.as_str()),
-                version: document.version,
-            }),
-            // Without a store, memory is the only copy: keep it.
+            Some(store) => {
+                document.saving = true;
+                store.save(Snapshot {
+                    computer: computer.to_string(),
+                    text: Arc::from(document.text.as_str()),
+                    version: document.version,
+                });
+            }
+            // Without a store, memory is the only copy: it stays.
             None => document.saved = document.version,
         }
     }
 
-    /// The saver wrote `version`: a document nobody edits can go.
-    pub(super) fn saved(&mut self, computer: &str, version: u64) -> Vec<Delivery> {
-        if let Some(document) = self.documents.get_mut(computer) {
+    /// The saver's report on a snapshot: written, or failed (then it is
+    /// tried again later). Newer edits since are saved next.
+    pub(super) fn saved(&mut self, computer: &str, version: u64, written: bool, now: Instant) {
+        let Some(document) = self.documents.get_mut(computer) else {
+            return;
+        };
+        document.saving = false;
+        if written {
             document.saved = document.saved.max(version);
-            let done = document.saved == document.version && document.editors.is_empty();
-            if done && self.store.is_some() {
-                self.documents.remove(computer);
-            }
+        } else if document.save_due.is_none() {
+            document.save_due = Some(now + SAVE_RETRY);
+            self.timers
+                .set(now + SAVE_RETRY, Timer::Save(computer.to_string()));
+            return;
         }
-        Vec::new()
+        if document.save_due.is_none() {
+            self.save(computer, now);
+        }
+    }
+
+    /// Drops a document nobody has edited or joined for [`KEEP_UNUSED`]
+    /// since it was saved. Keeping it that long means a connection that
+    /// read the file just before the last save still finds the newer text
+    /// here when its join arrives.
+    pub(super) fn forget_document(&mut self, computer: &str) {
+        let idle = self.documents.get(computer).is_some_and(|d| {
+            d.editors.is_empty() && !d.saving && d.saved == d.version && d.save_due.is_none()
+        });
+        if idle && self.store.is_some() {
+            self.documents.remove(computer);
+        }
+    }
+
+    /// Whether `user` has a connection editing `computer`'s document.
+    fn user_in_room(&self, computer: &str, user: &str) -> bool {
+        self.documents.get(computer).is_some_and(|d| {
+            d.editors
+                .iter()
+                .any(|&c| self.editor(c).is_some_and(|e| e.user == user))
+        })
     }
 
     fn editor(&self, conn: ConnId) -> Option<&Editor> {

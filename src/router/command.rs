@@ -152,12 +152,14 @@ pub enum Command {
         /// What it does.
         edit: Edit,
     },
-    /// The saver thread wrote a document at this version.
+    /// The saver thread's report on a document snapshot.
     Saved {
         /// The document's computer id.
         computer: String,
-        /// The version written.
+        /// The snapshot's version.
         version: u64,
+        /// Whether it is on disk (else it failed and is to be retried).
+        written: bool,
     },
     /// The connection's socket is gone (its reader thread has ended).
     Closed {

@@ -16,7 +16,9 @@
 //!   channel of the same name are the same topic;
 //! - **messages** (`publish.rs`): concierge MESSAGEs, HTTP emits, and the
 //!   acknowledgements emits may wait for;
-//! - **timers** (`timer.rs`): identify deadlines, ack deadlines, PING rounds.
+//! - **documents** (`blazing.rs`, `document.rs`): blazing's shared texts;
+//! - **timers** (`timer.rs`): identify, heartbeat and ack deadlines, PING
+//!   rounds, token expiries, document saves.
 
 mod blazing;
 pub mod command;
@@ -92,6 +94,9 @@ pub struct Router {
     store: Option<crate::store::Store>,
     /// World authentications so far, to order a user's connections.
     world_joins: u64,
+    /// The time of the command or timer being handled, for rules deep
+    /// inside (a member leaving schedules its document's save).
+    now: Instant,
 }
 
 #[derive(Debug)]
@@ -149,11 +154,13 @@ impl Router {
             documents: HashMap::new(),
             store: None,
             world_joins: 0,
+            now: Instant::now(),
         }
     }
 
     /// Applies one command at time `now`.
     pub fn handle(&mut self, command: Command, now: Instant) -> Vec<Delivery> {
+        self.now = now;
         match command {
             Command::Open { conn, dialect, .. } => self.open(conn, dialect, now),
             Command::Identify {
@@ -201,7 +208,14 @@ impl Router {
                 let _ = reply.try_send(closed); // the asker may have given up
                 out
             }
-            Command::Saved { computer, version } => self.saved(&computer, version),
+            Command::Saved {
+                computer,
+                version,
+                written,
+            } => {
+                self.saved(&computer, version, written, now);
+                Vec::new()
+            }
             Command::Reload { world, reply } => {
                 let (told, out) = self.reload(world.as_deref());
                 let _ = reply.try_send(told); // the asker may have given up
@@ -213,6 +227,7 @@ impl Router {
 
     /// Fires every timer due at or before `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<Delivery> {
+        self.now = now;
         let mut out = Vec::new();
         while let Some(timer) = self.timers.pop_due(now) {
             out.extend(match timer {
@@ -225,7 +240,11 @@ impl Router {
                 Timer::Heartbeat(conn) => self.evict(conn, Disconnect::HeartbeatTimeout),
                 Timer::TokenExpiry(conn) => self.evict(conn, Disconnect::TokenExpired),
                 Timer::Save(computer) => {
-                    self.save(&computer);
+                    self.save(&computer, now);
+                    Vec::new()
+                }
+                Timer::Forget(computer) => {
+                    self.forget_document(&computer);
                     Vec::new()
                 }
             });

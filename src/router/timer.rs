@@ -21,6 +21,8 @@ pub enum Timer {
     TokenExpiry(ConnId),
     /// A document (by computer id) is due to be saved.
     Save(String),
+    /// A saved document nobody edits may leave memory.
+    Forget(String),
 }
 
 /// Timers ordered by when they fire.
