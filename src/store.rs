@@ -57,6 +57,14 @@ impl Store {
         Ok(Store { saves })
     }
 
+    /// A store whose snapshots go to the returned receiver instead of a
+    /// disk: for the router's tests.
+    #[cfg(test)]
+    pub fn capture() -> (Store, Receiver<Snapshot>) {
+        let (saves, queue) = crossbeam_channel::unbounded();
+        (Store { saves }, queue)
+    }
+
     /// Queues a snapshot for saving.
     pub fn save(&self, snapshot: Snapshot) {
         // The saver only stops when this handle is dropped.

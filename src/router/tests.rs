@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use super::*;
 use crate::net::outbox::Outbox;
+use crate::router::command::Edit;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const SETTINGS: Settings = Settings {
@@ -1013,4 +1014,145 @@ fn ping_rounds_measure_latency_and_evict_the_silent() {
     // The evicted client keeps its id for its last words, and is no member.
     assert_eq!(hub.router.addressee(ConnId(2)).unwrap().client_id, b);
     let _ = a;
+}
+
+// --- blazing documents -------------------------------------------------------
+
+impl Hub {
+    fn edit_doc(&mut self, conn: u64, edit: Edit, secs: u64) -> Vec<Delivery> {
+        self.at(
+            Command::Edit {
+                conn: ConnId(conn),
+                edit,
+            },
+            secs,
+        )
+    }
+
+    /// Opens `conn` as a blazing client of `computer` (user `user`), with
+    /// `stored` as the text its connection read from disk.
+    fn join_doc(
+        &mut self,
+        conn: u64,
+        user: &str,
+        computer: &str,
+        stored: Option<&str>,
+        secs: u64,
+    ) -> Vec<Delivery> {
+        let open = Command::Open {
+            conn: ConnId(conn),
+            dialect: Dialect::Blazing,
+            outbox: Arc::new(Outbox::new(1024)),
+        };
+        self.at(open, secs);
+        let who = Joiner::Blazing {
+            computer: computer.into(),
+            user: user.into(),
+            display: None,
+            token_left: Duration::from_secs(3600),
+            stored: stored.map(String::from),
+        };
+        self.at(
+            Command::Join {
+                conn: ConnId(conn),
+                who,
+            },
+            secs,
+        )
+    }
+}
+
+fn write_edit(offset: i64, text: &str) -> Edit {
+    Edit::Write {
+        offset,
+        selection: 0,
+        text: text.into(),
+    }
+}
+
+fn synced_text(out: &[Delivery]) -> String {
+    out.iter()
+        .find_map(|d| match &d.event {
+            Event::Document(DocumentEvent::Sync { text, .. }) => Some(text.to_string()),
+            _ => None,
+        })
+        .expect("a sync")
+}
+
+#[test]
+fn one_snapshot_at_a_time_goes_to_the_saver_and_failures_are_retried() {
+    let (store, saves) = crate::store::Store::capture();
+    let mut hub = Hub {
+        router: Router::new(SETTINGS).with_store(store),
+        start: Instant::now(),
+    };
+    hub.join_doc(1, "u", "pc", None, 0);
+    hub.edit_doc(1, write_edit(0, "a"), 0);
+    hub.router.expire(hub.start + Duration::from_secs(1));
+    let first = saves
+        .try_recv()
+        .expect("a snapshot a second after the edit");
+    assert_eq!((&*first.text, first.version), ("a", 1));
+    // More edits while the first is being written: nothing new is queued.
+    hub.edit_doc(1, write_edit(1, "b"), 1);
+    hub.router.expire(hub.start + Duration::from_secs(3));
+    assert!(saves.try_recv().is_err());
+    // The first fails: it is tried again later, with the newer text.
+    hub.at(
+        Command::Saved {
+            computer: "pc".into(),
+            version: 1,
+            written: false,
+        },
+        3,
+    );
+    assert!(saves.try_recv().is_err());
+    hub.router.expire(hub.start + Duration::from_secs(8));
+    let retry = saves.try_recv().expect("a retry");
+    assert_eq!((&*retry.text, retry.version), ("ab", 2));
+}
+
+#[test]
+fn a_saved_document_lingers_so_a_late_join_with_a_stale_file_gets_the_newer_text() {
+    let (store, saves) = crate::store::Store::capture();
+    let mut hub = Hub {
+        router: Router::new(SETTINGS).with_store(store),
+        start: Instant::now(),
+    };
+    hub.join_doc(1, "a", "pc", None, 0);
+    hub.edit_doc(1, write_edit(0, "precious"), 0);
+    hub.close(1);
+    let snapshot = saves.try_recv().expect("saved when the last user left");
+    hub.at(
+        Command::Saved {
+            computer: "pc".into(),
+            version: snapshot.version,
+            written: true,
+        },
+        3,
+    );
+    // A join whose connection read the file before that save arrives now.
+    let out = hub.join_doc(2, "b", "pc", Some(""), 4);
+    assert_eq!(synced_text(&out), "precious");
+    hub.close(2);
+    // A minute after the last save with nobody in it, the document goes,
+    // and the next join uses what its connection read.
+    hub.router.expire(hub.start + Duration::from_secs(4 + 61));
+    let out = hub.join_doc(3, "c", "pc", Some("from disk"), 70);
+    assert_eq!(synced_text(&out), "from disk");
+}
+
+#[test]
+fn a_user_on_two_connections_joins_and_leaves_once() {
+    let mut hub = Hub::new();
+    hub.join_doc(1, "watcher", "pc", None, 0);
+    let joined = |out: &[Delivery]| {
+        out.iter()
+            .filter(|d| matches!(d.event, Event::Document(DocumentEvent::UserUpdate { .. })))
+            .count()
+    };
+    assert_eq!(joined(&hub.join_doc(2, "u", "pc", None, 0)), 1);
+    assert_eq!(joined(&hub.join_doc(3, "u", "pc", None, 0)), 0);
+    assert_eq!(joined(&hub.close(2)), 0);
+    assert_eq!(joined(&hub.close(3)), 1);
 }
