@@ -102,7 +102,7 @@ fn with_id(addr: SocketAddr, world: &str, client_id: &str) -> Client {
     assert_eq!(answer[0], "authenticated", "{answer}");
     assert_eq!(
         answer[1]["user.config"],
-        json!({"id": client_id, "name": null, "profile": {}}),
+        json!({"id": format!("anon:{client_id}"), "name": null, "profile": {}}),
         "{answer}"
     );
     client
@@ -226,7 +226,7 @@ fn the_default_config_has_the_world_default() {
     let mut client = connect(addr, "default");
     assert_eq!(
         authenticate(&mut client, json!({"client_id": "abc"})),
-        authenticated("abc", None, "default", json!([]))
+        authenticated("anon:abc", None, "default", json!([]))
     );
     let mut other = connect(addr, "w1");
     assert_eq!(
@@ -297,7 +297,7 @@ fn a_token_authenticates_with_the_world_and_its_rooms() {
     assert_eq!(
         authenticate(&mut erin, json!({"client_id": "erin"})),
         authenticated(
-            "erin",
+            "anon:erin",
             None,
             "w2",
             json!([{"name": "elsewhere", "members": 1}])
@@ -311,7 +311,7 @@ fn a_client_id_authenticates_without_a_name() {
     let mut client = connect(addr, "w2");
     assert_eq!(
         authenticate(&mut client, json!({"client_id": "abc"})),
-        authenticated("abc", None, "w2", json!([]))
+        authenticated("anon:abc", None, "w2", json!([]))
     );
 }
 
@@ -433,7 +433,7 @@ fn without_a_jwt_key_tokens_are_refused_and_client_ids_work() {
     );
     assert_eq!(
         authenticate(&mut client, json!({"client_id": "abc"})),
-        authenticated("abc", None, "w1", json!([]))
+        authenticated("anon:abc", None, "w1", json!([]))
     );
 }
 
@@ -473,7 +473,7 @@ fn actions_before_authentication_are_refused() {
     let mut other = connect(addr, "w1");
     assert_eq!(
         authenticate(&mut other, json!({"client_id": "x"})),
-        authenticated("x", None, "w1", json!([]))
+        authenticated("anon:x", None, "w1", json!([]))
     );
 }
 
@@ -560,7 +560,7 @@ fn rooms_tell_their_members_who_enters_talks_and_leaves() {
     let mut dave = with_id(addr, "w2", "dave");
     let mut idle = with_id(addr, "w1", "idle");
     let alice_view = user("alice", Some("Alice"), json!({}));
-    let bob_view = user("bob", None, json!({}));
+    let bob_view = user("anon:bob", None, json!({}));
 
     ok(&mut carol, "room.enter", json!({"room": "other"}));
     ok(&mut dave, "room.enter", json!({"room": "r"}));
@@ -668,7 +668,7 @@ fn invalid_room_names_are_refused() {
     let mut other = connect(addr, "w1");
     assert_eq!(
         authenticate(&mut other, json!({"client_id": "x"})),
-        authenticated("x", None, "w1", json!([]))
+        authenticated("anon:x", None, "w1", json!([]))
     );
 }
 
@@ -776,7 +776,7 @@ fn user_update_changes_the_profile_and_tells_the_rooms() {
     ok(&mut dave, "room.leave", json!({"room": "r"}));
     assert_eq!(
         ok(&mut dave, "user.update", json!({"profile": dave_profile})),
-        json!({"user": user("dave", None, dave_profile)})
+        json!({"user": user("anon:dave", None, dave_profile)})
     );
     for client in [&mut alice, &mut bob, &mut carol] {
         assert_quiet(client);
@@ -1029,7 +1029,7 @@ fn the_operator_tells_a_worlds_clients_to_reload() {
     // message is the answer to its authentication.
     assert_eq!(
         authenticate(&mut pending, json!({"client_id": "late"})),
-        authenticated("late", None, "w1", json!([]))
+        authenticated("anon:late", None, "w1", json!([]))
     );
     // A reload leaves the connections as they were.
     for client in [&mut a, &mut b, &mut c, &mut pending] {
@@ -1125,7 +1125,7 @@ fn malformed_messages_are_answered_and_the_connection_stays() {
     check(&mut client, "before");
     assert_eq!(
         authenticate(&mut client, json!({"client_id": "abc"})),
-        authenticated("abc", None, "w1", json!([]))
+        authenticated("anon:abc", None, "w1", json!([]))
     );
     check(&mut client, "after");
     ok(&mut client, "room.enter", json!({"room": "r"}));
@@ -1154,7 +1154,7 @@ fn world_clients_call_the_embedders_methods() {
     let mut anon = with_id(addr, "w2", "abc");
     assert_eq!(
         call(&mut anon, "greet", json!("g"), json!([1, 2])),
-        json!(["success", "g", {"hello": "abc", "dialect": "world", "args": [1, 2]}])
+        json!(["success", "g", {"hello": "anon:abc", "dialect": "world", "args": [1, 2]}])
     );
     assert_eq!(
         call(&mut alice, "fail", json!(2), json!({})),
@@ -1200,29 +1200,19 @@ fn a_vanished_client_leaves_the_others_talking() {
     assert_eq!(bob.recv_json()[0], "room.enter");
 
     carol.vanish();
-    wait_until("carol is gone", || {
-        hub_clients(&mut alice)
-            .iter()
-            .filter(|c| c["dialect"] == "world")
-            .count()
-            == 2
-    });
+    // Her departure is announced to the room as if she had left it.
+    let left = json!(["room.leave", {"room": "r", "user": user("anon:carol", None, json!({}))}]);
+    assert_eq!(alice.recv_json(), left);
+    assert_eq!(bob.recv_json(), left);
 
-    // The room goes on without her. (Whether her departure is announced
-    // is not decided; a `room.leave` is skipped if there is one.)
+    // The room goes on without her.
     let sent = ok(
         &mut alice,
         "room.send",
         json!({"room": "r", "content": "still here"}),
     );
     assert_eq!(sent["content"], "still here");
-    let got = loop {
-        let message = bob.recv_json();
-        if message[0] != "room.leave" {
-            break message;
-        }
-    };
-    assert_eq!(got, json!(["room.send", sent]));
+    assert_eq!(bob.recv_json(), json!(["room.send", sent]));
     ok(
         &mut bob,
         "room.send",
@@ -1239,5 +1229,36 @@ fn a_vanished_client_leaves_the_others_talking() {
     assert_eq!(
         topics,
         json!([{"name": "w1/r", "owner": null, "subscribers": 2}])
+    );
+}
+
+#[test]
+fn a_client_id_cannot_pose_as_a_token_user() {
+    let addr = start(Config {
+        world_user_connections: 1,
+        ..worlds()
+    });
+    let mut alice = with_token(addr, "w1", "alice", Some("Alice"));
+    // Anonymous ids live apart: this is `anon:alice`, not alice, so it
+    // neither replaces her connection nor speaks as her.
+    let mut imposter = with_id(addr, "w1", "alice");
+    assert_eq!(
+        call(&mut alice, "hub.info", json!(1), json!({}))[0],
+        "success"
+    );
+    ok(&mut alice, "room.enter", json!({"room": "r"}));
+    ok(&mut imposter, "room.enter", json!({"room": "r"}));
+    assert_eq!(alice.recv_json()[1]["user"]["id"], "anon:alice");
+}
+
+#[test]
+fn room_send_takes_its_arguments_by_position_too() {
+    let addr = start(worlds());
+    let mut alice = with_token(addr, "w1", "alice", Some("Alice"));
+    ok(&mut alice, "room.enter", json!(["r"]));
+    let sent = ok(&mut alice, "room.send", json!(["r", {"text": "hi"}]));
+    assert_eq!(
+        (sent["room"].clone(), sent["content"].clone()),
+        (json!("r"), json!({"text": "hi"}))
     );
 }

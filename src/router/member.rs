@@ -336,6 +336,7 @@ impl Router {
             }
         };
         let mut out = self.drop_owned_topics(conn);
+        out.extend(self.leave_rooms(conn));
         out.extend(self.leave_document(conn, self.now));
         for topic in &subscriptions {
             out.extend(self.leave_topic(conn, topic));

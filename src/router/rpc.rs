@@ -126,7 +126,9 @@ impl Router {
     /// `hub.publish`: `data` to every subscriber of `topic` but the caller.
     fn publish(&mut self, conn: ConnId, args: &Value) -> Outcome {
         let topic = topic_arg(args, 0)?;
-        let data = arg(args, 1, "data").cloned().unwrap_or(Value::Null);
+        let data = arg(args, 1, "data")
+            .cloned()
+            .ok_or_else(|| RpcError::new("invalid_args", "`data` is required (null is data)"))?;
         let origin = self
             .member(conn)
             .map(|m| m.info.clone())

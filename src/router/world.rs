@@ -138,17 +138,17 @@ impl Router {
         match action {
             "room.enter" => {
                 let (room, topic) = self.room_arg(conn, args)?;
-                self.join_topic(conn, &topic);
+                let mut out = self.join_topic(conn, &topic);
                 let body = json!({"room": room, "user": self.user_view(conn)});
-                let notice = self.room_notice(&topic, conn, "room.enter", &body);
-                Ok((body, notice))
+                out.extend(self.room_notice(&topic, conn, "room.enter", &body));
+                Ok((body, out))
             }
             "room.leave" => {
                 let (room, topic) = self.room_arg(conn, args)?;
                 let body = json!({"room": room, "user": self.user_view(conn)});
-                let notice = self.room_notice(&topic, conn, "room.leave", &body);
-                self.leave_topic(conn, &topic);
-                Ok((body, notice))
+                let mut out = self.room_notice(&topic, conn, "room.leave", &body);
+                out.extend(self.leave_topic(conn, &topic));
+                Ok((body, out))
             }
             "room.send" => {
                 let (room, topic) = self.room_arg(conn, args)?;
@@ -161,7 +161,7 @@ impl Router {
                         format!("enter {room:?} first"),
                     ));
                 }
-                let content = arg(args, 0, "content").cloned().unwrap_or(Value::Null);
+                let content = arg(args, 1, "content").cloned().unwrap_or(Value::Null);
                 let body =
                     json!({"room": room, "content": content, "sender": self.user_view(conn)});
                 let notice = self.room_notice(&topic, conn, "room.send", &body);
@@ -254,6 +254,27 @@ impl Router {
                 format!("`room` must be 1 to {MAX_ROOM_LEN} characters of A-Z a-z 0-9 _ - . ~"),
             )),
         }
+    }
+
+    /// A world client is leaving: the other world clients of each of its
+    /// rooms hear `room.leave`, as if it had left them itself.
+    pub(super) fn leave_rooms(&self, conn: ConnId) -> Vec<Delivery> {
+        let Some(member) = self.member(conn) else {
+            return Vec::new();
+        };
+        let Kind::World(user) = &member.kind else {
+            return Vec::new();
+        };
+        let prefix = format!("{}/", user.world);
+        member
+            .subscriptions
+            .iter()
+            .filter_map(|topic| Some((topic, topic.strip_prefix(&prefix)?)))
+            .flat_map(|(topic, room)| {
+                let body = json!({"room": room, "user": self.user_view(conn)});
+                self.room_notice(topic, conn, "room.leave", &body)
+            })
+            .collect()
     }
 
     /// `[action, body]` for the room's other world clients.

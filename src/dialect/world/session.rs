@@ -89,7 +89,10 @@ impl Session {
         }
         let (user, display) = match credentials {
             Credentials::Missing => return Step::Reply(error(None, "auth.missing_id_or_token")),
-            Credentials::ClientId(id) => (id, None),
+            // An anonymous client names itself, so its id lives apart from
+            // token users' ids: `{"client_id": "<someone's sub>"}` must not
+            // act as (or replace the connections of) that user.
+            Credentials::ClientId(id) => (format!("anon:{id}"), None),
             Credentials::Token(token) => {
                 let key = self.jwt_key.as_deref().map(str::as_bytes);
                 match jwt::verify(&token, key, jwt::now()) {
