@@ -201,17 +201,15 @@ fn work(queue: &Receiver<Job>, router: &Sender<Command>) {
                 log!("{conn}: an RPC method panicked");
                 Err(RpcError::new("internal", "the method failed"))
             });
-        if let Some(reply) = reply {
-            if router
-                .send(Command::Answer {
-                    conn,
-                    reply,
-                    result,
-                })
-                .is_err()
-            {
-                return; // the router is gone: so is everyone to answer
-            }
+        // Reported even without a reply wanted: the router counts each
+        // connection's calls in flight.
+        let answer = Command::Answer {
+            conn,
+            reply,
+            result,
+        };
+        if router.send(answer).is_err() {
+            return; // the router is gone: so is everyone to answer
         }
     }
 }

@@ -985,3 +985,30 @@ fn absurdly_nested_arguments_are_refused_without_harm() {
     let mut newcomer = common(addr);
     assert_idle(&mut newcomer);
 }
+
+/// One client may have 16 calls of embedder methods running: the 17th is
+/// answered `busy` at once, and the others still complete.
+#[test]
+fn a_client_with_sixteen_calls_running_gets_busy_for_more() {
+    let gate = no_gate();
+    let addr = start_with_methods(gate.clone());
+    let mut client = common(addr);
+    for n in 0..17 {
+        client.send_json(json!({"op": 4, "w": "test.gated", "a": [], "n": n}));
+    }
+    let refused = client.recv_json();
+    assert_eq!(refused["n"], 16, "{refused}");
+    assert_rpc_error(&refused["r"], "busy");
+    // Another client is not limited by this one's calls.
+    let mut other = common(addr);
+    other.send_json(json!({"op": 4, "w": "test.echo", "a": [1], "n": "x"}));
+    let (lock, released) = &*gate;
+    *lock.lock().unwrap() = true;
+    released.notify_all();
+    assert_eq!(other.recv_json()["r"], json!([1]));
+    let mut answered: Vec<i64> = (0..16)
+        .map(|_| client.recv_json()["n"].as_i64().unwrap())
+        .collect();
+    answered.sort();
+    assert_eq!(answered, (0..16).collect::<Vec<i64>>());
+}

@@ -124,8 +124,8 @@ pub enum Command {
     Answer {
         /// The connection that called.
         conn: ConnId,
-        /// Where the answer goes.
-        reply: crate::rpc::ReplyTo,
+        /// Where the answer goes; `None` for a call that wants none.
+        reply: Option<crate::rpc::ReplyTo>,
         /// What the method returned.
         result: Result<serde_json::Value, crate::rpc::RpcError>,
     },

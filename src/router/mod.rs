@@ -94,6 +94,8 @@ pub struct Router {
     store: Option<crate::store::Store>,
     /// World authentications so far, to order a user's connections.
     world_joins: u64,
+    /// Embedder's method calls running, per connection.
+    calls_in_flight: HashMap<ConnId, usize>,
     /// The time of the command or timer being handled, for rules deep
     /// inside (a member leaving schedules its document's save).
     now: Instant,
@@ -154,6 +156,7 @@ impl Router {
             documents: HashMap::new(),
             store: None,
             world_joins: 0,
+            calls_in_flight: HashMap::new(),
             now: Instant::now(),
         }
     }

@@ -21,6 +21,9 @@ use super::{ConnId, Delivery, Event, Message, Origin, Router, Target};
 use crate::dialect::Dialect;
 use crate::rpc::{Caller, Job, ReplyTo, RpcError};
 
+/// Calls of an embedder's methods one connection may have running.
+const MAX_CALLS_IN_FLIGHT: usize = 16;
+
 /// The longest topic name `hub.publish` and `hub.presence` accept.
 const MAX_TOPIC_LEN: usize = 300;
 
@@ -79,24 +82,34 @@ impl Router {
     pub(super) fn answer(
         &mut self,
         conn: ConnId,
-        reply: ReplyTo,
+        reply: Option<ReplyTo>,
         result: Result<Value, RpcError>,
     ) -> Vec<Delivery> {
-        match self.member(conn) {
-            Some(_) => vec![Delivery::one(
-                conn,
-                Event::Reply {
-                    id: reply.id,
-                    result,
-                },
-            )],
-            None => Vec::new(), // it left meanwhile
+        if let Some(running) = self.calls_in_flight.get_mut(&conn) {
+            *running -= 1;
+            if *running == 0 {
+                self.calls_in_flight.remove(&conn);
+            }
+        }
+        match (reply, self.member(conn)) {
+            (Some(reply), Some(_)) => {
+                vec![Delivery::one(
+                    conn,
+                    Event::Reply {
+                        id: reply.id,
+                        result,
+                    },
+                )]
+            }
+            _ => Vec::new(), // no answer wanted, or it left meanwhile
         }
     }
 
-    /// Queues an embedder's method for the worker pool.
+    /// Queues an embedder's method for the worker pool. A connection may
+    /// have [`MAX_CALLS_IN_FLIGHT`] running at once: one client cannot fill
+    /// the queue for everyone, nor hold more than that many arguments.
     fn hand_off(
-        &self,
+        &mut self,
         conn: ConnId,
         name: &str,
         args: &Value,
@@ -106,7 +119,14 @@ impl Router {
         let pool = self.pool.as_ref().ok_or_else(unknown)?;
         let method = pool.method(name).ok_or_else(unknown)?.clone();
         let caller = self.caller(conn).ok_or_else(unknown)?;
-        pool.submit(Job::new(method, caller, args.clone(), conn, reply))
+        let running = self.calls_in_flight.get(&conn).copied().unwrap_or(0);
+        if running >= MAX_CALLS_IN_FLIGHT {
+            let why = format!("{MAX_CALLS_IN_FLIGHT} of your calls are still running");
+            return Err(RpcError::new("busy", why));
+        }
+        pool.submit(Job::new(method, caller, args.clone(), conn, reply))?;
+        *self.calls_in_flight.entry(conn).or_insert(0) += 1;
+        Ok(())
     }
 
     fn caller(&self, conn: ConnId) -> Option<Caller> {
