@@ -230,7 +230,14 @@ fn sockets_over_the_handshake_cap_get_503_at_once() {
         status_line(&get(addr, "/healthz")) == "HTTP/1.1 200 OK"
     });
     assert!(metric(addr, "switchboard_handshakes_refused_total") >= 1);
-    let mut echo = Client::connect(addr, "/ws/echo");
+    // A slot is given back just after its answer is written, so the last
+    // request's may still be held for an instant.
+    let mut echo = None;
+    wait_until("a WebSocket to get a slot", || {
+        echo = Client::connect_with(addr, "/ws/echo", None).ok();
+        echo.is_some()
+    });
+    let mut echo = echo.unwrap();
     echo.send_text("through");
     assert_eq!(echo.recv().into_text().unwrap().as_str(), "through");
 }

@@ -109,7 +109,7 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
     let deadline = Instant::now() + shared.config.handshake_timeout;
     let request = match http::read_request(&stream, deadline) {
         Ok(request) => request,
-        Err(error) => return refuse_unreadable(&stream, &peer, error, &shared.metrics),
+        Err(error) => return refuse_unreadable(&stream, &peer, error, &shared.metrics, http),
     };
     let response = match route::route(&request) {
         Route::Health => Response::text(200, "ok\n"),
@@ -124,14 +124,20 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
         Route::WebSocket(dialect) => {
             match upgrade(stream, &peer, request, dialect, deadline, shared, http) {
                 Ok(()) => return,
-                Err((stream, response)) => return respond(&stream, &response),
+                Err((stream, response, http)) => return respond(&stream, &response, http),
             }
         }
     };
-    respond(&stream, &response);
+    respond(&stream, &response, http);
 }
 
-fn refuse_unreadable(stream: &TcpStream, peer: &str, error: ReadError, metrics: &Metrics) {
+fn refuse_unreadable(
+    stream: &TcpStream,
+    peer: &str,
+    error: ReadError,
+    metrics: &Metrics,
+    http: Slot,
+) {
     let response = match error {
         ReadError::TimedOut => {
             metrics.handshake_timeouts.increment();
@@ -142,15 +148,18 @@ fn refuse_unreadable(stream: &TcpStream, peer: &str, error: ReadError, metrics: 
         ReadError::Malformed(why) => Response::text(400, format!("malformed request: {why}\n")),
         ReadError::Closed | ReadError::Io(_) => return,
     };
-    respond(stream, &response);
+    respond(stream, &response, http);
 }
 
-/// Writes a plain HTTP response and ends the connection.
-fn respond(mut stream: &TcpStream, response: &Response) {
+/// Writes a plain HTTP response and ends the connection. The exchange is
+/// over once the answer is written, so `http` is given back before the
+/// lingering close.
+fn respond(mut stream: &TcpStream, response: &Response, http: Slot) {
     let _ = stream.set_write_timeout(Some(RESPONSE_WRITE_TIMEOUT));
     // The client may be gone already; there is nobody to tell.
     let _ = response.write_to(&mut stream);
     let _ = stream.shutdown(Shutdown::Write);
+    drop(http);
     linger(stream);
 }
 
@@ -198,7 +207,7 @@ fn index() -> String {
 }
 
 /// Completes the handshake and serves the WebSocket. On refusal, hands the
-/// stream back with the HTTP answer to send.
+/// stream and its HTTP slot back with the HTTP answer to send.
 fn upgrade(
     mut stream: TcpStream,
     peer: &str,
@@ -207,16 +216,16 @@ fn upgrade(
     deadline: Instant,
     shared: &Arc<Shared>,
     http: Slot,
-) -> Result<(), (TcpStream, Response)> {
+) -> Result<(), (TcpStream, Response, Slot)> {
     let accept = match upgrade::accept_key(&request) {
         Ok(accept) => accept,
-        Err(refusal) => return Err((stream, refusal.response())),
+        Err(refusal) => return Err((stream, refusal.response(), http)),
     };
     let max = shared.config.max_connections;
     let Some(slot) = Slot::reserve(&shared.metrics, |m| &m.connections_open, max) else {
         shared.metrics.connections_refused.increment();
         let busy = Response::text(503, "too many connections\n").with_header("Retry-After", "1");
-        return Err((stream, busy));
+        return Err((stream, busy, http));
     };
     let subprotocol = (dialect == Dialect::Concierge
         && route::offers(&request, concierge::SUBPROTOCOL))
