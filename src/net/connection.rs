@@ -76,9 +76,9 @@ pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_POLL: Duration = Duration::from_millis(250);
 /// How long the writer waits for the client's reply to a close frame.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Bytes tungstenite reads from the socket at a time; small, because it is
-/// allocated for every connection, busy or idle.
-const READ_CHUNK: usize = 4096;
+/// The read buffer tungstenite starts with (it grows for larger frames);
+/// small, because every connection holds one, busy or idle.
+const READ_CHUNK: usize = 1024;
 
 /// Starts a thread that serves `stream` from its first byte to its last,
 /// unless `--max-handshakes` sockets are already in their handshake: then

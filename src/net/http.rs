@@ -76,7 +76,9 @@ pub enum ReadError {
 /// the bytes trickle in: each read may wait only for the time that is left.
 pub fn read_request(mut stream: &TcpStream, deadline: Instant) -> Result<Request, ReadError> {
     let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
+    // On the heap, not the stack: stack pages a thread has touched stay
+    // resident for the life of the connection, a freed buffer does not.
+    let mut chunk = vec![0u8; 1024];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -108,7 +110,8 @@ fn is_timeout_or_interrupt(error: &io::Error) -> bool {
 
 /// Parses a complete head, or says that more bytes are needed (`None`).
 fn parse(bytes: &[u8]) -> Result<Option<Request>, ReadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    // On the heap for the same reason as `chunk` above.
+    let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => len,
