@@ -59,14 +59,17 @@ fn oversize_message_closes_with_1009_and_others_are_unaffected() {
     let mut big = Concierge::join(addr, "big");
     big.send(json!({"type": "MESSAGE", "target": {"type": "ALL"}, "data": "y".repeat(2000)}));
     assert_eq!(big.client.expect_close().0, 1009);
-    let reply = bystander.ask(json!({"type": "CLIENT_FETCH_ALL"}));
-    let names: Vec<&str> = reply["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["bystander"]);
+    // `big` leaves the namespace once its socket is closed.
+    wait_until("big to leave", || {
+        let reply = bystander.ask(json!({"type": "CLIENT_FETCH_ALL"}));
+        let names: Vec<&str> = reply["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        names == ["bystander"]
+    });
 }
 
 /// A client that pings continuously while 8 MiB of messages stream to it

@@ -23,10 +23,12 @@
 //! # How a connection ends
 //!
 //! - The reader stops on a Close from the client (after queuing the reply),
-//!   on a protocol error or oversize message (after queuing a close frame,
-//!   then waiting up to [`CLOSE_GRACE`] for the client's reply), when the
-//!   client stays silent for two keepalive intervals although pinged, or
-//!   when the socket fails. It then shuts the outbox, tells the router
+//!   when its session closes the connection (after queuing a close frame,
+//!   then waiting up to [`CLOSE_GRACE`] for the client's reply), on a
+//!   protocol error or oversize message (after queuing a close frame: the
+//!   stream's framing is lost, so it waits for nothing), when the client
+//!   stays silent for two keepalive intervals although pinged, or when the
+//!   socket fails. It then shuts the outbox, tells the router
 //!   `Closed`, and drops `reader_done`.
 //! - The writer stops when the outbox is closed and empty, or when a write
 //!   fails, stalls for [`WRITE_STALL_TIMEOUT`], or is still blocked when the
@@ -356,6 +358,9 @@ fn run(
 enum Ending {
     /// The client sent a close frame (with this code, if any).
     ClientClosed(Option<u16>),
+    /// This side closed it after a frame it could not read (oversize,
+    /// protocol error): the rest of the stream cannot be trusted.
+    Failed(Close),
     /// This side closed it.
     ServerClosed(Close),
     /// The socket ended without a closing handshake.
@@ -369,7 +374,9 @@ impl std::fmt::Display for Ending {
         match self {
             Ending::ClientClosed(Some(code)) => write!(f, "client closed ({code})"),
             Ending::ClientClosed(None) => f.write_str("client closed"),
-            Ending::ServerClosed(close) => write!(f, "closed {} ({})", close.code, close.reason),
+            Ending::ServerClosed(close) | Ending::Failed(close) => {
+                write!(f, "closed {} ({})", close.code, close.reason)
+            }
             Ending::Gone(why) => write!(f, "connection lost: {why}"),
             Ending::Refused(why) => write!(f, "refused: {why}"),
         }
@@ -508,9 +515,11 @@ impl Reader<'_> {
 
     /// Ends the connection after a read error, with the RFC 6455 close code
     /// for the error where the peer can still hear it.
+    /// The stream's framing is unknown after such an error, so these closes
+    /// do not wait for the client's reply (see [`await_close_reply`]).
     fn fail(&self, error: WsError) -> Ending {
         use tungstenite::error::ProtocolError;
-        match error {
+        let ending = match error {
             WsError::Capacity(_) => self.close(Close::new(
                 1009,
                 format!(
@@ -527,6 +536,10 @@ impl Reader<'_> {
             WsError::Io(error) => Ending::Gone(error.to_string()),
             WsError::ConnectionClosed | WsError::AlreadyClosed => Ending::Gone("closed".into()),
             other => self.close(Close::new(1011, other.to_string())),
+        };
+        match ending {
+            Ending::ServerClosed(close) => Ending::Failed(close),
+            other => other,
         }
     }
 }
