@@ -277,27 +277,8 @@ impl Rng {
 /// A WebSocket handshake on a raw socket with the blazing headers; the
 /// caller reads frames itself (and never answers a ping).
 fn raw_blazing(addr: SocketAddr, token: &str, computer: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        stream,
-        "GET /ws/blazing HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Authorization: Bearer {token}\r\nBlazing-Computer-Id: {computer}\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101 "),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    stream
+    let headers = format!("Authorization: Bearer {token}\r\nBlazing-Computer-Id: {computer}\r\n");
+    raw_websocket_with(addr, "/ws/blazing", &headers)
 }
 
 /// A `switchboard` process, killed (SIGKILL) when dropped.
