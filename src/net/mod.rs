@@ -29,8 +29,10 @@ use crate::router::Command;
 /// What every connection thread shares.
 pub(crate) struct Shared {
     pub config: Arc<Config>,
-    /// The router's command channel. Each connection's reader holds it
-    /// through this `Arc`; the router thread stops once all are dropped.
+    /// The router's command channel, shared by every connection thread
+    /// through this `Arc` (the saver and RPC workers hold clones). The
+    /// router thread stops once every sender is dropped, which with the
+    /// accept loop holding one means: never, while the server runs.
     pub router: Sender<Command>,
     pub metrics: Arc<Metrics>,
     /// The next connection number.
