@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::document::{shift, Cursor, Text};
 use super::member::{Editor, Kind};
-use super::{ConnId, Delivery, Disconnect, DocumentEvent, Edit, Event, Router, Timer};
+use super::{
+    ConnId, Delivery, Disconnect, DocumentEvent, DocumentSnapshot, Edit, Event, Router, Timer,
+};
 use crate::store::Snapshot;
 
 /// How long after an edit a document is saved, at the latest.
@@ -32,6 +34,8 @@ pub struct Document {
     save_due: Option<Instant>,
     /// Whether a snapshot is with the saver now.
     saving: bool,
+    /// The text at `version`, once a sync or a save has needed it.
+    snapshot: Option<(u64, Arc<DocumentSnapshot>)>,
 }
 
 impl Router {
@@ -79,6 +83,7 @@ impl Router {
                 saved: 0,
                 save_due: None,
                 saving: false,
+                snapshot: None,
             });
         let others: Vec<ConnId> = document.editors.iter().copied().collect();
         let already_here = self.user_in_room(&computer, &user);
@@ -113,11 +118,15 @@ impl Router {
     }
 
     /// `sync` for `conn`: the text, every cursor, and its token's time left.
-    fn sync(&self, conn: ConnId, now: Instant) -> Vec<Delivery> {
-        let Some(editor) = self.editor(conn) else {
+    fn sync(&mut self, conn: ConnId, now: Instant) -> Vec<Delivery> {
+        let Some(computer) = self.editor(conn).map(|e| e.computer.clone()) else {
             return Vec::new();
         };
-        let Some(document) = self.documents.get(&editor.computer) else {
+        let Some(snapshot) = self.snapshot(&computer) else {
+            return Vec::new();
+        };
+        let (Some(editor), Some(document)) = (self.editor(conn), self.documents.get(&computer))
+        else {
             return Vec::new();
         };
         let users = document
@@ -128,7 +137,7 @@ impl Router {
             .collect();
         let sync = DocumentEvent::Sync {
             actioner: editor.user.clone(),
-            text: Arc::from(document.text.as_str()),
+            document: snapshot,
             users,
             timeout: editor
                 .token_left
@@ -283,13 +292,19 @@ impl Router {
             return;
         }
         match &self.store {
-            Some(store) => {
+            Some(_) => {
                 document.saving = true;
-                store.save(Snapshot {
-                    computer: computer.to_string(),
-                    text: Arc::from(document.text.as_str()),
-                    version: document.version,
-                });
+                let version = document.version;
+                let Some(snapshot) = self.snapshot(computer) else {
+                    return;
+                };
+                if let Some(store) = &self.store {
+                    store.save(Snapshot {
+                        computer: computer.to_string(),
+                        text: snapshot.text.clone(),
+                        version,
+                    });
+                }
             }
             // Without a store, memory is the only copy: it stays.
             None => document.saved = document.version,
@@ -326,6 +341,22 @@ impl Router {
         });
         if idle && self.store.is_some() {
             self.documents.remove(computer);
+        }
+    }
+
+    /// The document's text at its current version, made once per version.
+    fn snapshot(&mut self, computer: &str) -> Option<Arc<DocumentSnapshot>> {
+        let document = self.documents.get_mut(computer)?;
+        match &document.snapshot {
+            Some((version, snapshot)) if *version == document.version => Some(snapshot.clone()),
+            _ => {
+                let snapshot = Arc::new(DocumentSnapshot {
+                    text: Arc::from(document.text.as_str()),
+                    encoded: std::sync::OnceLock::new(),
+                });
+                document.snapshot = Some((document.version, snapshot.clone()));
+                Some(snapshot)
+            }
         }
     }
 

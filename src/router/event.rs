@@ -154,8 +154,8 @@ pub enum DocumentEvent {
     Sync {
         /// The client it is for.
         actioner: String,
-        /// The text.
-        text: Arc<str>,
+        /// The text, at one version, shared by every sync of that version.
+        document: Arc<DocumentSnapshot>,
         /// Every user's cursor offset.
         users: Vec<(String, usize)>,
         /// Seconds until the client's token expires.
@@ -182,6 +182,25 @@ pub enum DocumentEvent {
         text: String,
     },
 }
+
+/// A document's text at one version. Every `sync` of that version shares
+/// it, and with it the encoded form the first one to render it made, so
+/// asking again and again costs the router no new compression.
+#[derive(Debug)]
+pub struct DocumentSnapshot {
+    /// The text.
+    pub text: Arc<str>,
+    /// The text as a dialect sends it (blazing: base64 of gzip), made once.
+    pub encoded: std::sync::OnceLock<String>,
+}
+
+impl PartialEq for DocumentSnapshot {
+    fn eq(&self, other: &DocumentSnapshot) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for DocumentSnapshot {}
 
 /// How a topic changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

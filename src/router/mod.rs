@@ -39,8 +39,8 @@ pub use command::{
     Command, ConnId, Edit, Emit, EmitError, EmitOutcome, Joiner, Request, Seq, Target, Targets,
 };
 pub use event::{
-    ClientInfo, Delivery, Disconnect, DocumentEvent, Event, MemberView, Message, Origin,
-    PresenceChange, RequestError, TopicChange, TopicInfo,
+    ClientInfo, Delivery, Disconnect, DocumentEvent, DocumentSnapshot, Event, MemberView, Message,
+    Origin, PresenceChange, RequestError, TopicChange, TopicInfo,
 };
 use member::Member;
 use publish::PendingAck;

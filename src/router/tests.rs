@@ -1073,7 +1073,9 @@ fn write_edit(offset: i64, text: &str) -> Edit {
 fn synced_text(out: &[Delivery]) -> String {
     out.iter()
         .find_map(|d| match &d.event {
-            Event::Document(DocumentEvent::Sync { text, .. }) => Some(text.to_string()),
+            Event::Document(DocumentEvent::Sync { document, .. }) => {
+                Some(document.text.to_string())
+            }
             _ => None,
         })
         .expect("a sync")
@@ -1155,4 +1157,21 @@ fn a_user_on_two_connections_joins_and_leaves_once() {
     assert_eq!(joined(&hub.join_doc(3, "u", "pc", None, 0)), 0);
     assert_eq!(joined(&hub.close(2)), 0);
     assert_eq!(joined(&hub.close(3)), 1);
+}
+
+#[test]
+fn syncs_of_one_version_share_their_snapshot() {
+    let mut hub = Hub::new();
+    hub.join_doc(1, "u", "pc", Some("text"), 0);
+    let snapshot_of = |out: Vec<Delivery>| match &out[0].event {
+        Event::Document(DocumentEvent::Sync { document, .. }) => document.clone(),
+        other => panic!("{other:?}"),
+    };
+    let first = snapshot_of(hub.edit_doc(1, Edit::Sync, 1));
+    let again = snapshot_of(hub.edit_doc(1, Edit::Sync, 1));
+    assert!(Arc::ptr_eq(&first, &again), "the same version is shared");
+    hub.edit_doc(1, write_edit(0, "more "), 1);
+    let after = snapshot_of(hub.edit_doc(1, Edit::Sync, 1));
+    assert_eq!(&*after.text, "more text");
+    assert!(!Arc::ptr_eq(&first, &after));
 }

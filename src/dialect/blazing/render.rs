@@ -26,17 +26,21 @@ fn message(event: &DocumentEvent) -> Value {
         }
         DocumentEvent::Sync {
             actioner,
-            text,
+            document,
             users,
             timeout,
         } => {
+            // Encoded once per version, by the first sync that needs it.
+            let encoded = document
+                .encoded
+                .get_or_init(|| base64::encode(&gzip(document.text.as_bytes())));
             let users: serde_json::Map<String, Value> = users
                 .iter()
                 .map(|(user, offset)| (user.clone(), json!(offset)))
                 .collect();
             json!({"type": "sync", "payload": {
                 "actioner": actioner,
-                "document": base64::encode(&gzip(text.as_bytes())),
+                "document": encoded,
                 "users": users,
                 "timeout": timeout,
             }})
