@@ -35,7 +35,7 @@
 //! cargo build --release
 //! ./target/release/switchboard --listen 127.0.0.1:18099 --quiet --max-queued-bytes 67108864 &
 //! SERVER=$! URL=ws://127.0.0.1:18099/ws/concierge
-//! BENCH="cargo run --release --example switchboard-bench --"
+//! BENCH="cargo run --release --bin switchboard-bench --"
 //! $BENCH fanout --url $URL --server-pid $SERVER --subscribers 1000 --messages 2000 --compare
 //! $BENCH fanout --url $URL --server-pid $SERVER --subscribers 1000 --messages 400 --rate 20
 //! $BENCH idle --url $URL --server-pid $SERVER --connections 1000
