@@ -70,6 +70,8 @@
 //! - [`id`]: random UUIDs.
 //! - [`auth`]: constant-time secret comparison.
 //! - [`mod@log`]: one-line logging to standard error.
+//! - `src/main.rs`: the `switchboard` binary; `src/bin/switchboard-bench.rs`:
+//!   the load tool (fan-out, idle, churn, and a baseline server of its own).
 //!
 //! # Embedding
 //!
