@@ -327,6 +327,9 @@ fn run(
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
     let leftover = std::mem::take(&mut request.leftover);
+    // The session has taken what it needs from the request; its headers
+    // would otherwise be held for the connection's whole life.
+    drop(request);
     let mut ws =
         WebSocket::from_partially_read(ReadHalf(stream), leftover, Role::Server, Some(ws_config));
     let reader = Reader {
