@@ -295,15 +295,7 @@ fn a_client_that_stops_heartbeating_is_closed_with_4003_after_the_interval_and_a
     client.send_json(json!({"op": 2}));
     assert_eq!(client.recv_json(), json!({"op": 3}));
     assert_closed(&mut client, 4003, "heartbeat timeout");
-    let elapsed = last_heartbeat.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(1000),
-        "closed too early: {elapsed:?}"
-    );
-    assert!(
-        elapsed < Duration::from_secs(15),
-        "closed late: {elapsed:?}"
-    );
+    assert_closed_a_second_or_more_after(last_heartbeat);
 }
 
 #[test]
@@ -312,7 +304,14 @@ fn a_client_that_never_sends_hello_ack_is_closed_with_4003() {
     let connected = Instant::now();
     let mut client = connect_common(addr, 200);
     assert_closed(&mut client, 4003, "no HELLO_ACK");
-    let elapsed = connected.elapsed();
+    assert_closed_a_second_or_more_after(connected);
+}
+
+/// The fast heartbeat's timeout is its interval plus a second: closing
+/// sooner is a bug; the upper bound only catches a close that never came
+/// by itself, so it is generous for a loaded machine.
+fn assert_closed_a_second_or_more_after(start: Instant) {
+    let elapsed = start.elapsed();
     assert!(
         elapsed >= Duration::from_millis(1000),
         "closed too early: {elapsed:?}"

@@ -1052,26 +1052,16 @@ impl Publisher {
         clock: Instant,
         deadline: Instant,
     ) -> Published {
-        let begin = Instant::now();
-        let mut published = Published {
-            sent: 0,
-            error: None,
-        };
-        for seq in 0..options.messages {
-            pace(begin, seq, options.rate);
+        publish_paced(options, clock, |seq, data| {
             if Instant::now() >= deadline {
-                published.error = Some("deadline passed while publishing".into());
-                break;
+                return Err("deadline passed while publishing".into());
             }
-            let data = data_json(nanos_since(clock), seq, options.payload);
-            if let Err(e) = self.ws.send(Message::text(group_message(group, &data))) {
-                published.error = Some(format!("publishing failed: {e}"));
-                break;
-            }
-            published.sent += 1;
-            self.progress.sent.store(published.sent, Ordering::Release);
-        }
-        published
+            self.ws
+                .send(Message::text(group_message(group, data)))
+                .map_err(|e| format!("publishing failed: {e}"))?;
+            self.progress.sent.store(seq + 1, Ordering::Release);
+            Ok(())
+        })
     }
 }
 
@@ -1499,27 +1489,44 @@ fn publish_frames(
     clock: Instant,
     deadline: Instant,
 ) -> Published {
-    let begin = Instant::now();
-    let mut published = Published {
-        sent: 0,
-        error: None,
-    };
-    for seq in 0..options.messages {
-        pace(begin, seq, options.rate);
-        let data = data_json(nanos_since(clock), seq, options.payload);
-        let frame: Arc<[u8]> = text_frame(baseline_text(&data, frame_bytes).as_bytes()).into();
+    publish_paced(options, clock, |_, data| {
+        let frame: Arc<[u8]> = text_frame(baseline_text(data, frame_bytes).as_bytes()).into();
         for writer in writers {
             // A writer whose client is gone has dropped its queue: skip it.
             if let Err(crossbeam_channel::SendTimeoutError::Timeout(_)) =
                 writer.send_deadline(frame.clone(), deadline)
             {
-                published.error = Some("deadline passed while publishing".into());
-                return published;
+                return Err("deadline passed while publishing".into());
             }
         }
-        published.sent += 1;
+        Ok(())
+    })
+}
+
+/// The publishing loop shared by switchboard's publisher and the
+/// baseline's: message `seq` carries its send time (nanoseconds since
+/// `clock`) in its data and goes out when `--rate` says it is due. Stops
+/// at the first error `send` returns.
+fn publish_paced(
+    options: &Options,
+    clock: Instant,
+    mut send: impl FnMut(u64, &str) -> Result<(), String>,
+) -> Published {
+    let begin = Instant::now();
+    for seq in 0..options.messages {
+        pace(begin, seq, options.rate);
+        let data = data_json(nanos_since(clock), seq, options.payload);
+        if let Err(error) = send(seq, &data) {
+            return Published {
+                sent: seq,
+                error: Some(error),
+            };
+        }
     }
-    published
+    Published {
+        sent: options.messages,
+        error: None,
+    }
 }
 
 /// A MESSAGE like switchboard's, padded to `frame_bytes` with an `origin`

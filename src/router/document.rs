@@ -212,6 +212,14 @@ mod tests {
 
     #[test]
     fn other_cursors_shift_with_edits() {
+        // Where a bare cursor at `offset` lands after `edit`.
+        let moved = |offset, edit: &Applied| {
+            let cursor = Cursor {
+                offset,
+                selection: 0,
+            };
+            shift(cursor, edit).offset
+        };
         // "hello world": insert 3 chars at 5.
         let insert = Applied {
             offset: 5,
@@ -219,39 +227,9 @@ mod tests {
             text: "XYZ".into(),
             cursor: Cursor::default(),
         };
-        assert_eq!(
-            shift(
-                Cursor {
-                    offset: 2,
-                    selection: 0
-                },
-                &insert
-            )
-            .offset,
-            2
-        );
-        assert_eq!(
-            shift(
-                Cursor {
-                    offset: 5,
-                    selection: 0
-                },
-                &insert
-            )
-            .offset,
-            5
-        );
-        assert_eq!(
-            shift(
-                Cursor {
-                    offset: 8,
-                    selection: 0
-                },
-                &insert
-            )
-            .offset,
-            11
-        );
+        assert_eq!(moved(2, &insert), 2);
+        assert_eq!(moved(5, &insert), 5);
+        assert_eq!(moved(8, &insert), 11);
         // Replace [2, 7) by one char.
         let replace = Applied {
             offset: 7,
@@ -259,28 +237,8 @@ mod tests {
             text: "_".into(),
             cursor: Cursor::default(),
         };
-        assert_eq!(
-            shift(
-                Cursor {
-                    offset: 4,
-                    selection: 0
-                },
-                &replace
-            )
-            .offset,
-            2
-        );
-        assert_eq!(
-            shift(
-                Cursor {
-                    offset: 9,
-                    selection: 0
-                },
-                &replace
-            )
-            .offset,
-            5
-        );
+        assert_eq!(moved(4, &replace), 2);
+        assert_eq!(moved(9, &replace), 5);
         // A selection spanning the edit shrinks with it.
         assert_eq!(
             shift(

@@ -59,6 +59,11 @@ impl Hub {
         }
     }
 
+    /// Subscribes `conn` to the topic `name`, the answer unread.
+    fn subscribe(&mut self, conn: u64, name: &str) {
+        self.ask(conn, 0, Request::Subscribe { topic: topic(name) });
+    }
+
     fn identify(&mut self, conn: u64, name: &str) -> Vec<Delivery> {
         let identify = Command::Identify {
             conn: ConnId(conn),
@@ -256,8 +261,8 @@ fn group_messages_fan_out_to_subscribers_but_not_the_sender() {
             nickname: Some("G".into()),
         },
     );
-    hub.ask(2, 0, Request::Subscribe { topic: topic("g") });
-    hub.ask(3, 0, Request::Subscribe { topic: topic("g") });
+    hub.subscribe(2, "g");
+    hub.subscribe(3, "g");
     let out = hub.ask(
         1,
         1,
@@ -406,7 +411,7 @@ fn only_the_owner_deletes_and_subscribers_hear_of_it() {
             nickname: None,
         },
     );
-    hub.ask(2, 0, Request::Subscribe { topic: topic("g") });
+    hub.subscribe(2, "g");
     let out = hub.ask(2, 1, Request::DeleteTopic { topic: topic("g") });
     assert!(
         matches!(&out[0].event, Event::Refused { seq: Some(1), error: RequestError::NotOwner(g) } if g == "g")
@@ -458,7 +463,7 @@ fn owner_leaving_deletes_its_groups() {
             nickname: None,
         },
     );
-    hub.ask(2, 0, Request::Subscribe { topic: topic("g") });
+    hub.subscribe(2, "g");
     let out = hub.close(1);
     let summary: Vec<(String, Vec<ConnId>, TopicChange)> = out
         .iter()
@@ -496,7 +501,7 @@ fn leaving_subscriber_is_removed_from_groups() {
             nickname: None,
         },
     );
-    hub.ask(2, 0, Request::Subscribe { topic: topic("g") });
+    hub.subscribe(2, "g");
     assert!(hub.close(2).is_empty());
     let out = hub.ask(1, 1, Request::FetchTopic { topic: topic("g") });
     assert!(
@@ -760,13 +765,7 @@ fn a_concierge_unsubscribing_from_an_ownerless_topic_removes_it_when_empty() {
     let mut hub = Hub::new();
     hub.join(1, "ann");
     hub.listen(2, "room", "{}");
-    hub.ask(
-        1,
-        0,
-        Request::Subscribe {
-            topic: topic("room"),
-        },
-    );
+    hub.subscribe(1, "room");
     hub.close(2);
     hub.ask(
         1,
@@ -785,13 +784,7 @@ fn emits_reach_all_some_or_named_subscribers_or_are_refused() {
     let a = hub.listen(1, "room", "{}");
     let b = hub.listen(2, "room", "{}");
     hub.join(3, "ann");
-    hub.ask(
-        3,
-        0,
-        Request::Subscribe {
-            topic: topic("room"),
-        },
-    );
+    hub.subscribe(3, "room");
 
     let (out, answer) = hub.emit("room", Targets::All, false, 2);
     assert_eq!(sorted(out[0].to.clone()), to(&[1, 2, 3]));
@@ -860,13 +853,7 @@ fn acked_emits_answer_when_every_channels_target_acked() {
     let a = hub.listen(1, "room", "{}");
     let b = hub.listen(2, "room", "{}");
     hub.join(3, "ann");
-    hub.ask(
-        3,
-        0,
-        Request::Subscribe {
-            topic: topic("room"),
-        },
-    );
+    hub.subscribe(3, "room");
     let (out, answer) = hub.emit("room", Targets::All, true, 2);
     let Event::Message(message) = &out[0].event else {
         panic!()
