@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::log;
 use crate::metrics::Metrics;
-use crate::net::{connection, Shared};
+use crate::net::{capacity, connection, Shared};
 use crate::router::{self, Router, Settings};
 use crate::rpc::{Caller, Methods, Pool, RpcError};
 use crate::store::Store;
@@ -95,6 +95,12 @@ impl Server {
     /// on the calling thread. Returns only if the router cannot start.
     pub fn run(self) -> io::Result<()> {
         crate::log::set_quiet(self.config.quiet);
+        for shortfall in capacity::shortfalls(self.config.max_connections) {
+            log!(
+                "warning: --max-connections is {}, but {shortfall}",
+                self.config.max_connections
+            );
+        }
         let metrics = Arc::new(Metrics::default());
         let (commands, inbox) = crossbeam_channel::bounded(COMMAND_QUEUE);
         let settings = Settings {

@@ -866,6 +866,22 @@ fn writes_line(who: &str, before: &ProcSample, after: &ProcSample) -> Option<Str
     ))
 }
 
+/// The machine-wide limits on threads, for when a server stops accepting:
+/// each connection of a two-threads-per-socket server costs two threads and
+/// (with Rust's threads) eight memory mappings.
+fn thread_limits() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path).map_or_else(|_| "?".to_string(), |v| v.trim().to_string())
+    };
+    format!(
+        "vm.max_map_count = {} (about 8 per connection), kernel.threads-max = {}, \
+         kernel.pid_max = {} (raise with sysctl -w)",
+        read("/proc/sys/vm/max_map_count"),
+        read("/proc/sys/kernel/threads-max"),
+        read("/proc/sys/kernel/pid_max")
+    )
+}
+
 /// The open-file limits from /proc/self/limits, for the EMFILE message.
 /// Read once, at start: once the limit is reached, opening the file that
 /// tells it fails too.
@@ -1629,7 +1645,11 @@ fn open_idle_clients(target: &Target, count: usize) -> Vec<Socket> {
                 break;
             }
             Err(e) => {
-                println!("idle: connection {i} failed ({e}); continuing with {i}");
+                println!(
+                    "idle: connection {i} failed ({e}); continuing with {i}. If the server \
+                     logged that it cannot start a thread, a machine limit stopped it: {}",
+                    thread_limits()
+                );
                 break;
             }
         }

@@ -48,6 +48,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 use tungstenite::{Error as WsError, Message};
 
+use super::capacity;
 use super::frame::{Close, Frame};
 use super::http::{self, ReadError, Request, Response};
 use super::outbox::Outbox;
@@ -100,6 +101,10 @@ pub(crate) fn spawn(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         .stack_size(READER_STACK)
         .spawn(move || serve(stream, &shared, handshake))
         .map(drop)
+        .map_err(|e| {
+            let why = format!("cannot start a thread: {e}; {}", capacity::thread_hint());
+            io::Error::new(e.kind(), why)
+        })
 }
 
 /// Serves one socket. `http` counts it among the sockets in their HTTP
@@ -306,7 +311,10 @@ fn run(
     if let Err(error) = writer {
         let close = Close::new(1013, "server busy: cannot start a thread");
         let _ = (&*stream).write_all(&Frame::close(&close).to_vec());
-        return Ending::Refused(format!("no writer thread: {error}"));
+        return Ending::Refused(format!(
+            "no writer thread: {error}; {}",
+            capacity::thread_hint()
+        ));
     }
     let registered = dialect.uses_router();
     if registered {

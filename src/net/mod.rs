@@ -7,9 +7,11 @@
 //! - [`upgrade`] answers the WebSocket handshake,
 //! - [`connection`] runs a socket's reader and writer threads,
 //! - [`outbox`] is the bounded queue between the router and a writer,
-//! - [`frame`] encodes outgoing frames once, for every recipient.
+//! - [`frame`] encodes outgoing frames once, for every recipient,
+//! - [`capacity`] reads the machine limits that cap the connections.
 
 pub(crate) mod admin;
+pub mod capacity;
 pub mod connection;
 pub mod frame;
 pub mod http;
