@@ -34,7 +34,8 @@
 //!
 //! # Layout
 //!
-//! - [`server`]: binds or adopts the listener, starts the router, accepts.
+//! - [`server`]: binds or adopts the listener, starts the router and the
+//!   accept thread; reload and graceful shutdown ([`server::reload`]).
 //! - [`net`]: sockets and bytes.
 //!   - [`net::http`]: request heads under a deadline; responses.
 //!   - [`net::route`]: which endpoint a request is for.
@@ -63,6 +64,8 @@
 //! - [`rpc`]: methods callers invoke; the embedder's worker pool.
 //! - [`jwt`]: HS256 tokens.
 //! - [`store`]: saving shared documents to disk, atomically.
+//! - [`signals`]: SIGTERM/SIGINT shut down, SIGHUP reloads (the binary's).
+//! - [`systemd`]: readiness and watchdog notifications, socket activation.
 //! - [`base64`]: the two base64 alphabets the protocols use.
 //! - [`config`]: the settings and their defaults.
 //! - [`cli`]: flags and `SWITCHBOARD_*` variables.
@@ -86,7 +89,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-#![forbid(unsafe_code)]
+// One exception, with its proof: adopting systemd's listening socket.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod log;
@@ -103,7 +107,9 @@ pub mod net;
 pub mod router;
 pub mod rpc;
 pub mod server;
+pub mod signals;
 pub mod store;
+pub mod systemd;
 
 pub use config::Config;
-pub use server::Server;
+pub use server::{Handle, Server};

@@ -1,17 +1,18 @@
 //! The `switchboard` binary: flags in, server run, errors out.
 
+use std::io;
 use std::process::ExitCode;
 
 use switchboard::cli::{self, Invocation};
-use switchboard::Server;
+use switchboard::systemd::{self, Notifier};
+use switchboard::{signals, Config, Server};
 
 fn main() -> ExitCode {
-    let config = match cli::parse(
-        std::env::args_os()
-            .skip(1)
-            .map(|a| a.to_string_lossy().into_owned()),
-        |name| std::env::var(name).ok(),
-    ) {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let config = match cli::parse(args.clone(), env) {
         Ok(Invocation::Run(config)) => config,
         Ok(Invocation::Help) => {
             print!("{}", cli::usage());
@@ -26,18 +27,40 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = Server::bind(*config).and_then(|server| {
-        println!("switchboard {} listening:", env!("CARGO_PKG_VERSION"));
-        for endpoint in server.endpoints()? {
-            println!("  {endpoint}");
-        }
-        server.run()
-    });
-    match result {
+    match serve(*config, args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("switchboard: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves until SIGTERM or SIGINT, on systemd's socket if it passed one.
+fn serve(config: Config, args: Vec<String>) -> io::Result<()> {
+    let server = match systemd::activated_listener()? {
+        Some(listener) => Server::from_listener(listener, config),
+        None => Server::bind(config)?,
+    };
+    let server = match Notifier::from_env() {
+        Some(notifier) => server.with_notifier(notifier),
+        None => server,
+    };
+    println!("switchboard {} listening:", env!("CARGO_PKG_VERSION"));
+    for endpoint in server.endpoints()? {
+        println!("  {endpoint}");
+    }
+    // SIGHUP reads the same sources again: flags, environment, file.
+    signals::spawn(server.handle(), move || {
+        match cli::parse(args.clone(), env) {
+            Ok(Invocation::Run(config)) => Ok(*config),
+            Ok(_) => Err("the command line no longer asks to run".into()),
+            Err(error) => Err(error.to_string()),
+        }
+    })?;
+    server.run()
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }

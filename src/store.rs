@@ -35,14 +35,25 @@ pub struct Snapshot {
     pub version: u64,
 }
 
+/// What the saver thread is asked to do, in order.
+#[derive(Debug)]
+pub enum Job {
+    /// Write this snapshot.
+    Save(Snapshot),
+    /// Say (by dropping the sender) that every job queued before is done:
+    /// the server waits on it before exiting.
+    Flush(Sender<()>),
+}
+
 /// The router's handle on the saver thread. Dropping it (with the router)
 /// ends the thread once it has saved everything sent.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// Snapshots waiting to be written. Unbounded, so the router never
-    /// waits here; it holds back a document's next snapshot until the
-    /// last one is reported, so at most one per document is queued.
-    saves: Sender<Snapshot>,
+    /// Jobs waiting for the saver. Unbounded, so the router never waits
+    /// here; it holds back a document's next snapshot until the last one is
+    /// reported, so at most one per document is queued (until shutdown,
+    /// when every unsaved document is queued at once).
+    saves: Sender<Job>,
 }
 
 impl Store {
@@ -60,7 +71,7 @@ impl Store {
     /// A store whose snapshots go to the returned receiver instead of a
     /// disk: for the router's tests.
     #[cfg(test)]
-    pub fn capture() -> (Store, Receiver<Snapshot>) {
+    pub fn capture() -> (Store, Receiver<Job>) {
         let (saves, queue) = crossbeam_channel::unbounded();
         (Store { saves }, queue)
     }
@@ -68,12 +79,28 @@ impl Store {
     /// Queues a snapshot for saving.
     pub fn save(&self, snapshot: Snapshot) {
         // The saver only stops when this handle is dropped.
-        let _ = self.saves.send(snapshot);
+        let _ = self.saves.send(Job::Save(snapshot));
+    }
+
+    /// A receiver that disconnects once every snapshot queued so far has
+    /// been written (or has failed).
+    pub fn flush(&self) -> Receiver<()> {
+        let (done, flushed) = crossbeam_channel::bounded(0);
+        let _ = self.saves.send(Job::Flush(done));
+        flushed
     }
 }
 
-fn save_all(dir: &Path, queue: &Receiver<Snapshot>, router: &Sender<Command>) {
-    for snapshot in queue {
+fn save_all(dir: &Path, queue: &Receiver<Job>, router: &Sender<Command>) {
+    for job in queue {
+        let snapshot = match job {
+            Job::Save(snapshot) => snapshot,
+            // Dropping the sender is the answer.
+            Job::Flush(done) => {
+                drop(done);
+                continue;
+            }
+        };
         let path = dir.join(file_name(&snapshot.computer));
         let result = write_atomically(&path, snapshot.text.as_bytes());
         if let Err(error) = &result {
@@ -85,9 +112,9 @@ fn save_all(dir: &Path, queue: &Receiver<Snapshot>, router: &Sender<Command>) {
             version: snapshot.version,
             written: result.is_ok(),
         };
-        if router.send(report).is_err() {
-            return;
-        }
+        // At shutdown the router may be gone before the last reports: the
+        // remaining snapshots are still written.
+        let _ = router.send(report);
     }
 }
 

@@ -75,7 +75,7 @@ pub(crate) fn answer(action: Action, request: &Request, shared: &Shared) -> Resp
 
 /// `POST` with `Authorization: Bearer <--admin-token>`, else the refusal.
 fn authorize(request: &Request, shared: &Shared) -> Result<(), Response> {
-    let Some(expected) = &shared.config.admin_token else {
+    let Some(expected) = &shared.config().admin_token else {
         return Err(Response::text(
             404,
             "admin endpoints are off: start with --admin-token\n",

@@ -87,7 +87,7 @@ const READ_CHUNK: usize = 1024;
 /// unless `--max-handshakes` sockets are already in their handshake: then
 /// the socket gets a 503 (if its buffer takes it at once) and is closed.
 pub(crate) fn spawn(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
-    let max = shared.config.max_handshakes;
+    let max = shared.config().max_handshakes;
     let Some(handshake) = Slot::reserve(&shared.metrics, |m| &m.handshakes_open, max) else {
         shared.metrics.handshakes_refused.increment();
         let _ = stream.set_nonblocking(true);
@@ -113,7 +113,7 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a: SocketAddr| a.to_string());
-    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let deadline = Instant::now() + shared.config().handshake_timeout;
     let request = match http::read_request(&stream, deadline) {
         Ok(request) => request,
         Err(error) => return refuse_unreadable(&stream, &peer, error, &shared.metrics, http),
@@ -228,7 +228,7 @@ fn upgrade(
         Ok(accept) => accept,
         Err(refusal) => return Err((stream, refusal.response(), http)),
     };
-    let max = shared.config.max_connections;
+    let max = shared.config().max_connections;
     let Some(slot) = Slot::reserve(&shared.metrics, |m| &m.connections_open, max) else {
         shared.metrics.connections_refused.increment();
         let busy = Response::text(503, "too many connections\n").with_header("Retry-After", "1");
@@ -292,7 +292,7 @@ fn run(
     shared: &Arc<Shared>,
     slot: Arc<Slot>,
 ) -> Ending {
-    let config = &shared.config;
+    let config = shared.config();
     // Failing to set these options leaves defaults that still work.
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
     let _ = stream.set_nodelay(true);
@@ -328,7 +328,7 @@ fn run(
             return Ending::Refused("router stopped".into());
         }
     }
-    let mut session = Session::new(dialect, conn, config, &request);
+    let mut session = Session::new(dialect, conn, &config, &request);
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
         .write_buffer_size(0)

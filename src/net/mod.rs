@@ -23,6 +23,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
+use parking_lot::RwLock;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -30,7 +31,9 @@ use crate::router::Command;
 
 /// What every connection thread shares.
 pub(crate) struct Shared {
-    pub config: Arc<Config>,
+    /// The settings, replaced whole by a reload; a connection reads them
+    /// once, as it starts, and keeps that copy.
+    config: RwLock<Arc<Config>>,
     /// The router's command channel, shared by every connection thread
     /// through this `Arc` (the saver and RPC workers hold clones). The
     /// router thread stops once every sender is dropped, which with the
@@ -39,4 +42,26 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     /// The next connection number.
     pub next_conn: AtomicU64,
+}
+
+impl Shared {
+    /// The state of a server that starts with `config`.
+    pub fn new(config: Config, router: Sender<Command>, metrics: Arc<Metrics>) -> Shared {
+        Shared {
+            config: RwLock::new(Arc::new(config)),
+            router,
+            metrics,
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().clone()
+    }
+
+    /// Replaces the settings (a reload).
+    pub fn set_config(&self, config: Config) {
+        *self.config.write() = Arc::new(config);
+    }
 }

@@ -311,6 +311,32 @@ impl Router {
         }
     }
 
+    /// Hands every document with unsaved edits to the saver now, whether
+    /// or not a save is due or under way (the saver writes in order, so
+    /// the newest text is written last). Returns how many.
+    pub(super) fn save_everything(&mut self) -> usize {
+        let Some(store) = self.store.clone() else {
+            return 0;
+        };
+        let unsaved: Vec<String> = self
+            .documents
+            .iter()
+            .filter(|(_, d)| d.version != d.saved)
+            .map(|(computer, _)| computer.clone())
+            .collect();
+        for computer in &unsaved {
+            let version = self.documents.get(computer).map_or(0, |d| d.version);
+            if let Some(snapshot) = self.snapshot(computer) {
+                store.save(Snapshot {
+                    computer: computer.clone(),
+                    text: snapshot.text.clone(),
+                    version,
+                });
+            }
+        }
+        unsaved.len()
+    }
+
     /// The saver's report on a snapshot: written, or failed (then it is
     /// tried again later). Newer edits since are saved next.
     pub(super) fn saved(&mut self, computer: &str, version: u64, written: bool, now: Instant) {

@@ -137,6 +137,17 @@ pub enum Command {
         /// Where the count goes.
         reply: Sender<usize>,
     },
+    /// The operator reloaded the settings: new timing rules.
+    Reconfigure {
+        /// The rules from now on.
+        settings: super::Settings,
+    },
+    /// The server is stopping: every connection gets its dialect's
+    /// going-away close, and every unsaved document goes to the saver.
+    Shutdown {
+        /// Where the [`Drain`](super::Drain) goes.
+        reply: Sender<super::Drain>,
+    },
     /// The operator closes a blazing document's room: its clients are
     /// disconnected ("room closed by admin"); the count goes on `reply`.
     CloseRoom {

@@ -359,6 +359,8 @@ pub enum Disconnect {
     RoomClosed,
     /// Something failed inside the server; the text says what.
     Internal(String),
+    /// The server is shutting down (SIGTERM): every dialect's 1001.
+    ShuttingDown,
 }
 
 impl fmt::Display for Disconnect {
@@ -376,6 +378,7 @@ impl fmt::Display for Disconnect {
                 write!(f, "the document would exceed {limit} bytes")
             }
             Disconnect::Internal(why) => write!(f, "internal error: {why}"),
+            Disconnect::ShuttingDown => f.write_str("server shutting down"),
         }
     }
 }

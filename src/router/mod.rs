@@ -17,6 +17,7 @@
 //! - **messages** (`publish.rs`): concierge MESSAGEs, HTTP emits, and the
 //!   acknowledgements emits may wait for;
 //! - **documents** (`blazing.rs`, `document.rs`): blazing's shared texts;
+//! - **shutdown** (`shutdown.rs`): the going-away of every client;
 //! - **timers** (`timer.rs`): identify, heartbeat and ack deadlines, PING
 //!   rounds, token expiries, document saves.
 
@@ -27,6 +28,7 @@ pub mod event;
 mod member;
 mod publish;
 mod rpc;
+mod shutdown;
 pub mod thread;
 mod timer;
 mod topic;
@@ -44,6 +46,7 @@ pub use event::{
 };
 use member::Member;
 use publish::PendingAck;
+pub use shutdown::Drain;
 use timer::{Timer, Timers};
 use topic::Topic;
 
@@ -222,6 +225,15 @@ impl Router {
             Command::Reload { world, reply } => {
                 let (told, out) = self.reload(world.as_deref());
                 let _ = reply.try_send(told); // the asker may have given up
+                out
+            }
+            Command::Reconfigure { settings } => {
+                self.settings = settings;
+                Vec::new()
+            }
+            Command::Shutdown { reply } => {
+                let (drain, out) = self.shutdown();
+                let _ = reply.try_send(drain); // the asker may have given up
                 out
             }
             Command::Closed { conn } => self.forget(conn),

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
@@ -20,6 +20,7 @@ use crate::log;
 use crate::metrics::Metrics;
 use crate::net::frame::{Close, Frame};
 use crate::net::outbox::{Outbox, PushError};
+use crate::systemd::Notifier;
 
 /// Where a connection's frames go.
 struct Peer {
@@ -29,22 +30,64 @@ struct Peer {
     outbox: Arc<Outbox>,
 }
 
+/// systemd's watchdog, kept by the router's loop: `WATCHDOG=1` goes out
+/// only while the loop turns, so a router stuck on one command stops the
+/// pings and systemd restarts the service.
+#[derive(Debug)]
+pub struct Watchdog {
+    notifier: Notifier,
+    interval: Duration,
+    next: Instant,
+}
+
+impl Watchdog {
+    /// Pings through `notifier` every `interval` (half of `WATCHDOG_USEC`).
+    pub fn new(notifier: Notifier, interval: Duration) -> Watchdog {
+        Watchdog {
+            notifier,
+            interval,
+            next: Instant::now(),
+        }
+    }
+
+    /// Pings if one is due.
+    fn keep(&mut self, now: Instant) {
+        if now >= self.next {
+            self.notifier.notify("WATCHDOG=1");
+            self.next = now + self.interval;
+        }
+    }
+}
+
 /// Starts the router thread. It runs until every sender of `commands` is
 /// dropped, which happens only when the server itself is dropped.
 pub fn spawn(
     router: Router,
     commands: Receiver<Command>,
     metrics: Arc<Metrics>,
+    watchdog: Option<Watchdog>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("router".into())
-        .spawn(move || run(router, commands, &metrics))
+        .spawn(move || run(router, commands, &metrics, watchdog))
 }
 
-fn run(mut router: Router, commands: Receiver<Command>, metrics: &Metrics) {
+fn run(
+    mut router: Router,
+    commands: Receiver<Command>,
+    metrics: &Metrics,
+    mut watchdog: Option<Watchdog>,
+) {
     let mut peers: HashMap<ConnId, Peer> = HashMap::new();
     loop {
-        let received = match router.next_deadline() {
+        if let Some(watchdog) = &mut watchdog {
+            watchdog.keep(Instant::now());
+        }
+        let deadline = match (router.next_deadline(), &watchdog) {
+            (Some(timer), Some(watchdog)) => Some(timer.min(watchdog.next)),
+            (timer, watchdog) => timer.or(watchdog.as_ref().map(|w| w.next)),
+        };
+        let received = match deadline {
             Some(deadline) => commands.recv_deadline(deadline),
             None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
@@ -167,7 +210,7 @@ fn generic_close(why: &Disconnect) -> Frame {
     let code = match why {
         Disconnect::TooSlow => 1013,
         Disconnect::Internal(_) => 1011,
-        Disconnect::PingTimeout | Disconnect::HeartbeatTimeout => 1001,
+        Disconnect::PingTimeout | Disconnect::HeartbeatTimeout | Disconnect::ShuttingDown => 1001,
         Disconnect::Replaced | Disconnect::RoomClosed => 1000,
         Disconnect::DocumentTooLarge(_) => 1009,
         Disconnect::IdentifyTimeout | Disconnect::NameTaken(_) | Disconnect::TokenExpired => 1008,

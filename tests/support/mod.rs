@@ -322,3 +322,113 @@ pub fn raw_websocket_with(addr: SocketAddr, path: &str, extra_headers: &str) -> 
     );
     stream
 }
+
+/// A `switchboard` process started from the built binary, listening on a
+/// port of its own choosing; killed (SIGKILL) when dropped.
+pub struct Process {
+    pub child: std::process::Child,
+    /// The address it printed.
+    pub addr: SocketAddr,
+    /// Its standard error, line by line.
+    pub log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Process {
+    /// Runs the binary with `args` (which should include `--listen
+    /// 127.0.0.1:0` unless the socket is passed in).
+    pub fn start(args: &[&str]) -> Process {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command.args(args);
+        Process::spawn(command)
+    }
+
+    /// Runs `command` (the binary, or a shell that execs it), reading the
+    /// listening address from the endpoints it prints.
+    pub fn spawn(mut command: std::process::Command) -> Process {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the switchboard binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (lines_tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        // Keeps draining stdout so that the server never blocks on a pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let addr = line
+                    .trim()
+                    .strip_prefix("ws://")
+                    .and_then(|rest| rest.split_once("/ws/concierge"))
+                    .and_then(|(addr, _)| addr.parse::<SocketAddr>().ok());
+                if let Some(addr) = addr {
+                    let _ = addr_tx.send(addr);
+                }
+            }
+        });
+        let mut process = Process {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
+        process.addr = addr_rx
+            .recv_timeout(PATIENCE)
+            .expect("the server printed its endpoints");
+        process
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `HUP`).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name}");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for a log line containing `text`; returns it.
+    pub fn log_line(&self, text: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line containing {text:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

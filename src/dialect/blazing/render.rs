@@ -68,6 +68,8 @@ fn close(why: &Disconnect) -> Close {
     let code = match why {
         Disconnect::TokenExpired => 3000,
         Disconnect::RoomClosed => 1000,
+        // The document's own "server is shutting down or restarting".
+        Disconnect::ShuttingDown => 1001,
         Disconnect::DocumentTooLarge(_) => 1009,
         Disconnect::Internal(_) => 1011,
         Disconnect::TooSlow => 1013,

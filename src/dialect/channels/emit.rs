@@ -57,7 +57,7 @@ fn emit(
         }
     }
     let body = match request.method.as_str() {
-        "POST" => read_body(stream, request, shared.config.max_message_bytes, deadline)
+        "POST" => read_body(stream, request, shared.config().max_message_bytes, deadline)
             .map_err(body_error)?,
         _ => Vec::new(),
     };
@@ -74,7 +74,7 @@ fn emit(
     if shared.router.send(command).is_err() {
         return Err(error(503, "UNAVAILABLE", "the router has stopped"));
     }
-    match answer.recv_timeout(shared.config.ack_timeout + ROUTER_GRACE) {
+    match answer.recv_timeout(shared.config().ack_timeout + ROUTER_GRACE) {
         Ok(outcome) => Ok(respond(outcome)),
         Err(_) => Err(error(500, "INTERNAL_ERROR", "the router did not answer")),
     }

@@ -123,7 +123,8 @@ pub fn farewell(why: &Disconnect, to: Addressee<'_>) -> Option<Frame> {
         | Disconnect::Replaced
         | Disconnect::TokenExpired
         | Disconnect::DocumentTooLarge(_)
-        | Disconnect::RoomClosed => return None,
+        | Disconnect::RoomClosed
+        | Disconnect::ShuttingDown => return None,
     };
     Some(event.frame_for(to))
 }
@@ -146,7 +147,7 @@ fn error_code(error: &RequestError) -> &'static str {
 /// The close code for each way the router ends a channels connection.
 fn close(why: &Disconnect) -> Close {
     let code = match why {
-        Disconnect::PingTimeout => 1001,
+        Disconnect::PingTimeout | Disconnect::ShuttingDown => 1001,
         Disconnect::TooSlow => 1013,
         Disconnect::Internal(_) => 1011,
         Disconnect::IdentifyTimeout

@@ -25,6 +25,8 @@ pub enum CommonError {
     Binary,
     /// The client reads too slowly (1013, "try again later").
     TooSlow,
+    /// The server is shutting down (1001, "going away").
+    GoingAway,
     /// The server failed (1011).
     Internal(String),
 }
@@ -40,6 +42,7 @@ impl CommonError {
             CommonError::Unexpected(_) => 1008,
             CommonError::Binary => 1003,
             CommonError::TooSlow => 1013,
+            CommonError::GoingAway => 1001,
             CommonError::Internal(_) => 1011,
         }
     }
@@ -58,6 +61,7 @@ impl From<&Disconnect> for CommonError {
                 CommonError::HeartbeatTimeout
             }
             Disconnect::TooSlow => CommonError::TooSlow,
+            Disconnect::ShuttingDown => CommonError::GoingAway,
             Disconnect::Internal(why) => CommonError::Internal(why.clone()),
             other => CommonError::Internal(other.to_string()),
         }
@@ -74,6 +78,7 @@ impl fmt::Display for CommonError {
             CommonError::Unexpected(why) => f.write_str(why),
             CommonError::Binary => f.write_str("binary frames are not part of this protocol"),
             CommonError::TooSlow => f.write_str("too slow: outbound queue full"),
+            CommonError::GoingAway => f.write_str("server shutting down"),
             CommonError::Internal(why) => write!(f, "internal error: {why}"),
         }
     }

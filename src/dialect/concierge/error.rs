@@ -23,6 +23,8 @@ pub enum ConciergeError {
     BadVersion(String),
     /// The client's outbound queue overflowed.
     TooSlow,
+    /// The server is shutting down.
+    GoingAway,
     /// The server failed internally.
     Internal(String),
 }
@@ -39,6 +41,7 @@ impl ConciergeError {
             ConciergeError::BadSecret => 4006,        // BAD_SECRET
             ConciergeError::BadVersion(_) => 4007,    // BAD_VERSION
             ConciergeError::TooSlow => 1013,          // RFC 6455: try again later
+            ConciergeError::GoingAway => 1001,        // RFC 6455: going away
         }
     }
 
@@ -55,6 +58,7 @@ impl From<&Disconnect> for ConciergeError {
             Disconnect::NameTaken(name) => ConciergeError::NameTaken(name.clone()),
             Disconnect::TooSlow => ConciergeError::TooSlow,
             Disconnect::Internal(why) => ConciergeError::Internal(why.clone()),
+            Disconnect::ShuttingDown => ConciergeError::GoingAway,
             // Other dialects' reasons: they never reach a concierge client.
             Disconnect::PingTimeout
             | Disconnect::HeartbeatTimeout
@@ -82,6 +86,7 @@ impl fmt::Display for ConciergeError {
                 super::VERSION
             ),
             ConciergeError::TooSlow => f.write_str("too slow: outbound queue full"),
+            ConciergeError::GoingAway => f.write_str("server shutting down"),
             ConciergeError::Internal(why) => write!(f, "UNKNOWN: {why}"),
         }
     }

@@ -42,6 +42,7 @@ pub fn fatal_or(code: &str) -> Frame {
 fn close(why: &Disconnect) -> Close {
     let code = match why {
         Disconnect::Replaced => 1000,
+        Disconnect::ShuttingDown => 1001,
         Disconnect::Internal(_) => 1011,
         Disconnect::TooSlow => 1013,
         _ => 1008,

@@ -1,0 +1,278 @@
+//! The server: a listener, the router thread, and a thread per socket;
+//! and the life of the whole: start, reload, graceful shutdown.
+//!
+//! - `accept.rs`: the accept loop, on a thread of its own;
+//! - `reload.rs`: applying new settings to a running server.
+
+mod accept;
+pub mod reload;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::config::Config;
+use crate::log;
+use crate::metrics::Metrics;
+use crate::net::{capacity, Shared};
+use crate::router::thread::Watchdog;
+use crate::router::{self, Command, Router, Settings};
+use crate::rpc::{Caller, Methods, Pool, RpcError};
+use crate::store::Store;
+use crate::systemd::{self, Notifier};
+
+/// Commands that may wait for the router before readers block. Readers
+/// blocking on a busy router is the back-pressure that keeps it from
+/// drowning; the channel preallocates its slots once, for the whole server.
+const COMMAND_QUEUE: usize = 4096;
+/// How long a shutdown waits for clients to answer the going-away close:
+/// with the saving, the process ends within 2 s of SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// How long a shutdown waits for documents to be written. Longer than the
+/// grace: unsaved edits matter more than a prompt exit.
+const SAVE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A switchboard hub bound to a listening socket, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    config: Config,
+    methods: Methods,
+    /// Requests from [`Handle`]s: both ends live here until `run` takes
+    /// them, so handles can be made before the server runs.
+    control: (Sender<Control>, Receiver<Control>),
+    notifier: Option<Notifier>,
+}
+
+impl Server {
+    /// Binds `config.listen`.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let listener = TcpListener::bind(&config.listen)?;
+        Ok(Server::from_listener(listener, config))
+    }
+
+    /// Serves on a socket that is already bound and listening: a test's
+    /// port 0, an embedder's own socket, or systemd's socket activation.
+    /// `config.listen` is ignored.
+    pub fn from_listener(listener: TcpListener, config: Config) -> Server {
+        Server {
+            listener,
+            config,
+            methods: Methods::default(),
+            control: crossbeam_channel::unbounded(),
+            notifier: None,
+        }
+    }
+
+    /// Adds an RPC method that common (`REQUEST`/`DISPATCH` with `w` =
+    /// `name`) and world (`[name, id, payload]`) clients can call. Built-in
+    /// names (`hub.*`, world's `room.*` and `user.update`) take precedence.
+    /// Methods run on `--rpc-workers` threads, never on the router's, so a
+    /// slow one delays only its own answer.
+    pub fn method<F>(mut self, name: &str, method: F) -> Server
+    where
+        F: Fn(&Caller, &serde_json::Value) -> Result<serde_json::Value, RpcError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.methods.insert(name, Arc::new(method));
+        self
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The endpoints, as URLs, for printing at start.
+    pub fn endpoints(&self) -> io::Result<Vec<String>> {
+        let addr = self.local_addr()?;
+        Ok(vec![
+            format!(
+                "ws://{addr}/ws/concierge  (concierge; or any path with subprotocol ert-concierge)"
+            ),
+            format!("ws://{addr}/<channel>/listen  (channels listener)"),
+            format!("http://{addr}/<channel>/emit  (channels publish: GET or POST)"),
+            format!("ws://{addr}/ws/common     (common)"),
+            format!(
+                "ws://{addr}/ws/world/<world>  (world; worlds: {})",
+                self.config.worlds.join(", ")
+            ),
+            format!(
+                "ws://{addr}/ws/blazing    (blazing; documents in {})",
+                self.config.data_dir.display()
+            ),
+            format!("ws://{addr}/ws/echo       (echo)"),
+            format!("http://{addr}/healthz     (liveness)"),
+            format!("http://{addr}/metrics     (Prometheus metrics)"),
+        ])
+    }
+
+    /// A handle that stops or reconfigures this server once it runs
+    /// (signals, an embedder's own shutdown, tests).
+    pub fn handle(&self) -> Handle {
+        Handle {
+            control: self.control.0.clone(),
+        }
+    }
+
+    /// Sends service-manager notifications: `READY=1` once serving,
+    /// `RELOADING=1` during a reload, `STOPPING=1` at shutdown, and
+    /// `WATCHDOG=1` from the router's loop when systemd's watchdog is on.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Server {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Serves until [`Handle::shutdown`]: starts the router thread and an
+    /// accept thread, then applies the handle's requests on the calling
+    /// thread. A shutdown stops accepting, sends every client its
+    /// dialect's going-away close, saves every document, waits briefly for
+    /// clients to close, and returns. Fails only if the router, the saver
+    /// or the accept thread cannot start.
+    pub fn run(self) -> io::Result<()> {
+        let Server {
+            listener,
+            config,
+            methods,
+            control: (_keep_open, requests),
+            notifier,
+        } = self;
+        crate::log::set_quiet(config.quiet);
+        for shortfall in capacity::shortfalls(config.max_connections) {
+            log!(
+                "warning: --max-connections is {}, but {shortfall}",
+                config.max_connections
+            );
+        }
+        let metrics = Arc::new(Metrics::default());
+        let (commands, inbox) = crossbeam_channel::bounded(COMMAND_QUEUE);
+        let store = Store::start(config.data_dir.clone(), commands.clone())?;
+        let mut router = Router::new(settings(&config)).with_store(store);
+        if !methods.is_empty() {
+            let pool = Pool::start(methods, config.rpc_workers, commands.clone())?;
+            router = router.with_pool(pool);
+        }
+        let watchdog = match (&notifier, systemd::watchdog_interval()) {
+            (Some(notifier), Some(interval)) => {
+                Some(Watchdog::new(notifier.try_clone()?, interval))
+            }
+            _ => None,
+        };
+        router::thread::spawn(router, inbox, metrics.clone(), watchdog)?;
+        let address = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(config, commands, metrics));
+        let stopping = Arc::new(AtomicBool::new(false));
+        accept::spawn(listener, shared.clone(), stopping.clone())?;
+        notify(&notifier, "READY=1");
+        // `_keep_open` is a sender of our own: without it, dropping every
+        // `Handle` would read as a shutdown request.
+        for request in &requests {
+            match request {
+                Control::Reload(new) => {
+                    notify(&notifier, "RELOADING=1");
+                    reload::apply(&shared, *new);
+                    notify(&notifier, "READY=1");
+                }
+                Control::Shutdown => break,
+            }
+        }
+        notify(&notifier, "STOPPING=1");
+        accept::stop(&stopping, address);
+        drain(&shared);
+        Ok(())
+    }
+}
+
+/// Stops or reconfigures a running [`Server`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    /// The server's request queue; the server's `run` holds the receiver
+    /// and a sender of its own, so the queue outlives every handle.
+    control: Sender<Control>,
+}
+
+impl Handle {
+    /// Asks the server to shut down gracefully; `run` returns once done.
+    pub fn shutdown(&self) {
+        let _ = self.control.send(Control::Shutdown); // gone: already stopped
+    }
+
+    /// Replaces the settings that can change at run time with `config`'s
+    /// (see [`reload`]); the others keep their values, with a warning.
+    pub fn reload(&self, config: Config) {
+        let _ = self.control.send(Control::Reload(Box::new(config)));
+    }
+}
+
+/// What a [`Handle`] asks of a running server.
+#[derive(Debug)]
+enum Control {
+    Reload(Box<Config>),
+    Shutdown,
+}
+
+/// The router's timing rules, from the settings.
+pub(crate) fn settings(config: &Config) -> Settings {
+    Settings {
+        identify_timeout: config.identify_timeout,
+        ping_interval: config.ping_interval,
+        ack_timeout: config.ack_timeout,
+        heartbeat_interval: config.heartbeat_interval,
+        world_user_connections: config.world_user_connections,
+        max_document_bytes: config.max_message_bytes,
+    }
+}
+
+fn notify(notifier: &Option<Notifier>, state: &str) {
+    if let Some(notifier) = notifier {
+        notifier.notify(state);
+    }
+}
+
+/// Tells every client to go away and every document to be saved, then
+/// gives the clients until [`SHUTDOWN_GRACE`] to close. Clients that are
+/// slower are cut off by the process's exit (or, embedded, by their writer
+/// threads, which stop waiting for a close reply after a grace period).
+fn drain(shared: &Shared) {
+    let started = Instant::now();
+    let (reply, drained) = crossbeam_channel::bounded(1);
+    let sent = shared
+        .router
+        .send_timeout(Command::Shutdown { reply }, SHUTDOWN_GRACE);
+    match sent
+        .ok()
+        .and_then(|()| drained.recv_timeout(SHUTDOWN_GRACE).ok())
+    {
+        Some(drain) => {
+            log!(
+                "shutting down: {} clients told to go away, {} documents to save",
+                drain.clients,
+                drain.documents
+            );
+            // The saver answers by dropping its sender once it has
+            // written everything queued before the flush.
+            if let Some(saved) = drain.saved {
+                if let Err(RecvTimeoutError::Timeout) = saved.recv_timeout(SAVE_PATIENCE) {
+                    log!("shutting down: documents not yet saved after {SAVE_PATIENCE:?}");
+                }
+            }
+        }
+        None => log!("shutting down: the router did not answer; documents may be unsaved"),
+    }
+    while shared.metrics.connections_open.get() > 0 && started.elapsed() < SHUTDOWN_GRACE {
+        // Shutdown only: a short, bounded wait for the count to reach zero.
+        thread::sleep(Duration::from_millis(5));
+    }
+    log!(
+        "stopped: {} connections still open after {} ms",
+        shared.metrics.connections_open.get(),
+        started.elapsed().as_millis()
+    );
+}

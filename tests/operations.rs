@@ -1,0 +1,307 @@
+mod support;
+// End-to-end tests of switchboard as a service, on the built binary: a
+// graceful shutdown on SIGTERM and SIGINT (every client of every dialect
+// gets 1001, documents are saved, the exit status is 0), systemd's
+// notification protocol on a fake NOTIFY_SOCKET, and socket activation
+// with a listener passed as file descriptor 3.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use support::*;
+use switchboard::{jwt, store};
+use tungstenite::Message;
+
+const KEY: &str = "operations test key";
+
+/// A fresh temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("switchboard-ops-{}-{name}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Reads until the close frame, skipping everything before it; returns
+/// its code.
+fn close_code(client: &mut Client) -> u16 {
+    client.close_code_skipping()
+}
+
+fn blazing_token(sub: &str) -> String {
+    jwt::sign(
+        &json!({"sub": sub, "exp": jwt::now() + 3600}),
+        KEY.as_bytes(),
+    )
+}
+
+/// A blazing client of `computer`'s document, past its `sync`.
+fn blazing(addr: SocketAddr, sub: &str, computer: &str) -> Client {
+    use tungstenite::client::IntoClientRequest;
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut request = format!("ws://{addr}/ws/blazing")
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    let bearer = format!("Bearer {}", blazing_token(sub));
+    headers.insert("Authorization", bearer.parse().unwrap());
+    headers.insert("Blazing-Computer-Id", computer.parse().unwrap());
+    let (ws, _) = tungstenite::client(request, stream).expect("blazing handshake");
+    let mut client = Client { ws };
+    match client.recv() {
+        Message::Binary(_) => client, // the gzip'd sync
+        other => panic!("expected the sync, got {other:?}"),
+    }
+}
+
+/// Clients of every dialect, each past its handshake; `hundreds` of
+/// concierge clients among them.
+fn clients_of_every_dialect(addr: SocketAddr, hundreds: usize) -> Vec<(&'static str, Client)> {
+    let mut clients = Vec::new();
+    for i in 0..hundreds {
+        let concierge = Concierge::join(addr, &format!("c{i}"));
+        clients.push(("concierge", concierge.client));
+    }
+    for i in 0..20 {
+        let mut listener = Client::connect(addr, &format!("/room{}/listen", i % 3));
+        assert_eq!(listener.recv_json()["type"], "CONNECTED");
+        clients.push(("channels", listener));
+    }
+    for _ in 0..20 {
+        let mut common = Client::connect(addr, "/ws/common");
+        assert_eq!(common.recv_json()["op"], 0);
+        common.send_json(json!({"op": 1, "password": ""}));
+        clients.push(("common", common));
+    }
+    for i in 0..20 {
+        let mut world = Client::connect(addr, "/ws/world/default");
+        world.send_json(json!(["authenticate", {"client_id": format!("w{i}")}]));
+        let answer: Value = world.recv_json();
+        assert_eq!(answer[0], "authenticated", "{answer}");
+        clients.push(("world", world));
+    }
+    clients
+}
+
+#[test]
+fn sigterm_closes_every_client_with_1001_saves_documents_and_exits_0() {
+    let data = TempDir::new("sigterm");
+    let mut server = Process::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--quiet",
+        "--jwt-key",
+        KEY,
+        "--data-dir",
+        data.arg(),
+    ]);
+    let mut clients = clients_of_every_dialect(server.addr, 200);
+    let mut editor = blazing(server.addr, "ann", "pc-term");
+    editor.send_text(
+        r#"{"type":"write","payload":{"offset":0,"selection":0,"text":"saved at exit"}}"#,
+    );
+    match editor.recv() {
+        Message::Binary(_) => {} // the write's broadcast: the router has it
+        other => panic!("expected the write back, got {other:?}"),
+    }
+    clients.push(("blazing", editor));
+
+    let signalled = Instant::now();
+    server.signal("TERM");
+    for (dialect, client) in &mut clients {
+        assert_eq!(close_code(client), 1001, "{dialect} client");
+    }
+    let status = server.wait();
+    eprintln!(
+        "{} clients closed with 1001; exit {status} {} ms after SIGTERM",
+        clients.len(),
+        signalled.elapsed().as_millis()
+    );
+    assert_eq!(status.code(), Some(0));
+    let saved = std::fs::read_to_string(data.path(&store::file_name("pc-term")));
+    assert_eq!(
+        saved.expect("the document was saved").as_str(),
+        "saved at exit"
+    );
+}
+
+#[test]
+fn sigint_shuts_down_the_same_way() {
+    let data = TempDir::new("sigint");
+    let mut server = Process::start(&["--listen", "127.0.0.1:0", "--data-dir", data.arg()]);
+    let mut client = Concierge::join(server.addr, "ann").client;
+    server.signal("INT");
+    assert_eq!(close_code(&mut client), 1001);
+    assert_eq!(server.wait().code(), Some(0));
+    server.log_line("SIGINT: shutting down");
+    // The port is closed: nothing accepts any more.
+    assert!(TcpStream::connect(server.addr).is_err());
+}
+
+/// The datagrams a fake service manager received, in order, until one
+/// equal to `last`.
+fn notifications_until(socket: &UnixDatagram, last: &str) -> Vec<String> {
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let n = socket.recv(&mut buf).expect("a notification");
+        let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+        seen.push(message.clone());
+        if message == last {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn a_service_manager_hears_ready_watchdog_reloading_and_stopping() {
+    let dir = TempDir::new("notify");
+    let socket_path = dir.path("notify.sock");
+    let manager = UnixDatagram::bind(&socket_path).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+            "--data-dir",
+            dir.arg(),
+        ])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "100000"); // a ping every 50 ms
+    let mut server = Process::spawn(command);
+
+    let before_ready = notifications_until(&manager, "READY=1");
+    assert!(
+        before_ready
+            .iter()
+            .all(|m| m == "WATCHDOG=1" || m == "READY=1"),
+        "{before_ready:?}"
+    );
+    // Ready means serving.
+    let mut client = Concierge::join(server.addr, "ann").client;
+    // The router's loop keeps the watchdog fed while idle.
+    let pings = notifications_until(&manager, "WATCHDOG=1");
+    assert_eq!(pings, ["WATCHDOG=1"]);
+    assert_eq!(notifications_until(&manager, "WATCHDOG=1"), ["WATCHDOG=1"]);
+
+    server.signal("HUP");
+    let reload = notifications_until(&manager, "READY=1");
+    let reload: Vec<&String> = reload.iter().filter(|m| *m != "WATCHDOG=1").collect();
+    assert_eq!(reload, ["RELOADING=1", "READY=1"]);
+
+    server.signal("TERM");
+    let stopping = notifications_until(&manager, "STOPPING=1");
+    assert!(!stopping.contains(&"READY=1".to_string()), "{stopping:?}");
+    assert_eq!(close_code(&mut client), 1001);
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn without_watchdog_usec_no_watchdog_pings_are_sent() {
+    let dir = TempDir::new("nowatchdog");
+    let socket_path = dir.path("notify.sock");
+    let manager = UnixDatagram::bind(&socket_path).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+            "--data-dir",
+            dir.arg(),
+        ])
+        .env("NOTIFY_SOCKET", &socket_path);
+    let mut server = Process::spawn(command);
+    server.signal("TERM");
+    assert_eq!(
+        notifications_until(&manager, "STOPPING=1"),
+        ["READY=1", "STOPPING=1"]
+    );
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn a_socket_passed_as_fd_3_is_served_instead_of_listen() {
+    let dir = TempDir::new("activation");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The listener becomes the shell's standard input, which the shell
+    // moves to descriptor 3 before it execs the server in its own process,
+    // so that LISTEN_PID ($$) is the server's pid, as systemd would set it.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"exec 3<&0 0</dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "--listen",
+            "127.0.0.1:1",
+            "--quiet",
+            "--data-dir",
+            dir.arg(),
+        ])
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)));
+    let mut server = Process::spawn(command);
+    assert_eq!(
+        server.addr, addr,
+        "it serves the passed socket, not --listen"
+    );
+    let mut ann = Concierge::join(addr, "ann");
+    let mut bob = Concierge::join(addr, "bob");
+    ann.send(json!({"type": "MESSAGE", "target": {"type": "NAME", "name": "bob"}, "data": 7}));
+    assert_eq!(bob.recv_until("MESSAGE", None)["data"], 7);
+    server.signal("TERM");
+    assert_eq!(close_code(&mut ann.client), 1001);
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn listen_fds_for_another_process_is_ignored() {
+    let dir = TempDir::new("otherpid");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+            "--data-dir",
+            dir.arg(),
+        ])
+        .env("LISTEN_PID", "1")
+        .env("LISTEN_FDS", "1");
+    let mut server = Process::spawn(command);
+    // It bound its own --listen instead of adopting descriptor 3.
+    let mut client = Concierge::join(server.addr, "ann").client;
+    server.signal("TERM");
+    assert_eq!(close_code(&mut client), 1001);
+    assert_eq!(server.wait().code(), Some(0));
+}
