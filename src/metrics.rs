@@ -1,7 +1,11 @@
-//! Process-wide counters, served as Prometheus text at `GET /metrics`.
+//! Process-wide counters, served as Prometheus text at `GET /metrics`:
+//! plain atomics that any thread bumps without a lock, rendered on demand.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::dialect::Dialect;
 
 /// A counter or gauge shared by all threads.
 #[derive(Debug, Default)]
@@ -22,6 +26,16 @@ impl Counter {
             .is_ok()
     }
 
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
     /// Subtracts one (for gauges).
     pub fn decrement(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
@@ -33,11 +47,111 @@ impl Counter {
     }
 }
 
+/// One counter per dialect, labelled `dialect="…"`.
+#[derive(Debug, Default)]
+pub struct PerDialect([Counter; Dialect::ALL.len()]);
+
+impl PerDialect {
+    /// The counter of `dialect`.
+    pub fn of(&self, dialect: Dialect) -> &Counter {
+        &self.0[dialect.index()]
+    }
+}
+
+/// Why a socket's HTTP exchange or WebSocket handshake failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// No complete request head before the deadline (408).
+    Timeout,
+    /// Not HTTP, or a head that does not parse (400).
+    Malformed,
+    /// A head larger than allowed (431).
+    TooLarge,
+    /// No endpoint at the path (404).
+    NotFound,
+    /// A WebSocket request missing or botching its upgrade headers (400, 426).
+    BadUpgrade,
+    /// `--max-connections` WebSockets already open (503).
+    AtCapacity,
+    /// `--max-handshakes` sockets already in their exchange (503).
+    Busy,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in the order they are rendered.
+    pub const ALL: [HandshakeFailure; 7] = [
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Malformed,
+        HandshakeFailure::TooLarge,
+        HandshakeFailure::NotFound,
+        HandshakeFailure::BadUpgrade,
+        HandshakeFailure::AtCapacity,
+        HandshakeFailure::Busy,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Malformed => "malformed",
+            HandshakeFailure::TooLarge => "too_large",
+            HandshakeFailure::NotFound => "not_found",
+            HandshakeFailure::BadUpgrade => "bad_upgrade",
+            HandshakeFailure::AtCapacity => "at_capacity",
+            HandshakeFailure::Busy => "busy",
+        }
+    }
+}
+
+/// A latency histogram with fixed buckets (Prometheus' cumulative `le`).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations at or below each bound of [`Histogram::BOUNDS`] (not
+    /// cumulative here; summed when rendered), and above the last.
+    buckets: [Counter; Histogram::BOUNDS.len() + 1],
+    sum_nanos: Counter,
+}
+
+impl Histogram {
+    /// Bucket bounds in seconds: from 10 µs, where most commands land, to
+    /// 100 ms, which would be a stalled hub.
+    pub const BOUNDS: [f64; 9] = [
+        0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1,
+    ];
+
+    /// Records one observation.
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = Histogram::BOUNDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(Histogram::BOUNDS.len());
+        self.buckets[bucket].increment();
+        self.sum_nanos
+            .add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    fn render(&self, text: &mut String, name: &str, help: &str) {
+        let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} histogram\n");
+        let mut cumulative = 0;
+        for (bound, bucket) in Histogram::BOUNDS.iter().zip(&self.buckets) {
+            cumulative += bucket.get();
+            let _ = writeln!(text, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[Histogram::BOUNDS.len()].get();
+        let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let seconds = self.sum_nanos.get() as f64 / 1e9;
+        let _ = write!(text, "{name}_sum {seconds}\n{name}_count {cumulative}\n");
+    }
+}
+
 /// The hub's counters. Every thread holds an `Arc` of one `Metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// WebSocket connections open now.
     pub connections_open: Counter,
+    /// WebSocket connections open now, by dialect.
+    pub connections: PerDialect,
     /// WebSocket connections accepted since start.
     pub connections_total: Counter,
     /// Upgrades refused because `--max-connections` were open.
@@ -49,98 +163,287 @@ pub struct Metrics {
     pub handshakes_refused: Counter,
     /// Sockets cut off at the handshake deadline.
     pub handshake_timeouts: Counter,
+    /// Failed HTTP exchanges and handshakes, by [`HandshakeFailure`].
+    handshake_failures: [Counter; HandshakeFailure::ALL.len()],
     /// Complete messages received from clients.
     pub messages_in: Counter,
+    /// Complete messages received, by dialect.
+    pub messages_received: PerDialect,
+    /// Payload bytes of those messages, by dialect.
+    pub bytes_received: PerDialect,
     /// HTTP emits received.
     pub emits: Counter,
     /// Frames queued for clients by the router.
     pub frames_out: Counter,
+    /// Frames queued for clients by the router, by dialect.
+    pub messages_sent: PerDialect,
+    /// Bytes of those frames (headers included), by dialect.
+    pub bytes_sent: PerDialect,
     /// Clients disconnected because their outbound queue was full.
     pub slow_consumers: Counter,
     /// Commands the router failed on (each one a bug to report).
     pub router_panics: Counter,
+    /// Topics (groups, channels, rooms) that exist now.
+    pub topics: Counter,
+    /// Shared documents held in memory now.
+    pub documents: Counter,
+    /// How long the router took over each command, deliveries included.
+    pub command_time: Histogram,
 }
 
 impl Metrics {
-    /// The counters in Prometheus' text exposition format.
-    pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &Counter); 11] = [
+    /// Counts a failed exchange.
+    pub fn handshake_failed(&self, why: HandshakeFailure) {
+        self.handshake_failures[why as usize].increment();
+    }
+
+    /// The counters in Prometheus' text exposition format, with the
+    /// router's queue depth (`queued`) and the process's memory and threads.
+    pub fn render(&self, queued: usize) -> String {
+        let mut text = String::new();
+        let scalars: [(&str, &str, &str, u64); 14] = [
             (
                 "switchboard_connections_open",
                 "gauge",
                 "WebSocket connections open now",
-                &self.connections_open,
+                self.connections_open.get(),
             ),
             (
                 "switchboard_connections_total",
                 "counter",
                 "WebSocket connections accepted",
-                &self.connections_total,
+                self.connections_total.get(),
             ),
             (
                 "switchboard_connections_refused_total",
                 "counter",
                 "Upgrades refused at the connection cap",
-                &self.connections_refused,
+                self.connections_refused.get(),
             ),
             (
                 "switchboard_handshakes_open",
                 "gauge",
                 "Sockets in their HTTP exchange now",
-                &self.handshakes_open,
+                self.handshakes_open.get(),
             ),
             (
                 "switchboard_handshakes_refused_total",
                 "counter",
                 "Sockets refused at the handshake cap",
-                &self.handshakes_refused,
+                self.handshakes_refused.get(),
             ),
             (
                 "switchboard_handshake_timeouts_total",
                 "counter",
                 "Sockets cut off at the handshake deadline",
-                &self.handshake_timeouts,
+                self.handshake_timeouts.get(),
             ),
             (
                 "switchboard_messages_in_total",
                 "counter",
                 "Messages received from clients",
-                &self.messages_in,
+                self.messages_in.get(),
             ),
             (
                 "switchboard_emits_total",
                 "counter",
                 "HTTP emits received",
-                &self.emits,
+                self.emits.get(),
             ),
             (
                 "switchboard_frames_out_total",
                 "counter",
                 "Frames queued for clients by the router",
-                &self.frames_out,
+                self.frames_out.get(),
             ),
             (
                 "switchboard_slow_consumer_disconnects_total",
                 "counter",
                 "Clients disconnected for a full outbound queue",
-                &self.slow_consumers,
+                self.slow_consumers.get(),
             ),
             (
                 "switchboard_router_panics_total",
                 "counter",
                 "Commands the router failed on (bugs)",
-                &self.router_panics,
+                self.router_panics.get(),
+            ),
+            (
+                "switchboard_topics",
+                "gauge",
+                "Topics (groups, channels, rooms) that exist",
+                self.topics.get(),
+            ),
+            (
+                "switchboard_documents",
+                "gauge",
+                "Shared documents held in memory",
+                self.documents.get(),
+            ),
+            (
+                "switchboard_router_queue_depth",
+                "gauge",
+                "Commands waiting for the router",
+                queued as u64,
             ),
         ];
-        let mut text = String::new();
-        for (name, kind, help, counter) in rows {
-            // Writing to a String cannot fail.
-            let _ = write!(
-                text,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
-                counter.get()
-            );
+        for (name, kind, help, value) in scalars {
+            scalar(&mut text, name, kind, help, value);
         }
+        let dialects: [(&str, &str, &str, &PerDialect); 5] = [
+            (
+                "switchboard_dialect_connections",
+                "gauge",
+                "WebSocket connections open now, by dialect",
+                &self.connections,
+            ),
+            (
+                "switchboard_messages_received_total",
+                "counter",
+                "Messages received from clients, by dialect",
+                &self.messages_received,
+            ),
+            (
+                "switchboard_bytes_received_total",
+                "counter",
+                "Payload bytes received from clients, by dialect",
+                &self.bytes_received,
+            ),
+            (
+                "switchboard_messages_sent_total",
+                "counter",
+                "Frames queued for clients, by dialect",
+                &self.messages_sent,
+            ),
+            (
+                "switchboard_bytes_sent_total",
+                "counter",
+                "Frame bytes queued for clients, by dialect",
+                &self.bytes_sent,
+            ),
+        ];
+        for (name, kind, help, counters) in dialects {
+            let values = Dialect::ALL.map(|d| (d.name(), counters.of(d).get()));
+            labelled(&mut text, name, kind, help, "dialect", &values);
+        }
+        let failures =
+            HandshakeFailure::ALL.map(|f| (f.label(), self.handshake_failures[f as usize].get()));
+        labelled(
+            &mut text,
+            "switchboard_handshake_failures_total",
+            "counter",
+            "Failed HTTP exchanges and WebSocket handshakes, by reason",
+            "reason",
+            &failures,
+        );
+        self.command_time.render(
+            &mut text,
+            "switchboard_router_command_seconds",
+            "Time the router took over each command, deliveries included",
+        );
+        let process = Process::read();
+        scalar(
+            &mut text,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory",
+            process.rss_bytes,
+        );
+        scalar(
+            &mut text,
+            "process_threads",
+            "gauge",
+            "Threads of the process",
+            process.threads,
+        );
         text
+    }
+}
+
+fn scalar(text: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    // Writing to a String cannot fail.
+    let _ = write!(
+        text,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    );
+}
+
+fn labelled(
+    text: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) {
+    let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    for (value_of_label, value) in values {
+        let _ = writeln!(text, "{name}{{{label}=\"{value_of_label}\"}} {value}");
+    }
+}
+
+/// The process's resident memory and thread count, from /proc/self/status
+/// (zero where there is no /proc).
+struct Process {
+    rss_bytes: u64,
+    threads: u64,
+}
+
+impl Process {
+    fn read() -> Process {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        Process {
+            rss_bytes: field("VmRSS:") * 1024,
+            threads: field("Threads:"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_count_everything() {
+        let histogram = Histogram::default();
+        histogram.observe(Duration::from_micros(5));
+        histogram.observe(Duration::from_micros(70));
+        histogram.observe(Duration::from_secs(1));
+        let mut text = String::new();
+        histogram.render(&mut text, "t", "help");
+        assert!(text.contains("t_bucket{le=\"0.00001\"} 1\n"), "{text}");
+        assert!(text.contains("t_bucket{le=\"0.00005\"} 1\n"), "{text}");
+        assert!(text.contains("t_bucket{le=\"0.0001\"} 2\n"), "{text}");
+        assert!(text.contains("t_bucket{le=\"0.1\"} 2\n"), "{text}");
+        assert!(text.contains("t_bucket{le=\"+Inf\"} 3\n"), "{text}");
+        assert!(text.contains("t_count 3\n"), "{text}");
+        assert!(text.contains("t_sum 1.000075\n"), "{text}");
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_labels_are_quoted() {
+        let metrics = Metrics::default();
+        metrics.connections.of(Dialect::World).increment();
+        metrics.handshake_failed(HandshakeFailure::NotFound);
+        let text = metrics.render(3);
+        assert!(text.contains("switchboard_dialect_connections{dialect=\"world\"} 1\n"));
+        assert!(text.contains("switchboard_handshake_failures_total{reason=\"not_found\"} 1\n"));
+        assert!(text.contains("switchboard_router_queue_depth 3\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let family = line.split(['{', ' ']).next().unwrap();
+            let family = family
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+        }
     }
 }

@@ -305,3 +305,135 @@ fn listen_fds_for_another_process_is_ignored() {
     assert_eq!(close_code(&mut client), 1001);
     assert_eq!(server.wait().code(), Some(0));
 }
+
+/// Every sample line of `/metrics` as (series, value); fails on a line
+/// that is not `series value` or a comment.
+fn scrape(addr: SocketAddr) -> Vec<(String, f64)> {
+    let response = get(addr, "/metrics");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("series value");
+            let value = value
+                .parse()
+                .unwrap_or_else(|_| panic!("a number in {line:?}"));
+            (series.to_string(), value)
+        })
+        .collect()
+}
+
+fn sample(samples: &[(String, f64)], series: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(s, _)| s == series)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+#[test]
+fn metrics_parse_and_move_with_traffic() {
+    let addr = start(config());
+    let before = scrape(addr);
+    assert_eq!(
+        sample(
+            &before,
+            r#"switchboard_dialect_connections{dialect="concierge"}"#
+        ),
+        0.0
+    );
+    assert_eq!(sample(&before, "switchboard_topics"), 0.0);
+    assert!(sample(&before, "process_threads") >= 3.0);
+    assert!(sample(&before, "process_resident_memory_bytes") > 1e6);
+
+    let mut ann = Concierge::join(addr, "ann");
+    let mut bob = Concierge::join(addr, "bob");
+    let (listener, _) = {
+        let mut client = Client::connect(addr, "/lobby/listen");
+        let connected = client.recv_json();
+        (client, connected)
+    };
+    let message = r#"{"type":"MESSAGE","target":{"type":"NAME","name":"bob"},"data":"hi"}"#;
+    let joined = scrape(addr);
+    ann.client.send_text(message);
+    assert_eq!(bob.recv_until("MESSAGE", None)["data"], "hi");
+    get(addr, "/no-such-endpoint");
+    let after = scrape(addr);
+
+    let concierge = |family: &str| format!(r#"{family}{{dialect="concierge"}}"#);
+    assert_eq!(
+        sample(&after, &concierge("switchboard_dialect_connections")),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            r#"switchboard_dialect_connections{dialect="channels"}"#
+        ),
+        1.0
+    );
+    assert_eq!(sample(&after, "switchboard_connections_open"), 3.0);
+    let received =
+        |s: &[(String, f64)]| sample(s, &concierge("switchboard_messages_received_total"));
+    assert_eq!(received(&after) - received(&joined), 1.0);
+    let bytes = |s: &[(String, f64)]| sample(s, &concierge("switchboard_bytes_received_total"));
+    assert_eq!(bytes(&after) - bytes(&joined), message.len() as f64);
+    let sent = |s: &[(String, f64)]| sample(s, &concierge("switchboard_messages_sent_total"));
+    assert!(
+        sent(&after) > sent(&joined),
+        "MESSAGE_SENT and the MESSAGE went out"
+    );
+    assert!(sample(&after, &concierge("switchboard_bytes_sent_total")) > 0.0);
+    assert_eq!(
+        sample(
+            &after,
+            r#"switchboard_handshake_failures_total{reason="not_found"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "switchboard_topics"),
+        1.0,
+        "the lobby channel"
+    );
+    let commands = sample(&after, "switchboard_router_command_seconds_count");
+    assert!(
+        commands >= 5.0,
+        "open, identify ×2, listen, message: {commands}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            r#"switchboard_router_command_seconds_bucket{le="+Inf"}"#
+        ),
+        commands
+    );
+
+    listener.close();
+    ann.client.close();
+    wait_until("the closes are counted", || {
+        metric(
+            addr,
+            r#"switchboard_dialect_connections{dialect="concierge"}"#,
+        ) == 1
+            && metric(
+                addr,
+                r#"switchboard_dialect_connections{dialect="channels"}"#,
+            ) == 0
+    });
+    assert_eq!(
+        metric(addr, "switchboard_topics"),
+        0,
+        "the channel went with its listener"
+    );
+}
+
+#[test]
+fn healthz_answers_while_the_router_turns() {
+    let addr = start(config());
+    let response = get(addr, "/healthz");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ok\n"), "{response}");
+}

@@ -57,7 +57,7 @@ use super::upgrade;
 use super::Shared;
 use crate::dialect::{self, channels, concierge, Dialect, Session, Step};
 use crate::log;
-use crate::metrics::{Counter, Metrics};
+use crate::metrics::{Counter, HandshakeFailure, Metrics};
 use crate::router::{Command, ConnId};
 
 /// Stack of the thread that reads the request and then the WebSocket. It
@@ -90,6 +90,7 @@ pub(crate) fn spawn(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let max = shared.config().max_handshakes;
     let Some(handshake) = Slot::reserve(&shared.metrics, |m| &m.handshakes_open, max) else {
         shared.metrics.handshakes_refused.increment();
+        shared.metrics.handshake_failed(HandshakeFailure::Busy);
         let _ = stream.set_nonblocking(true);
         let _ = Response::text(503, "too many handshakes in progress\n")
             .with_header("Retry-After", "1")
@@ -119,11 +120,14 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
         Err(error) => return refuse_unreadable(&stream, &peer, error, &shared.metrics, http),
     };
     let response = match route::route(&request) {
-        Route::Health => Response::text(200, "ok\n"),
-        Route::Metrics => Response::text(200, shared.metrics.render())
+        Route::Health => health(shared),
+        Route::Metrics => Response::text(200, shared.metrics.render(shared.router.len()))
             .with_header("Content-Type", "text/plain; version=0.0.4"),
         Route::Index => Response::text(200, index()),
-        Route::NotFound => Response::text(404, format!("no endpoint at {}\n", request.path)),
+        Route::NotFound => {
+            shared.metrics.handshake_failed(HandshakeFailure::NotFound);
+            Response::text(404, format!("no endpoint at {}\n", request.path))
+        }
         Route::Admin(action) => super::admin::answer(action, &request, shared),
         Route::Emit(channel) => {
             channels::emit::answer(&stream, &request, &channel, shared, deadline)
@@ -148,11 +152,18 @@ fn refuse_unreadable(
     let response = match error {
         ReadError::TimedOut => {
             metrics.handshake_timeouts.increment();
+            metrics.handshake_failed(HandshakeFailure::Timeout);
             log!("{peer}: no complete request before the handshake deadline");
             Response::text(408, "request not complete before the deadline\n")
         }
-        ReadError::TooLarge => Response::text(431, "request head too large\n"),
-        ReadError::Malformed(why) => Response::text(400, format!("malformed request: {why}\n")),
+        ReadError::TooLarge => {
+            metrics.handshake_failed(HandshakeFailure::TooLarge);
+            Response::text(431, "request head too large\n")
+        }
+        ReadError::Malformed(why) => {
+            metrics.handshake_failed(HandshakeFailure::Malformed);
+            Response::text(400, format!("malformed request: {why}\n"))
+        }
         ReadError::Closed | ReadError::Io(_) => return,
     };
     respond(stream, &response, http);
@@ -187,6 +198,26 @@ fn linger(mut stream: &TcpStream) {
             Ok(0) | Err(_) => return,
             Ok(read) => drained += read,
         }
+    }
+}
+
+/// How long `/healthz` waits for the router.
+const HEALTH_DEADLINE: Duration = Duration::from_secs(1);
+
+/// `GET /healthz`: 200 while the router answers a probe within
+/// [`HEALTH_DEADLINE`], 503 when it is stuck or gone (a full command queue
+/// counts as stuck).
+fn health(shared: &Shared) -> Response {
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    let asked = shared
+        .router
+        .send_timeout(Command::Probe { reply }, HEALTH_DEADLINE);
+    match asked
+        .ok()
+        .and_then(|()| answer.recv_timeout(HEALTH_DEADLINE).ok())
+    {
+        Some(()) => Response::text(200, "ok\n"),
+        None => Response::text(503, "the router is not answering\n"),
     }
 }
 
@@ -226,11 +257,19 @@ fn upgrade(
 ) -> Result<(), (TcpStream, Response, Slot)> {
     let accept = match upgrade::accept_key(&request) {
         Ok(accept) => accept,
-        Err(refusal) => return Err((stream, refusal.response(), http)),
+        Err(refusal) => {
+            shared
+                .metrics
+                .handshake_failed(HandshakeFailure::BadUpgrade);
+            return Err((stream, refusal.response(), http));
+        }
     };
     let max = shared.config().max_connections;
     let Some(slot) = Slot::reserve(&shared.metrics, |m| &m.connections_open, max) else {
         shared.metrics.connections_refused.increment();
+        shared
+            .metrics
+            .handshake_failed(HandshakeFailure::AtCapacity);
         let busy = Response::text(503, "too many connections\n").with_header("Retry-After", "1");
         return Err((stream, busy, http));
     };
@@ -249,7 +288,10 @@ fn upgrade(
     shared.metrics.connections_total.increment();
     let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
     log!("{conn} {dialect}: connected from {peer}");
+    let open = shared.metrics.connections.of(dialect);
+    open.increment();
     let ending = run(stream, request, conn, dialect, shared, Arc::new(slot));
+    open.decrement();
     log!("{conn} {dialect}: disconnected: {ending}");
     Ok(())
 }
@@ -445,6 +487,12 @@ impl Reader<'_> {
         ending
     }
 
+    fn count_in(&self, dialect: Dialect, bytes: usize) {
+        self.metrics.messages_in.increment();
+        self.metrics.messages_received.of(dialect).increment();
+        self.metrics.bytes_received.of(dialect).add(bytes as u64);
+    }
+
     fn read_messages(&self, ws: &mut WebSocket<ReadHalf>, session: &mut Session) -> Ending {
         let mut last_heard = Instant::now();
         loop {
@@ -465,11 +513,11 @@ impl Reader<'_> {
             let dialect = session.dialect();
             let step = match message {
                 Message::Text(text) => {
-                    self.metrics.messages_in.increment();
+                    self.count_in(dialect, text.len());
                     self.protect(dialect, || session.on_text(&text))
                 }
                 Message::Binary(bytes) => {
-                    self.metrics.messages_in.increment();
+                    self.count_in(dialect, bytes.len());
                     self.protect(dialect, || session.on_binary(&bytes))
                 }
                 Message::Ping(payload) => Step::Reply(Frame::pong(&payload)),

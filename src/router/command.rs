@@ -137,6 +137,11 @@ pub enum Command {
         /// Where the count goes.
         reply: Sender<usize>,
     },
+    /// `/healthz` asks whether the router is turning: it answers at once.
+    Probe {
+        /// Where the answer goes.
+        reply: Sender<()>,
+    },
     /// The operator reloaded the settings: new timing rules.
     Reconfigure {
         /// The rules from now on.

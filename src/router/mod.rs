@@ -227,6 +227,10 @@ impl Router {
                 let _ = reply.try_send(told); // the asker may have given up
                 out
             }
+            Command::Probe { reply } => {
+                let _ = reply.try_send(()); // the asker may have given up
+                Vec::new()
+            }
             Command::Reconfigure { settings } => {
                 self.settings = settings;
                 Vec::new()
@@ -265,6 +269,16 @@ impl Router {
             });
         }
         out
+    }
+
+    /// How many topics exist (for `/metrics`).
+    pub fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// How many shared documents are in memory (for `/metrics`).
+    pub fn document_count(&self) -> usize {
+        self.documents.len()
     }
 
     /// The earliest pending deadline, if any: when to call [`expire`](Router::expire).

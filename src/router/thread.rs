@@ -122,11 +122,17 @@ fn step(
     // never times out), so that a late IDENTIFY finds its connection
     // already closed.
     let mut deliveries = router.expire(now);
+    let handled = command.is_some();
     if let Some(command) = command {
         track(peers, &command);
         deliveries.extend(router.handle(command, now));
     }
     deliver(router, peers, deliveries, metrics);
+    if handled {
+        metrics.command_time.observe(now.elapsed());
+    }
+    metrics.topics.set(router.topic_count() as u64);
+    metrics.documents.set(router.document_count() as u64);
 }
 
 /// Keeps the table of outboxes in step with the connections.
@@ -176,8 +182,13 @@ fn deliver(
                 continue;
             }
             let Some(frame) = frame else { continue };
+            let bytes = frame.len() as u64;
             match peer.outbox.try_push(frame) {
-                Ok(()) => metrics.frames_out.increment(),
+                Ok(()) => {
+                    metrics.frames_out.increment();
+                    metrics.messages_sent.of(peer.dialect).increment();
+                    metrics.bytes_sent.of(peer.dialect).add(bytes);
+                }
                 Err(PushError::Closed) => {}
                 Err(PushError::Full) => too_slow.push(conn),
             }
