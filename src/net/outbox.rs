@@ -85,6 +85,29 @@ impl Outbox {
         Ok(())
     }
 
+    /// Like [`try_push`](Outbox::try_push), but leaves waking the writer to
+    /// the caller, who calls [`wake`](Outbox::wake) once it has pushed
+    /// everything it has for now: a writer then wakes once for many frames
+    /// instead of once per frame. Returns whether a wake is needed: only a
+    /// push into an empty queue can find the writer asleep.
+    pub fn try_push_quietly(&self, frame: Frame) -> Result<bool, PushError> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(PushError::Closed);
+        }
+        if state.over(self.budget, frame.len()) {
+            return Err(PushError::Full);
+        }
+        let was_empty = state.queue.is_empty();
+        state.enqueue(frame);
+        Ok(was_empty)
+    }
+
+    /// Wakes the writer after [`try_push_quietly`](Outbox::try_push_quietly).
+    pub fn wake(&self) {
+        self.changed.notify_all();
+    }
+
     /// Enqueues `frame`, waiting while the queue is over budget.
     pub fn push_wait(&self, frame: Frame) -> Result<(), PushError> {
         let mut state = self.state.lock();

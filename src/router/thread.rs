@@ -59,6 +59,9 @@ impl Watchdog {
     }
 }
 
+/// Commands handled, at most, before the writers they fed are woken.
+const BATCH: usize = 16;
+
 /// Starts the router thread. It runs until every sender of `commands` is
 /// dropped, which happens only when the server itself is dropped.
 pub fn spawn(
@@ -79,6 +82,8 @@ fn run(
     mut watchdog: Option<Watchdog>,
 ) {
     let mut peers: HashMap<ConnId, Peer> = HashMap::new();
+    // Outboxes pushed to since the writers were last woken.
+    let mut wakes: Vec<Arc<Outbox>> = Vec::new();
     loop {
         if let Some(watchdog) = &mut watchdog {
             watchdog.keep(Instant::now());
@@ -96,16 +101,35 @@ fn run(
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        // The router is shared by every client: a bug in one rule must not
-        // stop the hub. The command that hit it is lost and logged; the
-        // rest of the state is left as the rule left it.
-        let step = panic::catch_unwind(AssertUnwindSafe(|| {
-            step(&mut router, &mut peers, command, metrics)
-        }));
-        if step.is_err() {
-            metrics.router_panics.increment();
-            log!("the router failed on a command (a bug); it goes on without it");
+        // Whatever else is already waiting is handled before the writers
+        // are woken, so that under load each writer wakes once for the
+        // frames of several commands rather than once per frame.
+        guarded_step(&mut router, &mut peers, command, metrics, &mut wakes);
+        for next in commands.try_iter().take(BATCH - 1) {
+            guarded_step(&mut router, &mut peers, Some(next), metrics, &mut wakes);
         }
+        for outbox in wakes.drain(..) {
+            outbox.wake();
+        }
+    }
+}
+
+/// One step, guarded: the router is shared by every client, so a bug in
+/// one rule must not stop the hub. The command that hit it is lost and
+/// logged; the rest of the state is left as the rule left it.
+fn guarded_step(
+    router: &mut Router,
+    peers: &mut HashMap<ConnId, Peer>,
+    command: Option<Command>,
+    metrics: &Metrics,
+    wakes: &mut Vec<Arc<Outbox>>,
+) {
+    let step = panic::catch_unwind(AssertUnwindSafe(|| {
+        step(router, peers, command, metrics, wakes)
+    }));
+    if step.is_err() {
+        metrics.router_panics.increment();
+        log!("the router failed on a command (a bug); it goes on without it");
     }
 }
 
@@ -116,6 +140,7 @@ fn step(
     peers: &mut HashMap<ConnId, Peer>,
     command: Option<Command>,
     metrics: &Metrics,
+    wakes: &mut Vec<Arc<Outbox>>,
 ) {
     let now = Instant::now();
     // Deadlines first, also when commands keep arriving (a busy channel
@@ -127,7 +152,7 @@ fn step(
         track(peers, &command);
         deliveries.extend(router.handle(command, now));
     }
-    deliver(router, peers, deliveries, metrics);
+    deliver(router, peers, deliveries, metrics, wakes);
     if handled {
         metrics.command_time.observe(now.elapsed());
     }
@@ -161,6 +186,7 @@ fn deliver(
     peers: &HashMap<ConnId, Peer>,
     deliveries: Vec<Delivery>,
     metrics: &Metrics,
+    wakes: &mut Vec<Arc<Outbox>>,
 ) {
     let mut queue = VecDeque::from(deliveries);
     let mut too_slow = Vec::new();
@@ -183,8 +209,11 @@ fn deliver(
             }
             let Some(frame) = frame else { continue };
             let bytes = frame.len() as u64;
-            match peer.outbox.try_push(frame) {
-                Ok(()) => {
+            match peer.outbox.try_push_quietly(frame) {
+                Ok(needs_wake) => {
+                    if needs_wake {
+                        wakes.push(peer.outbox.clone());
+                    }
                     metrics.frames_out.increment();
                     metrics.messages_sent.of(peer.dialect).increment();
                     metrics.bytes_sent.of(peer.dialect).add(bytes);
