@@ -94,10 +94,10 @@ impl Server {
     /// Serves forever: starts the router thread, then accepts connections
     /// on the calling thread. Returns only if the router cannot start.
     pub fn run(self) -> io::Result<()> {
-        crate::log::set_quiet(self.config.quiet);
+        log::set_level(self.config.log_level);
         for shortfall in capacity::shortfalls(self.config.max_connections) {
-            log!(
-                "warning: --max-connections is {}, but {shortfall}",
+            log::warn!(
+                "--max-connections is {}, but {shortfall}",
                 self.config.max_connections
             );
         }
@@ -130,7 +130,7 @@ impl Server {
             if let Err(error) = result {
                 // Out of file descriptors or threads: pause instead of
                 // spinning on a listener that keeps failing.
-                log!("cannot accept a connection: {error}");
+                log::error!("cannot accept a connection: {error}");
                 thread::sleep(Duration::from_millis(10));
             }
         }

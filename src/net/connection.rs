@@ -148,7 +148,7 @@ fn refuse_unreadable(
     let response = match error {
         ReadError::TimedOut => {
             metrics.handshake_timeouts.increment();
-            log!("{peer}: no complete request before the handshake deadline");
+            log::debug!("{peer}: no complete request before the handshake deadline");
             Response::text(408, "request not complete before the deadline\n")
         }
         ReadError::TooLarge => Response::text(431, "request head too large\n"),
@@ -248,9 +248,9 @@ fn upgrade(
     drop(http); // a WebSocket now, counted by `slot`
     shared.metrics.connections_total.increment();
     let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
-    log!("{conn} {dialect}: connected from {peer}");
+    log::info!("{conn} {dialect}: connected from {peer}");
     let ending = run(stream, request, conn, dialect, shared, Arc::new(slot));
-    log!("{conn} {dialect}: disconnected: {ending}");
+    log::info!("{conn} {dialect}: disconnected: {ending}");
     Ok(())
 }
 
@@ -510,7 +510,7 @@ impl Reader<'_> {
         match panic::catch_unwind(AssertUnwindSafe(handle)) {
             Ok(step) => step,
             Err(_) => {
-                log!("{dialect}: a message handler failed; closing the connection");
+                log::error!("{dialect}: a message handler failed; closing the connection");
                 if let Some(notice) = dialect::fatal_notice(dialect) {
                     let _ = self.outbox.push_wait(notice);
                 }
