@@ -1,13 +1,18 @@
-//! Command-line flags and `SWITCHBOARD_*` environment variables.
+//! Command-line flags, `SWITCHBOARD_*` environment variables, and the
+//! config file.
 //!
-//! Every flag `--some-flag` can also be set as `SWITCHBOARD_SOME_FLAG`; a
-//! flag on the command line wins over the environment, which wins over the
-//! default.
+//! Every flag `--some-flag` can also be set as `SWITCHBOARD_SOME_FLAG`, and
+//! as `some-flag = …` in the TOML file `--config` names. A flag on the
+//! command line wins over the environment, which wins over the file, which
+//! wins over the default. Every source goes through the flag's one setter,
+//! so a value is checked the same way wherever it comes from.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::flat_toml::{self, Entry, Kind, Value};
+use crate::log::Level;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -19,9 +24,12 @@ pub enum Invocation {
     Help,
     /// Print the version.
     Version,
+    /// Print that this configuration is valid, and what it is (boxed like
+    /// `Run`'s).
+    CheckConfig(Box<Config>),
 }
 
-/// A command line or environment the server cannot run with.
+/// A command line, environment or config file the server cannot run with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CliError {
     /// A flag this program does not have.
@@ -37,6 +45,61 @@ pub enum CliError {
         /// What was expected.
         expected: &'static str,
     },
+    /// The config file cannot be read.
+    FileUnreadable {
+        /// The path, as given.
+        path: String,
+        /// What the operating system said.
+        error: String,
+    },
+    /// The config file is not flat TOML.
+    FileSyntax {
+        /// Where.
+        at: Location,
+        /// What is wrong there.
+        problem: flat_toml::Problem,
+    },
+    /// A key in the config file that no flag has.
+    UnknownKey {
+        /// Where.
+        at: Location,
+        /// The key.
+        key: String,
+    },
+    /// A key in the config file for a flag that only the command line (and
+    /// the environment) can give: `config`, `check-config`.
+    NotInFile {
+        /// Where.
+        at: Location,
+        /// The key.
+        key: String,
+    },
+    /// A config file value of the wrong type, or one the flag refuses.
+    BadFileValue {
+        /// Where the value is.
+        at: Location,
+        /// The key.
+        key: String,
+        /// The value as written in the file.
+        written: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+}
+
+/// A line of the config file, shown as `path:line` as compilers do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file, as given.
+    pub path: String,
+    /// The line, from 1.
+    pub line: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.path, self.line)
+    }
 }
 
 impl fmt::Display for CliError {
@@ -49,6 +112,21 @@ impl fmt::Display for CliError {
                 value,
                 expected,
             } => write!(f, "{source}: {value:?} is not {expected}"),
+            CliError::FileUnreadable { path, error } => {
+                write!(f, "cannot read the config file {path}: {error}")
+            }
+            CliError::FileSyntax { at, problem } => write!(f, "{at}: {problem}"),
+            CliError::UnknownKey { at, key } => write!(f, "{at}: unknown key {key:?}"),
+            CliError::NotInFile { at, key } => write!(
+                f,
+                "{at}: unknown key {key:?}: --{key} works on the command line only, not in the file"
+            ),
+            CliError::BadFileValue {
+                at,
+                key,
+                written,
+                expected,
+            } => write!(f, "{at}: {key}: {written} is not {expected}"),
         }
     }
 }
@@ -64,11 +142,18 @@ struct Flag {
 }
 
 enum Setter {
+    /// A flag with a value. In the config file it is a whole number if
+    /// its usage's placeholder is `N`, and a quoted string otherwise.
     Value(fn(&mut Config, &str) -> Result<(), &'static str>),
     /// A repeatable flag; `first` is true for its first occurrence from a
     /// given source, which replaces the default (or the environment's).
     List(fn(&mut Config, &str, bool) -> Result<(), &'static str>),
     Switch(fn(&mut Config)),
+    /// `--config FILE`: read before every other setting, since the file is
+    /// the lowest source.
+    ConfigFile,
+    /// `--check-config`: says what to do rather than how to run.
+    CheckConfig,
 }
 
 const FLAGS: &[Flag] = &[
@@ -77,6 +162,24 @@ const FLAGS: &[Flag] = &[
         usage: "ADDR    address to listen on [127.0.0.1:8080]",
         apply: Setter::Value(|c, v| {
             c.listen = v.to_string();
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "config",
+        usage: "FILE            settings from this TOML file; flags and environment win [none]",
+        apply: Setter::ConfigFile,
+    },
+    Flag {
+        name: "check-config",
+        usage: "          check the settings, print them and exit (command line only)",
+        apply: Setter::CheckConfig,
+    },
+    Flag {
+        name: "log-level",
+        usage: "LEVEL        error, warn, info or debug; or RUST_LOG=debug [info]",
+        apply: Setter::Value(|c, v| {
+            c.log_level = Level::parse(v).ok_or("error, warn, info or debug")?;
             Ok(())
         }),
     },
@@ -226,8 +329,8 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         name: "quiet",
-        usage: "                 no connect/disconnect log lines",
-        apply: Setter::Switch(|c| c.quiet = true),
+        usage: "                 no connect/disconnect log lines: --log-level warn",
+        apply: Setter::Switch(|c| c.log_level = Level::Warn),
     },
 ];
 
@@ -259,27 +362,63 @@ fn env_name(name: &str) -> String {
     )
 }
 
-/// Reads the environment (through `env`), then the arguments (without the
-/// program name), over the defaults.
+/// Reads the config file, the environment (through `env`) and the
+/// arguments (without the program name), each over the ones before, over
+/// the defaults. It only reads, so a reload can call it again.
 pub fn parse(
     args: impl IntoIterator<Item = String>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Invocation, CliError> {
+    let given = match read_command_line(args)? {
+        CommandLine::Help => return Ok(Invocation::Help),
+        CommandLine::Version => return Ok(Invocation::Version),
+        CommandLine::Flags(given) => given,
+    };
     let mut config = Config::default();
-    for flag in FLAGS {
-        let variable = env_name(flag.name);
-        if let Some(value) = env(&variable) {
-            apply(flag, &mut config, &value, variable, true)?;
-            // The environment's list replaces the default; the command
-            // line's (below) replaces the environment's.
-        }
+    if let Some(path) = config_path(&given, &env) {
+        apply_file(&mut config, &path)?;
     }
-    let mut seen_on_command_line: Vec<&str> = Vec::new();
+    apply_environment(&mut config, &env)?;
+    let mut seen: Vec<&str> = Vec::new();
+    for Given { flag, value } in &given {
+        // The command line's list replaces the environment's.
+        let first = !seen.contains(&flag.name);
+        seen.push(flag.name);
+        apply(flag, &mut config, value, format!("--{}", flag.name), first)?;
+    }
+    let check = given
+        .iter()
+        .any(|given| matches!(given.flag.apply, Setter::CheckConfig));
+    if check {
+        Ok(Invocation::CheckConfig(Box::new(config)))
+    } else {
+        Ok(Invocation::Run(Box::new(config)))
+    }
+}
+
+/// What the arguments ask for.
+enum CommandLine {
+    Help,
+    Version,
+    /// Settings, in the order given.
+    Flags(Vec<Given>),
+}
+
+/// A flag given on the command line, and its value (empty for a switch).
+struct Given {
+    flag: &'static Flag,
+    value: String,
+}
+
+/// Splits the arguments into flags and values, without applying them: the
+/// config file they may name goes first.
+fn read_command_line(args: impl IntoIterator<Item = String>) -> Result<CommandLine, CliError> {
+    let mut given = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "-h" | "--help" => return Ok(Invocation::Help),
-            "-V" | "--version" => return Ok(Invocation::Version),
+            "-h" | "--help" => return Ok(CommandLine::Help),
+            "-V" | "--version" => return Ok(CommandLine::Version),
             _ => {}
         }
         let (name, inline) = match arg.strip_prefix("--").map(|a| a.split_once('=')) {
@@ -292,22 +431,156 @@ pub fn parse(
             .find(|f| f.name == name)
             .ok_or_else(|| CliError::UnknownFlag(arg.clone()))?;
         let value = match (&flag.apply, inline) {
-            (Setter::Switch(_), None) => String::new(),
             (_, Some(value)) => value,
-            (Setter::Value(_) | Setter::List(_), None) => args
+            (Setter::Switch(_) | Setter::CheckConfig, None) => String::new(),
+            (Setter::Value(_) | Setter::List(_) | Setter::ConfigFile, None) => args
                 .next()
                 .ok_or_else(|| CliError::MissingValue(format!("--{name}")))?,
         };
-        let first = !seen_on_command_line.contains(&flag.name);
-        seen_on_command_line.push(flag.name);
-        apply(flag, &mut config, &value, format!("--{name}"), first)?;
+        given.push(Given { flag, value });
     }
-    Ok(Invocation::Run(Box::new(config)))
+    Ok(CommandLine::Flags(given))
 }
 
-/// Applies one value. `first` is whether this is the flag's first value
-/// from its source (the environment always is; for the command line it is
-/// the first occurrence), and for switches it also says "from the
+/// The config file: the last `--config`, else `SWITCHBOARD_CONFIG` (an
+/// empty one names none).
+fn config_path(given: &[Given], env: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    let from_flags = given
+        .iter()
+        .rev()
+        .find(|given| matches!(given.flag.apply, Setter::ConfigFile))
+        .map(|given| given.value.clone());
+    from_flags.or_else(|| env(&env_name("config")).filter(|path| !path.is_empty()))
+}
+
+/// Applies every `SWITCHBOARD_*` variable, and `RUST_LOG` below them.
+fn apply_environment(
+    config: &mut Config,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), CliError> {
+    // Often set for other programs too, so it never stops the server: a
+    // value that says nothing about switchboard is ignored.
+    if let Some(level) = env("RUST_LOG").as_deref().and_then(Level::from_rust_log) {
+        config.log_level = level;
+    }
+    for flag in FLAGS {
+        if let Setter::ConfigFile | Setter::CheckConfig = flag.apply {
+            continue; // the file is already read; checking is asked for on the command line
+        }
+        let variable = env_name(flag.name);
+        if let Some(value) = env(&variable) {
+            // The environment's list replaces the file's.
+            apply(flag, config, &value, variable, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the config file at `path`.
+fn apply_file(config: &mut Config, path: &str) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(path).map_err(|error| CliError::FileUnreadable {
+        path: path.to_string(),
+        error: error.to_string(),
+    })?;
+    apply_file_text(config, path, &text)
+}
+
+/// Applies a config file's `text`; `path` is for messages.
+fn apply_file_text(config: &mut Config, path: &str, text: &str) -> Result<(), CliError> {
+    let entries = flat_toml::parse(text).map_err(|error| CliError::FileSyntax {
+        at: Location {
+            path: path.to_string(),
+            line: error.line,
+        },
+        problem: error.problem,
+    })?;
+    for entry in &entries {
+        apply_entry(config, path, entry)?;
+    }
+    Ok(())
+}
+
+/// Applies one `key = value` of the file through the key's flag, after
+/// checking that the value has the flag's type.
+fn apply_entry(config: &mut Config, path: &str, entry: &Entry) -> Result<(), CliError> {
+    let at = |line| Location {
+        path: path.to_string(),
+        line,
+    };
+    let key = entry.key.clone();
+    let Some(flag) = FLAGS.iter().find(|flag| flag.name == entry.key) else {
+        return Err(CliError::UnknownKey {
+            at: at(entry.line),
+            key,
+        });
+    };
+    let bad = |value: &Value, expected| CliError::BadFileValue {
+        at: at(value.line),
+        key: entry.key.clone(),
+        written: value.written.clone(),
+        expected,
+    };
+    let value = &entry.value;
+    match (&flag.apply, &value.kind) {
+        (Setter::ConfigFile | Setter::CheckConfig, _) => Err(CliError::NotInFile {
+            at: at(entry.line),
+            key,
+        }),
+        (Setter::Switch(set), Kind::Boolean(on)) => {
+            // Like a switch left off the command line, `false` leaves the
+            // setting to the defaults.
+            if *on {
+                set(config);
+            }
+            Ok(())
+        }
+        (Setter::List(add), Kind::String(names)) => {
+            add(config, names, true).map_err(|expected| bad(value, expected))
+        }
+        (Setter::List(add), Kind::List(items)) if items.is_empty() => {
+            // Nothing to add, but the file's empty list still replaces the
+            // default: the setter clears on a first value.
+            add(config, "", true).map_err(|expected| bad(value, expected))
+        }
+        (Setter::List(add), Kind::List(items)) => {
+            for (index, item) in items.iter().enumerate() {
+                let Kind::String(name) = &item.kind else {
+                    return Err(bad(item, "a quoted string"));
+                };
+                add(config, name, index == 0).map_err(|expected| bad(item, expected))?;
+            }
+            Ok(())
+        }
+        (Setter::Value(set), Kind::Integer(n)) if takes_number(flag) => {
+            set(config, &n.to_string()).map_err(|expected| bad(value, expected))
+        }
+        (Setter::Value(set), Kind::String(text)) if !takes_number(flag) => {
+            set(config, text).map_err(|expected| bad(value, expected))
+        }
+        _ => Err(bad(value, file_type(flag))),
+    }
+}
+
+/// Whether a flag's value is a whole number, as its usage's `N` says.
+fn takes_number(flag: &Flag) -> bool {
+    flag.usage.starts_with("N ")
+}
+
+/// What a flag's value is in the config file, for a value of another type.
+fn file_type(flag: &Flag) -> &'static str {
+    match flag.apply {
+        Setter::Value(_) if takes_number(flag) => "a whole number (without quotes)",
+        Setter::Value(_) => "a quoted string",
+        Setter::List(_) => "a quoted string or a list of them",
+        Setter::Switch(_) => "true or false",
+        Setter::ConfigFile | Setter::CheckConfig => "settable in the file",
+    }
+}
+
+/// Applies one value from the command line or the environment. `first` is
+/// whether this is the flag's first value from its source (the
+/// environment always is; for the command line it is the first
+/// occurrence), and for switches `source` also says "from the
 /// environment", where a switch takes 1 or 0.
 fn apply(
     flag: &Flag,
@@ -333,6 +606,12 @@ fn apply(
             (true, "0" | "false" | "no" | "") => Ok(()),
             _ => Err(bad("a switch (it takes no value; in the environment 1/0)")),
         },
+        // Read by `parse` itself.
+        Setter::ConfigFile => Ok(()),
+        Setter::CheckConfig => match value {
+            "" => Ok(()),
+            _ => Err(bad("a switch (it takes no value)")),
+        },
     }
 }
 
@@ -340,7 +619,8 @@ fn apply(
 pub fn usage() -> String {
     let mut text = String::from(
         "switchboard: a WebSocket hub speaking several real-time protocols\n\n\
-         usage: switchboard [FLAGS]\n\nflags (each also SWITCHBOARD_<FLAG> in the environment):\n",
+         usage: switchboard [FLAGS]\n\nflags (each also SWITCHBOARD_<FLAG> in the environment,\n\
+         and <flag> = VALUE in the --config file):\n",
     );
     for flag in FLAGS {
         text.push_str(&format!("  --{} {}\n", flag.name, flag.usage));
@@ -355,16 +635,47 @@ pub fn usage() -> String {
 mod tests {
     use super::*;
 
-    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, CliError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn invoke(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, CliError> {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        match parse(args.iter().map(|s| s.to_string()), lookup)? {
+        parse(args.iter().map(|s| s.to_string()), lookup)
+    }
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, CliError> {
+        match invoke(args, env)? {
             Invocation::Run(config) => Ok(*config),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Writes `text` to a new file of its own, for `--config`.
+    fn config_file(text: &str) -> String {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "switchboard-cli-{}-{}.toml",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    /// The defaults with a config file's `text` applied, as if read from
+    /// `switchboard.toml`.
+    fn from_file(text: &str) -> Result<Config, CliError> {
+        let mut config = Config::default();
+        apply_file_text(&mut config, "switchboard.toml", text)?;
+        Ok(config)
+    }
+
+    fn file_error(text: &str) -> String {
+        from_file(text).unwrap_err().to_string()
     }
 
     #[test]
@@ -387,7 +698,7 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:9");
         assert_eq!(config.max_message_bytes, 99);
         assert_eq!(config.secret.as_deref(), Some("x"));
-        assert!(config.quiet);
+        assert_eq!(config.log_level, Level::Warn);
     }
 
     #[test]
@@ -441,5 +752,284 @@ mod tests {
             Ok(Invocation::Version)
         ));
         assert!(usage().contains("--max-queued-bytes"));
+    }
+
+    #[test]
+    fn flags_win_over_environment_over_file_over_defaults() {
+        let file = config_file(
+            "listen = \"0.0.0.0:1\"\nmax-connections = 11\nheartbeat-ms = 12\nrpc-workers = 13\n",
+        );
+        let env = [
+            ("SWITCHBOARD_MAX_CONNECTIONS", "21"),
+            ("SWITCHBOARD_HEARTBEAT_MS", "22"),
+        ];
+        let config = run(&["--config", &file, "--heartbeat-ms", "32"], &env).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:1", "the file over the default");
+        assert_eq!(config.max_connections, 21, "the environment over the file");
+        assert_eq!(
+            config.heartbeat_interval,
+            Duration::from_millis(32),
+            "the flag over all"
+        );
+        assert_eq!(config.rpc_workers, 13);
+        assert_eq!(
+            config.max_handshakes, 1024,
+            "the default where nothing speaks"
+        );
+        let from_env = run(&[], &[("SWITCHBOARD_CONFIG", &file)]).unwrap();
+        assert_eq!(
+            from_env.rpc_workers, 13,
+            "SWITCHBOARD_CONFIG names the file too"
+        );
+        let later = run(&["--config", "/nonexistent", "--config", &file], &[]).unwrap();
+        assert_eq!(later.rpc_workers, 13, "the last --config wins");
+        assert_eq!(
+            run(&[], &[("SWITCHBOARD_CONFIG", "")]).unwrap().rpc_workers,
+            4
+        );
+    }
+
+    #[test]
+    fn a_higher_source_replaces_the_file_s_worlds() {
+        let file = config_file("world = [\"a\", \"b\"]");
+        assert_eq!(run(&["--config", &file], &[]).unwrap().worlds, ["a", "b"]);
+        let env = [("SWITCHBOARD_WORLD", "x")];
+        assert_eq!(run(&["--config", &file], &env).unwrap().worlds, ["x"]);
+        let flags = ["--config", &file, "--world", "y", "--world", "z"];
+        assert_eq!(run(&flags, &env).unwrap().worlds, ["y", "z"]);
+        assert_eq!(from_file("world = \"c, d\"").unwrap().worlds, ["c", "d"]);
+        assert!(from_file("world = []").unwrap().worlds.is_empty());
+    }
+
+    #[test]
+    fn file_values_take_their_toml_types() {
+        let config = from_file(
+            "secret = 's3'\nquiet = true\nmax-message-bytes = 0x10\ndata-dir = \"/var/lib/sb\"",
+        )
+        .unwrap();
+        assert_eq!(config.secret.as_deref(), Some("s3"));
+        assert_eq!(config.log_level, Level::Warn);
+        assert_eq!(config.max_message_bytes, 16);
+        assert_eq!(config.data_dir, std::path::Path::new("/var/lib/sb"));
+        assert_eq!(from_file("quiet = false").unwrap().log_level, Level::Info);
+    }
+
+    #[test]
+    fn file_errors_name_the_file_the_line_and_the_key() {
+        let cases = [
+            (
+                "listen = \"x:1\"\n\nmax-conections = 5",
+                "switchboard.toml:3: unknown key \"max-conections\"",
+            ),
+            (
+                "max-message-bytes = -5",
+                "switchboard.toml:1: max-message-bytes: -5 is not a positive whole number",
+            ),
+            (
+                "\nmax-message-bytes = \"abc\"",
+                "switchboard.toml:2: max-message-bytes: \"abc\" is not a whole number (without quotes)",
+            ),
+            (
+                "ping-ms = 0",
+                "switchboard.toml:1: ping-ms: 0 is not a number of milliseconds from 1 to 604800000 (a week)",
+            ),
+            (
+                "secret = 42",
+                "switchboard.toml:1: secret: 42 is not a quoted string",
+            ),
+            (
+                "listen = 127.0.0.1:80",
+                "switchboard.toml:1: listen: 127.0.0.1:80 is not a quoted string",
+            ),
+            (
+                "quiet = \"yes\"",
+                "switchboard.toml:1: quiet: \"yes\" is not true or false",
+            ),
+            (
+                "world = 3",
+                "switchboard.toml:1: world: 3 is not a quoted string or a list of them",
+            ),
+            (
+                "world = [\n  \"a\",\n  7,\n]",
+                "switchboard.toml:3: world: 7 is not a quoted string",
+            ),
+            (
+                "world = [\"a/b\"]",
+                "switchboard.toml:1: world: \"a/b\" is not a world name without '/'",
+            ),
+            (
+                "log-level = \"loud\"",
+                "switchboard.toml:1: log-level: \"loud\" is not error, warn, info or debug",
+            ),
+            (
+                "config = \"other.toml\"",
+                "switchboard.toml:1: unknown key \"config\": --config works on the command line only, not in the file",
+            ),
+            (
+                "check-config = true",
+                "switchboard.toml:1: unknown key \"check-config\": --check-config works on the command line only, not in the file",
+            ),
+            (
+                "# settings\n[server]\nlisten = \"x\"",
+                "switchboard.toml:2: tables are not used: write every key at the top level",
+            ),
+            (
+                "listen = \"x\"\nlisten = \"y\"",
+                "switchboard.toml:2: \"listen\" is set twice",
+            ),
+        ];
+        for (text, message) in cases {
+            assert_eq!(file_error(text), message, "{text:?}");
+        }
+        assert!(matches!(
+            from_file("\n\nmax-conections = 5"),
+            Err(CliError::UnknownKey { at: Location { line: 3, .. }, key }) if key == "max-conections"
+        ));
+    }
+
+    #[test]
+    fn an_unreadable_file_names_its_path_and_the_system_s_reason() {
+        let error = run(&["--config", "/nonexistent/switchboard.toml"], &[]).unwrap_err();
+        let CliError::FileUnreadable {
+            path,
+            error: reason,
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!(path, "/nonexistent/switchboard.toml");
+        let expected = std::io::Error::from(std::io::ErrorKind::NotFound).kind();
+        assert_eq!(
+            std::fs::read("/nonexistent/switchboard.toml")
+                .unwrap_err()
+                .kind(),
+            expected
+        );
+        assert_eq!(
+            error.to_string(),
+            format!("cannot read the config file /nonexistent/switchboard.toml: {reason}")
+        );
+        assert!(reason.contains("os error"), "{reason}");
+    }
+
+    #[test]
+    fn the_log_level_from_every_source() {
+        let level = |args: &[&str], env: &[(&str, &str)]| run(args, env).unwrap().log_level;
+        assert_eq!(level(&[], &[]), Level::Info);
+        assert_eq!(level(&["--log-level", "debug"], &[]), Level::Debug);
+        assert_eq!(level(&["--quiet"], &[]), Level::Warn);
+        assert_eq!(level(&[], &[("RUST_LOG", "debug")]), Level::Debug);
+        assert_eq!(
+            level(&[], &[("RUST_LOG", "switchboard=error")]),
+            Level::Error
+        );
+        assert_eq!(level(&[], &[("RUST_LOG", "tower=debug")]), Level::Info);
+        let own_variable = [("RUST_LOG", "debug"), ("SWITCHBOARD_LOG_LEVEL", "warn")];
+        assert_eq!(level(&[], &own_variable), Level::Warn);
+        assert_eq!(level(&["--log-level=error"], &own_variable), Level::Error);
+        let file = config_file("log-level = \"error\"");
+        assert_eq!(level(&["--config", &file], &[]), Level::Error);
+        assert_eq!(
+            level(&["--config", &file], &[("RUST_LOG", "debug")]),
+            Level::Debug
+        );
+        assert!(run(&["--log-level", "loud"], &[]).is_err());
+    }
+
+    #[test]
+    fn check_config_checks_everything_and_is_command_line_only() {
+        let file = config_file("max-connections = 7");
+        let Ok(Invocation::CheckConfig(config)) =
+            invoke(&["--config", &file, "--check-config"], &[])
+        else {
+            panic!("not a check");
+        };
+        assert_eq!(config.max_connections, 7);
+        let bad = config_file("max-connections = 0");
+        assert!(invoke(&["--check-config", "--config", &bad], &[]).is_err());
+        assert!(invoke(&["--check-config=yes"], &[]).is_err());
+        let env = [("SWITCHBOARD_CHECK_CONFIG", "1")];
+        assert!(matches!(invoke(&[], &env), Ok(Invocation::Run(_))));
+    }
+
+    #[test]
+    fn settings_show_every_flag_and_no_secret() {
+        let config = run(
+            &[
+                "--secret",
+                "s3cr3t",
+                "--jwt-key",
+                "k3y",
+                "--admin-token",
+                "t0k3n",
+            ],
+            &[],
+        )
+        .unwrap();
+        let settings = config.settings();
+        for flag in FLAGS {
+            let shown = settings.iter().any(|(name, _)| *name == flag.name);
+            let folded = matches!(flag.name, "quiet"); // into log-level
+            let command = matches!(flag.apply, Setter::ConfigFile | Setter::CheckConfig);
+            assert_eq!(shown, !folded && !command, "--{}", flag.name);
+        }
+        let printed = format!("{settings:?}");
+        for secret in ["s3cr3t", "k3y", "t0k3n"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        let shown = |name| settings.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        assert_eq!(shown("secret"), "(set)");
+        assert_eq!(shown("world"), "[\"default\"]");
+        assert_eq!(shown("ping-ms"), "15000");
+    }
+
+    /// Each flag's type in the file is read from its usage's placeholder:
+    /// a new placeholder must be placed here on purpose.
+    #[test]
+    fn every_placeholder_has_a_file_type() {
+        for flag in FLAGS {
+            let placeholder = flag.usage.split_whitespace().next().unwrap_or("");
+            let known = match flag.apply {
+                Setter::Value(_) => ["N", "TEXT", "ADDR", "DIR", "LEVEL"].contains(&placeholder),
+                Setter::List(_) => placeholder == "NAME",
+                Setter::ConfigFile => placeholder == "FILE",
+                Setter::Switch(_) | Setter::CheckConfig => {
+                    !placeholder.chars().all(|c| c.is_ascii_uppercase())
+                }
+            };
+            assert!(known, "--{}: placeholder {placeholder:?}", flag.name);
+        }
+    }
+
+    #[test]
+    fn the_example_file_holds_every_key_with_its_default() {
+        let example = include_str!("../examples/switchboard.toml");
+        let defaults = Config::default().settings();
+        let as_is = from_file(example).unwrap();
+        assert_eq!(as_is.settings(), defaults, "as shipped");
+        // Every `# key = value` line, uncommented, still gives the defaults
+        // (keys without one, the secrets, aside).
+        let uncommented: String = example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting) if setting.contains(" = ") => setting,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let entries = flat_toml::parse(&uncommented).unwrap();
+        for flag in FLAGS {
+            let settable = !matches!(flag.apply, Setter::ConfigFile | Setter::CheckConfig);
+            let present = entries.iter().any(|entry| entry.key == flag.name);
+            assert_eq!(present, settable, "{} in the example", flag.name);
+        }
+        let all = from_file(&uncommented).unwrap();
+        let secrets = ["secret", "jwt-key", "admin-token"];
+        for ((name, value), (_, default)) in all.settings().iter().zip(&defaults) {
+            match secrets.contains(name) {
+                true => assert_eq!(value, "(set)", "{name}"),
+                false => assert_eq!(value, default, "{name}"),
+            }
+        }
     }
 }

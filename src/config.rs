@@ -3,11 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything that can be set from the command line or the environment.
+use crate::log::Level;
+
+/// Everything that can be set from the command line, the environment or
+/// the config file.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address to listen on (`--listen`).
     pub listen: String,
+    /// The most detailed log lines written (`--log-level`; `--quiet` is
+    /// `warn`). Process-wide: servers embedded in one process share it.
+    pub log_level: Level,
     /// Shared secret a concierge IDENTIFY and a common HELLO_ACK must
     /// carry (`--secret`); `None` lets anyone in.
     pub secret: Option<Arc<str>>,
@@ -54,15 +60,13 @@ pub struct Config {
     /// and for plain HTTP the whole answer, an emit waiting for ACKs
     /// included); more are refused on accept (`--max-handshakes`).
     pub max_handshakes: usize,
-    /// No connect/disconnect log lines (`--quiet`). Process-wide: servers
-    /// embedded in one process share it.
-    pub quiet: bool,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             listen: "127.0.0.1:8080".to_string(),
+            log_level: Level::Info,
             secret: None,
             ping_interval: Duration::from_millis(15_000),
             ack_timeout: Duration::from_millis(5000),
@@ -80,7 +84,44 @@ impl Default for Config {
             max_queued_bytes: 1 << 20,
             keepalive: Duration::from_secs(30),
             max_handshakes: 1024,
-            quiet: false,
         }
+    }
+}
+
+impl Config {
+    /// The settings as `--check-config` prints them: each flag's name and
+    /// its value as the config file writes it, secrets only as `(set)`.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let quoted = |text: &str| format!("{text:?}");
+        let ms = |duration: Duration| duration.as_millis().to_string();
+        let secret = |secret: &Option<Arc<str>>| match secret {
+            Some(_) => "(set)".to_string(),
+            None => "(none)".to_string(),
+        };
+        let worlds: Vec<String> = self.worlds.iter().map(|w| quoted(w)).collect();
+        vec![
+            ("listen", quoted(&self.listen)),
+            ("log-level", quoted(self.log_level.name())),
+            ("secret", secret(&self.secret)),
+            ("identify-timeout-ms", ms(self.identify_timeout)),
+            ("jwt-key", secret(&self.jwt_key)),
+            ("world", format!("[{}]", worlds.join(", "))),
+            (
+                "world-user-connections",
+                self.world_user_connections.to_string(),
+            ),
+            ("data-dir", quoted(&self.data_dir.display().to_string())),
+            ("heartbeat-ms", ms(self.heartbeat_interval)),
+            ("admin-token", secret(&self.admin_token)),
+            ("rpc-workers", self.rpc_workers.to_string()),
+            ("ping-ms", ms(self.ping_interval)),
+            ("ack-timeout-ms", ms(self.ack_timeout)),
+            ("handshake-timeout-ms", ms(self.handshake_timeout)),
+            ("max-message-bytes", self.max_message_bytes.to_string()),
+            ("max-connections", self.max_connections.to_string()),
+            ("max-queued-bytes", self.max_queued_bytes.to_string()),
+            ("keepalive-ms", ms(self.keepalive)),
+            ("max-handshakes", self.max_handshakes.to_string()),
+        ]
     }
 }

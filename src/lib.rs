@@ -68,11 +68,12 @@
 //! - [`systemd`]: readiness and watchdog notifications, socket activation.
 //! - [`base64`]: the two base64 alphabets the protocols use.
 //! - [`config`]: the settings and their defaults.
-//! - [`cli`]: flags and `SWITCHBOARD_*` variables.
+//! - [`cli`]: flags, `SWITCHBOARD_*` variables and the config file.
+//! - [`flat_toml`]: reading the config file's flat TOML.
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`id`]: random UUIDs.
 //! - [`auth`]: constant-time secret comparison.
-//! - [`mod@log`]: one-line logging to standard error.
+//! - [`mod@log`]: one-line logging to standard error, with levels.
 //! - `src/main.rs`: the `switchboard` binary; `src/bin/switchboard-bench.rs`:
 //!   the load tool (fan-out, idle, churn, and a baseline server of its own).
 //!
@@ -100,6 +101,7 @@ pub mod base64;
 pub mod cli;
 pub mod config;
 pub mod dialect;
+pub mod flat_toml;
 pub mod id;
 pub mod jwt;
 pub mod metrics;

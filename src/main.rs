@@ -1,4 +1,5 @@
-//! The `switchboard` binary: flags in, server run, errors out.
+//! The `switchboard` binary: settings in, server run (or settings checked),
+//! errors out.
 
 use std::io;
 use std::process::ExitCode;
@@ -20,6 +21,13 @@ fn main() -> ExitCode {
         }
         Ok(Invocation::Version) => {
             println!("switchboard {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::CheckConfig(config)) => {
+            println!("configuration OK");
+            for (name, value) in config.settings() {
+                println!("{name} = {value}");
+            }
             return ExitCode::SUCCESS;
         }
         Err(error) => {

@@ -198,7 +198,7 @@ fn work(queue: &Receiver<Job>, router: &Sender<Command>) {
         } = job;
         let result = panic::catch_unwind(AssertUnwindSafe(|| method(&caller, &args)))
             .unwrap_or_else(|_| {
-                log!("{conn}: an RPC method panicked");
+                log::error!("{conn}: an RPC method panicked");
                 Err(RpcError::new("internal", "the method failed"))
             });
         // Reported even without a reply wanted: the router counts each

@@ -29,11 +29,13 @@ where
                     SIGHUP => match load() {
                         Ok(config) => handle.reload(config),
                         Err(error) => {
-                            log!("SIGHUP: not reloaded, keeping the running settings: {error}")
+                            log::error!(
+                                "SIGHUP: not reloaded, keeping the running settings: {error}"
+                            )
                         }
                     },
                     _ => {
-                        log!(
+                        log::info!(
                             "{}: shutting down",
                             if signal == SIGINT {
                                 "SIGINT"

@@ -105,7 +105,7 @@ fn save_all(dir: &Path, queue: &Receiver<Job>, router: &Sender<Command>) {
         let result = write_atomically(&path, snapshot.text.as_bytes());
         if let Err(error) = &result {
             // The router keeps the document and tries again later.
-            log!("cannot save {}: {error}", path.display());
+            log::error!("cannot save {}: {error}", path.display());
         }
         let report = Command::Saved {
             computer: snapshot.computer,

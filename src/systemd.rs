@@ -36,7 +36,7 @@ impl Notifier {
     /// worth stopping a server for: failures are only logged.
     pub fn notify(&self, state: &str) {
         if let Err(error) = self.send(state.as_bytes()) {
-            crate::log!("cannot notify the service manager ({state}): {error}");
+            crate::log::warn!("cannot notify the service manager ({state}): {error}");
         }
     }
 

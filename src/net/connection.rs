@@ -153,7 +153,7 @@ fn refuse_unreadable(
         ReadError::TimedOut => {
             metrics.handshake_timeouts.increment();
             metrics.handshake_failed(HandshakeFailure::Timeout);
-            log!("{peer}: no complete request before the handshake deadline");
+            log::debug!("{peer}: no complete request before the handshake deadline");
             Response::text(408, "request not complete before the deadline\n")
         }
         ReadError::TooLarge => {
@@ -287,12 +287,12 @@ fn upgrade(
     drop(http); // a WebSocket now, counted by `slot`
     shared.metrics.connections_total.increment();
     let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
-    log!("{conn} {dialect}: connected from {peer}");
+    log::info!("{conn} {dialect}: connected from {peer}");
     let open = shared.metrics.connections.of(dialect);
     open.increment();
     let ending = run(stream, request, conn, dialect, shared, Arc::new(slot));
     open.decrement();
-    log!("{conn} {dialect}: disconnected: {ending}");
+    log::info!("{conn} {dialect}: disconnected: {ending}");
     Ok(())
 }
 
@@ -558,7 +558,7 @@ impl Reader<'_> {
         match panic::catch_unwind(AssertUnwindSafe(handle)) {
             Ok(step) => step,
             Err(_) => {
-                log!("{dialect}: a message handler failed; closing the connection");
+                log::error!("{dialect}: a message handler failed; closing the connection");
                 if let Some(notice) = dialect::fatal_notice(dialect) {
                     let _ = self.outbox.push_wait(notice);
                 }

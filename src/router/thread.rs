@@ -129,7 +129,7 @@ fn guarded_step(
     }));
     if step.is_err() {
         metrics.router_panics.increment();
-        log!("the router failed on a command (a bug); it goes on without it");
+        log::error!("the router failed on a command (a bug); it goes on without it");
     }
 }
 
@@ -233,7 +233,7 @@ fn deliver(
 /// if it has any, then the close frame. A client too slow to read gets only
 /// the close frame, in place of everything still queued.
 fn say_goodbye(router: &Router, conn: ConnId, peer: &Peer, why: &Disconnect, close: Option<Frame>) {
-    log!("{conn} {}: closing: {why}", peer.dialect);
+    log::info!("{conn} {}: closing: {why}", peer.dialect);
     let close = close.unwrap_or_else(|| generic_close(why));
     if let Disconnect::TooSlow = why {
         peer.outbox.abort(close);

@@ -37,7 +37,7 @@ fn accept_until_stopped(listener: &TcpListener, shared: &Arc<Shared>, stopping: 
         if let Err(error) = result {
             // Out of file descriptors or threads: pause instead of
             // spinning on a listener that keeps failing.
-            log!("cannot accept a connection: {error}");
+            log::error!("cannot accept a connection: {error}");
             thread::sleep(Duration::from_millis(10));
         }
     }

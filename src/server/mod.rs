@@ -144,10 +144,10 @@ impl Server {
             control: (_keep_open, requests),
             notifier,
         } = self;
-        crate::log::set_quiet(config.quiet);
+        log::set_level(config.log_level);
         for shortfall in capacity::shortfalls(config.max_connections) {
-            log!(
-                "warning: --max-connections is {}, but {shortfall}",
+            log::warn!(
+                "--max-connections is {}, but {shortfall}",
                 config.max_connections
             );
         }
@@ -251,7 +251,7 @@ fn drain(shared: &Shared) {
         .and_then(|()| drained.recv_timeout(SHUTDOWN_GRACE).ok())
     {
         Some(drain) => {
-            log!(
+            log::info!(
                 "shutting down: {} clients told to go away, {} documents to save",
                 drain.clients,
                 drain.documents
@@ -260,17 +260,17 @@ fn drain(shared: &Shared) {
             // written everything queued before the flush.
             if let Some(saved) = drain.saved {
                 if let Err(RecvTimeoutError::Timeout) = saved.recv_timeout(SAVE_PATIENCE) {
-                    log!("shutting down: documents not yet saved after {SAVE_PATIENCE:?}");
+                    log::warn!("shutting down: documents not yet saved after {SAVE_PATIENCE:?}");
                 }
             }
         }
-        None => log!("shutting down: the router did not answer; documents may be unsaved"),
+        None => log::error!("shutting down: the router did not answer; documents may be unsaved"),
     }
     while shared.metrics.connections_open.get() > 0 && started.elapsed() < SHUTDOWN_GRACE {
         // Shutdown only: a short, bounded wait for the count to reach zero.
         thread::sleep(Duration::from_millis(5));
     }
-    log!(
+    log::info!(
         "stopped: {} connections still open after {} ms",
         shared.metrics.connections_open.get(),
         started.elapsed().as_millis()

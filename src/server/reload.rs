@@ -26,11 +26,11 @@ pub(crate) fn apply(shared: &Shared, mut new: Config) {
     let old = shared.config();
     for (name, kept) in keep_restart_only(&old, &mut new) {
         if kept {
-            log!("reload: {name} changes only with a restart; keeping the old value");
+            log::warn!("reload: {name} changes only with a restart; keeping the old value");
         }
     }
     let changed = changed_settings(&old, &new);
-    crate::log::set_quiet(new.quiet);
+    log::set_level(new.log_level);
     let worlds = worlds_to_reload(&old, &new);
     let router_settings = settings(&new);
     shared.set_config(new);
@@ -41,7 +41,7 @@ pub(crate) fn apply(shared: &Shared, mut new: Config) {
         .into_iter()
         .map(|world| tell_world(shared, world))
         .sum();
-    log!(
+    log::info!(
         "reloaded: {} changed; {told} world clients told to reload",
         if changed.is_empty() {
             "nothing".to_string()
@@ -106,7 +106,7 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("keepalive-ms", old.keepalive != new.keepalive),
         ("max-handshakes", old.max_handshakes != new.max_handshakes),
-        ("quiet", old.quiet != new.quiet),
+        ("log-level", old.log_level != new.log_level),
     ];
     differences
         .into_iter()

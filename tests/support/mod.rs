@@ -26,10 +26,10 @@ pub fn start(config: Config) -> SocketAddr {
     addr
 }
 
-/// A test configuration: the defaults, quiet.
+/// A test configuration: the defaults, logging only errors.
 pub fn config() -> Config {
     Config {
-        quiet: true,
+        log_level: switchboard::log::Level::Error,
         data_dir: std::env::temp_dir().join(format!("switchboard-tests-{}", std::process::id())),
         ..Config::default()
     }
