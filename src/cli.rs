@@ -5,6 +5,7 @@
 //! default.
 
 use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -225,6 +226,30 @@ const FLAGS: &[Flag] = &[
         }),
     },
     Flag {
+        name: "max-connections-per-ip",
+        usage: "N open WebSockets one IP address may hold; more get 429; 0: no limit [0]",
+        apply: Setter::Value(|c, v| {
+            c.max_connections_per_ip = zero_is_off(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "rate-limit",
+        usage: "N           messages a second one connection may send; 0: no limit [0]",
+        apply: Setter::Value(|c, v| {
+            c.rate_limit = zero_is_off(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "rate-burst",
+        usage: "N           messages a connection may send at once above the rate [2 x rate]",
+        apply: Setter::Value(|c, v| {
+            c.rate_burst = Some(positive(v)?);
+            Ok(())
+        }),
+    },
+    Flag {
         name: "quiet",
         usage: "                 no connect/disconnect log lines",
         apply: Setter::Switch(|c| c.quiet = true),
@@ -243,12 +268,20 @@ fn millis(value: &str) -> Result<Duration, &'static str> {
         .ok_or("a number of milliseconds from 1 to 604800000 (a week)")
 }
 
-fn positive(value: &str) -> Result<usize, &'static str> {
+fn positive<N: FromStr + PartialOrd + Default>(value: &str) -> Result<N, &'static str> {
     value
-        .parse::<usize>()
+        .parse::<N>()
         .ok()
-        .filter(|&n| n > 0)
+        .filter(|n| *n > N::default())
         .ok_or("a positive whole number")
+}
+
+/// A limit where 0 turns it off.
+fn zero_is_off<N: FromStr + PartialOrd + Default>(value: &str) -> Result<Option<N>, &'static str> {
+    value
+        .parse::<N>()
+        .map(|n| (n > N::default()).then_some(n))
+        .map_err(|_| "a whole number (0: no limit)")
 }
 
 /// The environment variable that sets `--name`.
@@ -408,6 +441,23 @@ mod tests {
         assert!(run(&["--max-connections", "0"], &[]).is_err());
         assert!(run(&["--quiet=yes"], &[]).is_err());
         assert!(run(&["stray"], &[]).is_err());
+    }
+
+    #[test]
+    fn limits_are_off_by_default_and_zero_turns_them_off() {
+        let config = run(&[], &[]).unwrap();
+        assert_eq!(config.max_connections_per_ip, None);
+        assert_eq!((config.rate_limit, config.rate_burst), (None, None));
+        let env = [("SWITCHBOARD_MAX_CONNECTIONS_PER_IP", "4")];
+        let config = run(&["--rate-limit", "50", "--rate-burst=80"], &env).unwrap();
+        assert_eq!(config.max_connections_per_ip, Some(4));
+        assert_eq!((config.rate_limit, config.rate_burst), (Some(50), Some(80)));
+        let config = run(&["--max-connections-per-ip", "0", "--rate-limit=0"], &env).unwrap();
+        assert_eq!(config.max_connections_per_ip, None);
+        assert_eq!(config.rate_limit, None);
+        assert!(run(&["--rate-burst", "0"], &[]).is_err());
+        assert!(run(&["--rate-limit", "-1"], &[]).is_err());
+        assert!(run(&["--rate-limit", "99999999999"], &[]).is_err());
     }
 
     #[test]

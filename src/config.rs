@@ -54,6 +54,17 @@ pub struct Config {
     /// and for plain HTTP the whole answer, an emit waiting for ACKs
     /// included); more are refused on accept (`--max-handshakes`).
     pub max_handshakes: usize,
+    /// Open WebSockets one peer IP address may hold; more upgrades get 429
+    /// (`--max-connections-per-ip`). `None`, the default, sets no limit:
+    /// behind a reverse proxy every client has the proxy's address.
+    pub max_connections_per_ip: Option<usize>,
+    /// Messages a second one connection may keep sending (`--rate-limit`);
+    /// over it, messages are dropped, the client is told in its dialect,
+    /// and closed (1008) if it keeps on. `None`, the default: no limit.
+    pub rate_limit: Option<u32>,
+    /// Messages a connection may send at once on top of `rate_limit`
+    /// (`--rate-burst`); `None`: two seconds' worth.
+    pub rate_burst: Option<u32>,
     /// No connect/disconnect log lines (`--quiet`). Process-wide: servers
     /// embedded in one process share it.
     pub quiet: bool,
@@ -80,6 +91,9 @@ impl Default for Config {
             max_queued_bytes: 1 << 20,
             keepalive: Duration::from_secs(30),
             max_handshakes: 1024,
+            max_connections_per_ip: None,
+            rate_limit: None,
+            rate_burst: None,
             quiet: false,
         }
     }

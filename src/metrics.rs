@@ -59,12 +59,19 @@ pub struct Metrics {
     pub slow_consumers: Counter,
     /// Commands the router failed on (each one a bug to report).
     pub router_panics: Counter,
+    /// Upgrades refused because their address held
+    /// `--max-connections-per-ip` WebSockets.
+    pub connections_refused_per_ip: Counter,
+    /// Client messages dropped for being over `--rate-limit`.
+    pub messages_rate_limited: Counter,
+    /// Clients closed for staying over `--rate-limit` after being told.
+    pub rate_limit_disconnects: Counter,
 }
 
 impl Metrics {
     /// The counters in Prometheus' text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &Counter); 11] = [
+        let rows: [(&str, &str, &str, &Counter); 14] = [
             (
                 "switchboard_connections_open",
                 "gauge",
@@ -130,6 +137,24 @@ impl Metrics {
                 "counter",
                 "Commands the router failed on (bugs)",
                 &self.router_panics,
+            ),
+            (
+                "switchboard_connections_refused_per_ip_total",
+                "counter",
+                "Upgrades refused at the per-IP connection cap",
+                &self.connections_refused_per_ip,
+            ),
+            (
+                "switchboard_messages_rate_limited_total",
+                "counter",
+                "Client messages dropped over the rate limit",
+                &self.messages_rate_limited,
+            ),
+            (
+                "switchboard_rate_limit_disconnects_total",
+                "counter",
+                "Clients closed for staying over the rate limit",
+                &self.rate_limit_disconnects,
             ),
         ];
         let mut text = String::new();

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::log;
 use crate::metrics::Metrics;
+use crate::net::per_ip::PerIpLimit;
 use crate::net::{capacity, connection, Shared};
 use crate::router::{self, Router, Settings};
 use crate::rpc::{Caller, Methods, Pool, RpcError};
@@ -119,6 +120,7 @@ impl Server {
         }
         router::thread::spawn(router, inbox, metrics.clone())?;
         let shared = Arc::new(Shared {
+            per_ip: self.config.max_connections_per_ip.map(PerIpLimit::new),
             config: Arc::new(self.config),
             router: commands,
             metrics,

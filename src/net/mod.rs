@@ -6,6 +6,8 @@
 //! - [`route`] picks the endpoint,
 //! - [`upgrade`] answers the WebSocket handshake,
 //! - [`connection`] runs a socket's reader and writer threads,
+//! - [`per_ip`] counts each peer address's connections against its cap,
+//! - [`rate`] is the token bucket behind the message rate limit,
 //! - [`outbox`] is the bounded queue between the router and a writer,
 //! - [`frame`] encodes outgoing frames once, for every recipient,
 //! - [`capacity`] reads the machine limits that cap the connections.
@@ -16,6 +18,8 @@ pub mod connection;
 pub mod frame;
 pub mod http;
 pub mod outbox;
+pub mod per_ip;
+pub mod rate;
 pub mod route;
 pub mod upgrade;
 
@@ -27,6 +31,7 @@ use crossbeam_channel::Sender;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::router::Command;
+use per_ip::PerIpLimit;
 
 /// What every connection thread shares.
 pub(crate) struct Shared {
@@ -37,6 +42,9 @@ pub(crate) struct Shared {
     /// accept loop holding one means: never, while the server runs.
     pub router: Sender<Command>,
     pub metrics: Arc<Metrics>,
+    /// Open WebSockets by peer address, when `--max-connections-per-ip`
+    /// caps them.
+    pub per_ip: Option<Arc<PerIpLimit>>,
     /// The next connection number.
     pub next_conn: AtomicU64,
 }

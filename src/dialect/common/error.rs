@@ -25,6 +25,9 @@ pub enum CommonError {
     Binary,
     /// The client reads too slowly (1013, "try again later").
     TooSlow,
+    /// The client kept sending over the rate limit after being told (1008,
+    /// "policy violation").
+    RateLimited,
     /// The server failed (1011).
     Internal(String),
 }
@@ -40,6 +43,7 @@ impl CommonError {
             CommonError::Unexpected(_) => 1008,
             CommonError::Binary => 1003,
             CommonError::TooSlow => 1013,
+            CommonError::RateLimited => 1008,
             CommonError::Internal(_) => 1011,
         }
     }
@@ -74,6 +78,7 @@ impl fmt::Display for CommonError {
             CommonError::Unexpected(why) => f.write_str(why),
             CommonError::Binary => f.write_str("binary frames are not part of this protocol"),
             CommonError::TooSlow => f.write_str("too slow: outbound queue full"),
+            CommonError::RateLimited => f.write_str(crate::dialect::RATE_LIMIT_CLOSE_REASON),
             CommonError::Internal(why) => write!(f, "internal error: {why}"),
         }
     }

@@ -23,6 +23,8 @@ pub enum ConciergeError {
     BadVersion(String),
     /// The client's outbound queue overflowed.
     TooSlow,
+    /// The client kept sending over the rate limit after being told.
+    RateLimited,
     /// The server failed internally.
     Internal(String),
 }
@@ -39,6 +41,7 @@ impl ConciergeError {
             ConciergeError::BadSecret => 4006,        // BAD_SECRET
             ConciergeError::BadVersion(_) => 4007,    // BAD_VERSION
             ConciergeError::TooSlow => 1013,          // RFC 6455: try again later
+            ConciergeError::RateLimited => 1008,      // RFC 6455: policy violation
         }
     }
 
@@ -82,6 +85,7 @@ impl fmt::Display for ConciergeError {
                 super::VERSION
             ),
             ConciergeError::TooSlow => f.write_str("too slow: outbound queue full"),
+            ConciergeError::RateLimited => f.write_str(crate::dialect::RATE_LIMIT_CLOSE_REASON),
             ConciergeError::Internal(why) => write!(f, "UNKNOWN: {why}"),
         }
     }
