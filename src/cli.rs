@@ -8,6 +8,7 @@
 //! so a value is checked the same way wherever it comes from.
 
 use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -328,6 +329,30 @@ const FLAGS: &[Flag] = &[
         }),
     },
     Flag {
+        name: "max-connections-per-ip",
+        usage: "N open WebSockets one IP address may hold; more get 429; 0: no limit [0]",
+        apply: Setter::Value(|c, v| {
+            c.max_connections_per_ip = zero_is_off(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "rate-limit",
+        usage: "N           messages a second one connection may send; 0: no limit [0]",
+        apply: Setter::Value(|c, v| {
+            c.rate_limit = zero_is_off(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "rate-burst",
+        usage: "N           messages a connection may send at once; 0: twice the rate [0]",
+        apply: Setter::Value(|c, v| {
+            c.rate_burst = zero_is_off(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
         name: "quiet",
         usage: "                 no connect/disconnect log lines: --log-level warn",
         apply: Setter::Switch(|c| c.log_level = Level::Warn),
@@ -346,12 +371,20 @@ fn millis(value: &str) -> Result<Duration, &'static str> {
         .ok_or("a number of milliseconds from 1 to 604800000 (a week)")
 }
 
-fn positive(value: &str) -> Result<usize, &'static str> {
+fn positive<N: FromStr + PartialOrd + Default>(value: &str) -> Result<N, &'static str> {
     value
-        .parse::<usize>()
+        .parse::<N>()
         .ok()
-        .filter(|&n| n > 0)
+        .filter(|n| *n > N::default())
         .ok_or("a positive whole number")
+}
+
+/// A limit where 0 turns it off.
+fn zero_is_off<N: FromStr + PartialOrd + Default>(value: &str) -> Result<Option<N>, &'static str> {
+    value
+        .parse::<N>()
+        .map(|n| (n > N::default()).then_some(n))
+        .map_err(|_| "a whole number (0: no limit)")
 }
 
 /// The environment variable that sets `--name`.
@@ -719,6 +752,24 @@ mod tests {
         assert!(run(&["--max-connections", "0"], &[]).is_err());
         assert!(run(&["--quiet=yes"], &[]).is_err());
         assert!(run(&["stray"], &[]).is_err());
+    }
+
+    #[test]
+    fn limits_are_off_by_default_and_zero_turns_them_off() {
+        let config = run(&[], &[]).unwrap();
+        assert_eq!(config.max_connections_per_ip, None);
+        assert_eq!((config.rate_limit, config.rate_burst), (None, None));
+        let env = [("SWITCHBOARD_MAX_CONNECTIONS_PER_IP", "4")];
+        let config = run(&["--rate-limit", "50", "--rate-burst=80"], &env).unwrap();
+        assert_eq!(config.max_connections_per_ip, Some(4));
+        assert_eq!((config.rate_limit, config.rate_burst), (Some(50), Some(80)));
+        let config = run(&["--max-connections-per-ip", "0", "--rate-limit=0"], &env).unwrap();
+        assert_eq!(config.max_connections_per_ip, None);
+        assert_eq!(config.rate_limit, None);
+        assert_eq!(run(&["--rate-burst", "0"], &[]).unwrap().rate_burst, None);
+        assert!(run(&["--rate-burst", "x"], &[]).is_err());
+        assert!(run(&["--rate-limit", "-1"], &[]).is_err());
+        assert!(run(&["--rate-limit", "99999999999"], &[]).is_err());
     }
 
     #[test]

@@ -60,6 +60,17 @@ pub struct Config {
     /// and for plain HTTP the whole answer, an emit waiting for ACKs
     /// included); more are refused on accept (`--max-handshakes`).
     pub max_handshakes: usize,
+    /// Open WebSockets one peer IP address may hold; more upgrades get 429
+    /// (`--max-connections-per-ip`). `None`, the default, sets no limit:
+    /// behind a reverse proxy every client has the proxy's address.
+    pub max_connections_per_ip: Option<usize>,
+    /// Messages a second one connection may keep sending (`--rate-limit`);
+    /// over it, messages are dropped, the client is told in its dialect,
+    /// and closed (1008) if it keeps on. `None`, the default: no limit.
+    pub rate_limit: Option<u32>,
+    /// Messages a connection may send at once on top of `rate_limit`
+    /// (`--rate-burst`); `None`: two seconds' worth.
+    pub rate_burst: Option<u32>,
 }
 
 impl Default for Config {
@@ -84,6 +95,9 @@ impl Default for Config {
             max_queued_bytes: 1 << 20,
             keepalive: Duration::from_secs(30),
             max_handshakes: 1024,
+            max_connections_per_ip: None,
+            rate_limit: None,
+            rate_burst: None,
         }
     }
 }
@@ -98,6 +112,8 @@ impl Config {
             Some(_) => "(set)".to_string(),
             None => "(none)".to_string(),
         };
+        // An unset limit is written as the 0 that sets it so.
+        let or_zero = |limit: Option<u64>| limit.unwrap_or(0).to_string();
         let worlds: Vec<String> = self.worlds.iter().map(|w| quoted(w)).collect();
         vec![
             ("listen", quoted(&self.listen)),
@@ -122,6 +138,12 @@ impl Config {
             ("max-queued-bytes", self.max_queued_bytes.to_string()),
             ("keepalive-ms", ms(self.keepalive)),
             ("max-handshakes", self.max_handshakes.to_string()),
+            (
+                "max-connections-per-ip",
+                or_zero(self.max_connections_per_ip.map(|n| n as u64)),
+            ),
+            ("rate-limit", or_zero(self.rate_limit.map(u64::from))),
+            ("rate-burst", or_zero(self.rate_burst.map(u64::from))),
         ]
     }
 }

@@ -183,6 +183,13 @@ pub struct Metrics {
     pub slow_consumers: Counter,
     /// Commands the router failed on (each one a bug to report).
     pub router_panics: Counter,
+    /// Upgrades refused because their address held
+    /// `--max-connections-per-ip` WebSockets.
+    pub connections_refused_per_ip: Counter,
+    /// Client messages dropped for being over `--rate-limit`.
+    pub messages_rate_limited: Counter,
+    /// Clients closed for staying over `--rate-limit` after being told.
+    pub rate_limit_disconnects: Counter,
     /// Topics (groups, channels, rooms) that exist now.
     pub topics: Counter,
     /// Shared documents held in memory now.
@@ -201,7 +208,7 @@ impl Metrics {
     /// router's queue depth (`queued`) and the process's memory and threads.
     pub fn render(&self, queued: usize) -> String {
         let mut text = String::new();
-        let scalars: [(&str, &str, &str, u64); 14] = [
+        let scalars: [(&str, &str, &str, u64); 17] = [
             (
                 "switchboard_connections_open",
                 "gauge",
@@ -285,6 +292,24 @@ impl Metrics {
                 "gauge",
                 "Commands waiting for the router",
                 queued as u64,
+            ),
+            (
+                "switchboard_connections_refused_per_ip_total",
+                "counter",
+                "Upgrades refused at the per-IP connection cap",
+                self.connections_refused_per_ip.get(),
+            ),
+            (
+                "switchboard_messages_rate_limited_total",
+                "counter",
+                "Client messages dropped over the rate limit",
+                self.messages_rate_limited.get(),
+            ),
+            (
+                "switchboard_rate_limit_disconnects_total",
+                "counter",
+                "Clients closed for staying over the rate limit",
+                self.rate_limit_disconnects.get(),
             ),
         ];
         for (name, kind, help, value) in scalars {

@@ -58,6 +58,13 @@ impl RpcError {
     }
 }
 
+impl RpcError {
+    /// The answer to a call the message rate limit dropped: `rate_limited`.
+    pub fn rate_limited() -> RpcError {
+        RpcError::new("rate_limited", crate::dialect::RATE_LIMITED_MESSAGE)
+    }
+}
+
 impl fmt::Display for RpcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code, self.message)

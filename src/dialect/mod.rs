@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::net::frame::{Close, Frame};
 use crate::net::http::Request;
+use crate::net::rate::Overrun;
 use crate::router::{Addressee, Command, ConnId, Disconnect, Event};
 
 /// The protocol a WebSocket connection speaks, chosen at the handshake.
@@ -101,6 +102,15 @@ impl fmt::Display for Dialect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// One complete client message, as the reader thread received it.
+#[derive(Debug, Clone, Copy)]
+pub enum Received<'a> {
+    /// A text message.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
 }
 
 /// What the reader thread does with one client frame.
@@ -203,7 +213,49 @@ impl Session {
             Session::Blazing(session) => session.on_binary(bytes),
         }
     }
+
+    /// Handles one complete message of either kind.
+    pub fn on_message(&mut self, received: Received<'_>) -> Step {
+        match received {
+            Received::Text(text) => self.on_text(text),
+            Received::Binary(bytes) => self.on_binary(bytes),
+        }
+    }
+
+    /// What the client hears when the rate limit drops `received`, if
+    /// anything: its dialect's own error on the first drop of an episode,
+    /// nothing on later ones, and a close if it persists. Each dialect
+    /// decides in its session's `rate_limited`.
+    pub fn rate_limited(&mut self, received: Received<'_>, overrun: Overrun) -> Option<Step> {
+        match self {
+            // Echo has no words of its own: anything it sent would pass
+            // for an echo. It only closes.
+            Session::Echo => match overrun {
+                Overrun::First | Overrun::Again => None,
+                Overrun::Persisting => Some(Step::Close(rate_limit_close())),
+            },
+            Session::Concierge(session) => session.rate_limited(received, overrun),
+            Session::Channels(session) => session.rate_limited(overrun),
+            Session::Common(session) => session.rate_limited(received, overrun),
+            Session::World(session) => session.rate_limited(received, overrun),
+            Session::Blazing(session) => session.rate_limited(overrun),
+        }
+    }
 }
+
+/// The close for a client that stays over the rate limit after being told:
+/// 1008 (policy violation), as none of the documents has a code for it.
+pub fn rate_limit_close() -> Close {
+    Close::new(1008, RATE_LIMIT_CLOSE_REASON)
+}
+
+/// The reason given with [`rate_limit_close`].
+pub const RATE_LIMIT_CLOSE_REASON: &str = "rate limit: kept sending too fast after being told";
+
+/// What a client's first dropped message of an episode is told, in the
+/// dialects whose error carries a text.
+pub const RATE_LIMITED_MESSAGE: &str =
+    "rate limit: too many messages; this one and more sent too fast are dropped";
 
 /// An event rendered for one dialect: once for all its recipients.
 pub enum Rendered {
@@ -260,5 +312,58 @@ pub fn fatal_notice(dialect: Dialect) -> Option<Frame> {
         | Dialect::Channels
         | Dialect::Common
         | Dialect::Blazing => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(dialect: Dialect) -> Session {
+        let request = Request {
+            method: "GET".into(),
+            path: "/lobby/listen".into(),
+            query: None,
+            minor_version: 1,
+            headers: Vec::new(),
+            leftover: Vec::new(),
+        };
+        Session::new(dialect, ConnId(1), &Config::default(), &request)
+    }
+
+    #[test]
+    fn every_dialect_closes_a_persisting_client_with_1008_and_drops_the_rest_silently() {
+        for dialect in Dialect::ALL {
+            let mut session = session(dialect);
+            let received = Received::Text("{}");
+            assert!(
+                session.rate_limited(received, Overrun::Again).is_none(),
+                "{dialect}"
+            );
+            match session.rate_limited(received, Overrun::Persisting) {
+                Some(Step::Close(close)) => assert_eq!(close.code, 1008, "{dialect}"),
+                other => panic!("{dialect}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn channels_is_told_through_the_router_and_blazing_gets_a_sync() {
+        let first = |dialect| session(dialect).rate_limited(Received::Text("{}"), Overrun::First);
+        assert!(matches!(
+            first(Dialect::Channels),
+            Some(Step::Forward(Command::Reject {
+                error: crate::router::RequestError::RateLimited,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            first(Dialect::Blazing),
+            Some(Step::Forward(Command::Edit {
+                edit: crate::router::Edit::Sync,
+                ..
+            }))
+        ));
+        assert!(first(Dialect::Echo).is_none());
     }
 }

@@ -17,6 +17,14 @@
 //! socket: it takes whole, pre-encoded frames from the outbox and writes
 //! them in order, so frames never interleave and every pong goes out.
 //!
+//! # Limits
+//!
+//! An upgrade is counted against its address's cap (`--max-connections-per-ip`,
+//! 429 at the cap) before it takes a slot under `--max-connections` (503).
+//! The reader passes every complete message through the connection's rate
+//! limit ([`super::rate`]) before the session sees it; what a client over
+//! the limit hears is its dialect's to say (`Session::rate_limited`).
+//!
 //! Both threads share one `Arc<TcpStream>` (`&TcpStream` is `Read + Write`)
 //! instead of a `try_clone`, so a connection costs one file descriptor.
 //!
@@ -37,7 +45,7 @@
 //!   reply, then shuts the socket down, which also wakes a blocked reader.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,10 +60,12 @@ use super::capacity;
 use super::frame::{Close, Frame};
 use super::http::{self, ReadError, Request, Response};
 use super::outbox::Outbox;
+use super::per_ip::PeerPlace;
+use super::rate::{MessageLimit, Overrun, Rate, Verdict};
 use super::route::{self, Route};
 use super::upgrade;
 use super::Shared;
-use crate::dialect::{self, channels, concierge, Dialect, Session, Step};
+use crate::dialect::{self, channels, concierge, Dialect, Received, Session, Step};
 use crate::log;
 use crate::metrics::{Counter, HandshakeFailure, Metrics};
 use crate::router::{Command, ConnId};
@@ -111,13 +121,11 @@ pub(crate) fn spawn(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
 /// Serves one socket. `http` counts it among the sockets in their HTTP
 /// exchange until it has been answered, or upgraded to a WebSocket.
 fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a: SocketAddr| a.to_string());
+    let peer = Peer(stream.peer_addr().ok());
     let deadline = Instant::now() + shared.config().handshake_timeout;
     let request = match http::read_request(&stream, deadline) {
         Ok(request) => request,
-        Err(error) => return refuse_unreadable(&stream, &peer, error, &shared.metrics, http),
+        Err(error) => return refuse_unreadable(&stream, peer, error, &shared.metrics, http),
     };
     let response = match route::route(&request) {
         Route::Health => health(shared),
@@ -133,7 +141,7 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
             channels::emit::answer(&stream, &request, &channel, shared, deadline)
         }
         Route::WebSocket(dialect) => {
-            match upgrade(stream, &peer, request, dialect, deadline, shared, http) {
+            match upgrade(stream, peer, request, dialect, deadline, shared, http) {
                 Ok(()) => return,
                 Err((stream, response, http)) => return respond(&stream, &response, http),
             }
@@ -144,7 +152,7 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
 
 fn refuse_unreadable(
     stream: &TcpStream,
-    peer: &str,
+    peer: Peer,
     error: ReadError,
     metrics: &Metrics,
     http: Slot,
@@ -248,7 +256,7 @@ fn index() -> String {
 /// stream and its HTTP slot back with the HTTP answer to send.
 fn upgrade(
     mut stream: TcpStream,
-    peer: &str,
+    peer: Peer,
     request: Request,
     dialect: Dialect,
     deadline: Instant,
@@ -264,6 +272,11 @@ fn upgrade(
             return Err((stream, refusal.response(), http));
         }
     };
+    // The address's cap first: a client over it takes no slot from others.
+    let from_peer = match admit_peer(shared, peer) {
+        Ok(place) => place,
+        Err(refusal) => return Err((stream, refusal, http)),
+    };
     let max = shared.config().max_connections;
     let Some(slot) = Slot::reserve(&shared.metrics, |m| &m.connections_open, max) else {
         shared.metrics.connections_refused.increment();
@@ -272,6 +285,10 @@ fn upgrade(
             .handshake_failed(HandshakeFailure::AtCapacity);
         let busy = Response::text(503, "too many connections\n").with_header("Retry-After", "1");
         return Err((stream, busy, http));
+    };
+    let places = Places {
+        _connections: slot,
+        _from_peer: from_peer,
     };
     let subprotocol = (dialect == Dialect::Concierge
         && route::offers(&request, concierge::SUBPROTOCOL))
@@ -284,16 +301,61 @@ fn upgrade(
     if sent.is_err() {
         return Ok(()); // the client left mid-handshake
     }
-    drop(http); // a WebSocket now, counted by `slot`
+    drop(http); // a WebSocket now, counted by `places`
     shared.metrics.connections_total.increment();
     let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
     log::info!("{conn} {dialect}: connected from {peer}");
     let open = shared.metrics.connections.of(dialect);
     open.increment();
-    let ending = run(stream, request, conn, dialect, shared, Arc::new(slot));
+    let ending = run(stream, request, conn, dialect, shared, Arc::new(places));
     open.decrement();
     log::info!("{conn} {dialect}: disconnected: {ending}");
     Ok(())
+}
+
+/// Counts a WebSocket against its address's cap, when
+/// `--max-connections-per-ip` sets one. At the cap, the answer is 429: the
+/// server has room, this client has had its share.
+fn admit_peer(shared: &Shared, peer: Peer) -> Result<Option<PeerPlace>, Response> {
+    let (Some(max), Some(ip)) = (shared.config().max_connections_per_ip, peer.ip()) else {
+        return Ok(None);
+    };
+    match shared.per_ip.admit(ip, max) {
+        Some(place) => Ok(Some(place)),
+        None => {
+            shared.metrics.connections_refused_per_ip.increment();
+            let refusal = Response::text(429, "too many connections from your address\n")
+                .with_header("Retry-After", "1");
+            Err(refusal)
+        }
+    }
+}
+
+/// The client at the other end of a socket, as far as the socket knows.
+#[derive(Debug, Clone, Copy)]
+struct Peer(Option<SocketAddr>);
+
+impl Peer {
+    fn ip(self) -> Option<IpAddr> {
+        self.0.map(|addr| addr.ip())
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("?"),
+        }
+    }
+}
+
+/// What an open WebSocket counts against, given back when both its
+/// threads have finished with it: a slot under `--max-connections`, and a
+/// place under `--max-connections-per-ip` when that is set.
+struct Places {
+    _connections: Slot,
+    _from_peer: Option<PeerPlace>,
 }
 
 /// One unit of a capped gauge (sockets in their handshake, open
@@ -332,7 +394,7 @@ fn run(
     conn: ConnId,
     dialect: Dialect,
     shared: &Arc<Shared>,
-    slot: Arc<Slot>,
+    places: Arc<Places>,
 ) -> Ending {
     let config = shared.config();
     // Failing to set these options leaves defaults that still work.
@@ -344,11 +406,11 @@ fn run(
     // on `done_rx` after its close frame. No value is ever sent.
     let (done_tx, done_rx) = bounded::<()>(0);
     let writer = {
-        let (stream, outbox, slot) = (stream.clone(), outbox.clone(), slot.clone());
+        let (stream, outbox, places) = (stream.clone(), outbox.clone(), places.clone());
         thread::Builder::new()
             .name("conn-writer".into())
             .stack_size(WRITER_STACK)
-            .spawn(move || write_until_closed(&stream, &outbox, &done_rx, slot))
+            .spawn(move || write_until_closed(&stream, &outbox, &done_rx, places))
     };
     if let Err(error) = writer {
         let close = Close::new(1013, "server busy: cannot start a thread");
@@ -388,6 +450,7 @@ fn run(
         metrics: &shared.metrics,
         max_message_bytes: config.max_message_bytes,
         keepalive: config.keepalive,
+        rate: Rate::from_config(&config),
     };
     // Whatever happens while reading, the router must hear `Closed` and the
     // writer must be let go: a panic here ends this connection only.
@@ -464,6 +527,8 @@ struct Reader<'a> {
     max_message_bytes: usize,
     /// Silence after which the server pings; twice this ends the connection.
     keepalive: Duration,
+    /// The message rate limit, if `--rate-limit` sets one.
+    rate: Option<Rate>,
 }
 
 impl Reader<'_> {
@@ -495,6 +560,7 @@ impl Reader<'_> {
 
     fn read_messages(&self, ws: &mut WebSocket<ReadHalf>, session: &mut Session) -> Ending {
         let mut last_heard = Instant::now();
+        let mut limit = self.rate.map(|rate| MessageLimit::new(rate, last_heard));
         loop {
             let message = match ws.read() {
                 Ok(message) => message,
@@ -514,23 +580,63 @@ impl Reader<'_> {
             let step = match message {
                 Message::Text(text) => {
                     self.count_in(dialect, text.len());
-                    self.protect(dialect, || session.on_text(&text))
+                    self.receive(session, &mut limit, Received::Text(&text), last_heard)
                 }
                 Message::Binary(bytes) => {
                     self.count_in(dialect, bytes.len());
-                    self.protect(dialect, || session.on_binary(&bytes))
+                    self.receive(session, &mut limit, Received::Binary(&bytes), last_heard)
                 }
-                Message::Ping(payload) => Step::Reply(Frame::pong(&payload)),
-                Message::Pong(_) | Message::Frame(_) => continue,
+                Message::Ping(payload) => Some(Step::Reply(Frame::pong(&payload))),
+                Message::Pong(_) | Message::Frame(_) => None,
                 Message::Close(frame) => {
                     let code = frame.map(|f| u16::from(f.code));
                     self.outbox.close(Frame::close_reply(code));
                     return Ending::ClientClosed(code);
                 }
             };
-            if let Some(ending) = self.take(step) {
+            if let Some(ending) = step.and_then(|step| self.take(step)) {
                 return ending;
             }
+        }
+    }
+
+    /// Hands one complete client message, received at `now`, to the
+    /// session, unless the rate limit drops it: then the session says what
+    /// its client hears about that, if anything.
+    fn receive(
+        &self,
+        session: &mut Session,
+        limit: &mut Option<MessageLimit>,
+        received: Received<'_>,
+        now: Instant,
+    ) -> Option<Step> {
+        self.metrics.messages_in.increment();
+        let verdict = limit
+            .as_mut()
+            .map_or(Verdict::Pass, |limit| limit.check(now));
+        let dialect = session.dialect();
+        match verdict {
+            Verdict::Pass => self.protect(dialect, || Some(session.on_message(received))),
+            Verdict::Drop(overrun) => {
+                self.metrics.messages_rate_limited.increment();
+                if overrun == Overrun::Persisting {
+                    self.metrics.rate_limit_disconnects.increment();
+                    // Some dialects' notice went through the router, and a
+                    // flood reaches this point long before the router
+                    // gets to it: without this the close would overtake it.
+                    self.let_router_catch_up();
+                }
+                self.protect(dialect, || session.rate_limited(received, overrun))
+            }
+        }
+    }
+
+    /// Waits (at most [`CLOSE_GRACE`]) until the router has handled every
+    /// command this reader sent, and queued their frames.
+    fn let_router_catch_up(&self) {
+        let (done, caught_up) = bounded(1);
+        if self.router.send(Command::Flush { done }).is_ok() {
+            let _ = caught_up.recv_timeout(CLOSE_GRACE);
         }
     }
 
@@ -554,7 +660,7 @@ impl Reader<'_> {
     /// Runs a session's handler so that a bug in it ends only this
     /// connection: a panic tells the client (in its dialect's words, if it
     /// has any) and closes with 1011, and every other connection goes on.
-    fn protect(&self, dialect: Dialect, handle: impl FnOnce() -> Step) -> Step {
+    fn protect(&self, dialect: Dialect, handle: impl FnOnce() -> Option<Step>) -> Option<Step> {
         match panic::catch_unwind(AssertUnwindSafe(handle)) {
             Ok(step) => step,
             Err(_) => {
@@ -562,7 +668,7 @@ impl Reader<'_> {
                 if let Some(notice) = dialect::fatal_notice(dialect) {
                     let _ = self.outbox.push_wait(notice);
                 }
-                Step::Close(Close::new(1011, "internal error"))
+                Some(Step::Close(Close::new(1011, "internal error")))
             }
         }
     }
@@ -634,7 +740,7 @@ fn write_until_closed(
     stream: &TcpStream,
     outbox: &Outbox,
     reader_done: &Receiver<()>,
-    slot: Arc<Slot>,
+    places: Arc<Places>,
 ) {
     let mut result = Ok(());
     while let Some(batch) = outbox.next_batch() {
@@ -650,7 +756,7 @@ fn write_until_closed(
         Err(_) => outbox.shut(),
     }
     let _ = stream.shutdown(Shutdown::Both); // fails only if already shut
-    drop(slot);
+    drop(places);
 }
 
 /// Writes whole frames with as few system calls as possible. A write that

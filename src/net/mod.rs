@@ -6,6 +6,8 @@
 //! - [`route`] picks the endpoint,
 //! - [`upgrade`] answers the WebSocket handshake,
 //! - [`connection`] runs a socket's reader and writer threads,
+//! - [`per_ip`] counts each peer address's connections against its cap,
+//! - [`rate`] is the token bucket behind the message rate limit,
 //! - [`outbox`] is the bounded queue between the router and a writer,
 //! - [`frame`] encodes outgoing frames once, for every recipient,
 //! - [`capacity`] reads the machine limits that cap the connections.
@@ -16,6 +18,8 @@ pub mod connection;
 pub mod frame;
 pub mod http;
 pub mod outbox;
+pub mod per_ip;
+pub mod rate;
 pub mod route;
 pub mod upgrade;
 
@@ -28,6 +32,7 @@ use parking_lot::RwLock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::router::Command;
+use per_ip::PerIpLimit;
 
 /// What every connection thread shares.
 pub(crate) struct Shared {
@@ -40,6 +45,10 @@ pub(crate) struct Shared {
     /// accept loop holding one means: never, while the server runs.
     pub router: Sender<Command>,
     pub metrics: Arc<Metrics>,
+    /// Open WebSockets by peer address, counted while
+    /// `--max-connections-per-ip` caps them (a reload that turns the cap on
+    /// counts the connections opened from then on).
+    pub per_ip: Arc<PerIpLimit>,
     /// The next connection number.
     pub next_conn: AtomicU64,
 }
@@ -51,6 +60,7 @@ impl Shared {
             config: RwLock::new(Arc::new(config)),
             router,
             metrics,
+            per_ip: PerIpLimit::new(),
             next_conn: AtomicU64::new(1),
         }
     }

@@ -177,6 +177,14 @@ pub enum Command {
         /// Whether it is on disk (else it failed and is to be retried).
         written: bool,
     },
+    /// Answered on `done` as soon as the router gets to it: by then every
+    /// command sent before it has been handled and its frames queued. A
+    /// reader about to close its connection sends it first, so that what
+    /// the router still owes the client goes out before the close frame.
+    Flush {
+        /// Where the answer goes (one slot: the router never waits).
+        done: Sender<()>,
+    },
     /// The connection's socket is gone (its reader thread has ended).
     Closed {
         /// The connection that ended.

@@ -316,6 +316,9 @@ pub enum RequestError {
     UnknownType(String),
     /// The frame could not be understood; the text says why.
     Malformed(String),
+    /// The frame came too fast: the rate limit dropped it (and the frames
+    /// after it, until the client slows down).
+    RateLimited,
 }
 
 impl fmt::Display for RequestError {
@@ -331,6 +334,7 @@ impl fmt::Display for RequestError {
             RequestError::Unsupported(kind) => write!(f, "{kind} is sent by the server, not to it"),
             RequestError::UnknownType(kind) => write!(f, "unknown message type {kind:?}"),
             RequestError::Malformed(why) => f.write_str(why),
+            RequestError::RateLimited => f.write_str(crate::dialect::RATE_LIMITED_MESSAGE),
         }
     }
 }

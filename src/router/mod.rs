@@ -240,6 +240,10 @@ impl Router {
                 let _ = reply.try_send(drain); // the asker may have given up
                 out
             }
+            Command::Flush { done } => {
+                let _ = done.try_send(()); // the reader may have given up
+                Vec::new()
+            }
             Command::Closed { conn } => self.forget(conn),
         }
     }

@@ -1170,3 +1170,32 @@ fn syncs_of_one_version_share_their_snapshot() {
     assert_eq!(&*after.text, "more text");
     assert!(!Arc::ptr_eq(&first, &after));
 }
+
+#[test]
+fn a_flush_is_answered_at_once_and_delivers_nothing() {
+    let mut hub = Hub::new();
+    hub.join(1, "ann");
+    let (done, answered) = crossbeam_channel::bounded(1);
+    assert!(hub.at(Command::Flush { done }, 1).is_empty());
+    assert_eq!(answered.try_recv(), Ok(()));
+    // An answer nobody waits for any more is no harm.
+    let (done, answered) = crossbeam_channel::bounded(1);
+    drop(answered);
+    assert!(hub.at(Command::Flush { done }, 2).is_empty());
+}
+
+#[test]
+fn a_rate_limited_refusal_reaches_its_member_with_its_seq() {
+    let mut hub = Hub::new();
+    hub.join(1, "ann");
+    let refused = Command::Request {
+        conn: ConnId(1),
+        seq: 4,
+        request: Request::Invalid(RequestError::RateLimited),
+    };
+    let out = hub.at(refused, 1);
+    assert!(
+        matches!(&out[..], [Delivery { to, event: Event::Refused { seq: Some(4), error: RequestError::RateLimited } }] if to == &[ConnId(1)]),
+        "{out:?}"
+    );
+}

@@ -106,6 +106,12 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("keepalive-ms", old.keepalive != new.keepalive),
         ("max-handshakes", old.max_handshakes != new.max_handshakes),
+        (
+            "max-connections-per-ip",
+            old.max_connections_per_ip != new.max_connections_per_ip,
+        ),
+        ("rate-limit", old.rate_limit != new.rate_limit),
+        ("rate-burst", old.rate_burst != new.rate_burst),
         ("log-level", old.log_level != new.log_level),
     ];
     differences

@@ -11,7 +11,8 @@ use crate::dialect::Step;
 use crate::jwt::{self, JwtError};
 use crate::net::frame::Close;
 use crate::net::http::Request;
-use crate::router::{Command, ConnId, Joiner};
+use crate::net::rate::Overrun;
+use crate::router::{Command, ConnId, Edit, Joiner};
 use crate::store;
 
 /// The longest computer id accepted.
@@ -92,6 +93,22 @@ impl Session {
                 stored,
             },
         })
+    }
+
+    /// A message the rate limit dropped. The document has no error message,
+    /// and a dropped `write` leaves the client's copy unlike everyone
+    /// else's: so the first of an episode gets a `sync` (as if the client
+    /// had asked, after its earlier edits), the document's way of saying
+    /// what the text really is; persisting closes with 1008.
+    pub fn rate_limited(&mut self, overrun: Overrun) -> Option<Step> {
+        match overrun {
+            Overrun::First => Some(Step::Forward(Command::Edit {
+                conn: self.conn,
+                edit: Edit::Sync,
+            })),
+            Overrun::Again => None,
+            Overrun::Persisting => Some(Step::Close(crate::dialect::rate_limit_close())),
+        }
     }
 
     /// A binary frame: gzip-compressed JSON.

@@ -135,6 +135,7 @@ fn error_code(error: &RequestError) -> &'static str {
         RequestError::Malformed(_) => "INVALID_MESSAGE",
         RequestError::UnknownType(_) => "UNKNOWN_TYPE",
         RequestError::Unsupported(_) => "UNSUPPORTED_TYPE",
+        RequestError::RateLimited => "RATE_LIMITED",
         // Concierge requests; a channels client cannot make them.
         RequestError::NoSuchName(_)
         | RequestError::NoSuchUuid(_)

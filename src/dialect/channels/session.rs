@@ -7,6 +7,7 @@ use super::inbound::{decode, Inbound};
 use crate::dialect::Step;
 use crate::net::frame::Close;
 use crate::net::http::{query_pairs, Request};
+use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, RequestError};
 
 /// A listener, from the handshake on.
@@ -65,6 +66,20 @@ impl Session {
             Ok(Inbound::PresenceUpdate(presence)) => Command::UpdatePresence { conn, presence },
             Err(error) => Command::Reject { conn, error },
         })
+    }
+
+    /// A message the rate limit dropped: the first of an episode gets an
+    /// `ERROR` `RATE_LIMITED` (through the router, behind earlier replies,
+    /// like every channels error); persisting closes with 1008.
+    pub fn rate_limited(&mut self, overrun: Overrun) -> Option<Step> {
+        match overrun {
+            Overrun::First => Some(Step::Forward(Command::Reject {
+                conn: self.conn,
+                error: RequestError::RateLimited,
+            })),
+            Overrun::Again => None,
+            Overrun::Persisting => Some(Step::Close(crate::dialect::rate_limit_close())),
+        }
     }
 
     /// Binary messages are not part of the protocol.

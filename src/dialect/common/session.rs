@@ -7,10 +7,13 @@ use serde_json::json;
 
 use super::error::CommonError;
 use super::inbound::{decode, Payload};
+use super::render::render;
 use crate::auth::secrets_match;
-use crate::dialect::Step;
+use crate::dialect::{Received, Step};
 use crate::net::frame::Frame;
-use crate::router::{Command, ConnId, Joiner};
+use crate::net::rate::Overrun;
+use crate::router::{Command, ConnId, Event, Joiner};
+use crate::rpc::{CallId, RpcError};
 
 /// A common connection, from the HELLO on.
 #[derive(Debug)]
@@ -45,6 +48,24 @@ impl Session {
         match self.step(text) {
             Ok(step) => step,
             Err(error) => Step::Close(error.close()),
+        }
+    }
+
+    /// A message the rate limit dropped. The document's one error payload
+    /// is a RESPONSE's `r`, so the first of an episode gets a RESPONSE with
+    /// error `rate_limited`, carrying the dropped REQUEST's `n` (`null` for
+    /// anything else, which has none); persisting closes with 1008.
+    pub fn rate_limited(&mut self, received: Received<'_>, overrun: Overrun) -> Option<Step> {
+        match overrun {
+            Overrun::First => {
+                let refusal = Event::Reply {
+                    id: nonce_of(received),
+                    result: Err(RpcError::rate_limited()),
+                };
+                render(&refusal).map(Step::Reply)
+            }
+            Overrun::Again => None,
+            Overrun::Persisting => Some(Step::Close(CommonError::RateLimited.close())),
         }
     }
 
@@ -105,6 +126,18 @@ impl Session {
     }
 }
 
+/// The nonce of a REQUEST, if `received` is one.
+fn nonce_of(received: Received<'_>) -> Option<CallId> {
+    match received {
+        Received::Text(text) => match decode(text) {
+            Ok(Payload::Request { nonce, .. }) => Some(nonce.into()),
+            Ok(Payload::HelloAck { .. } | Payload::Heartbeat | Payload::Dispatch { .. })
+            | Err(_) => None,
+        },
+        Received::Binary(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +188,33 @@ mod tests {
             session.on_text(r#"{"op":1,"password":"anything"}"#),
             Step::Forward(_)
         ));
+    }
+
+    fn payload(step: Option<Step>) -> serde_json::Value {
+        let Some(Step::Reply(frame)) = step else {
+            panic!("expected a reply, got {step:?}")
+        };
+        let bytes = frame.to_vec();
+        let header = match bytes[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        serde_json::from_slice(&bytes[header..]).expect("a JSON frame")
+    }
+
+    #[test]
+    fn the_first_drop_is_answered_with_its_nonce_or_null_and_persisting_closes_1008() {
+        let mut session = Session::new(ConnId(1), None, Duration::from_secs(20));
+        let request = Received::Text(r#"{"op":4,"w":"hub.info","a":[],"n":"abc"}"#);
+        let answer = payload(session.rate_limited(request, Overrun::First));
+        assert_eq!(answer["op"], 5);
+        assert_eq!(answer["n"], "abc");
+        assert_eq!(answer["r"]["error"]["code"], "rate_limited");
+        let heartbeat = Received::Text(r#"{"op":2}"#);
+        assert!(payload(session.rate_limited(heartbeat, Overrun::First))["n"].is_null());
+        assert!(session.rate_limited(request, Overrun::Again).is_none());
+        let close = session.rate_limited(request, Overrun::Persisting);
+        assert_eq!(code(close.expect("a close")), 1008);
     }
 }

@@ -12,7 +12,8 @@ use super::error::ConciergeError;
 use super::inbound::{decode, Identify, Payload};
 use super::version::Version;
 use crate::auth::secrets_match;
-use crate::dialect::Step;
+use crate::dialect::{Received, Step};
+use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, Request, RequestError, Seq};
 
 /// A concierge connection, from its first frame on.
@@ -79,6 +80,44 @@ impl Session {
                 conn: self.conn,
                 error: RequestError::Malformed(WHY.into()),
             }),
+        }
+    }
+
+    /// A frame the rate limit dropped. A text frame still takes its `seq`,
+    /// so that later replies keep the client's numbering. The first of an
+    /// episode is answered with a STATUS `BAD` (through the router, behind
+    /// the replies to earlier frames); persisting closes with 1008.
+    pub fn rate_limited(&mut self, received: Received<'_>, overrun: Overrun) -> Option<Step> {
+        let seq = match (&mut self.state, received) {
+            (State::Identified { next_seq }, Received::Text(_)) => {
+                let seq = *next_seq;
+                *next_seq += 1;
+                Some(seq)
+            }
+            (State::Identified { .. }, Received::Binary(_)) | (State::Unidentified, _) => None,
+        };
+        match overrun {
+            Overrun::First => Some(self.refuse_rate_limited(seq)),
+            Overrun::Again => None,
+            Overrun::Persisting => Some(Step::Close(ConciergeError::RateLimited.close())),
+        }
+    }
+
+    /// The STATUS for the first frame of an episode (`seq`: its number, if
+    /// it has one).
+    fn refuse_rate_limited(&self, seq: Option<Seq>) -> Step {
+        let conn = self.conn;
+        let error = RequestError::RateLimited;
+        match (&self.state, seq) {
+            (State::Identified { .. }, Some(seq)) => Step::Forward(Command::Request {
+                conn,
+                seq,
+                request: Request::Invalid(error),
+            }),
+            (State::Identified { .. }, None) => Step::Forward(Command::Reject { conn, error }),
+            // Only the first frame comes before IDENTIFY, and a burst holds
+            // at least one: unreachable, but closing is the answer.
+            (State::Unidentified, _) => Step::Close(ConciergeError::RateLimited.close()),
         }
     }
 
@@ -202,6 +241,39 @@ mod tests {
                 assert_eq!(why, "already identified")
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_dropped_text_frame_keeps_its_seq_and_the_first_is_answered_with_it() {
+        let mut session = Session::new(ConnId(3), None);
+        session.on_text(&identify_text("0.1.0", None));
+        session.on_text(r#"{"type":"SELF_FETCH"}"#); // seq 0
+        match session.rate_limited(Received::Text("{}"), Overrun::First) {
+            Some(Step::Forward(Command::Request {
+                seq: 1,
+                request: Request::Invalid(RequestError::RateLimited),
+                ..
+            })) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(session
+            .rate_limited(Received::Text("{}"), Overrun::Again)
+            .is_none());
+        match session.on_text(r#"{"type":"SELF_FETCH"}"#) {
+            Step::Forward(Command::Request { seq: 3, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            session.rate_limited(Received::Binary(b"x"), Overrun::First),
+            Some(Step::Forward(Command::Reject {
+                error: RequestError::RateLimited,
+                ..
+            }))
+        ));
+        match session.rate_limited(Received::Text("{}"), Overrun::Persisting) {
+            Some(step) => assert_eq!(close_code(step), 1008),
+            None => panic!("persisting must close"),
         }
     }
 }

@@ -70,6 +70,7 @@ fn reply(id: Option<&serde_json::value::RawValue>, result: &Result<Value, RpcErr
 fn error_code(error: &RpcError) -> &str {
     match error.code.as_str() {
         "unknown_method" => "protocol.unknown_command",
+        "rate_limited" => "protocol.rate_limited",
         code => code,
     }
 }

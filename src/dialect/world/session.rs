@@ -8,11 +8,12 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::inbound::{decode, Credentials, Inbound};
-use crate::dialect::Step;
+use crate::dialect::{Received, Step};
 use crate::jwt::{self, JwtError};
 use crate::net::frame::{Close, Frame};
-use crate::router::{Command, ConnId, Joiner};
-use crate::rpc::ReplyTo;
+use crate::net::rate::Overrun;
+use crate::router::{Command, ConnId, Event, Joiner};
+use crate::rpc::{CallId, ReplyTo, RpcError};
 
 /// A world connection.
 #[derive(Debug)]
@@ -77,6 +78,24 @@ impl Session {
         }
     }
 
+    /// A message the rate limit dropped: the first of an episode gets
+    /// `["error", id, {"code": "protocol.rate_limited", ...}]`, with the id
+    /// of the dropped action if it had one (without, like the document's
+    /// other connection errors, if not); persisting closes with 1008.
+    pub fn rate_limited(&mut self, received: Received<'_>, overrun: Overrun) -> Option<Step> {
+        match overrun {
+            Overrun::First => {
+                let refusal = Event::Reply {
+                    id: call_id_of(received),
+                    result: Err(RpcError::rate_limited()),
+                };
+                super::render::render(&refusal).map(Step::Reply)
+            }
+            Overrun::Again => None,
+            Overrun::Persisting => Some(Step::Close(crate::dialect::rate_limit_close())),
+        }
+    }
+
     /// Binary frames are not part of the protocol.
     pub fn on_binary(&mut self) -> Step {
         let error = json!(["error", {"code": "protocol.invalid_message", "message": "binary frames are not part of this protocol"}]);
@@ -116,6 +135,17 @@ impl Session {
     }
 }
 
+/// The correlation id of an action, if `received` is one that has one.
+fn call_id_of(received: Received<'_>) -> Option<CallId> {
+    match received {
+        Received::Text(text) => match decode(text) {
+            Ok(Inbound::Action { id, .. }) => id.map(Into::into),
+            Ok(Inbound::Ping(_) | Inbound::Authenticate(_)) | Err(_) => None,
+        },
+        Received::Binary(_) => None,
+    }
+}
+
 fn message(value: &serde_json::Value) -> Frame {
     Frame::text(&value.to_string())
 }
@@ -142,7 +172,12 @@ mod tests {
 
     fn text(step: Step) -> String {
         match step {
-            Step::Reply(frame) => String::from_utf8(frame.to_vec()[2..].to_vec()).unwrap(),
+            Step::Reply(frame) => {
+                let bytes = frame.to_vec();
+                // Payloads over 125 bytes have a two-byte extended length.
+                let header = if bytes[1] & 0x7f == 126 { 4 } else { 2 };
+                String::from_utf8(bytes[header..].to_vec()).unwrap()
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -204,6 +239,24 @@ mod tests {
         assert!(matches!(
             session.on_text(r#"["room.enter", 7, {"room": "r"}]"#),
             Step::Forward(Command::Call { .. })
+        ));
+    }
+
+    #[test]
+    fn the_first_drop_is_an_error_with_the_actions_id_if_it_had_one() {
+        let mut session = Session::new(ConnId(1), Some("w".into()), None);
+        let with_id = Received::Text(r#"["room.send", "x-1", {"room": "r"}]"#);
+        let expected = r#"["error","x-1",{"code":"protocol.rate_limited","message":"#;
+        let first = session.rate_limited(with_id, Overrun::First);
+        assert!(text(first.expect("an error")).starts_with(expected));
+        let ping = Received::Text(r#"["ping", 1]"#);
+        let first = session.rate_limited(ping, Overrun::First);
+        let expected = r#"["error",{"code":"protocol.rate_limited","message":"#;
+        assert!(text(first.expect("an error")).starts_with(expected));
+        assert!(session.rate_limited(ping, Overrun::Again).is_none());
+        assert!(matches!(
+            session.rate_limited(ping, Overrun::Persisting),
+            Some(Step::Close(close)) if close.code == 1008
         ));
     }
 }
