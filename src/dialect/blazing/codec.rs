@@ -21,6 +21,11 @@ pub enum CodecError {
 }
 
 /// Decompresses `bytes`, refusing to produce more than `limit` bytes.
+///
+/// Never inlined: the decoder's state is tens of KiB, and inlined into the
+/// reader's message loop (as link-time optimisation does) it would make
+/// every connection's thread, of every dialect, touch that much stack.
+#[inline(never)]
 pub fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
     GzDecoder::new(bytes)
