@@ -437,3 +437,86 @@ fn healthz_answers_while_the_router_turns() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("ok\n"), "{response}");
 }
+
+/// A world client of `world`, authenticated as `id`.
+fn world_client(addr: SocketAddr, world: &str, id: &str) -> Client {
+    let mut client = Client::connect(addr, &format!("/ws/world/{world}"));
+    client.send_json(json!(["authenticate", {"client_id": id}]));
+    let answer = client.recv_json();
+    assert_eq!(answer[0], "authenticated", "{answer}");
+    client
+}
+
+/// Connects a concierge client with `secret`; returns the close code, or 0
+/// if it was welcomed.
+fn identify_with_secret(addr: SocketAddr, name: &str, secret: &str) -> u16 {
+    let mut client = Client::connect(addr, "/ws/concierge");
+    client
+        .send_json(json!({"type": "IDENTIFY", "name": name, "version": "0.1.0", "secret": secret}));
+    match client.recv() {
+        Message::Text(text) if text.contains("\"HELLO\"") => 0,
+        Message::Close(Some(frame)) => u16::from(frame.code),
+        other => panic!("expected HELLO or a close, got {other:?}"),
+    }
+}
+
+#[test]
+fn sighup_reloads_the_config_file_and_tells_the_clients_of_a_removed_world() {
+    let dir = TempDir::new("sighup");
+    let file = dir.path("switchboard.toml");
+    let data = dir.path("data");
+    let settings = |worlds: &str, secret: &str| {
+        format!(
+            "world = [{worlds}]\nsecret = \"{secret}\"\ndata-dir = {:?}\n",
+            data.to_str().unwrap()
+        )
+    };
+    std::fs::write(&file, settings(r#""default", "moon""#, "old-secret-value")).unwrap();
+    let server = Process::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    let addr = server.addr;
+    let mut on_moon = world_client(addr, "moon", "m1");
+    let mut at_home = world_client(addr, "default", "d1");
+    let mut ann = Concierge::join_with(addr, "ann", json!({"secret": "old-secret-value"}));
+
+    std::fs::write(&file, settings(r#""default""#, "new-secret-value")).unwrap();
+    server.signal("HUP");
+    assert_eq!(on_moon.recv_json(), json!(["connection.reload", {}]));
+    let reloaded = server.log_line("reloaded:");
+    assert!(
+        reloaded.contains("secret") && reloaded.contains("world"),
+        "{reloaded}"
+    );
+    assert!(reloaded.contains("1 world clients told"), "{reloaded}");
+    assert!(
+        !reloaded.contains("secret-value"),
+        "a secret's value was logged: {reloaded}"
+    );
+    // The home world's client was not told: its next message is its pong.
+    at_home.send_text(r#"["ping", 1]"#);
+    assert_eq!(at_home.recv_json(), json!(["pong", 1]));
+    // New connections need the new secret; the one already in stays in.
+    assert_eq!(identify_with_secret(addr, "bob", "old-secret-value"), 4006);
+    assert_eq!(identify_with_secret(addr, "cy", "new-secret-value"), 0);
+    ann.send(json!({"type": "CLIENT_FETCH_ALL"}));
+    let everyone = ann.recv_until("CLIENT_FETCH_ALL_RESULT", None).to_string();
+    assert!(everyone.contains("\"ann\""), "{everyone}");
+    // A world that no longer exists is refused from now on.
+    let mut late = Client::connect(addr, "/ws/world/moon");
+    late.send_json(json!(["authenticate", {"client_id": "m2"}]));
+    assert_eq!(late.close_code_skipping(), 1008);
+
+    // A file that does not load is refused; the server keeps its settings.
+    std::fs::write(&file, "world = [\"default\"\nsecret = 3\n").unwrap();
+    server.signal("HUP");
+    let refused = server.log_line("SIGHUP: not reloaded");
+    assert!(
+        refused.contains("switchboard.toml:"),
+        "names the file and line: {refused}"
+    );
+    assert_eq!(identify_with_secret(addr, "dee", "new-secret-value"), 0);
+}
