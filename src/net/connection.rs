@@ -804,3 +804,31 @@ fn write_frames<'a>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn healthz_is_503_when_the_router_does_not_answer() {
+        // A command channel nobody reads: a router stuck on one command.
+        let (router, _stuck) = crossbeam_channel::bounded(1);
+        let shared = Shared::new(Config::default(), router, Arc::default());
+        let response = health(&shared);
+        assert_eq!(response.status, 503);
+        assert_eq!(response.body, b"the router is not answering\n");
+    }
+
+    #[test]
+    fn healthz_is_200_when_the_router_answers() {
+        let (router, inbox) = crossbeam_channel::bounded(1);
+        let answering = std::thread::spawn(move || match inbox.recv() {
+            Ok(Command::Probe { reply }) => reply.send(()).is_ok(),
+            _ => false,
+        });
+        let shared = Shared::new(Config::default(), router, Arc::default());
+        assert_eq!(health(&shared).status, 200);
+        assert!(answering.join().unwrap());
+    }
+}
