@@ -26,6 +26,10 @@ pub struct Claims {
     /// Expiry, in seconds since the Unix epoch. Required: a token that
     /// never expires is refused.
     pub exp: u64,
+    /// Not before, in seconds since the Unix epoch: a token used earlier is
+    /// refused (RFC 7519's `nbf`). Optional.
+    #[serde(default)]
+    pub nbf: Option<u64>,
     /// Blazing computer ids the user may join; absent means any.
     #[serde(default)]
     pub computers: Option<Vec<String>>,
@@ -44,6 +48,8 @@ pub enum JwtError {
     BadSignature,
     /// `exp` has passed.
     Expired,
+    /// `nbf` has not come yet.
+    NotYetValid,
 }
 
 impl fmt::Display for JwtError {
@@ -54,6 +60,7 @@ impl fmt::Display for JwtError {
             JwtError::WrongAlgorithm(alg) => write!(f, "algorithm {alg:?} is not HS256"),
             JwtError::BadSignature => f.write_str("bad signature"),
             JwtError::Expired => f.write_str("token expired"),
+            JwtError::NotYetValid => f.write_str("token not valid yet (nbf)"),
         }
     }
 }
@@ -64,6 +71,10 @@ impl std::error::Error for JwtError {}
 struct Header {
     alg: String,
 }
+
+/// The longest token looked at. Real tokens are a few hundred bytes; a
+/// longer one is refused before any decoding or hashing is spent on it.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Seconds since the Unix epoch, now.
 pub fn now() -> u64 {
@@ -76,6 +87,11 @@ pub fn now() -> u64 {
 /// its claims. `key` `None` refuses every token.
 pub fn verify(token: &str, key: Option<&[u8]>, now: u64) -> Result<Claims, JwtError> {
     let key = key.ok_or(JwtError::NoKey)?;
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(JwtError::Malformed(format!(
+            "longer than {MAX_TOKEN_BYTES} bytes"
+        )));
+    }
     let three_parts = || JwtError::Malformed("expected three dot-separated parts".into());
     let (signed, signature) = token.rsplit_once('.').ok_or_else(three_parts)?;
     let (header, payload) = signed.split_once('.').ok_or_else(three_parts)?;
@@ -96,6 +112,9 @@ pub fn verify(token: &str, key: Option<&[u8]>, now: u64) -> Result<Claims, JwtEr
     let claims: Claims = decode_json(payload, "payload")?;
     if claims.exp <= now {
         return Err(JwtError::Expired);
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > now) {
+        return Err(JwtError::NotYetValid);
     }
     Ok(claims)
 }
@@ -163,6 +182,7 @@ mod tests {
                 sub: "u1".into(),
                 name: None,
                 exp: NOW + 60,
+                nbf: None,
                 computers: Some(vec!["c1".into()])
             }
         );
@@ -220,5 +240,22 @@ mod tests {
                 "{alg}"
             );
         }
+    }
+
+    #[test]
+    fn nbf_in_the_future_is_refused_and_in_the_past_accepted() {
+        let early = token(json!({"sub": "u1", "exp": NOW + 60, "nbf": NOW + 30}));
+        assert_eq!(verify(&early, Some(KEY), NOW), Err(JwtError::NotYetValid));
+        let ready = token(json!({"sub": "u1", "exp": NOW + 60, "nbf": NOW}));
+        assert_eq!(verify(&ready, Some(KEY), NOW).unwrap().nbf, Some(NOW));
+    }
+
+    #[test]
+    fn a_huge_token_is_refused_before_decoding() {
+        let huge = format!("{}.{}.x", "a".repeat(MAX_TOKEN_BYTES), "b");
+        assert!(matches!(
+            verify(&huge, Some(KEY), NOW),
+            Err(JwtError::Malformed(why)) if why.contains("longer than")
+        ));
     }
 }
