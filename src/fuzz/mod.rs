@@ -13,13 +13,14 @@
 //! - [`mutate`]: the inputs: arbitrary text and JSON, mutated examples;
 //! - [`wire`]: one connection in-process, from a client's message to the
 //!   frames it would read back (session, router, rendering);
-//! - one file per dialect, and `http` for request heads.
+//! - one file per dialect, `http` for request heads and `jwt` for tokens.
 
 mod blazing;
 mod channels;
 mod common;
 mod concierge;
 mod http;
+mod jwt;
 mod mutate;
 mod wire;
 mod world;
