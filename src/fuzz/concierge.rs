@@ -219,10 +219,13 @@ fn fuzz_after_identify_every_frame_is_answered_in_the_concierges_words() {
             let mut wire = open(None);
             let hello = wire.send_text(r#"{"type":"IDENTIFY","name":"fuzz","version":"0.1.0"}"#);
             prop_assert_eq!(&hello[0].json()["type"], "HELLO");
-            let mut seq = 0;
+            let mut next_seq = 0;
             for message in &messages {
-                let heard = match message {
+                // Text frames take the next seq; binary frames take none.
+                let (heard, seq) = match message {
                     Sent::Text(text) => {
+                        let seq = next_seq;
+                        next_seq += 1;
                         let heard = wire.send_text(text);
                         if decode(text).is_err() {
                             // A refusal is exactly one STATUS PROTOCOL for it.
@@ -235,8 +238,7 @@ fn fuzz_after_identify_every_frame_is_answered_in_the_concierges_words() {
                             let answered = heard.iter().any(|h| h.json()["seq"] == seq);
                             prop_assert!(answered, "no reply with seq {seq}: {heard:?}");
                         }
-                        seq += 1;
-                        (heard, Some(seq - 1))
+                        (heard, Some(seq))
                     }
                     Sent::Binary(bytes) => {
                         let heard = wire.send(Received::Binary(bytes));
@@ -245,7 +247,6 @@ fn fuzz_after_identify_every_frame_is_answered_in_the_concierges_words() {
                         (heard, None)
                     }
                 };
-                let (heard, seq) = heard;
                 for frame in &heard {
                     check_payload(frame, seq)?;
                 }
