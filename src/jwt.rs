@@ -134,6 +134,12 @@ pub fn sign(claims: &serde_json::Value, key: &[u8]) -> String {
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str, what: &str) -> Result<T, JwtError> {
     let bytes = base64url_decode(part)
         .ok_or_else(|| JwtError::Malformed(format!("{what} is not base64url")))?;
+    // Header and claims are JSON objects (RFC 7515 §4, RFC 7519 §4); serde
+    // would also fill a struct from an array (`["HS256"]`), which no
+    // issuer writes. Found by the fuzz properties (src/fuzz/jwt.rs).
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(JwtError::Malformed(format!("{what} is not a JSON object")));
+    }
     serde_json::from_slice(&bytes).map_err(|e| JwtError::Malformed(format!("{what}: {e}")))
 }
 
@@ -225,6 +231,25 @@ mod tests {
         assert_eq!(
             verify(&parts.join("."), Some(KEY), NOW),
             Err(JwtError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn header_and_claims_must_be_objects_not_arrays() {
+        // serde fills a struct from an array too; a signed token with
+        // `["u1", exp]` as claims once passed (found by src/fuzz/jwt.rs).
+        let array_claims = token(json!(["u1", null, NOW + 60]));
+        let error = verify(&array_claims, Some(KEY), NOW).unwrap_err();
+        assert_eq!(
+            error,
+            JwtError::Malformed("payload is not a JSON object".into())
+        );
+        let payload = array_claims.split('.').nth(1).unwrap();
+        let header = base64url_encode(br#"["HS256"]"#);
+        let error = verify(&format!("{header}.{payload}.x"), Some(KEY), NOW).unwrap_err();
+        assert_eq!(
+            error,
+            JwtError::Malformed("header is not a JSON object".into())
         );
     }
 

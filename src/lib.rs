@@ -113,5 +113,10 @@ pub mod signals;
 pub mod store;
 pub mod systemd;
 
+// Property tests over every decoder and the request parser (`cargo test
+// fuzz`); see the README's "Fuzzing and hostile input".
+#[cfg(test)]
+mod fuzz;
+
 pub use config::Config;
 pub use server::{Handle, Server};

@@ -75,8 +75,8 @@ use crate::router::{Command, ConnId};
 /// decode into flat structs or `Value`s, which release builds parse to that
 /// depth in well under this. Unoptimized builds use several times the
 /// stack per level, so they get more. Only the pages touched count as
-/// memory either way.
-const READER_STACK: usize = if cfg!(debug_assertions) {
+/// memory either way. The fuzz properties decode on a stack of this size.
+pub(crate) const READER_STACK: usize = if cfg!(debug_assertions) {
     1 << 20
 } else {
     256 * 1024

@@ -109,7 +109,8 @@ fn is_timeout_or_interrupt(error: &io::Error) -> bool {
 }
 
 /// Parses a complete head, or says that more bytes are needed (`None`).
-fn parse(bytes: &[u8]) -> Result<Option<Request>, ReadError> {
+/// `read_request` calls it on everything read so far, after every read.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Request>, ReadError> {
     // On the heap for the same reason as `chunk` above.
     let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
