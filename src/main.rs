@@ -54,11 +54,11 @@ fn serve(config: Config, args: Vec<String>) -> io::Result<()> {
         Some(notifier) => server.with_notifier(notifier),
         None => server,
     };
-    println!("switchboard {} listening:", env!("CARGO_PKG_VERSION"));
-    for endpoint in server.endpoints()? {
-        println!("  {endpoint}");
-    }
     // SIGHUP reads the same sources again: flags, environment, file.
+    // Handled before the address is printed: a SIGTERM sent as soon as
+    // the server says where it listens must shut it down gracefully, not
+    // kill it with the default action (the handle queues the request
+    // until `run` takes it).
     signals::spawn(server.handle(), move || {
         match cli::parse(args.clone(), env) {
             Ok(Invocation::Run(config)) => Ok(*config),
@@ -66,6 +66,10 @@ fn serve(config: Config, args: Vec<String>) -> io::Result<()> {
             Err(error) => Err(error.to_string()),
         }
     })?;
+    println!("switchboard {} listening:", env!("CARGO_PKG_VERSION"));
+    for endpoint in server.endpoints()? {
+        println!("  {endpoint}");
+    }
     server.run()
 }
 

@@ -610,7 +610,7 @@ impl Reader<'_> {
         received: Received<'_>,
         now: Instant,
     ) -> Option<Step> {
-        self.metrics.messages_in.increment();
+        // Already counted, with its dialect, by `count_in`.
         let verdict = limit
             .as_mut()
             .map_or(Verdict::Pass, |limit| limit.check(now));
