@@ -20,7 +20,6 @@ use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 use support::*;
 use switchboard::{jwt, Config};
-use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
@@ -377,14 +376,7 @@ const KEY: &str = "limits test key";
 fn blazing(addr: SocketAddr, sub: &str, computer: &str) -> Client {
     let claims = json!({"sub": sub, "name": sub, "exp": jwt::now() + 3600});
     let token = jwt::sign(&claims, KEY.as_bytes());
-    let mut request = format!("ws://{addr}/ws/blazing")
-        .into_client_request()
-        .unwrap();
-    let headers = request.headers_mut();
-    headers.insert("Authorization", format!("Bearer {token}").parse().unwrap());
-    headers.insert("Blazing-Computer-Id", computer.parse().unwrap());
-    let stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let (request, stream) = blazing_request(addr, &token, computer);
     let (ws, _) = tungstenite::client(request, stream).expect("blazing handshake");
     let mut client = Client { ws };
     assert_eq!(json_of(client.recv())["type"], "sync");

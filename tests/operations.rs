@@ -63,16 +63,7 @@ fn blazing_token(sub: &str) -> String {
 
 /// A blazing client of `computer`'s document, past its `sync`.
 fn blazing(addr: SocketAddr, sub: &str, computer: &str) -> Client {
-    use tungstenite::client::IntoClientRequest;
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut request = format!("ws://{addr}/ws/blazing")
-        .into_client_request()
-        .unwrap();
-    let headers = request.headers_mut();
-    let bearer = format!("Bearer {}", blazing_token(sub));
-    headers.insert("Authorization", bearer.parse().unwrap());
-    headers.insert("Blazing-Computer-Id", computer.parse().unwrap());
+    let (request, stream) = blazing_request(addr, &blazing_token(sub), computer);
     let (ws, _) = tungstenite::client(request, stream).expect("blazing handshake");
     let mut client = Client { ws };
     match client.recv() {
@@ -181,9 +172,13 @@ fn notifications_until(socket: &UnixDatagram, last: &str) -> Vec<String> {
     }
 }
 
-#[test]
-fn a_service_manager_hears_ready_watchdog_reloading_and_stopping() {
-    let dir = TempDir::new("notify");
+/// The binary started with `NOTIFY_SOCKET` pointing at a datagram socket
+/// of the test's (a fake service manager), and `WATCHDOG_USEC` if given.
+fn under_a_fake_manager(
+    name: &str,
+    watchdog_usec: Option<&str>,
+) -> (TempDir, UnixDatagram, Process) {
+    let dir = TempDir::new(name);
     let socket_path = dir.path("notify.sock");
     let manager = UnixDatagram::bind(&socket_path).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -195,9 +190,18 @@ fn a_service_manager_hears_ready_watchdog_reloading_and_stopping() {
             "--data-dir",
             dir.arg(),
         ])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "100000"); // a ping every 50 ms
-    let mut server = Process::spawn(command);
+        .env("NOTIFY_SOCKET", &socket_path);
+    if let Some(usec) = watchdog_usec {
+        command.env("WATCHDOG_USEC", usec);
+    }
+    let server = Process::spawn(command);
+    (dir, manager, server)
+}
+
+#[test]
+fn a_service_manager_hears_ready_watchdog_reloading_and_stopping() {
+    // A ping every 50 ms.
+    let (_dir, manager, mut server) = under_a_fake_manager("notify", Some("100000"));
 
     let before_ready = notifications_until(&manager, "READY=1");
     assert!(
@@ -227,20 +231,7 @@ fn a_service_manager_hears_ready_watchdog_reloading_and_stopping() {
 
 #[test]
 fn without_watchdog_usec_no_watchdog_pings_are_sent() {
-    let dir = TempDir::new("nowatchdog");
-    let socket_path = dir.path("notify.sock");
-    let manager = UnixDatagram::bind(&socket_path).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--quiet",
-            "--data-dir",
-            dir.arg(),
-        ])
-        .env("NOTIFY_SOCKET", &socket_path);
-    let mut server = Process::spawn(command);
+    let (_dir, manager, mut server) = under_a_fake_manager("nowatchdog", None);
     server.signal("TERM");
     assert_eq!(
         notifications_until(&manager, "STOPPING=1"),

@@ -8,12 +8,11 @@ mod support;
 // group deletion are in tests/concierge.rs; tokens limited to other
 // computers in tests/blazing.rs.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 use support::*;
 use switchboard::{base64, jwt, Config};
-use tungstenite::client::IntoClientRequest;
 use tungstenite::Message;
 
 const KEY: &str = "security test key";
@@ -113,14 +112,7 @@ fn world_refuses_every_hostile_token_and_stays_usable() {
 
 /// Connects to blazing with `token`; returns the close code (0 if let in).
 fn blazing_with(addr: SocketAddr, token: &str) -> u16 {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut request = format!("ws://{addr}/ws/blazing")
-        .into_client_request()
-        .unwrap();
-    let headers = request.headers_mut();
-    headers.insert("Authorization", format!("Bearer {token}").parse().unwrap());
-    headers.insert("Blazing-Computer-Id", "pc-1".parse().unwrap());
+    let (request, stream) = blazing_request(addr, token, "pc-1");
     let (mut ws, _) = match tungstenite::client(request, stream) {
         Ok(pair) => pair,
         // A token too large for the request head is refused as HTTP (431).

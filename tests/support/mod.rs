@@ -434,3 +434,21 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// A blazing handshake request for `computer` with `Authorization: Bearer
+/// <token>`, and the connected socket to send it on.
+pub fn blazing_request(
+    addr: SocketAddr,
+    token: &str,
+    computer: &str,
+) -> (tungstenite::handshake::client::Request, TcpStream) {
+    let stream = TcpStream::connect(addr).expect("TCP connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut request = format!("ws://{addr}/ws/blazing")
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    headers.insert("Blazing-Computer-Id", computer.parse().unwrap());
+    (request, stream)
+}
