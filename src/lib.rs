@@ -9,7 +9,7 @@
 //! # Architecture
 //!
 //! ```text
-//!             TcpListener (blocking accept loop, Server::run)
+//!             TcpListener (blocking accept loop, on its own thread)
 //!                  │  per socket: HTTP request / WS handshake under a deadline
 //!                  ▼
 //!    ┌──────── connection ─────────┐
@@ -35,7 +35,8 @@
 //! # Layout
 //!
 //! - [`server`]: binds or adopts the listener, starts the router and the
-//!   accept thread; reload and graceful shutdown ([`server::reload`]).
+//!   accept thread (`server/accept.rs`); reload ([`server::reload`]) and
+//!   graceful shutdown, on the thread that calls `run`.
 //! - [`net`]: sockets and bytes.
 //!   - [`net::http`]: request heads under a deadline; responses.
 //!   - [`net::route`]: which endpoint a request is for.
@@ -43,6 +44,9 @@
 //!   - [`net::connection`]: a socket's reader and writer threads.
 //!   - [`net::outbox`]: the bounded queue between router and writer.
 //!   - [`net::frame`]: outgoing frames, encoded once.
+//!   - [`net::capacity`]: the machine limits that cap the connections.
+//!   - [`net::per_ip`]: each peer address's connections, against its cap.
+//!   - [`net::rate`]: each connection's message rate (a token bucket).
 //!   - `net/admin.rs`: the operator's endpoints.
 //! - [`router`]: the single owner of state, one namespace for all dialects.
 //!   - [`router::command`]: what connections ask.
@@ -54,7 +58,9 @@
 //!   - `router/world.rs`: RPC members: heartbeats, worlds, rooms, profiles.
 //!   - `router/blazing.rs`, `router/document.rs`: shared documents and edits.
 //!   - `router/timer.rs`: deadlines, in one ordered set.
-//!   - [`router::thread`]: the loop around the router; delivery.
+//!   - `router/shutdown.rs`: every client's going-away, every document saved.
+//!   - [`router::thread`]: the loop around the router; delivery; the
+//!     systemd watchdog.
 //! - [`dialect`]: the protocols.
 //!   - [`dialect::concierge`]: the concierge protocol.
 //!   - [`dialect::channels`]: the channels protocol, WebSocket and HTTP.
@@ -74,6 +80,7 @@
 //! - [`id`]: random UUIDs.
 //! - [`auth`]: constant-time secret comparison.
 //! - [`mod@log`]: one-line logging to standard error, with levels.
+//! - `src/fuzz/` (tests only): property tests over every decoder.
 //! - `src/main.rs`: the `switchboard` binary; `src/bin/switchboard-bench.rs`:
 //!   the load tool (fan-out, idle, churn, and a baseline server of its own).
 //!
