@@ -172,6 +172,19 @@ fn notifications_until(socket: &UnixDatagram, last: &str) -> Vec<String> {
     }
 }
 
+/// The binary, quiet, on a port of its own, keeping documents in `dir`.
+fn switchboard_in(dir: &TempDir) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--quiet",
+        "--data-dir",
+        dir.arg(),
+    ]);
+    command
+}
+
 /// The binary started with `NOTIFY_SOCKET` pointing at a datagram socket
 /// of the test's (a fake service manager), and `WATCHDOG_USEC` if given.
 fn under_a_fake_manager(
@@ -181,16 +194,8 @@ fn under_a_fake_manager(
     let dir = TempDir::new(name);
     let socket_path = dir.path("notify.sock");
     let manager = UnixDatagram::bind(&socket_path).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--quiet",
-            "--data-dir",
-            dir.arg(),
-        ])
-        .env("NOTIFY_SOCKET", &socket_path);
+    let mut command = switchboard_in(&dir);
+    command.env("NOTIFY_SOCKET", &socket_path);
     if let Some(usec) = watchdog_usec {
         command.env("WATCHDOG_USEC", usec);
     }
@@ -278,17 +283,8 @@ fn a_socket_passed_as_fd_3_is_served_instead_of_listen() {
 #[test]
 fn listen_fds_for_another_process_is_ignored() {
     let dir = TempDir::new("otherpid");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--quiet",
-            "--data-dir",
-            dir.arg(),
-        ])
-        .env("LISTEN_PID", "1")
-        .env("LISTEN_FDS", "1");
+    let mut command = switchboard_in(&dir);
+    command.env("LISTEN_PID", "1").env("LISTEN_FDS", "1");
     let mut server = Process::spawn(command);
     // It bound its own --listen instead of adopting descriptor 3.
     let mut client = Concierge::join(server.addr, "ann").client;

@@ -8,7 +8,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use super::check;
-use super::mutate;
+use super::mutate::{self, Sent};
 use super::wire::{request, Heard, Wire};
 use crate::config::Config;
 use crate::dialect::channels::inbound::{decode, Inbound};
@@ -46,18 +46,8 @@ const WORDS: &[&str] = &[
     "username",
 ];
 
-/// A message a listener may send: mostly text, sometimes binary.
-#[derive(Debug, Clone)]
-enum Sent {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
 fn sent() -> impl Strategy<Value = Sent> {
-    prop_oneof![
-        9 => mutate::text(SEEDS, WORDS).prop_map(Sent::Text),
-        1 => vec(any::<u8>(), 0..64).prop_map(Sent::Binary),
-    ]
+    mutate::sent(SEEDS, WORDS)
 }
 
 /// The `ERROR` code the document's listener should hear for `text`, or

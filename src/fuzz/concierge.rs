@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::check;
-use super::mutate;
+use super::mutate::{self, Sent};
 use super::wire::{request, Heard, Wire};
 use crate::config::Config;
 use crate::dialect::concierge::inbound::{decode, Payload, MAX_NAME_LEN};
@@ -103,18 +103,8 @@ const STATUS_CODES: &[&str] = &[
     "NO_SUCH_GROUP",
 ];
 
-/// A message a client may send: mostly text, sometimes binary.
-#[derive(Debug, Clone)]
-enum Sent {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
 fn sent() -> impl Strategy<Value = Sent> {
-    prop_oneof![
-        9 => mutate::text(SEEDS, WORDS).prop_map(Sent::Text),
-        1 => vec(any::<u8>(), 0..64).prop_map(Sent::Binary),
-    ]
+    mutate::sent(SEEDS, WORDS)
 }
 
 fn is_name(name: &str) -> bool {

@@ -224,6 +224,27 @@ pub fn json(words: &'static [&'static str]) -> impl Strategy<Value = String> {
     })
 }
 
+/// A message a text dialect's client may send: mostly (mutated) text,
+/// sometimes binary, which every text dialect must refuse in its own way.
+#[derive(Debug, Clone)]
+pub enum Sent {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
+}
+
+/// [`Sent`] messages built from `seeds` and `words`, nine in ten text.
+pub fn sent(
+    seeds: &'static [&'static str],
+    words: &'static [&'static str],
+) -> impl Strategy<Value = Sent> {
+    prop_oneof![
+        9 => text(seeds, words).prop_map(Sent::Text),
+        1 => vec(any::<u8>(), 0..64).prop_map(Sent::Binary),
+    ]
+}
+
 /// What a text frame might hold: anything at all, arbitrary JSON, or
 /// (most often) a mutated example.
 pub fn text(
