@@ -42,7 +42,7 @@ pub(crate) struct Shared {
     /// The router's command channel, shared by every connection thread
     /// through this `Arc` (the saver and RPC workers hold clones). The
     /// router thread stops once every sender is dropped, which with the
-    /// accept loop holding one means: never, while the server runs.
+    /// accept thread holding one means: never, while the server accepts.
     pub router: Sender<Command>,
     pub metrics: Arc<Metrics>,
     /// Open WebSockets by peer address, counted while
