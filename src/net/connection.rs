@@ -132,6 +132,7 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
         Route::Metrics => Response::text(200, shared.metrics.render(shared.router.len()))
             .with_header("Content-Type", "text/plain; version=0.0.4"),
         Route::Index => Response::text(200, index()),
+        Route::Page(asset) => asset.response(),
         Route::NotFound => {
             shared.metrics.handshake_failed(HandshakeFailure::NotFound);
             Response::text(404, format!("no endpoint at {}\n", request.path))
@@ -241,6 +242,9 @@ fn index() -> String {
         "switchboard",
         "",
         "endpoints:",
+        "  GET /                      live status page (browsers; this list otherwise)",
+        "  GET /endpoints             this list",
+        "  GET /$sys/listen           status snapshots every second (channels, read-only)",
         "  GET /ws/concierge          concierge (or any path with subprotocol ert-concierge)",
         "  GET /<channel>/listen      channels listener (WebSocket)",
         "  GET|POST /<channel>/emit   channels publish (HTTP)",

@@ -4,6 +4,7 @@
 //! - [`http`] reads request heads under a deadline and writes responses,
 //! - `admin` answers the operator's endpoints,
 //! - [`route`] picks the endpoint,
+//! - [`pages`] serves the embedded status page and its assets,
 //! - [`upgrade`] answers the WebSocket handshake,
 //! - [`connection`] runs a socket's reader and writer threads,
 //! - [`per_ip`] counts each peer address's connections against its cap,
@@ -18,6 +19,7 @@ pub mod connection;
 pub mod frame;
 pub mod http;
 pub mod outbox;
+pub mod pages;
 pub mod per_ip;
 pub mod rate;
 pub mod route;

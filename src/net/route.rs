@@ -3,6 +3,7 @@
 
 use super::admin;
 use super::http::Request;
+use super::pages;
 use crate::dialect::{channels, concierge, Dialect};
 
 /// What a request asks for.
@@ -12,8 +13,11 @@ pub enum Route {
     Health,
     /// `GET /metrics`: Prometheus counters.
     Metrics,
-    /// `GET /`: a list of the endpoints.
+    /// `GET /endpoints`, or `GET /` from a client that does not take
+    /// HTML: a plain text list of the endpoints.
     Index,
+    /// An embedded page: `GET /` from a browser, or its script and style.
+    Page(pages::Asset),
     /// A WebSocket endpoint speaking this dialect.
     WebSocket(Dialect),
     /// `GET|POST /<channel>/emit`: an HTTP publish to this channel.
@@ -31,10 +35,13 @@ pub fn route(request: &Request) -> Route {
     if is_upgrade && offers(request, concierge::SUBPROTOCOL) {
         return Route::WebSocket(Dialect::Concierge);
     }
+    if let Some(asset) = pages::Asset::at(&request.path, request) {
+        return Route::Page(asset);
+    }
     match request.path.as_str() {
         "/healthz" => Route::Health,
         "/metrics" => Route::Metrics,
-        "/" => Route::Index,
+        "/" | "/endpoints" => Route::Index,
         "/ws/echo" => Route::WebSocket(Dialect::Echo),
         "/ws/concierge" => Route::WebSocket(Dialect::Concierge),
         "/ws/common" => Route::WebSocket(Dialect::Common),
@@ -82,6 +89,24 @@ mod tests {
         assert_eq!(route(&request("/healthz", &[])), Route::Health);
         assert_eq!(route(&request("/metrics", &[])), Route::Metrics);
         assert_eq!(route(&request("/", &[])), Route::Index);
+        assert_eq!(route(&request("/", &[("accept", "*/*")])), Route::Index);
+        assert_eq!(
+            route(&request("/", &[("accept", "text/html,*/*;q=0.8")])),
+            Route::Page(pages::Asset::StatusPage)
+        );
+        assert_eq!(
+            route(&request("/endpoints", &[("accept", "text/html")])),
+            Route::Index
+        );
+        assert_eq!(
+            route(&request("/$sys/listen", &[])),
+            Route::WebSocket(Dialect::Channels)
+        );
+        assert_eq!(
+            route(&request("/%24sys/emit", &[])),
+            Route::Emit("$sys".into())
+        );
+        assert_eq!(route(&request("/$other/listen", &[])), Route::NotFound);
         assert_eq!(
             route(&request("/ws/echo", &[])),
             Route::WebSocket(Dialect::Echo)

@@ -38,6 +38,13 @@ pub struct Document {
     snapshot: Option<(u64, Arc<DocumentSnapshot>)>,
 }
 
+impl Document {
+    /// The connections editing it.
+    pub(super) fn editors(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.editors.iter().copied()
+    }
+}
+
 impl Router {
     /// A blazing client joins `computer`'s document: the others get
     /// `usrupd`, it gets `sync`.

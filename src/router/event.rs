@@ -310,6 +310,9 @@ pub enum RequestError {
     TopicExists(TopicInfo),
     /// Only the topic's owner may do this.
     NotOwner(String),
+    /// The topic is reserved for the server (`$sys`): clients may listen
+    /// to it, not publish to it.
+    Reserved(String),
     /// The client sent something only a server sends (its `type` is given).
     Unsupported(String),
     /// The client sent a `type` the protocol does not have.
@@ -330,6 +333,12 @@ impl fmt::Display for RequestError {
             RequestError::TopicExists(topic) => write!(f, "group {:?} exists already", topic.name),
             RequestError::NotOwner(name) => {
                 write!(f, "only the owner of group {name:?} may delete it")
+            }
+            RequestError::Reserved(name) => {
+                write!(
+                    f,
+                    "group {name:?} is reserved: only the server publishes to it"
+                )
             }
             RequestError::Unsupported(kind) => write!(f, "{kind} is sent by the server, not to it"),
             RequestError::UnknownType(kind) => write!(f, "unknown message type {kind:?}"),

@@ -29,6 +29,7 @@ mod member;
 mod publish;
 mod rpc;
 mod shutdown;
+pub mod sys;
 pub mod thread;
 mod timer;
 mod topic;
@@ -99,6 +100,11 @@ pub struct Router {
     world_joins: u64,
     /// Embedder's method calls running, per connection.
     calls_in_flight: HashMap<ConnId, usize>,
+    /// Whether the `$sys` snapshot timer is scheduled (while `$sys` has
+    /// subscribers).
+    sys_ticking: bool,
+    /// The process's counters, for `$sys` snapshots; read, never written.
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     /// The time of the command or timer being handled, for rules deep
     /// inside (a member leaving schedules its document's save).
     now: Instant,
@@ -143,6 +149,15 @@ impl Router {
         }
     }
 
+    /// The same hub, reporting `metrics`' message counters in `$sys`
+    /// snapshots (without it they report zeros).
+    pub fn with_metrics(self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Router {
+        Router {
+            metrics: Some(metrics),
+            ..self
+        }
+    }
+
     /// An empty hub.
     pub fn new(settings: Settings) -> Router {
         Router {
@@ -160,6 +175,8 @@ impl Router {
             store: None,
             world_joins: 0,
             calls_in_flight: HashMap::new(),
+            sys_ticking: false,
+            metrics: None,
             now: Instant::now(),
         }
     }
@@ -260,6 +277,7 @@ impl Router {
                     Vec::new()
                 }
                 Timer::PingRound => self.ping_round(now),
+                Timer::SysSnapshot => self.snapshot_round(now),
                 Timer::Heartbeat(conn) => self.evict(conn, Disconnect::HeartbeatTimeout),
                 Timer::TokenExpiry(conn) => self.evict(conn, Disconnect::TokenExpired),
                 Timer::Save(computer) => {

@@ -51,6 +51,9 @@ impl Router {
                 Some(&to) => (vec![to], None),
                 None => return Err(RequestError::NoSuchUuid(text.clone())),
             },
+            Target::Topic(name) if super::sys::is_reserved(name) => {
+                return Err(RequestError::Reserved(name.clone()))
+            }
             Target::Topic(name) => {
                 let topic = self.topic(name)?;
                 let to = topic.subscribers.iter().copied().filter(|&c| c != conn);

@@ -146,6 +146,12 @@ impl Router {
     /// `hub.publish`: `data` to every subscriber of `topic` but the caller.
     fn publish(&mut self, conn: ConnId, args: &Value) -> Outcome {
         let topic = topic_arg(args, 0)?;
+        if super::sys::is_reserved(&topic) {
+            return Err(RpcError::new(
+                "forbidden",
+                format!("{topic} is reserved: only the server publishes to it"),
+            ));
+        }
         let data = arg(args, 1, "data")
             .cloned()
             .ok_or_else(|| RpcError::new("invalid_args", "`data` is required (null is data)"))?;

@@ -23,6 +23,8 @@ pub enum Timer {
     Save(String),
     /// A saved document nobody edits may leave memory.
     Forget(String),
+    /// `$sys` listeners are due a status snapshot.
+    SysSnapshot,
 }
 
 /// Timers ordered by when they fire.

@@ -210,6 +210,9 @@ impl Router {
         if !newly {
             return Vec::new();
         }
+        if super::sys::is_reserved(name) {
+            self.schedule_snapshots(self.now);
+        }
         self.presence_change(name, conn, PresenceChange::Joined, &view)
             .into_iter()
             .collect()

@@ -154,7 +154,9 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let (commands, inbox) = crossbeam_channel::bounded(COMMAND_QUEUE);
         let store = Store::start(config.data_dir.clone(), commands.clone())?;
-        let mut router = Router::new(settings(&config)).with_store(store);
+        let mut router = Router::new(settings(&config))
+            .with_store(store)
+            .with_metrics(metrics.clone());
         if !methods.is_empty() {
             let pool = Pool::start(methods, config.rpc_workers, commands.clone())?;
             router = router.with_pool(pool);

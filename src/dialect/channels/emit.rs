@@ -40,6 +40,13 @@ fn emit(
     shared: &Shared,
     deadline: Instant,
 ) -> Result<Response, Response> {
+    if crate::router::sys::is_reserved(channel) {
+        return Err(error(
+            403,
+            "RESERVED_CHANNEL",
+            &format!("{channel} is reserved: only the server publishes to it (listen at /{channel}/listen)"),
+        ));
+    }
     if request.method != "GET" && request.method != "POST" {
         return Err(error(405, "METHOD_NOT_ALLOWED", "emit takes GET or POST")
             .with_header("Allow", "GET, POST"));

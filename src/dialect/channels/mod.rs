@@ -16,6 +16,8 @@ pub mod session;
 
 pub use session::Session;
 
+use crate::router::sys::SYS_TOPIC;
+
 /// The largest presence a listener may have, in bytes of JSON: presence
 /// goes to every member of the channel on every join, so it stays small.
 pub const MAX_PRESENCE_BYTES: usize = 4096;
@@ -34,7 +36,13 @@ pub fn is_channel_name(name: &str) -> bool {
 }
 
 /// The channel and endpoint (`listen` or `emit`) of a `/<channel>/<endpoint>` path.
+/// Besides channel names, the reserved topic `$sys` (also spelled
+/// `%24sys`, as some clients escape `$`) can be named: listening to it
+/// is allowed, and an emit to it is refused with a reason rather than a 404.
 pub fn split_path(path: &str) -> Option<(&str, &str)> {
     let (channel, endpoint) = path.strip_prefix('/')?.split_once('/')?;
+    if channel == SYS_TOPIC || channel == "%24sys" {
+        return Some((SYS_TOPIC, endpoint));
+    }
     is_channel_name(channel).then_some((channel, endpoint))
 }

@@ -141,7 +141,8 @@ fn error_code(error: &RequestError) -> &'static str {
         | RequestError::NoSuchUuid(_)
         | RequestError::NoSuchTopic(_)
         | RequestError::TopicExists(_)
-        | RequestError::NotOwner(_) => "REFUSED",
+        | RequestError::NotOwner(_)
+        | RequestError::Reserved(_) => "REFUSED",
     }
 }
 

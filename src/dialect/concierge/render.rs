@@ -103,6 +103,7 @@ fn refusal(seq: Option<Seq>, error: &RequestError) -> Payload<'_> {
             status(seq, "GROUP_ALREADY_CREATED", Detail::Group(topic.into()))
         }
         RequestError::NotOwner(_) => status(seq, "BAD", described(error)),
+        RequestError::Reserved(_) => status(seq, "BAD", described(error)),
         // The document has no status for it; BAD is its generic refusal.
         RequestError::RateLimited => status(seq, "BAD", described(error)),
         // Spelled as in the document.
