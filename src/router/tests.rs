@@ -1199,3 +1199,29 @@ fn a_rate_limited_refusal_reaches_its_member_with_its_seq() {
         "{out:?}"
     );
 }
+
+/// `$sys` snapshots run while it has listeners and stop with the last one,
+/// so an idle hub has no timer of theirs.
+#[test]
+fn sys_snapshots_tick_only_while_listened() {
+    let mut hub = Hub::new();
+    let none_yet = hub.router.next_deadline();
+    assert!(none_yet.is_none(), "{none_yet:?}");
+    hub.listen(1, "$sys", "{}");
+    let start = hub.start;
+    let secs = |s: u64| start + Duration::from_secs(s);
+    let first = hub.router.expire(secs(1));
+    let is_snapshot = |out: &[Delivery]| {
+        matches!(out, [Delivery { to, event: Event::Message(m) }]
+            if to == &[ConnId(1)] && m.data.get().contains("\"connections\""))
+    };
+    assert!(is_snapshot(&first), "{first:?}");
+    assert_eq!(hub.router.next_deadline(), Some(secs(2)));
+    assert!(is_snapshot(&hub.router.expire(secs(2))));
+    hub.at(Command::Closed { conn: ConnId(1) }, 2);
+    assert!(hub.router.expire(secs(3)).is_empty());
+    // Only the channels PING round (1 s + 10 s) is left, and then nothing.
+    assert_eq!(hub.router.next_deadline(), Some(secs(11)));
+    hub.router.expire(secs(11));
+    assert_eq!(hub.router.next_deadline(), None);
+}
