@@ -103,30 +103,6 @@ impl Server {
             })
             .ok_or(format!("no metric {name}"))
     }
-
-    /// `total` without labels and the sum of `by_label`'s labelled series,
-    /// from one scrape of `/metrics`.
-    pub fn metric_and_sum(&self, total: &str, by_label: &str) -> Result<(u64, u64), String> {
-        let (_, text) = self.get("/metrics")?;
-        let value = |line: &str| line.rsplit(' ').next()?.trim().parse::<u64>().ok();
-        let total = text
-            .lines()
-            .find(|line| {
-                line.strip_prefix(total)
-                    .is_some_and(|rest| rest.starts_with(' '))
-            })
-            .and_then(value)
-            .ok_or(format!("no metric {total}"))?;
-        let sum = text
-            .lines()
-            .filter(|line| {
-                line.strip_prefix(by_label)
-                    .is_some_and(|rest| rest.starts_with('{'))
-            })
-            .filter_map(value)
-            .sum();
-        Ok((total, sum))
-    }
 }
 
 impl Drop for Server {

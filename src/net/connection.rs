@@ -557,7 +557,6 @@ impl Reader<'_> {
     }
 
     fn count_in(&self, dialect: Dialect, bytes: usize) {
-        self.metrics.messages_in.increment();
         self.metrics.messages_received.of(dialect).increment();
         self.metrics.bytes_received.of(dialect).add(bytes as u64);
     }

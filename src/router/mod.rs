@@ -423,6 +423,21 @@ impl Router {
                 _ => None,
             })
     }
+
+    /// `{"concierge": n, "channels": n, …}`: members by dialect, for
+    /// `hub.info` and the `$sys` snapshot.
+    fn member_counts(&self) -> serde_json::Map<String, serde_json::Value> {
+        Dialect::ALL
+            .iter()
+            .filter(|d| d.uses_router())
+            .map(|&d| {
+                (
+                    d.name().to_string(),
+                    self.members_speaking(d).count().into(),
+                )
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

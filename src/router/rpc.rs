@@ -18,7 +18,6 @@ use serde_json::{json, Value};
 
 use super::member::Kind;
 use super::{ConnId, Delivery, Event, Message, Origin, Router, Target};
-use crate::dialect::Dialect;
 use crate::rpc::{Caller, Job, ReplyTo, RpcError};
 
 /// Calls of an embedder's methods one connection may have running.
@@ -240,16 +239,7 @@ impl Router {
     }
 
     fn info(&self, now: Instant) -> Value {
-        let per_dialect: serde_json::Map<String, Value> = Dialect::ALL
-            .iter()
-            .filter(|d| d.uses_router())
-            .map(|&d| {
-                (
-                    d.name().to_string(),
-                    json!(self.members_speaking(d).count()),
-                )
-            })
-            .collect();
+        let per_dialect = self.member_counts();
         json!({
             "server": "switchboard",
             "version": env!("CARGO_PKG_VERSION"),

@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 
 use super::rpc::raw;
 use super::{Delivery, Event, Message, Origin, Router, Target, Timer};
-use crate::dialect::Dialect;
 use crate::metrics::Metrics;
 
 /// The reserved topic's name. `$` is not a channel character, so no
@@ -80,16 +79,7 @@ impl Router {
     pub fn status(&self, now: Instant) -> Value {
         // Only reads: the counters belong to the threads that count.
         let count = |get: fn(&Metrics) -> u64| self.metrics.as_deref().map_or(0, get);
-        let connections: serde_json::Map<String, Value> = Dialect::ALL
-            .iter()
-            .filter(|d| d.uses_router())
-            .map(|&d| {
-                (
-                    d.name().to_string(),
-                    json!(self.members_speaking(d).count()),
-                )
-            })
-            .collect();
+        let connections = self.member_counts();
         let topics: Vec<Value> = self
             .topics
             .iter()
@@ -115,8 +105,8 @@ impl Router {
             "topics": topics,
             "documents": documents,
             "messages": {
-                "in": count(|m| m.messages_in.get()),
-                "out": count(|m| m.frames_out.get()),
+                "in": count(|m| m.messages_received.total()),
+                "out": count(|m| m.messages_sent.total()),
             },
             "slow_consumers": count(|m| m.slow_consumers.get()),
         })

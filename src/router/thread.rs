@@ -214,7 +214,6 @@ fn deliver(
                     if needs_wake {
                         wakes.push(peer.outbox.clone());
                     }
-                    metrics.frames_out.increment();
                     metrics.messages_sent.of(peer.dialect).increment();
                     metrics.bytes_sent.of(peer.dialect).add(bytes);
                 }
