@@ -9,10 +9,9 @@ mod support;
 // replayed edits converge on the server's text.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flate2::read::GzDecoder;
@@ -281,65 +280,19 @@ fn raw_blazing(addr: SocketAddr, token: &str, computer: &str) -> TcpStream {
     raw_websocket_with(addr, "/ws/blazing", &headers)
 }
 
-/// A `switchboard` process, killed (SIGKILL) when dropped.
-struct Process {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl Process {
-    /// Starts the built binary on port 0 with `data_dir`; reads the port
-    /// from the endpoints it prints.
-    fn start(data_dir: &Path) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["--listen", "127.0.0.1:0", "--jwt-key", KEY, "--data-dir"])
-            .arg(data_dir)
-            .arg("--quiet")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the switchboard binary");
-        let stdout = child.stdout.take().unwrap();
-        // Owned by the guard from here on, so that it is killed even if
-        // reading the port fails.
-        let mut process = Process {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-        };
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the server printed its endpoints")
-                .expect("stdout");
-            if let Some(addr) = line
-                .trim()
-                .strip_prefix("ws://")
-                .and_then(|rest| rest.split_once("/ws/blazing"))
-                .map(|(addr, _)| addr.to_string())
-            {
-                break addr.parse().expect("an address");
-            }
-        };
-        // Keep draining stdout so that the server never writes to a
-        // closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        process.addr = addr;
-        process
-    }
-
-    /// SIGKILL, and reap.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// The built binary on port 0 with the test key, keeping documents in
+/// `data_dir`; killed (SIGKILL) when dropped.
+fn start_process(data_dir: &Path) -> Process {
+    let dir = data_dir.to_str().expect("a UTF-8 temporary path");
+    Process::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--jwt-key",
+        KEY,
+        "--data-dir",
+        dir,
+        "--quiet",
+    ])
 }
 
 /// Removes a directory when dropped.
@@ -946,7 +899,7 @@ fn documents_survive_a_killed_process() {
     let main_text = "héllo 中文 🦀\nline two\n";
     let expected: [(&str, &str); 3] = [(main, main_text), (other, "other doc"), (sneaky, "sneaky")];
 
-    let mut first = Process::start(&dir);
+    let mut first = start_process(&dir);
     let (_a, before) = join_and_write(first.addr, "alice", main, main_text);
     assert_eq!(before, "");
     let (_b, before) = join_and_write(first.addr, "bob", other, "other doc");
@@ -977,7 +930,7 @@ fn documents_survive_a_killed_process() {
     });
     first.kill();
 
-    let second = Process::start(&dir);
+    let second = start_process(&dir);
     for (computer, text) in expected {
         let (_client, sync) = join(second.addr, "dave", computer);
         assert_eq!(document_of(&sync), text, "{computer}");
@@ -1000,7 +953,7 @@ fn documents_survive_a_killed_process() {
             == Some(updated.as_bytes())
     });
     drop(second);
-    let third = Process::start(&dir);
+    let third = start_process(&dir);
     let (_client, sync) = join(third.addr, "grace", main);
     assert_eq!(document_of(&sync), updated);
 }

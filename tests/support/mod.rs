@@ -402,6 +402,12 @@ impl Process {
         assert!(status.success(), "kill -s {name}");
     }
 
+    /// Kills the process (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits for the process to exit.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + PATIENCE;
