@@ -249,6 +249,15 @@ const FLAGS: &[Flag] = &[
         }),
     },
     Flag {
+        name: "redis",
+        usage:
+            "URL            join a cluster through this Redis (redis://host:port) [none: one node]",
+        apply: Setter::Value(|c, v| {
+            c.redis = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
         name: "admin-token",
         usage: "TEXT     bearer token for POST /admin/reload [none: endpoint off]",
         apply: Setter::Value(|c, v| {
@@ -1041,7 +1050,9 @@ mod tests {
         for flag in FLAGS {
             let placeholder = flag.usage.split_whitespace().next().unwrap_or("");
             let known = match flag.apply {
-                Setter::Value(_) => ["N", "TEXT", "ADDR", "DIR", "LEVEL"].contains(&placeholder),
+                Setter::Value(_) => {
+                    ["N", "TEXT", "ADDR", "DIR", "LEVEL", "URL"].contains(&placeholder)
+                }
                 Setter::List(_) => placeholder == "NAME",
                 Setter::ConfigFile => placeholder == "FILE",
                 Setter::Switch(_) | Setter::CheckConfig => {
@@ -1077,9 +1088,11 @@ mod tests {
         let all = from_file(&uncommented).unwrap();
         let secrets = ["secret", "jwt-key", "admin-token"];
         for ((name, value), (_, default)) in all.settings().iter().zip(&defaults) {
-            match secrets.contains(name) {
-                true => assert_eq!(value, "(set)", "{name}"),
-                false => assert_eq!(value, default, "{name}"),
+            match (secrets.contains(name), *name) {
+                (true, _) => assert_eq!(value, "(set)", "{name}"),
+                // Off by default; the example shows a local Redis.
+                (false, "redis") => assert_eq!(value, "\"redis://127.0.0.1:6379\""),
+                (false, _) => assert_eq!(value, default, "{name}"),
             }
         }
     }

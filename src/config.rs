@@ -71,6 +71,10 @@ pub struct Config {
     /// Messages a connection may send at once on top of `rate_limit`
     /// (`--rate-burst`); `None`: two seconds' worth.
     pub rate_burst: Option<u32>,
+    /// The Redis server shared by the nodes of a cluster (`--redis`,
+    /// `redis://host:port/db`); `None`, the default: a single node.
+    /// Needs a build with the `redis` feature.
+    pub redis: Option<String>,
 }
 
 impl Default for Config {
@@ -98,6 +102,7 @@ impl Default for Config {
             max_connections_per_ip: None,
             rate_limit: None,
             rate_burst: None,
+            redis: None,
         }
     }
 }
@@ -144,6 +149,45 @@ impl Config {
             ),
             ("rate-limit", or_zero(self.rate_limit.map(u64::from))),
             ("rate-burst", or_zero(self.rate_burst.map(u64::from))),
+            (
+                "redis",
+                match &self.redis {
+                    Some(url) => quoted(&without_password(url)),
+                    None => "(none)".to_string(),
+                },
+            ),
         ]
+    }
+}
+
+/// A Redis URL with its password (if any) shown as `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn redis_passwords_are_not_shown() {
+        assert_eq!(
+            without_password("redis://app:hunter2@db:6379/0"),
+            "redis://app:***@db:6379/0"
+        );
+        assert_eq!(without_password("redis://s3@db"), "redis://***@db");
+        assert_eq!(
+            without_password("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

@@ -106,6 +106,8 @@ pub mod log;
 pub mod auth;
 pub mod base64;
 pub mod cli;
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod config;
 pub mod dialect;
 pub mod flat_toml;

@@ -198,6 +198,106 @@ pub struct Metrics {
     pub documents: Counter,
     /// How long the router took over each command, deliveries included.
     pub command_time: Histogram,
+    /// The Redis link's state (reported only with `--redis`).
+    pub cluster: ClusterMetrics,
+}
+
+/// A link connection not needed yet (the documents connection while no
+/// document is open).
+const UNUSED: u64 = 2;
+
+/// The Redis link of a node in a cluster.
+#[derive(Debug, Default)]
+pub struct ClusterMetrics {
+    /// Whether the node runs with `--redis`.
+    enabled: std::sync::atomic::AtomicBool,
+    /// Per link connection (writer, bus, documents): 1 while connected,
+    /// 0 while not, [`UNUSED`] for the documents connection until a
+    /// document needs it.
+    up: [Counter; 3],
+    /// Times a link connection was lost or could not be made.
+    pub reconnects: Counter,
+    /// Records published on the bus.
+    pub published: Counter,
+    /// Other nodes' records received from the bus.
+    pub received: Counter,
+    /// Records and edits dropped because Redis was away (or the link's
+    /// queue was full).
+    pub dropped: Counter,
+    /// Live nodes, this one included, at the last heartbeat.
+    pub nodes: Counter,
+}
+
+impl ClusterMetrics {
+    /// Marks the node as part of a cluster.
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+        self.up[2].set(UNUSED);
+    }
+
+    /// Whether the node is part of a cluster.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Records whether link connection `which` is connected.
+    pub fn set_up(&self, which: usize, up: bool) {
+        if let Some(gauge) = self.up.get(which) {
+            gauge.set(u64::from(up));
+        }
+    }
+
+    /// Whether every link connection in use is connected.
+    pub fn redis_up(&self) -> bool {
+        self.up.iter().all(|gauge| gauge.get() != 0)
+    }
+
+    fn render(&self, text: &mut String) {
+        if !self.enabled() {
+            return;
+        }
+        let scalars = [
+            (
+                "switchboard_redis_up",
+                "gauge",
+                "1 while all three Redis connections of the cluster link are up",
+                u64::from(self.redis_up()),
+            ),
+            (
+                "switchboard_redis_reconnects_total",
+                "counter",
+                "Redis connections lost or refused",
+                self.reconnects.get(),
+            ),
+            (
+                "switchboard_cluster_published_total",
+                "counter",
+                "Records published on the cluster bus",
+                self.published.get(),
+            ),
+            (
+                "switchboard_cluster_received_total",
+                "counter",
+                "Records received from other nodes",
+                self.received.get(),
+            ),
+            (
+                "switchboard_cluster_dropped_total",
+                "counter",
+                "Records and edits dropped while Redis was unreachable",
+                self.dropped.get(),
+            ),
+            (
+                "switchboard_cluster_nodes",
+                "gauge",
+                "Live nodes in the cluster, this one included",
+                self.nodes.get(),
+            ),
+        ];
+        for (name, kind, help, value) in scalars {
+            scalar(text, name, kind, help, value);
+        }
+    }
 }
 
 impl Metrics {
@@ -368,6 +468,7 @@ impl Metrics {
             "switchboard_router_command_seconds",
             "Time the router took over each command, deliveries included",
         );
+        self.cluster.render(&mut text);
         let process = Process::read();
         scalar(
             &mut text,

@@ -225,6 +225,12 @@ fn health(shared: &Shared) -> Response {
         .ok()
         .and_then(|()| answer.recv_timeout(HEALTH_DEADLINE).ok())
     {
+        // Redis being away leaves this node serving its own clients, so
+        // it stays healthy; the body says what is missing.
+        Some(()) if shared.metrics.cluster.enabled() && !shared.metrics.cluster.redis_up() => {
+            Response::text(200, "ok\nredis: unreachable (this node alone)\n")
+        }
+        Some(()) if shared.metrics.cluster.enabled() => Response::text(200, "ok\nredis: up\n"),
         Some(()) => Response::text(200, "ok\n"),
         None => Response::text(503, "the router is not answering\n"),
     }

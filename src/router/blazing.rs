@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::cluster::{DocumentEntry, Outgoing, StreamEdit, StreamId};
 use super::document::{shift, Cursor, Text};
 use super::member::{Editor, Kind};
 use super::{
@@ -36,6 +37,9 @@ pub struct Document {
     saving: bool,
     /// The text at `version`, once a sync or a save has needed it.
     snapshot: Option<(u64, Arc<DocumentSnapshot>)>,
+    /// In a cluster: the last entry of the document's stream applied to
+    /// `text`; `None` until the stream's base arrives.
+    stream: Option<StreamId>,
 }
 
 impl Document {
@@ -80,6 +84,11 @@ impl Router {
         if let Some(expires) = expires {
             self.timers.set(expires, Timer::TokenExpiry(conn));
         }
+        if !self.documents.contains_key(&computer) && self.clustered() {
+            let text = stored.clone().unwrap_or_default();
+            let computer = computer.clone();
+            self.tell_link(Outgoing::Follow { computer, text });
+        }
         let document = self
             .documents
             .entry(computer.clone())
@@ -91,6 +100,7 @@ impl Router {
                 save_due: None,
                 saving: false,
                 snapshot: None,
+                stream: None,
             });
         let others: Vec<ConnId> = document.editors.iter().copied().collect();
         let already_here = self.user_in_room(&computer, &user);
@@ -111,8 +121,38 @@ impl Router {
         out
     }
 
-    /// What a blazing client does.
+    /// What a blazing client does. In a cluster, moves and writes go to
+    /// the document's stream and are applied when they come back from it,
+    /// in the order every node applies them.
     pub(super) fn edit(&mut self, conn: ConnId, edit: Edit, now: Instant) -> Vec<Delivery> {
+        if let (Some(node), false) = (self.node(), matches!(edit, Edit::Sync)) {
+            let node = node.to_string();
+            let Some(editor) = self.editor(conn).cloned() else {
+                return Vec::new();
+            };
+            let edit = match edit {
+                Edit::Move { offset, selection } => StreamEdit::Move { offset, selection },
+                Edit::Write {
+                    offset,
+                    selection,
+                    text,
+                } => StreamEdit::Write {
+                    offset,
+                    selection,
+                    text,
+                },
+                Edit::Sync => return Vec::new(), // handled below
+            };
+            let entry = DocumentEntry {
+                node,
+                conn: conn.0,
+                user: editor.user,
+                edit,
+            };
+            let computer = editor.computer;
+            self.tell_link(Outgoing::Append { computer, entry });
+            return Vec::new();
+        }
         match edit {
             Edit::Sync => self.sync(conn, now),
             Edit::Move { offset, selection } => self.move_cursor(conn, offset, selection),
@@ -291,6 +331,14 @@ impl Router {
         if document.saving {
             return;
         }
+        if let (Some(id), true) = (document.stream, document.version != document.saved) {
+            let text: Arc<str> = Arc::from(document.text.as_str());
+            let computer = computer.to_string();
+            self.tell_link(Outgoing::Snapshot { computer, text, id });
+        }
+        let Some(document) = self.documents.get_mut(computer) else {
+            return;
+        };
         if document.version == document.saved {
             if document.editors.is_empty() {
                 self.timers
@@ -374,6 +422,8 @@ impl Router {
         });
         if idle && self.store.is_some() {
             self.documents.remove(computer);
+            let computer = computer.to_string();
+            self.tell_link(Outgoing::Unfollow { computer });
         }
     }
 
@@ -394,7 +444,7 @@ impl Router {
     }
 
     /// Whether `user` has a connection editing `computer`'s document.
-    fn user_in_room(&self, computer: &str, user: &str) -> bool {
+    pub(super) fn user_in_room(&self, computer: &str, user: &str) -> bool {
         self.documents.get(computer).is_some_and(|d| {
             d.editors
                 .iter()
@@ -413,6 +463,183 @@ impl Router {
         match &mut self.member_mut(conn)?.kind {
             Kind::Blazing(editor) => Some(editor),
             _ => None,
+        }
+    }
+}
+
+/// Documents in a cluster: the stream's entries, applied in its order.
+impl Router {
+    /// Every followed document's text and the last entry it includes.
+    pub(super) fn document_snapshots(&self) -> Vec<(String, Arc<str>, StreamId)> {
+        let mut snapshots: Vec<(String, Arc<str>, StreamId)> = self
+            .documents
+            .iter()
+            .filter_map(|(computer, d)| {
+                let id = d.stream?;
+                Some((computer.clone(), Arc::from(d.text.as_str()), id))
+            })
+            .collect();
+        snapshots.sort_by(|a, b| a.0.cmp(&b.0));
+        snapshots
+    }
+
+    /// The cluster's text of a document this node starts following: it
+    /// replaces this node's copy, and the editors here get a fresh `sync`.
+    pub(super) fn document_base(
+        &mut self,
+        computer: &str,
+        text: String,
+        id: StreamId,
+    ) -> Vec<Delivery> {
+        let now = self.now;
+        let Some(document) = self.documents.get_mut(computer) else {
+            return Vec::new(); // no longer followed
+        };
+        document.stream = Some(id);
+        if document.text.as_str() == text {
+            return Vec::new();
+        }
+        document.text = Text::new(text);
+        document.version += 1;
+        let editors: Vec<ConnId> = document.editors.iter().copied().collect();
+        for &conn in &editors {
+            if let Some(editor) = self.editor_mut(conn) {
+                editor.cursor = Cursor::default();
+            }
+        }
+        self.schedule_save(computer, now);
+        editors
+            .into_iter()
+            .flat_map(|conn| self.sync(conn, now))
+            .collect()
+    }
+
+    /// Applies a document's stream entries, each once, in order: an entry
+    /// from a connection here is that connection's edit, as on a single
+    /// node; any other is applied to the text and shown to the editors.
+    pub(super) fn document_entries(
+        &mut self,
+        computer: &str,
+        entries: super::cluster::Entries,
+    ) -> Vec<Delivery> {
+        let now = self.now;
+        let own = self.node().map(str::to_string);
+        let mut out = Vec::new();
+        for (id, entry) in entries {
+            let Some(document) = self.documents.get_mut(computer) else {
+                return out;
+            };
+            // Before the base, nothing applies; at or below it, already in.
+            if document.stream.is_none_or(|last| id <= last) {
+                continue;
+            }
+            document.stream = Some(id);
+            let conn = ConnId(entry.conn);
+            let here = own.as_deref() == Some(entry.node.as_str())
+                && self.editor(conn).is_some_and(|e| e.computer == computer);
+            out.extend(match (here, entry.edit) {
+                (true, StreamEdit::Move { offset, selection }) => {
+                    self.move_cursor(conn, offset, selection)
+                }
+                (
+                    true,
+                    StreamEdit::Write {
+                        offset,
+                        selection,
+                        text,
+                    },
+                ) => self.write(conn, offset, selection, &text, now),
+                (false, StreamEdit::Move { offset, selection }) => {
+                    self.remote_move(computer, entry.user, offset, selection)
+                }
+                (
+                    false,
+                    StreamEdit::Write {
+                        offset,
+                        selection,
+                        text,
+                    },
+                ) => self.remote_write(computer, entry.user, offset, selection, &text, now),
+            });
+        }
+        out
+    }
+
+    /// Another node's user moved its cursor: the editors here see it.
+    fn remote_move(
+        &mut self,
+        computer: &str,
+        user: String,
+        offset: i64,
+        selection: i64,
+    ) -> Vec<Delivery> {
+        let Some(document) = self.documents.get(computer) else {
+            return Vec::new();
+        };
+        let cursor = document.text.clamp(offset, selection);
+        let moved = DocumentEvent::Move {
+            actioner: user,
+            offset: cursor.offset,
+            selection: cursor.selection,
+        };
+        vec![Delivery {
+            to: document.editors.iter().copied().collect(),
+            event: Event::Document(moved),
+        }]
+    }
+
+    /// Another node's user (or a connection here that has left since)
+    /// wrote: applied to the text as its own node applies it, the cursors
+    /// here shifted, the editors here told.
+    fn remote_write(
+        &mut self,
+        computer: &str,
+        user: String,
+        offset: i64,
+        selection: i64,
+        text: &str,
+        now: Instant,
+    ) -> Vec<Delivery> {
+        let limit = self.settings.max_document_bytes;
+        let Some(document) = self.documents.get_mut(computer) else {
+            return Vec::new();
+        };
+        let after = document.text.bytes_after(offset, selection, text);
+        // Every node refuses the same over-long write: its writer's node
+        // closed the writer, and the text stays the same everywhere.
+        if after > limit && after > document.text.as_str().len() {
+            return Vec::new();
+        }
+        let applied = document.text.write(offset, selection, text);
+        document.version += 1;
+        let editors: Vec<ConnId> = document.editors.iter().copied().collect();
+        self.schedule_save(computer, now);
+        for &other in &editors {
+            if let Some(e) = self.editor_mut(other) {
+                e.cursor = shift(e.cursor, &applied);
+            }
+        }
+        let written = DocumentEvent::Write {
+            actioner: user,
+            offset: applied.offset,
+            selection: applied.selection,
+            text: applied.text,
+        };
+        vec![Delivery {
+            to: editors,
+            event: Event::Document(written),
+        }]
+    }
+
+    /// Schedules a save of a document that changed, unless one is due.
+    fn schedule_save(&mut self, computer: &str, now: Instant) {
+        let Some(document) = self.documents.get_mut(computer) else {
+            return;
+        };
+        if document.save_due.is_none() {
+            document.save_due = Some(now + SAVE_DELAY);
+            self.timers
+                .set(now + SAVE_DELAY, Timer::Save(computer.to_string()));
         }
     }
 }

@@ -190,6 +190,8 @@ pub enum Command {
         /// The connection that ended.
         conn: ConnId,
     },
+    /// News from the other nodes of a cluster, by way of Redis.
+    Cluster(Box<super::cluster::Inbound>),
 }
 
 /// What an identified client can ask for.

@@ -141,6 +141,22 @@ impl Router {
         if self.names.contains_key(&name) {
             return self.evict(conn, Disconnect::NameTaken(name));
         }
+        // In a cluster the name must also be free on every other node:
+        // Redis decides, and the identification goes on when it answers.
+        if self.claim(conn, &name, &nickname, &tags) {
+            return Vec::new();
+        }
+        self.admit_concierge(conn, name, nickname, tags)
+    }
+
+    /// Makes `conn` a concierge member named `name` (free everywhere).
+    pub(super) fn admit_concierge(
+        &mut self,
+        conn: ConnId,
+        name: String,
+        nickname: Option<String>,
+        tags: Vec<String>,
+    ) -> Vec<Delivery> {
         let uuid = match Uuid::new_v4() {
             Ok(uuid) => uuid,
             Err(e) => return self.evict(conn, Disconnect::Internal(format!("no uuid: {e}"))),
@@ -240,6 +256,7 @@ impl Router {
             kind,
         };
         self.conns.insert(conn, Conn::Member(member));
+        self.share_join(conn);
     }
 
     /// A PONG: the round trip since the PING is the member's new latency.
@@ -262,7 +279,14 @@ impl Router {
         };
         member.presence = presence.into();
         let view = member.view();
+        let shared = RawValue::from_string(view.presence.get().to_string()).ok();
         let topics: Vec<String> = member.subscriptions.iter().cloned().collect();
+        if let Some(presence) = shared {
+            self.share(conn, |conn| super::cluster::Shared::Presence {
+                conn,
+                presence,
+            });
+        }
         topics
             .iter()
             .filter_map(|topic| self.presence_change(topic, conn, PresenceChange::Updated, &view))
@@ -292,6 +316,9 @@ impl Router {
             else {
                 continue;
             };
+            if conn.is_shadow() {
+                continue; // its own node pings it
+            }
             match liveness.ping_sent {
                 Some(sent) if now.saturating_duration_since(sent) >= deadline => silent.push(conn),
                 _ => {
@@ -328,6 +355,7 @@ impl Router {
             Some(Conn::Unidentified { deadline }) => {
                 self.timers.cancel(*deadline, Timer::Identify(conn));
                 self.conns.remove(&conn);
+                self.drop_claim(conn);
                 return Vec::new();
             }
             Some(Conn::Leaving { .. }) | None => {
@@ -335,6 +363,8 @@ impl Router {
                 return Vec::new();
             }
         };
+        let concierge = self.dialect_of(conn) == Some(Dialect::Concierge);
+        self.share_leave(conn, &info.name, concierge);
         let mut out = self.drop_owned_topics(conn);
         out.extend(self.leave_rooms(conn));
         out.extend(self.leave_document(conn, self.now));

@@ -22,6 +22,7 @@
 //!   rounds, token expiries, document saves.
 
 mod blazing;
+pub mod cluster;
 pub mod command;
 mod document;
 pub mod event;
@@ -108,6 +109,8 @@ pub struct Router {
     /// The time of the command or timer being handled, for rules deep
     /// inside (a member leaving schedules its document's save).
     now: Instant,
+    /// This node's part in a cluster (`--redis`); `None` on a single node.
+    cluster: Option<cluster::Cluster>,
 }
 
 #[derive(Debug)]
@@ -178,6 +181,7 @@ impl Router {
             sys_ticking: false,
             metrics: None,
             now: Instant::now(),
+            cluster: None,
         }
     }
 
@@ -207,6 +211,7 @@ impl Router {
                 Vec::new()
             }
             Command::Ack { conn, event_id } => {
+                self.share_ack(conn, &event_id);
                 self.ack(conn, &event_id);
                 Vec::new()
             }
@@ -262,6 +267,7 @@ impl Router {
                 Vec::new()
             }
             Command::Closed { conn } => self.forget(conn),
+            Command::Cluster(inbound) => self.cluster_event(*inbound),
         }
     }
 

@@ -68,9 +68,20 @@ impl Router {
                 (to.collect(), None)
             }
         };
+        let event_id = self
+            .next_event_id()
+            .map_err(|e| RequestError::Malformed(e.to_string()))?;
+        let shared_target = super::cluster::shared_target(&target);
+        let (shared_data, shared_id) = (data.clone(), event_id.clone());
+        self.share(conn, |conn| super::cluster::Shared::Send {
+            conn,
+            target: shared_target,
+            data: shared_data,
+            event_id: shared_id,
+        });
         let message = Message {
             origin: Origin::Client(origin),
-            event_id: event_id().map_err(|e| RequestError::Malformed(e.to_string()))?,
+            event_id,
             requires_ack: false,
             target,
             topic,
@@ -113,6 +124,14 @@ impl Router {
             }
         };
         let targeted: Vec<String> = chosen.iter().filter_map(|&c| self.name_of(c)).collect();
+        self.share_emit(
+            &topic,
+            &payload,
+            &event_id,
+            &targets,
+            require_ack,
+            &targeted,
+        );
         let message = Message {
             origin: Origin::Http,
             event_id: event_id.clone(),
@@ -277,7 +296,7 @@ impl Router {
 }
 
 /// A fresh event id, `evt_` and eight random characters.
-fn event_id() -> Result<String, getrandom::Error> {
+pub(super) fn event_id() -> Result<String, getrandom::Error> {
     id::token("evt_", 8)
 }
 

@@ -45,9 +45,9 @@ impl Router {
         let is_world = matches!(member.kind, Kind::World(_));
         let outcome = match method {
             "room.enter" | "room.leave" | "room.send" | "user.update" if is_world => {
-                self.world_action(conn, method, args)
+                self.share_call(conn, method, args, |r| r.world_action(conn, method, args))
             }
-            "hub.publish" => self.publish(conn, args),
+            "hub.publish" => self.share_call(conn, method, args, |r| r.publish(conn, args)),
             "hub.topics" => Ok((self.topic_list(), Vec::new())),
             "hub.clients" => Ok((self.client_list(), Vec::new())),
             "hub.presence" => self.presence_of(args),
@@ -169,8 +169,9 @@ impl Router {
                     .collect()
             })
             .unwrap_or_default();
-        let event_id =
-            crate::id::token("evt_", 8).map_err(|e| RpcError::new("internal", e.to_string()))?;
+        let event_id = self
+            .next_event_id()
+            .map_err(|e| RpcError::new("internal", e.to_string()))?;
         let message = Message {
             origin: Origin::Client(origin),
             event_id: event_id.clone(),

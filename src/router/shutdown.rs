@@ -29,6 +29,12 @@ impl Router {
             .map(|(&id, _)| id)
             .collect();
         let documents = self.save_everything();
+        // The other nodes forget this one's members now, not when its
+        // heartbeat runs out.
+        let members = Vec::new();
+        self.tell_link(super::cluster::Outgoing::Publish(
+            super::cluster::Shared::Announce { members },
+        ));
         let drain = Drain {
             clients: to.len(),
             documents,

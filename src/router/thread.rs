@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::cluster::Outgoing;
 use super::{Command, ConnId, Delivery, Disconnect, Event, Router};
 use crate::dialect::{self, Dialect, Rendered};
 use crate::log;
@@ -64,15 +65,18 @@ const BATCH: usize = 16;
 
 /// Starts the router thread. It runs until every sender of `commands` is
 /// dropped, which happens only when the server itself is dropped.
+/// In a cluster, what the other nodes must hear goes to `link` (the Redis
+/// link's writer thread, which ends when this thread drops it).
 pub fn spawn(
     router: Router,
     commands: Receiver<Command>,
     metrics: Arc<Metrics>,
     watchdog: Option<Watchdog>,
+    link: Option<Sender<Outgoing>>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("router".into())
-        .spawn(move || run(router, commands, &metrics, watchdog))
+        .spawn(move || run(router, commands, &metrics, watchdog, link))
 }
 
 fn run(
@@ -80,6 +84,7 @@ fn run(
     commands: Receiver<Command>,
     metrics: &Metrics,
     mut watchdog: Option<Watchdog>,
+    link: Option<Sender<Outgoing>>,
 ) {
     let mut peers: HashMap<ConnId, Peer> = HashMap::new();
     // Outboxes pushed to since the writers were last woken.
@@ -110,6 +115,14 @@ fn run(
         }
         for outbox in wakes.drain(..) {
             outbox.wake();
+        }
+        if let Some(link) = &link {
+            for record in router.take_outgoing() {
+                // Never wait on Redis: a full queue loses the record.
+                if link.try_send(record).is_err() {
+                    metrics.cluster.dropped.increment();
+                }
+            }
         }
     }
 }

@@ -99,8 +99,14 @@ impl Router {
             conn,
             uuid: creator.uuid,
         });
-        topic.nickname = nickname;
+        topic.nickname = nickname.clone();
         let joined = self.join_topic(conn, &name);
+        let topic = name.clone();
+        self.share(conn, |conn| super::cluster::Shared::Created {
+            conn,
+            topic,
+            nickname,
+        });
         let info = self.topic_info(&name, self.topic(&name)?);
         let mine = Delivery::one(conn, changed(Some(seq), TopicChange::Created, info.clone()));
         let others = Delivery {
@@ -121,6 +127,8 @@ impl Router {
         if self.topic(&name)?.owner.map(|o| o.conn) != Some(conn) {
             return Err(RequestError::NotOwner(name));
         }
+        let topic = name.clone();
+        self.share(conn, |conn| super::cluster::Shared::Deleted { conn, topic });
         Ok(self.delete_group(&name, Deletion::Requested { owner: conn, seq }))
     }
 
@@ -210,6 +218,11 @@ impl Router {
         if !newly {
             return Vec::new();
         }
+        let topic = name.to_string();
+        self.share(conn, |conn| super::cluster::Shared::Subscribed {
+            conn,
+            topic,
+        });
         if super::sys::is_reserved(name) {
             self.schedule_snapshots(self.now);
         }
@@ -228,6 +241,13 @@ impl Router {
             .topics
             .get_mut(name)
             .is_some_and(|topic| topic.subscribers.remove(&conn));
+        if was_subscribed {
+            let topic = name.to_string();
+            self.share(conn, |conn| super::cluster::Shared::Unsubscribed {
+                conn,
+                topic,
+            });
+        }
         let left = match (was_subscribed, self.member(conn).map(|m| m.view())) {
             (true, Some(view)) => self.presence_change(name, conn, PresenceChange::Left, &view),
             _ => None,

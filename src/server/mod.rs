@@ -161,13 +161,17 @@ impl Server {
             let pool = Pool::start(methods, config.rpc_workers, commands.clone())?;
             router = router.with_pool(pool);
         }
+        let (router, link) = match &config.redis {
+            Some(url) => join_cluster(router, url, commands.clone(), metrics.clone())?,
+            None => (router, None),
+        };
         let watchdog = match (&notifier, systemd::watchdog_interval()) {
             (Some(notifier), Some(interval)) => {
                 Some(Watchdog::new(notifier.try_clone()?, interval))
             }
             _ => None,
         };
-        router::thread::spawn(router, inbox, metrics.clone(), watchdog)?;
+        router::thread::spawn(router, inbox, metrics.clone(), watchdog, link)?;
         let address = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config, commands, metrics));
         let stopping = Arc::new(AtomicBool::new(false));
@@ -277,4 +281,35 @@ fn drain(shared: &Shared) {
         shared.metrics.connections_open.get(),
         started.elapsed().as_millis()
     );
+}
+
+/// Where the router thread sends what the other nodes must hear.
+type LinkQueue = Option<Sender<crate::router::cluster::Outgoing>>;
+
+/// Makes this process a node of the cluster that shares the Redis at `url`.
+#[cfg(feature = "redis")]
+fn join_cluster(
+    router: Router,
+    url: &str,
+    commands: Sender<crate::router::Command>,
+    metrics: Arc<Metrics>,
+) -> io::Result<(Router, LinkQueue)> {
+    let node = crate::id::token("node_", 8).map_err(|e| io::Error::other(e.to_string()))?;
+    let link = crate::cluster::start(url, node.clone(), commands, metrics)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    Ok((router.with_cluster(node), Some(link.outgoing)))
+}
+
+/// Without the `redis` feature there is no cluster to join.
+#[cfg(not(feature = "redis"))]
+fn join_cluster(
+    _router: Router,
+    _url: &str,
+    _commands: Sender<crate::router::Command>,
+    _metrics: Arc<Metrics>,
+) -> io::Result<(Router, LinkQueue)> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "--redis: this build has no Redis support; build with `--features redis`",
+    ))
 }

@@ -52,17 +52,20 @@ pub(crate) fn apply(shared: &Shared, mut new: Config) {
 }
 
 /// Puts back the settings that need a restart; says which ones differed.
-fn keep_restart_only(old: &Config, new: &mut Config) -> [(&'static str, bool); 3] {
+fn keep_restart_only(old: &Config, new: &mut Config) -> [(&'static str, bool); 4] {
     let listen = new.listen != old.listen;
     let data_dir = new.data_dir != old.data_dir;
     let rpc_workers = new.rpc_workers != old.rpc_workers;
+    let redis = new.redis != old.redis;
     new.listen = old.listen.clone();
     new.data_dir = old.data_dir.clone();
     new.rpc_workers = old.rpc_workers;
+    new.redis = old.redis.clone();
     [
         ("listen", listen),
         ("data-dir", data_dir),
         ("rpc-workers", rpc_workers),
+        ("redis", redis),
     ]
 }
 
@@ -202,7 +205,12 @@ mod tests {
         let kept = keep_restart_only(&old, &mut new);
         assert_eq!(
             kept,
-            [("listen", true), ("data-dir", false), ("rpc-workers", true)]
+            [
+                ("listen", true),
+                ("data-dir", false),
+                ("rpc-workers", true),
+                ("redis", false)
+            ]
         );
         assert_eq!(
             (new.listen.as_str(), new.rpc_workers),

@@ -1,0 +1,106 @@
+//! The Redis keys a cluster shares, and the scripts that change them
+//! atomically. Every key starts with `switchboard:`:
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `switchboard:bus` | pub/sub channel | the nodes' records, JSON |
+//! | `switchboard:nodes` | set | node ids that have been seen |
+//! | `switchboard:node:<id>` | string, expires | a live node's heartbeat |
+//! | `switchboard:name:<name>` | string | the node holding a concierge name |
+//! | `switchboard:doc:<computer>` | stream | a document's edits, in order |
+//! | `switchboard:snap:<computer>` | hash | a document's text after an entry |
+
+/// The prefix of every key.
+const PREFIX: &str = "switchboard:";
+
+/// The key names, for one node.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// This node's id.
+    pub node: String,
+}
+
+impl Keys {
+    /// The keys as node `node` uses them.
+    pub fn new(node: &str) -> Keys {
+        Keys {
+            node: node.to_string(),
+        }
+    }
+
+    /// The bus channel.
+    pub fn bus(&self) -> String {
+        format!("{PREFIX}bus")
+    }
+
+    /// The set of node ids.
+    pub fn nodes(&self) -> String {
+        format!("{PREFIX}nodes")
+    }
+
+    /// A node's heartbeat key.
+    pub fn node_key(&self, node: &str) -> String {
+        format!("{PREFIX}node:{node}")
+    }
+
+    /// The prefix of heartbeat keys, for the claim script.
+    pub fn node_prefix(&self) -> String {
+        format!("{PREFIX}node:")
+    }
+
+    /// A concierge name's claim.
+    pub fn name(&self, name: &str) -> String {
+        format!("{PREFIX}name:{name}")
+    }
+
+    /// A document's stream.
+    pub fn stream(&self, computer: &str) -> String {
+        format!("{PREFIX}doc:{computer}")
+    }
+
+    /// A document's snapshot.
+    pub fn snapshot(&self, computer: &str) -> String {
+        format!("{PREFIX}snap:{computer}")
+    }
+}
+
+/// Claims a name (KEYS[1]) for a node (ARGV[1]) unless a live node (one
+/// whose heartbeat key, ARGV[2] .. holder, exists) holds it. Returns 1 if
+/// the name is now the node's. A dead node's names are free at once.
+pub const CLAIM: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. holder) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+";
+
+/// Releases a name (KEYS[1]) if node ARGV[1] holds it.
+pub const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Stores a document's text (ARGV[3]) after stream entry ARGV[1]-ARGV[2]
+/// in the hash KEYS[1], unless it holds a later one. Returns 1 if stored.
+/// Every node applies the same entries in the same order, so a later
+/// entry id always means a later text.
+pub const SNAPSHOT: &str = r"
+local ms = tonumber(redis.call('HGET', KEYS[1], 'ms') or '-1')
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
+local new_ms, new_seq = tonumber(ARGV[1]), tonumber(ARGV[2])
+if new_ms > ms or (new_ms == ms and new_seq > seq) then
+  redis.call('HSET', KEYS[1], 'ms', ARGV[1], 'seq', ARGV[2], 'text', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// Entries a document's stream keeps, about (Redis trims in whole
+/// blocks). A node that starts following reads the snapshot, then the
+/// entries after it; snapshots are stored a second after edits, so far
+/// fewer entries than this are ever needed.
+pub const STREAM_LENGTH: usize = 100_000;

@@ -1,0 +1,294 @@
+//! The writer thread: carries out the router's records on Redis, and keeps
+//! this node's heartbeat while watching the other nodes'.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::bus::Envelope;
+use super::documents::Follow;
+use super::keys::{self, Keys};
+use super::{Connection, Role, HEARTBEAT, NODE_TTL};
+use crate::log;
+use crate::metrics::Metrics;
+use crate::router::cluster::{DocumentEntry, Inbound, Outgoing};
+use crate::router::{Command, ConnId};
+
+/// Document edits kept while Redis is away; more are dropped (and their
+/// writers' copies fall behind until they sync).
+const MAX_WAITING_EDITS: usize = 10_000;
+/// How long a claim waits for Redis before this node grants it alone.
+const CLAIM_PATIENCE: Duration = Duration::from_secs(2);
+/// How often a waiting claim is tried again.
+const CLAIM_RETRY: Duration = Duration::from_millis(50);
+
+/// The writer thread's state.
+pub struct Writer {
+    redis: Connection,
+    keys: Keys,
+    /// The router thread's records. Closed by the router thread's end,
+    /// which ends this thread.
+    records: Receiver<Outgoing>,
+    /// The document follower's orders; dropping it ends the follower.
+    follow: Sender<Follow>,
+    /// The router's queue, for answers (claims) and news (nodes gone).
+    commands: Sender<Command>,
+    metrics: Arc<Metrics>,
+    /// IDENTIFYs waiting for Redis to grant their name, oldest first,
+    /// with the time this node stops waiting for Redis.
+    waiting_claims: VecDeque<(ConnId, String, Instant)>,
+    /// Edits not yet appended to their streams, oldest first.
+    waiting_edits: VecDeque<(String, DocumentEntry)>,
+    /// The other nodes seen alive at the last heartbeat.
+    alive: BTreeSet<String>,
+    /// Heartbeats sent so far (the first finds no key of ours: normal).
+    beats: u64,
+}
+
+impl Writer {
+    /// A writer for `keys.node`.
+    pub fn new(
+        client: redis::Client,
+        keys: Keys,
+        records: Receiver<Outgoing>,
+        follow: Sender<Follow>,
+        commands: Sender<Command>,
+        metrics: Arc<Metrics>,
+    ) -> Writer {
+        Writer {
+            redis: Connection::new(client, Role::Writer, metrics.clone()),
+            keys,
+            records,
+            follow,
+            commands,
+            metrics,
+            waiting_claims: VecDeque::new(),
+            waiting_edits: VecDeque::new(),
+            alive: BTreeSet::new(),
+            beats: 0,
+        }
+    }
+
+    /// Runs until the router thread ends.
+    pub fn run(mut self) {
+        let mut next_beat = Instant::now();
+        loop {
+            let wake = match self.waiting_claims.is_empty() {
+                true => next_beat,
+                false => next_beat.min(Instant::now() + CLAIM_RETRY),
+            };
+            match self.records.recv_deadline(wake) {
+                Ok(record) => self.carry_out(record),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return self.leave(),
+            }
+            self.claim_waiting();
+            if Instant::now() >= next_beat {
+                self.heartbeat();
+                self.append_waiting();
+                next_beat = Instant::now() + HEARTBEAT;
+            }
+        }
+    }
+
+    fn carry_out(&mut self, record: Outgoing) {
+        match record {
+            Outgoing::Publish(record) => self.publish(&record),
+            Outgoing::Claim { conn, name } => {
+                let deadline = Instant::now() + CLAIM_PATIENCE;
+                self.waiting_claims.push_back((conn, name, deadline));
+                self.claim_waiting();
+            }
+            Outgoing::Release { name } => {
+                let release = script(keys::RELEASE, &self.keys.name(&name), &[&self.keys.node]);
+                let _: Option<i64> = self.redis.run(&release);
+            }
+            Outgoing::Reclaim { names } => {
+                for name in names {
+                    if self.claim(&name) == Some(false) {
+                        log::warn!("cluster: the name {name:?} is held on two nodes now");
+                    }
+                }
+            }
+            Outgoing::Follow { computer, text } => {
+                let _ = self.follow.send(Follow::Start { computer, text });
+            }
+            Outgoing::Unfollow { computer } => {
+                let _ = self.follow.send(Follow::Stop { computer });
+            }
+            Outgoing::Append { computer, entry } => {
+                self.waiting_edits.push_back((computer, entry));
+                if self.waiting_edits.len() > MAX_WAITING_EDITS {
+                    self.waiting_edits.pop_front();
+                    self.metrics.cluster.dropped.increment();
+                }
+                self.append_waiting();
+            }
+            Outgoing::Snapshot { computer, text, id } => {
+                let (ms, seq) = (id.ms.to_string(), id.seq.to_string());
+                let key = self.keys.snapshot(&computer);
+                let store = script(keys::SNAPSHOT, &key, &[&ms, &seq, &text]);
+                let _: Option<i64> = self.redis.run(&store);
+            }
+        }
+    }
+
+    /// Publishes a record on the bus; with Redis away it is dropped.
+    fn publish(&mut self, record: &crate::router::cluster::Shared) {
+        let envelope = Envelope {
+            from: self.keys.node.clone(),
+            record: record.clone(),
+        };
+        let Ok(json) = serde_json::to_string(&envelope) else {
+            return; // the records are plain data: always serializable
+        };
+        let publish = redis::cmd("PUBLISH").arg(self.keys.bus()).arg(json).clone();
+        match self.redis.run::<i64>(&publish) {
+            Some(_) => self.metrics.cluster.published.increment(),
+            None => self.metrics.cluster.dropped.increment(),
+        }
+    }
+
+    /// Answers the claims waiting, oldest first, while Redis answers. A
+    /// claim Redis cannot answer within [`CLAIM_PATIENCE`] is granted by
+    /// this node alone: serving clients matters more than a name unique
+    /// for sure while Redis is away (the README says so).
+    fn claim_waiting(&mut self) {
+        while let Some((conn, name, deadline)) = self.waiting_claims.front().cloned() {
+            let granted = match self.claim(&name) {
+                Some(granted) => granted,
+                None if Instant::now() >= deadline => {
+                    log::warn!("cluster: Redis is away; {name:?} granted by this node alone");
+                    true
+                }
+                None => return,
+            };
+            self.waiting_claims.pop_front();
+            let answer = Inbound::Claimed { conn, granted };
+            let _ = self.commands.send(Command::Cluster(Box::new(answer)));
+        }
+    }
+
+    /// Claims a name for this node: `Some(granted)`, `None` if Redis is
+    /// away.
+    fn claim(&mut self, name: &str) -> Option<bool> {
+        let prefix = self.keys.node_prefix();
+        let claim = script(
+            keys::CLAIM,
+            &self.keys.name(name),
+            &[&self.keys.node, &prefix],
+        );
+        self.redis.run::<i64>(&claim).map(|granted| granted == 1)
+    }
+
+    /// Appends the waiting edits to their streams, oldest first, until one
+    /// fails.
+    fn append_waiting(&mut self) {
+        while let Some((computer, entry)) = self.waiting_edits.front() {
+            let Ok(json) = serde_json::to_string(entry) else {
+                self.waiting_edits.pop_front();
+                continue;
+            };
+            let append = redis::cmd("XADD")
+                .arg(self.keys.stream(computer))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(keys::STREAM_LENGTH)
+                .arg("*")
+                .arg("e")
+                .arg(json)
+                .clone();
+            match self.redis.run::<String>(&append) {
+                Some(_) => {
+                    self.waiting_edits.pop_front();
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Renews this node's heartbeat key, and reports the nodes whose key
+    /// is gone. A missing key of our own means the others counted this
+    /// node gone (Redis restarted, or this node stalled): it joins again.
+    fn heartbeat(&mut self) {
+        let node_key = self.keys.node_key(&self.keys.node);
+        let beat = redis::cmd("SET")
+            .arg(&node_key)
+            .arg("1")
+            .arg("PX")
+            .arg(NODE_TTL.as_millis() as u64)
+            .arg("GET")
+            .clone();
+        let Some(previous) = self.redis.run::<Option<String>>(&beat) else {
+            return;
+        };
+        self.beats += 1;
+        if previous.is_none() && self.beats > 1 {
+            log::warn!("cluster: this node had been counted gone; joining again");
+            let _ = self
+                .commands
+                .send(Command::Cluster(Box::new(Inbound::Connected)));
+        }
+        let join = redis::cmd("SADD")
+            .arg(self.keys.nodes())
+            .arg(&self.keys.node)
+            .clone();
+        let _: Option<i64> = self.redis.run(&join);
+        self.watch_nodes();
+    }
+
+    /// Compares the live nodes with those seen last time.
+    fn watch_nodes(&mut self) {
+        let Some(known) = self
+            .redis
+            .run::<Vec<String>>(redis::cmd("SMEMBERS").arg(self.keys.nodes()))
+        else {
+            return;
+        };
+        let mut alive = BTreeSet::new();
+        for node in known.into_iter().filter(|n| *n != self.keys.node) {
+            let exists = redis::cmd("EXISTS").arg(self.keys.node_key(&node)).clone();
+            match self.redis.run::<i64>(&exists) {
+                Some(1) => {
+                    alive.insert(node);
+                }
+                Some(_) => {
+                    let forget = redis::cmd("SREM").arg(self.keys.nodes()).arg(&node).clone();
+                    let _: Option<i64> = self.redis.run(&forget);
+                }
+                None => return,
+            }
+        }
+        // Just (re)connected, perhaps to a restarted Redis: the others'
+        // keys may not be back yet. Nobody is declared gone for one TTL.
+        if self.redis.age() < NODE_TTL {
+            alive.extend(self.alive.iter().cloned());
+        }
+        for gone in self.alive.difference(&alive) {
+            log::warn!("cluster: node {gone} stopped its heartbeat; its clients are gone");
+            let news = Inbound::NodeGone { node: gone.clone() };
+            let _ = self.commands.send(Command::Cluster(Box::new(news)));
+        }
+        self.metrics.cluster.nodes.set(alive.len() as u64 + 1);
+        self.alive = alive;
+    }
+
+    /// The router is gone (the process is ending): the heartbeat key goes
+    /// now, so the others need not wait for it to expire.
+    fn leave(mut self) {
+        let node_key = self.keys.node_key(&self.keys.node);
+        let _: Option<i64> = self.redis.run(redis::cmd("DEL").arg(node_key));
+    }
+}
+
+/// `EVAL script 1 key args...`.
+fn script(script: &str, key: &str, args: &[&str]) -> redis::Cmd {
+    let mut command = redis::cmd("EVAL");
+    command.arg(script).arg(1).arg(key);
+    for arg in args {
+        command.arg(*arg);
+    }
+    command
+}
