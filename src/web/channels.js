@@ -78,12 +78,18 @@ function describe(frame) {
   return text + extra;
 }
 
+// The member list: this page first, then the others, each with a color
+// of its own.
 function drawMembers() {
   const list = $("members");
   list.replaceChildren();
-  for (const [id, who] of members) {
+  const me = $("me").textContent;
+  const everyone = socket && socket.readyState === WebSocket.OPEN ? [[me, presence()], ...members] : [...members];
+  for (const [id, who] of everyone) {
     const item = document.createElement("li");
-    item.textContent = (who.username || id) + (who.status ? " · " + who.status : "") + "  (" + id + ")";
+    item.style.setProperty("--c", color(id));
+    item.textContent = (who.username || id) + (who.status ? " · " + who.status : "") + "  (" + (id === me ? "you" : id) + ")";
+    if (id === me) item.className = "me";
     list.append(item);
   }
   if (!members.size) {
@@ -92,6 +98,12 @@ function drawMembers() {
     none.textContent = "nobody else";
     list.append(none);
   }
+}
+
+function color(id) {
+  let hash = 0;
+  for (const c of id) hash = (hash * 31 + c.charCodeAt(0)) >>> 0;
+  return "hsl(" + (hash % 360) + " 70% 45%)";
 }
 
 function log(kind, text) {
@@ -126,6 +138,7 @@ async function emit(event) {
 $("listen").addEventListener("submit", (event) => { event.preventDefault(); listen(); });
 $("update").addEventListener("click", () => {
   socket.send(JSON.stringify({ type: "PRESENCE:UPDATE", payload: presence() }));
+  drawMembers();
   log("PRESENCE:UPDATE", JSON.stringify(presence()) + "  (sent)");
 });
 $("emit").addEventListener("submit", emit);

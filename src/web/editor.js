@@ -66,11 +66,13 @@ function diff(before, after) {
 
 // Where position `x` lands after `change` ({start, end, text}) is applied:
 // before it, unmoved; after it, shifted; inside the replaced part, at the
-// end of the inserted text.
-function mapPoint(x, change) {
-  if (x <= change.start) return x;
-  const grown = scalars(change.text).length - (change.end - change.start);
-  return x >= change.end ? x + grown : change.start + scalars(change.text).length;
+// end of the inserted text. At `change.start` itself it stays before the
+// inserted text, unless `tieAfter`.
+function mapPoint(x, change, tieAfter = false) {
+  const inserted = scalars(change.text).length;
+  if (x < change.start || (x === change.start && !tieAfter)) return x;
+  if (x >= change.end) return x + inserted - (change.end - change.start);
+  return change.start + inserted;
 }
 
 const toScalars = (text, units) => scalars(text.slice(0, units)).length;
@@ -205,10 +207,14 @@ function moveCursors(writer, change, selection) {
 
 // Someone else's write, made on `before`, applied to what the user sees:
 // mapped through the user's own unconfirmed edits, caret kept in place.
+// The server applies those edits after this write, and a later insert at
+// the same offset lands before an earlier one: so at a tie, the user's
+// text goes first, as it will on the server.
 function rebase(before, change) {
   const view = textarea.value;
   const mine = diff(before, view);
-  const start = mapPoint(change.start, mine), end = Math.max(start, mapPoint(change.end, mine));
+  const start = mapPoint(change.start, mine, true);
+  const end = Math.max(start, mapPoint(change.end, mine));
   const theirs = { start, end, text: change.text };
   const caretFrom = mapPoint(toScalars(view, textarea.selectionStart), theirs);
   const caretTo = mapPoint(toScalars(view, textarea.selectionEnd), theirs);
@@ -239,13 +245,14 @@ function flush() {
   draw();
 }
 
-// The textarea's selection as a blazing cursor: a selection made to the
-// left is negative.
+// The textarea's selection as a blazing cursor: the offset is where the
+// caret is, and the selection reaches from it to the anchor, to the left
+// (negative) when the user selected forwards.
 function caretNow(view) {
   const from = toScalars(view, textarea.selectionStart), to = toScalars(view, textarea.selectionEnd);
   return textarea.selectionDirection === "backward"
-    ? { offset: to, selection: from - to }
-    : { offset: from, selection: to - from };
+    ? { offset: from, selection: to - from }
+    : { offset: to, selection: from - to };
 }
 
 // --- Names, from the channel beside the document ---------------------------
