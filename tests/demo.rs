@@ -200,3 +200,26 @@ fn demo_without_a_jwt_key_signs_with_a_key_of_its_own() {
     let mut cy = Client::connect(addr, &format!("/ws/blazing?token={token}&computer=pc"));
     assert_eq!(recv_blazing(&mut cy)["type"], "sync");
 }
+
+#[test]
+fn a_reload_keeps_the_process_key() {
+    let config = demo_config("reload", None);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = switchboard::Server::from_listener(listener, config.clone());
+    let addr = server.local_addr().unwrap();
+    let handle = server.handle();
+    std::thread::spawn(move || server.run());
+    let before = fetch_token(addr, "");
+
+    // The admin endpoints appear with the reload: that says it is done.
+    handle.reload(Config {
+        admin_token: Some("admin".into()),
+        ..config
+    });
+    wait_until("the reload is applied", || {
+        !http(addr, "POST /admin/reload HTTP/1.1\r\nHost: t\r\n\r\n").starts_with("HTTP/1.1 404")
+    });
+    let token = before["token"].as_str().unwrap();
+    let mut old = Client::connect(addr, &format!("/ws/blazing?token={token}&computer=pc"));
+    assert_eq!(recv_blazing(&mut old)["type"], "sync");
+}

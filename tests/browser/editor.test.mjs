@@ -75,3 +75,13 @@ test("two editors converge after concurrent typing and show each other's cursor"
   await bob.setViewportSize({ width: 390, height: 844 });
   await screenshot(bob, "editor-phone");
 });
+
+test("without --demo the editor says what it needs", async (t) => {
+  const { base, context } = await setUp(t, "editor-no-demo", false);
+  const page = await context.newPage();
+  await page.goto(base + "/demo/editor");
+  await until(page, () => !document.getElementById("notice").hidden);
+  assert.match(await page.textContent("#notice"), /--demo/);
+  assert.equal(await page.isDisabled("#text"), true);
+  await screenshot(page, "editor-no-demo");
+});

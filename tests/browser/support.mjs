@@ -21,14 +21,15 @@ export const ARTIFACTS = join(root, "target/browser-artifacts");
 mkdirSync(ARTIFACTS, { recursive: true });
 
 /**
- * Starts target/debug/switchboard on 127.0.0.1, port 0, with --demo, and
- * resolves to {base, stop} once it prints where it listens. Its standard
- * error goes to ARTIFACTS/<name>-server.log.
+ * Starts target/debug/switchboard on 127.0.0.1, port 0, with --demo unless
+ * `demo` is false, and resolves to {base, stop} once it prints where it
+ * listens. Its standard error goes to ARTIFACTS/<name>-server.log.
  */
-export async function startServer(name) {
+export async function startServer(name, demo = true) {
   const dataDir = mkdtempSync(join(tmpdir(), "switchboard-browser-"));
   const bin = process.env.SWITCHBOARD_BIN || join(root, "target/debug/switchboard");
-  const child = spawn(bin, ["--listen", "127.0.0.1:0", "--demo", "--data-dir", dataDir], {
+  const args = ["--listen", "127.0.0.1:0", "--data-dir", dataDir, ...(demo ? ["--demo"] : [])];
+  const child = spawn(bin, args, {
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stderr.pipe(createWriteStream(join(ARTIFACTS, name + "-server.log")));
@@ -102,8 +103,8 @@ export function until(page, condition, arg) {
  * browser first, so the server stops at once; the server even when the
  * browser fails to start).
  */
-export async function setUp(t, name) {
-  const server = await startServer(name);
+export async function setUp(t, name, demo = true) {
+  const server = await startServer(name, demo);
   let browser = null;
   t.after(async () => {
     if (browser) await browser.close();
