@@ -223,3 +223,28 @@ fn a_reload_keeps_the_process_key() {
     let mut old = Client::connect(addr, &format!("/ws/blazing?token={token}&computer=pc"));
     assert_eq!(recv_blazing(&mut old)["type"], "sync");
 }
+
+#[test]
+fn demo_is_a_switch_of_flag_environment_and_file() {
+    use switchboard::cli::{parse, Invocation};
+    let demo = |args: &[&str], env: Option<&str>| {
+        let args = args.iter().map(|a| a.to_string());
+        let env = |name: &str| {
+            (name == "SWITCHBOARD_DEMO")
+                .then(|| env.map(String::from))
+                .flatten()
+        };
+        match parse(args, env) {
+            Ok(Invocation::Run(config)) => config.demo,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(!demo(&[], None), "off by default");
+    assert!(demo(&["--demo"], None));
+    assert!(demo(&[], Some("1")));
+    assert!(!demo(&[], Some("0")));
+    let file = std::env::temp_dir().join(format!("switchboard-demo-{}.toml", std::process::id()));
+    std::fs::write(&file, "demo = true\n").unwrap();
+    assert!(demo(&["--config", file.to_str().unwrap()], None));
+    let _ = std::fs::remove_file(file);
+}

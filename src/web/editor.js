@@ -90,16 +90,18 @@ async function gunzip(bytes) {
   return new Response(stream).text();
 }
 
-// Compression is asynchronous: these chains keep messages in order.
+// Compression is asynchronous: these chains keep messages in order. A
+// failed link is reported and the chain goes on.
 let outbox = Promise.resolve();
 let inbox = Promise.resolve();
+const report = (error) => console.error("editor:", error);
 
 function send(type, payload) {
   const json = JSON.stringify({ type, payload });
   const socket = blazing;
   outbox = outbox.then(() => gzip(json)).then((bytes) => {
     if (socket.readyState === WebSocket.OPEN) socket.send(bytes);
-  });
+  }).catch(report);
 }
 
 // --- The connection -------------------------------------------------------
@@ -118,7 +120,7 @@ async function start() {
   const people = new WebSocket(scheme + location.host + "/editor." + doc + "/listen" + presence);
   sockets = [blazing, people];
   blazing.onmessage = (event) => {
-    inbox = inbox.then(() => gunzip(event.data)).then((json) => onBlazing(JSON.parse(json)));
+    inbox = inbox.then(() => gunzip(event.data)).then((json) => onBlazing(JSON.parse(json))).catch(report);
   };
   people.onmessage = (event) => onPeople(people, JSON.parse(event.data));
   for (const socket of sockets) socket.onclose = (event) => restart(event);
