@@ -209,6 +209,11 @@ const FLAGS: &[Flag] = &[
         }),
     },
     Flag {
+        name: "demo",
+        usage: "                  serve /demo/token: tokens for anyone (never in production) [off]",
+        apply: Setter::Switch(|c| c.demo = true),
+    },
+    Flag {
         name: "world",
         usage: "NAME           a world that exists; repeatable, or comma-separated [default]",
         apply: Setter::List(|c, v, first| {

@@ -30,6 +30,9 @@ pub struct Config {
     pub worlds: Vec<String>,
     /// The HS256 key for JWTs (`--jwt-key`); `None` refuses every token.
     pub jwt_key: Option<Arc<str>>,
+    /// Serves `/demo/token`, which gives a token to anyone who asks
+    /// (`--demo`): for trying the demo pages, never for production.
+    pub demo: bool,
     /// Connections one user may hold to one world; a newer one replaces
     /// the oldest (`--world-user-connections`).
     pub world_user_connections: usize,
@@ -88,6 +91,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_millis(20_000),
             worlds: vec!["default".to_string()],
             jwt_key: None,
+            demo: false,
             world_user_connections: 5,
             admin_token: None,
             rpc_workers: 4,
@@ -126,6 +130,7 @@ impl Config {
             ("secret", secret(&self.secret)),
             ("identify-timeout-ms", ms(self.identify_timeout)),
             ("jwt-key", secret(&self.jwt_key)),
+            ("demo", self.demo.to_string()),
             ("world", format!("[{}]", worlds.join(", "))),
             (
                 "world-user-connections",

@@ -40,6 +40,8 @@
 //! - [`net`]: sockets and bytes.
 //!   - [`net::http`]: request heads under a deadline; responses.
 //!   - [`net::route`]: which endpoint a request is for.
+//!   - [`net::pages`]: the embedded pages: status (`src/web/status.*`),
+//!     and the demos (`src/web/editor.*`, `src/web/channels.*`).
 //!   - [`net::upgrade`]: the WebSocket opening handshake.
 //!   - [`net::connection`]: a socket's reader and writer threads.
 //!   - [`net::outbox`]: the bounded queue between router and writer.
@@ -69,6 +71,7 @@
 //!   - [`dialect::blazing`]: the blazing protocol (a shared text document).
 //! - [`rpc`]: methods callers invoke; the embedder's worker pool.
 //! - [`jwt`]: HS256 tokens.
+//! - [`demo`]: `/demo/token`, tokens for anyone (`--demo` only).
 //! - [`store`]: saving shared documents to disk, atomically.
 //! - [`signals`]: SIGTERM/SIGINT shut down, SIGHUP reloads (the binary's).
 //! - [`systemd`]: readiness and watchdog notifications, socket activation.
@@ -109,6 +112,7 @@ pub mod cli;
 #[cfg(feature = "redis")]
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod dialect;
 pub mod flat_toml;
 pub mod id;

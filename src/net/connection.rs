@@ -133,6 +133,7 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
             .with_header("Content-Type", "text/plain; version=0.0.4"),
         Route::Index => Response::text(200, index()),
         Route::Page(asset) => asset.response(),
+        Route::DemoToken => crate::demo::answer(&request, &shared.config()),
         Route::NotFound => {
             shared.metrics.handshake_failed(HandshakeFailure::NotFound);
             Response::text(404, format!("no endpoint at {}\n", request.path))
@@ -251,9 +252,13 @@ fn index() -> String {
         "  GET /                      live status page (browsers; this list otherwise)",
         "  GET /endpoints             this list",
         "  GET /$sys/listen           status snapshots every second (channels, read-only)",
+        "  GET /demo/editor           demo: a shared text editor (blazing; needs --demo)",
+        "  GET /demo/channels         demo: listen, presence and emits (channels)",
+        "  GET /demo/token            demo: a token for anyone (only with --demo)",
         "  GET /ws/concierge          concierge (or any path with subprotocol ert-concierge)",
         "  GET /<channel>/listen      channels listener (WebSocket)",
         "  GET|POST /<channel>/emit   channels publish (HTTP)",
+        "  GET /ws/blazing            blazing (headers, or ?token=JWT&computer=ID)",
         "  GET /ws/echo               echo",
         "  GET /healthz               liveness",
         "  GET /metrics               Prometheus metrics",

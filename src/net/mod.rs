@@ -4,7 +4,7 @@
 //! - [`http`] reads request heads under a deadline and writes responses,
 //! - `admin` answers the operator's endpoints,
 //! - [`route`] picks the endpoint,
-//! - [`pages`] serves the embedded status page and its assets,
+//! - [`pages`] serves the embedded status and demo pages and their assets,
 //! - [`upgrade`] answers the WebSocket handshake,
 //! - [`connection`] runs a socket's reader and writer threads,
 //! - [`per_ip`] counts each peer address's connections against its cap,

@@ -1,7 +1,9 @@
-//! The pages the binary serves itself: the live status page at `/` and
-//! its script and style sheet. They are embedded at compile time
+//! The pages the binary serves itself: the live status page at `/`, the
+//! demos at `/demo/editor` (blazing) and `/demo/channels`, and their
+//! scripts and style sheets. They are embedded at compile time
 //! (`include_str!`), so there is no build step, no CDN, and they work
-//! offline. The page reads the reserved channel `$sys` like any client.
+//! offline. Every page uses the hub's public endpoints like any client:
+//! the status page reads the reserved channel `$sys`.
 
 use super::http::{Request, Response};
 
@@ -14,6 +16,16 @@ pub enum Asset {
     StatusScript,
     /// `GET /status.css`: the page's style sheet.
     StatusStyle,
+    /// `GET /demo/editor`: the shared text editor (blazing).
+    EditorPage,
+    /// `GET /demo/editor.js`: its script.
+    EditorScript,
+    /// `GET /demo/channels`: listen, presence and emits (channels).
+    ChannelsPage,
+    /// `GET /demo/channels.js`: its script.
+    ChannelsScript,
+    /// `GET /demo/demo.css`: the demos' style sheet (after status.css).
+    DemoStyle,
 }
 
 impl Asset {
@@ -23,22 +35,29 @@ impl Asset {
             "/" if wants_html(request) => Some(Asset::StatusPage),
             "/status.js" => Some(Asset::StatusScript),
             "/status.css" => Some(Asset::StatusStyle),
+            "/demo/editor" => Some(Asset::EditorPage),
+            "/demo/editor.js" => Some(Asset::EditorScript),
+            "/demo/channels" => Some(Asset::ChannelsPage),
+            "/demo/channels.js" => Some(Asset::ChannelsScript),
+            "/demo/demo.css" => Some(Asset::DemoStyle),
             _ => None,
         }
     }
 
     /// The file and its media type.
     fn contents(self) -> (&'static str, &'static str) {
+        const HTML: &str = "text/html; charset=utf-8";
+        const SCRIPT: &str = "text/javascript; charset=utf-8";
+        const STYLE: &str = "text/css; charset=utf-8";
         match self {
-            Asset::StatusPage => (
-                include_str!("../web/status.html"),
-                "text/html; charset=utf-8",
-            ),
-            Asset::StatusScript => (
-                include_str!("../web/status.js"),
-                "text/javascript; charset=utf-8",
-            ),
-            Asset::StatusStyle => (include_str!("../web/status.css"), "text/css; charset=utf-8"),
+            Asset::StatusPage => (include_str!("../web/status.html"), HTML),
+            Asset::StatusScript => (include_str!("../web/status.js"), SCRIPT),
+            Asset::StatusStyle => (include_str!("../web/status.css"), STYLE),
+            Asset::EditorPage => (include_str!("../web/editor.html"), HTML),
+            Asset::EditorScript => (include_str!("../web/editor.js"), SCRIPT),
+            Asset::ChannelsPage => (include_str!("../web/channels.html"), HTML),
+            Asset::ChannelsScript => (include_str!("../web/channels.js"), SCRIPT),
+            Asset::DemoStyle => (include_str!("../web/demo.css"), STYLE),
         }
     }
 

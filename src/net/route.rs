@@ -16,8 +16,11 @@ pub enum Route {
     /// `GET /endpoints`, or `GET /` from a client that does not take
     /// HTML: a plain text list of the endpoints.
     Index,
-    /// An embedded page: `GET /` from a browser, or its script and style.
+    /// An embedded page: `GET /` from a browser, a demo page, or their
+    /// scripts and styles.
     Page(pages::Asset),
+    /// `GET /demo/token`: a token for anyone, with `--demo` (404 without).
+    DemoToken,
     /// A WebSocket endpoint speaking this dialect.
     WebSocket(Dialect),
     /// `GET|POST /<channel>/emit`: an HTTP publish to this channel.
@@ -41,6 +44,7 @@ pub fn route(request: &Request) -> Route {
     match request.path.as_str() {
         "/healthz" => Route::Health,
         "/metrics" => Route::Metrics,
+        "/demo/token" => Route::DemoToken,
         "/" | "/endpoints" => Route::Index,
         "/ws/echo" => Route::WebSocket(Dialect::Echo),
         "/ws/concierge" => Route::WebSocket(Dialect::Concierge),
@@ -136,6 +140,15 @@ mod tests {
         assert_eq!(
             route(&request("/admin/reload", &[])),
             Route::Admin(admin::Action::Reload)
+        );
+        assert_eq!(route(&request("/demo/token", &[])), Route::DemoToken);
+        assert_eq!(
+            route(&request("/demo/editor", &[])),
+            Route::Page(pages::Asset::EditorPage)
+        );
+        assert_eq!(
+            route(&request("/demo/listen", &[])),
+            Route::WebSocket(Dialect::Channels)
         );
         assert_eq!(route(&request("/room/other", &[])), Route::NotFound);
         assert_eq!(route(&request("/ro%20om/listen", &[])), Route::NotFound);

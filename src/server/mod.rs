@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::Config;
+use crate::demo;
 use crate::log;
 use crate::metrics::Metrics;
 use crate::net::{capacity, Shared};
@@ -111,6 +112,9 @@ impl Server {
             format!("ws://{addr}/ws/echo       (echo)"),
             format!("http://{addr}/healthz     (liveness)"),
             format!("http://{addr}/metrics     (Prometheus metrics)"),
+            format!("http://{addr}/            (status page, in a browser)"),
+            format!("http://{addr}/demo/editor  (demo: shared editor; needs --demo)"),
+            format!("http://{addr}/demo/channels  (demo: channels)"),
         ])
     }
 
@@ -139,12 +143,14 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         let Server {
             listener,
-            config,
+            mut config,
             methods,
             control: (_keep_open, requests),
             notifier,
         } = self;
         log::set_level(config.log_level);
+        let demo_key = demo::process_key().map_err(io::Error::other)?;
+        warn_demo(&mut config, &demo_key);
         for shortfall in capacity::shortfalls(config.max_connections) {
             log::warn!(
                 "--max-connections is {}, but {shortfall}",
@@ -181,8 +187,10 @@ impl Server {
         // `Handle` would read as a shutdown request.
         for request in &requests {
             match request {
-                Control::Reload(new) => {
+                Control::Reload(mut new) => {
                     notify(&notifier, "RELOADING=1");
+                    // The same process key: tokens signed with it stay good.
+                    demo::fill_key(&mut new, &demo_key);
                     reload::apply(&shared, *new);
                     notify(&notifier, "READY=1");
                 }
@@ -233,6 +241,20 @@ pub(crate) fn settings(config: &Config) -> Settings {
         heartbeat_interval: config.heartbeat_interval,
         world_user_connections: config.world_user_connections,
         max_document_bytes: config.max_message_bytes,
+    }
+}
+
+/// Says loudly that `--demo` is on, and gives it the process's own key
+/// when no `--jwt-key` is set.
+fn warn_demo(config: &mut Config, demo_key: &Arc<str>) {
+    if !config.demo {
+        return;
+    }
+    log::warn!("--demo: /demo/token gives a token to anyone who asks; never use it in production");
+    if demo::fill_key(config, demo_key) {
+        log::warn!(
+            "--demo without --jwt-key: tokens are signed with a random key made for this process"
+        );
     }
 }
 

@@ -57,6 +57,7 @@ function show(snap) {
   document.getElementById("version").textContent = snap.version;
   document.getElementById("uptime").textContent = uptime(snap.uptime_s);
   document.getElementById("slow").textContent = snap.slow_consumers;
+  document.getElementById("totals").textContent = snap.messages.in + " / " + snap.messages.out;
   rows("connections", Object.entries(snap.connections));
   rows("topics", snap.topics.map((t) => [t.name, t.subscribers]));
   rows("documents", snap.documents.map((d) => [d.id, d.editors.join(", ") || "no editors"]));

@@ -15,3 +15,8 @@ pub use session::Session;
 
 /// The handshake header naming the computer whose document to join.
 pub const COMPUTER_HEADER: &str = "blazing-computer-id";
+/// The query parameter a browser, which cannot set headers on a
+/// WebSocket, passes the token in (`/ws/blazing?token=…&computer=…`).
+pub const TOKEN_PARAMETER: &str = "token";
+/// The query parameter standing in for [`COMPUTER_HEADER`].
+pub const COMPUTER_PARAMETER: &str = "computer";

@@ -10,7 +10,7 @@ use super::codec::{self, CodecError};
 use crate::dialect::Step;
 use crate::jwt::{self, JwtError};
 use crate::net::frame::Close;
-use crate::net::http::Request;
+use crate::net::http::{query_pairs, Request};
 use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, Edit, Joiner};
 use crate::store;
@@ -22,9 +22,11 @@ const MAX_COMPUTER_ID: usize = 256;
 #[derive(Debug)]
 pub struct Session {
     conn: ConnId,
-    /// The handshake's `Authorization` header, checked on open.
+    /// The handshake's `Authorization` header (or `Bearer` and the
+    /// `token` parameter), checked on open.
     authorization: Option<String>,
-    /// The handshake's `Blazing-Computer-Id` header.
+    /// The handshake's `Blazing-Computer-Id` header (or the `computer`
+    /// parameter).
     computer: Option<String>,
     jwt_key: Option<Arc<str>>,
     data_dir: PathBuf,
@@ -32,13 +34,31 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for `conn`, opened with `request`.
+    /// A session for `conn`, opened with `request`. Browsers cannot set
+    /// handshake headers, so the query parameters `token` and `computer`
+    /// stand in for them; a header wins over its parameter.
     pub fn new(conn: ConnId, request: &Request, config: &crate::config::Config) -> Session {
+        let query = request
+            .query
+            .as_deref()
+            .map(query_pairs)
+            .unwrap_or_default();
+        let parameter = |name: &str| {
+            query
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
         Session {
             conn,
-            authorization: request.header("authorization").map(String::from),
+            authorization: request
+                .header("authorization")
+                .map(String::from)
+                .or_else(|| parameter(super::TOKEN_PARAMETER).map(|t| format!("Bearer {t}"))),
             computer: request
                 .header(super::COMPUTER_HEADER)
+                .map(String::from)
+                .or_else(|| parameter(super::COMPUTER_PARAMETER))
                 .map(|id| id.trim().to_string()),
             jwt_key: config.jwt_key.clone(),
             data_dir: config.data_dir.clone(),
