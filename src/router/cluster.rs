@@ -462,6 +462,19 @@ impl Router {
         }
     }
 
+    /// A subscription change other nodes hear of: not to `$sys`, whose
+    /// snapshots each node makes for its own listeners.
+    pub(super) fn share_subscription(&mut self, conn: ConnId, topic: &str, subscribed: bool) {
+        if super::sys::is_reserved(topic) {
+            return;
+        }
+        let topic = topic.to_string();
+        self.share(conn, |conn| match subscribed {
+            true => Shared::Subscribed { conn, topic },
+            false => Shared::Unsubscribed { conn, topic },
+        });
+    }
+
     /// Publishes what local member `conn` did, unless it is a shadow (its
     /// own node published it) or a replicated call is running.
     pub(super) fn share(&mut self, conn: ConnId, record: impl FnOnce(u64) -> Shared) {
@@ -1010,7 +1023,12 @@ impl Router {
             tags: member.info.tags.clone(),
             presence: RawValue::from_string(member.presence.get().to_string()).ok()?,
             kind,
-            subscriptions: member.subscriptions.iter().cloned().collect(),
+            subscriptions: member
+                .subscriptions
+                .iter()
+                .filter(|topic| !super::sys::is_reserved(topic))
+                .cloned()
+                .collect(),
             owns,
         })
     }

@@ -447,4 +447,6 @@ impl Router {
 }
 
 #[cfg(test)]
+mod cluster_tests;
+#[cfg(test)]
 mod tests;

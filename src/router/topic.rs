@@ -218,11 +218,7 @@ impl Router {
         if !newly {
             return Vec::new();
         }
-        let topic = name.to_string();
-        self.share(conn, |conn| super::cluster::Shared::Subscribed {
-            conn,
-            topic,
-        });
+        self.share_subscription(conn, name, true);
         if super::sys::is_reserved(name) {
             self.schedule_snapshots(self.now);
         }
@@ -242,11 +238,7 @@ impl Router {
             .get_mut(name)
             .is_some_and(|topic| topic.subscribers.remove(&conn));
         if was_subscribed {
-            let topic = name.to_string();
-            self.share(conn, |conn| super::cluster::Shared::Unsubscribed {
-                conn,
-                topic,
-            });
+            self.share_subscription(conn, name, false);
         }
         let left = match (was_subscribed, self.member(conn).map(|m| m.view())) {
             (true, Some(view)) => self.presence_change(name, conn, PresenceChange::Left, &view),

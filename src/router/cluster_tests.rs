@@ -1,0 +1,375 @@
+//! The router's side of a cluster, checked without Redis or sockets: two
+//! routers, and the records of one handed to the other as the bus would.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+
+use super::cluster::{DocumentEntry, Inbound, Outgoing, StreamEdit, StreamId};
+use super::*;
+use crate::net::outbox::Outbox;
+
+const SETTINGS: Settings = Settings {
+    identify_timeout: Duration::from_secs(5),
+    ping_interval: Duration::from_secs(10),
+    ack_timeout: Duration::from_secs(5),
+    heartbeat_interval: Duration::from_secs(20),
+    world_user_connections: 2,
+    max_document_bytes: 1 << 20,
+};
+
+/// One node: its router, and the records it has not handed on yet.
+struct Node {
+    id: &'static str,
+    router: Router,
+    now: Instant,
+    /// Records taken from the router but not handed on yet.
+    held: Vec<Outgoing>,
+}
+
+impl Node {
+    fn new(id: &'static str) -> Node {
+        Node {
+            id,
+            router: Router::new(SETTINGS).with_cluster(id.to_string()),
+            now: Instant::now(),
+            held: Vec::new(),
+        }
+    }
+
+    fn handle(&mut self, command: Command) -> Vec<Delivery> {
+        self.router.handle(command, self.now)
+    }
+
+    fn news(&mut self, inbound: Inbound) -> Vec<Delivery> {
+        self.handle(Command::Cluster(Box::new(inbound)))
+    }
+
+    fn open(&mut self, conn: u64, dialect: Dialect) {
+        let outbox = Arc::new(Outbox::new(1024));
+        let conn = ConnId(conn);
+        self.handle(Command::Open {
+            conn,
+            dialect,
+            outbox,
+        });
+    }
+
+    /// Identifies `conn` as `name`; Redis grants it. Returns the uuid.
+    fn join(&mut self, conn: u64, name: &str) -> Uuid {
+        self.open(conn, Dialect::Concierge);
+        let asked = self.handle(Command::Identify {
+            conn: ConnId(conn),
+            name: name.into(),
+            nickname: None,
+            tags: Vec::new(),
+        });
+        assert!(asked.is_empty(), "nothing before Redis answers: {asked:?}");
+        let (claims, others): (Vec<Outgoing>, Vec<Outgoing>) = self
+            .router
+            .take_outgoing()
+            .into_iter()
+            .partition(|r| matches!(r, Outgoing::Claim { .. }));
+        self.held.extend(others);
+        assert!(
+            matches!(&claims[..], [Outgoing::Claim { conn: c, name: n }] if *c == ConnId(conn) && n == name),
+            "{claims:?}"
+        );
+        let granted = Inbound::Claimed {
+            conn: ConnId(conn),
+            granted: true,
+        };
+        match &self.news(granted)[..] {
+            [Delivery {
+                event: Event::Welcome { uuid },
+                ..
+            }] => *uuid,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn ask(&mut self, conn: u64, request: Request) -> Vec<Delivery> {
+        self.handle(Command::Request {
+            conn: ConnId(conn),
+            seq: 0,
+            request,
+        })
+    }
+
+    /// Hands this node's bus records to `other`; returns what they caused
+    /// there. Other records (claims, documents) are returned to the test.
+    fn relay(&mut self, other: &mut Node) -> (Vec<Delivery>, Vec<Outgoing>) {
+        let mut out = Vec::new();
+        let mut rest = Vec::new();
+        let held = std::mem::take(&mut self.held);
+        for record in held.into_iter().chain(self.router.take_outgoing()) {
+            match record {
+                Outgoing::Publish(record) => out.extend(other.news(Inbound::Bus {
+                    from: self.id.to_string(),
+                    record,
+                })),
+                other => rest.push(other),
+            }
+        }
+        (out, rest)
+    }
+
+    fn client_names(&mut self, conn: u64) -> Vec<String> {
+        match &self.ask(conn, Request::FetchClients)[..] {
+            [Delivery {
+                event: Event::Clients { clients, .. },
+                ..
+            }] => clients.iter().map(|c| c.name.clone()).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// The deliveries that reach real connections (shadows' frames go nowhere).
+fn real(deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    deliveries
+        .into_iter()
+        .filter_map(|mut d| {
+            d.to.retain(|c| !c.is_shadow());
+            (!d.to.is_empty()).then_some(d)
+        })
+        .collect()
+}
+
+fn data(json: &str) -> Box<RawValue> {
+    RawValue::from_string(json.into()).unwrap()
+}
+
+#[test]
+fn a_name_redis_refuses_is_taken_and_a_late_grant_is_given_back() {
+    let mut a = Node::new("a");
+    a.open(1, Dialect::Concierge);
+    let identify = |conn| Command::Identify {
+        conn: ConnId(conn),
+        name: "ann".into(),
+        nickname: None,
+        tags: Vec::new(),
+    };
+    a.handle(identify(1));
+    a.router.take_outgoing();
+    let refused = a.news(Inbound::Claimed {
+        conn: ConnId(1),
+        granted: false,
+    });
+    assert!(
+        matches!(&refused[..], [Delivery { event: Event::Disconnect(Disconnect::NameTaken(n)), .. }] if n == "ann"),
+        "{refused:?}"
+    );
+    // A connection gone before Redis answered: the granted name goes back.
+    a.open(2, Dialect::Concierge);
+    a.handle(identify(2));
+    a.router.take_outgoing();
+    a.handle(Command::Closed { conn: ConnId(2) });
+    let late = a.news(Inbound::Claimed {
+        conn: ConnId(2),
+        granted: true,
+    });
+    assert!(late.is_empty());
+    let released = a.router.take_outgoing();
+    assert!(
+        released
+            .iter()
+            .all(|r| matches!(r, Outgoing::Release { name } if name == "ann")),
+        "{released:?}"
+    );
+}
+
+#[test]
+fn members_of_another_node_are_listed_and_reached_through_their_node() {
+    let (mut a, mut b) = (Node::new("a"), Node::new("b"));
+    let ann = a.join(1, "ann");
+    assert!(real(a.relay(&mut b).0).is_empty());
+    let bob = b.join(1, "bob");
+    b.relay(&mut a);
+    assert_eq!(a.client_names(1), ["ann", "bob"]);
+    assert_eq!(b.client_names(1), ["ann", "bob"]);
+
+    // ann, on a, to bob: a answers ann; b delivers to bob with ann's uuid.
+    let send = Request::Send {
+        target: Target::Name("bob".into()),
+        data: data(r#"{"hi":1}"#),
+    };
+    let here = real(a.ask(1, send));
+    assert!(
+        matches!(&here[..], [Delivery { event: Event::Sent { .. }, to }] if to == &[ConnId(1)]),
+        "{here:?}"
+    );
+    let there = real(a.relay(&mut b).0);
+    match &there[..] {
+        [Delivery {
+            to,
+            event: Event::Message(message),
+        }] => {
+            assert_eq!(to, &[ConnId(1)]);
+            let Origin::Client(origin) = &message.origin else {
+                panic!("{message:?}")
+            };
+            assert_eq!((origin.name.as_str(), origin.uuid), ("ann", ann));
+            assert_eq!(message.data.get(), r#"{"hi":1}"#);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_ne!(ann, bob);
+}
+
+#[test]
+fn a_gone_node_takes_its_members_and_their_groups_with_it() {
+    let (mut a, mut b) = (Node::new("a"), Node::new("b"));
+    a.join(1, "ann");
+    a.relay(&mut b);
+    b.join(1, "bob");
+    b.relay(&mut a);
+    let create = Request::CreateTopic {
+        topic: "g".into(),
+        nickname: None,
+    };
+    b.ask(1, create);
+    let announced = real(b.relay(&mut a).0);
+    assert!(
+        announced.iter().any(|d| matches!(
+            &d.event,
+            Event::TopicChanged { change: TopicChange::Created, seq: None, topic } if topic.name == "g"
+        ) && d.to == [ConnId(1)]),
+        "{announced:?}"
+    );
+    a.ask(1, Request::Subscribe { topic: "g".into() });
+
+    let gone = real(a.news(Inbound::NodeGone { node: "b".into() }));
+    let changes: Vec<TopicChange> = gone
+        .iter()
+        .filter_map(|d| match &d.event {
+            Event::TopicChanged { change, .. } => Some(*change),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, [TopicChange::Unsubscribed, TopicChange::Deleted]);
+    assert_eq!(a.client_names(1), ["ann"]);
+    assert_eq!(a.router.topic_count(), 0);
+}
+
+#[test]
+fn an_announce_replaces_what_was_known_of_a_node() {
+    let (mut a, mut b) = (Node::new("a"), Node::new("b"));
+    b.join(1, "bob");
+    b.join(2, "bea");
+    a.join(1, "ann");
+    b.relay(&mut a);
+    assert_eq!(a.client_names(1), ["ann", "bea", "bob"]);
+    // b's hello: a announces itself; b forgets nobody.
+    b.router.take_outgoing();
+    a.news(Inbound::Bus {
+        from: "b".into(),
+        record: super::cluster::Shared::Hello,
+    });
+    a.relay(&mut b);
+    assert_eq!(b.client_names(1), ["ann", "bea", "bob"]);
+    // b announces only bob (bea left while the bus was down).
+    b.handle(Command::Closed { conn: ConnId(2) });
+    b.router.take_outgoing();
+    b.news(Inbound::Connected);
+    let (_, rest) = b.relay(&mut a);
+    assert!(
+        matches!(&rest[..], [Outgoing::Reclaim { names }] if names == &["bob"]),
+        "only bob's name to claim again: {rest:?}"
+    );
+    assert_eq!(a.client_names(1), ["ann", "bob"]);
+}
+
+/// Opens a blazing editor of `computer` on `node`.
+fn edit_on(node: &mut Node, conn: u64, user: &str, computer: &str) -> Vec<Delivery> {
+    node.open(conn, Dialect::Blazing);
+    let who = Joiner::Blazing {
+        computer: computer.into(),
+        user: user.into(),
+        display: None,
+        token_left: Duration::from_secs(3600),
+        stored: Some("on disk".into()),
+    };
+    node.handle(Command::Join {
+        conn: ConnId(conn),
+        who,
+    })
+}
+
+fn text_of(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries
+        .iter()
+        .filter_map(|d| match &d.event {
+            Event::Document(DocumentEvent::Sync { document, .. }) => {
+                Some(document.text.to_string())
+            }
+            Event::Document(DocumentEvent::Write { text, .. }) => Some(format!("+{text}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn document_edits_wait_for_the_stream_and_apply_once_in_its_order() {
+    let mut a = Node::new("a");
+    assert_eq!(text_of(&edit_on(&mut a, 1, "ann", "pc")), ["on disk"]);
+    let follow = a.router.take_outgoing();
+    assert!(
+        follow.iter().any(
+            |r| matches!(r, Outgoing::Follow { computer, text } if computer == "pc" && text == "on disk")
+        ),
+        "{follow:?}"
+    );
+    // A write is not applied here: it goes to the stream.
+    let write = Edit::Write {
+        offset: 0,
+        selection: 0,
+        text: "A".into(),
+    };
+    let out = a.handle(Command::Edit {
+        conn: ConnId(1),
+        edit: write,
+    });
+    assert!(out.is_empty(), "{out:?}");
+    let appended = a.router.take_outgoing();
+    let entry = match &appended[..] {
+        [Outgoing::Append { computer, entry }] if computer == "pc" => entry.clone(),
+        other => panic!("{other:?}"),
+    };
+    // The cluster's text replaces this node's copy: the editor resyncs.
+    let base = a.news(Inbound::DocumentBase {
+        computer: "pc".into(),
+        text: "shared".into(),
+        id: StreamId { ms: 5, seq: 0 },
+        entries: Vec::new(),
+    });
+    assert_eq!(text_of(&base), ["shared"]);
+    // Another node's write, then ann's own, in the stream's order; a
+    // repeated entry is applied once.
+    let bob = DocumentEntry {
+        node: "b".into(),
+        conn: 7,
+        user: "bob".into(),
+        edit: StreamEdit::Write {
+            offset: 6,
+            selection: 0,
+            text: "!".into(),
+        },
+    };
+    let entries = vec![
+        (StreamId { ms: 6, seq: 0 }, bob.clone()),
+        (StreamId { ms: 6, seq: 1 }, entry.clone()),
+        (StreamId { ms: 6, seq: 1 }, entry),
+    ];
+    let out = a.news(Inbound::DocumentEntries {
+        computer: "pc".into(),
+        entries,
+    });
+    assert_eq!(text_of(&out), ["+!", "+A"]);
+    let sync = a.handle(Command::Edit {
+        conn: ConnId(1),
+        edit: Edit::Sync,
+    });
+    assert_eq!(text_of(&sync), ["Ashared!"]);
+}
