@@ -258,6 +258,9 @@ const FLAGS: &[Flag] = &[
         usage:
             "URL            join a cluster through this Redis (redis://host:port) [none: one node]",
         apply: Setter::Value(|c, v| {
+            if !cfg!(feature = "redis") {
+                return Err("this build has no Redis support: build with `--features redis`");
+            }
             c.redis = Some(v.into());
             Ok(())
         }),
@@ -1069,6 +1072,18 @@ mod tests {
     }
 
     #[test]
+    fn redis_needs_a_build_with_the_redis_feature() {
+        let parsed = run(&["--redis", "redis://127.0.0.1:6379"], &[]);
+        match (cfg!(feature = "redis"), parsed) {
+            (true, Ok(config)) => {
+                assert_eq!(config.redis.as_deref(), Some("redis://127.0.0.1:6379"))
+            }
+            (false, Err(error)) => assert!(error.to_string().contains("--features redis")),
+            (with_feature, other) => panic!("feature {with_feature}: {other:?}"),
+        }
+    }
+
+    #[test]
     fn the_example_file_holds_every_key_with_its_default() {
         let example = include_str!("../examples/switchboard.toml");
         let defaults = Config::default().settings();
@@ -1090,13 +1105,22 @@ mod tests {
             let present = entries.iter().any(|entry| entry.key == flag.name);
             assert_eq!(present, settable, "{} in the example", flag.name);
         }
+        // A build without Redis support refuses `redis` (tested below).
+        let with_redis = cfg!(feature = "redis");
+        let uncommented: String = uncommented
+            .lines()
+            .filter(|line| with_redis || !line.starts_with("redis ="))
+            .map(|line| format!("{line}\n"))
+            .collect();
         let all = from_file(&uncommented).unwrap();
         let secrets = ["secret", "jwt-key", "admin-token"];
         for ((name, value), (_, default)) in all.settings().iter().zip(&defaults) {
             match (secrets.contains(name), *name) {
                 (true, _) => assert_eq!(value, "(set)", "{name}"),
                 // Off by default; the example shows a local Redis.
-                (false, "redis") => assert_eq!(value, "\"redis://127.0.0.1:6379\""),
+                (false, "redis") if with_redis => {
+                    assert_eq!(value, "\"redis://127.0.0.1:6379\"")
+                }
                 (false, _) => assert_eq!(value, default, "{name}"),
             }
         }

@@ -61,14 +61,23 @@
 //!   - `router/blazing.rs`, `router/document.rs`: shared documents and edits.
 //!   - `router/timer.rs`: deadlines, in one ordered set.
 //!   - `router/shutdown.rs`: every client's going-away, every document saved.
+//!   - [`router::cluster`]: other nodes' members as shadows; what this
+//!     node's members do, as records for the other nodes (`--redis`).
 //!   - [`router::thread`]: the loop around the router; delivery; the
-//!     systemd watchdog.
+//!     systemd watchdog; handing cluster records to the Redis link.
 //! - [`dialect`]: the protocols.
 //!   - [`dialect::concierge`]: the concierge protocol.
 //!   - [`dialect::channels`]: the channels protocol, WebSocket and HTTP.
 //!   - [`dialect::common`]: the common protocol (op-coded RPC).
 //!   - [`dialect::world`]: the world protocol (JSON-array RPC).
 //!   - [`dialect::blazing`]: the blazing protocol (a shared text document).
+//! - `cluster` (feature `redis`): the Redis link of a node in a cluster,
+//!   three threads talking to the router over channels.
+//!   - `cluster/writer.rs`: publishes, claims names, appends document
+//!     edits, keeps the heartbeat, watches the other nodes'.
+//!   - `cluster/bus.rs`: the other nodes' records, to the router.
+//!   - `cluster/documents.rs`: the documents' streams, to the router.
+//!   - `cluster/keys.rs`: the Redis keys and the scripts that change them.
 //! - [`rpc`]: methods callers invoke; the embedder's worker pool.
 //! - [`jwt`]: HS256 tokens.
 //! - [`demo`]: `/demo/token`, tokens for anyone (`--demo` only).

@@ -579,6 +579,11 @@ fn a_killed_node_stops_counting_as_present_and_the_others_carry_on() {
     assert_eq!(body["clients"], json!([here.id]), "{body}");
     assert_eq!(here.recv()["payload"], json!({"still": "here"}));
     assert_eq!(metric(survivor.addr, "switchboard_cluster_nodes"), 1);
+    // Seconds of a quiet bus (its idle checks included) cost no reconnect.
+    assert_eq!(
+        metric(survivor.addr, "switchboard_redis_reconnects_total"),
+        0
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //!   delivery's latency. Prints deliveries (out of S×M), delivered msg/s,
 //!   latency percentiles and, with `--server-pid`, the server's CPU time and
 //!   memory. `--compare` runs `baseline` right after with the same sizes and
-//!   prints the ratio.
+//!   prints the ratio. `--publish-url` puts the publisher on another node
+//!   of a cluster than the subscribers: every message crosses Redis.
 //! - `idle`: `--connections N` clients identify and subscribe, then sit idle
 //!   for `--hold-s` seconds, all held by this one thread. With
 //!   `--server-pid`, prints the server's memory and threads per connection
@@ -109,6 +110,7 @@ usage: switchboard-bench <fanout|idle|churn|baseline> [flags]
   --smoke              tiny sizes; exit 1 unless everything was delivered
 fanout and baseline:
   --subscribers S      [1000]     --messages M        [20000]
+  --publish-url URL    (fanout) the publisher's server: another node of a cluster [--url]
   --payload BYTES      [200]      --rate R            [0 = flat out] msgs/s
   --timeout-s SECS     [60]       --compare           (fanout: run baseline after)
   --frame-bytes N      (baseline) size of each frame [the bare MESSAGE's]
@@ -193,6 +195,9 @@ struct Options {
     server_pid: Option<u32>,
     subprotocol: bool,
     subscribers: usize,
+    /// Where the fanout's publisher connects: another node of a cluster
+    /// (`--publish-url`); `None`: `url`, like the subscribers.
+    publish_url: Option<String>,
     messages: u64,
     payload: usize,
     /// Messages per second; 0 sends flat out.
@@ -214,6 +219,7 @@ impl Default for Options {
             server_pid: None,
             subprotocol: true,
             subscribers: 1000,
+            publish_url: None,
             messages: 20_000,
             payload: 200,
             rate: 0.0,
@@ -254,6 +260,7 @@ impl Options {
             "--url" => self.url = value.to_string(),
             "--server-pid" => self.server_pid = Some(value.parse().map_err(|e| bad(&e))?),
             "--subscribers" => self.subscribers = value.parse().map_err(|e| bad(&e))?,
+            "--publish-url" => self.publish_url = Some(value.to_string()),
             "--messages" => self.messages = value.parse().map_err(|e| bad(&e))?,
             "--payload" => self.payload = value.parse().map_err(|e| bad(&e))?,
             "--rate" => self.rate = value.parse().map_err(|e| bad(&e))?,
@@ -270,6 +277,14 @@ impl Options {
 
     fn target(&self) -> Res<Target> {
         Target::parse(&self.url, self.subprotocol)
+    }
+
+    /// The fanout publisher's server.
+    fn publish_target(&self) -> Res<Target> {
+        Target::parse(
+            self.publish_url.as_ref().unwrap_or(&self.url),
+            self.subprotocol,
+        )
     }
 }
 
@@ -932,7 +947,12 @@ fn fanout(options: &Options) -> Res<FanOutcome> {
     let group = format!("bench_{tag}");
     let server_idle = ProcSample::server(options.server_pid)?;
 
-    let (mut publisher, drain) = Publisher::open(&target, &format!("bench_{tag}_pub"), &group)?;
+    let publish_target = options.publish_target()?;
+    let (mut publisher, drain) =
+        Publisher::open(&publish_target, &format!("bench_{tag}_pub"), &group)?;
+    if options.publish_url.is_some() {
+        wait_for_group(&target, tag, &group)?;
+    }
     let setup = Instant::now();
     let subscribers = join_subscribers(&target, tag, &group, options.subscribers)?;
     println!(
@@ -959,6 +979,26 @@ fn fanout(options: &Options) -> Res<FanOutcome> {
         usage: usage.finish(deliveries.last_at, server_idle)?,
         deliveries,
     })
+}
+
+/// Waits until the subscribers' node knows `group`, created on another
+/// node of the cluster.
+fn wait_for_group(target: &Target, tag: u32, group: &str) -> Res<()> {
+    let mut probe = connect(target, client_config(64 * 1024)).map_err(|e| format!("probe: {e}"))?;
+    identify(&mut probe, &format!("bench_{tag}_probe"))?;
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        send_json(&mut probe, &json!({"type": "GROUP_FETCH", "name": group}))?;
+        let reply: Value = serde_json::from_str(&read_text(&mut probe, deadline)?)?;
+        if reply["type"] == "GROUP_FETCH_RESULT" {
+            close_quietly(probe);
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("the group {group} never reached the subscribers' node").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Connects the subscribers one after another: each has its SUBSCRIBED

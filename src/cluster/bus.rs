@@ -103,7 +103,7 @@ impl Subscriber {
             let message = match pubsub.get_message() {
                 Ok(message) => message,
                 // Quiet: make sure the connection is still there.
-                Err(e) if e.is_timeout() => match pubsub.ping::<String>() {
+                Err(e) if e.is_timeout() => match pubsub.ping::<redis::Value>() {
                     Ok(_) => continue,
                     Err(e) => return Stop::Redis(e),
                 },

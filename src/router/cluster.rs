@@ -23,7 +23,7 @@
 //!   ([`Inbound::DocumentEntries`]), so all copies go through the same
 //!   sequence of edits from the same base ([`Inbound::DocumentBase`]).
 //!
-//! No I/O here either: records to send pile up in [`Cluster::outgoing`],
+//! No I/O here either: records to send pile up in the router,
 //! which the router thread hands to the Redis link after each step.
 
 use std::collections::{BTreeSet, HashMap};
