@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::cluster::{DocumentEntry, Outgoing, StreamEdit, StreamId};
+use super::cluster::{DocumentEntry, Outgoing, StreamId};
 use super::document::{shift, Cursor, Text};
 use super::member::{Editor, Kind};
 use super::{
@@ -130,19 +130,6 @@ impl Router {
             let Some(editor) = self.editor(conn).cloned() else {
                 return Vec::new();
             };
-            let edit = match edit {
-                Edit::Move { offset, selection } => StreamEdit::Move { offset, selection },
-                Edit::Write {
-                    offset,
-                    selection,
-                    text,
-                } => StreamEdit::Write {
-                    offset,
-                    selection,
-                    text,
-                },
-                Edit::Sync => return Vec::new(), // handled below
-            };
             let entry = DocumentEntry {
                 node,
                 conn: conn.0,
@@ -233,42 +220,54 @@ impl Router {
         let Some(editor) = self.editor(conn).cloned() else {
             return Vec::new();
         };
+        let write = (offset, selection, text);
+        match self.apply_write(&editor.computer, Some(conn), editor.user, write, now) {
+            Some(out) => out,
+            None => self.evict(conn, too_large(&self.settings)),
+        }
+    }
+
+    /// Applies `(offset, selection, text)` by `user` to `computer`'s text:
+    /// the `writer`'s cursor (if it is an editor here) goes past the text,
+    /// the other editors' shift, and every editor here is told. `None` if
+    /// the text would grow past the limit (a document loaded over the
+    /// limit may still shrink).
+    fn apply_write(
+        &mut self,
+        computer: &str,
+        writer: Option<ConnId>,
+        user: String,
+        (offset, selection, text): (i64, i64, &str),
+        now: Instant,
+    ) -> Option<Vec<Delivery>> {
         let limit = self.settings.max_document_bytes;
-        let Some(document) = self.documents.get_mut(&editor.computer) else {
-            return Vec::new();
-        };
+        let document = self.documents.get_mut(computer)?;
         let after = document.text.bytes_after(offset, selection, text);
-        // A document loaded over the limit may still shrink.
         if after > limit && after > document.text.as_str().len() {
-            return self.evict(conn, Disconnect::DocumentTooLarge(limit));
+            return None;
         }
         let applied = document.text.write(offset, selection, text);
         document.version += 1;
         let editors: Vec<ConnId> = document.editors.iter().copied().collect();
-        if document.save_due.is_none() {
-            document.save_due = Some(now + SAVE_DELAY);
-            self.timers
-                .set(now + SAVE_DELAY, Timer::Save(editor.computer.clone()));
-        }
+        self.schedule_save(computer, now);
         for &other in &editors {
             if let Some(e) = self.editor_mut(other) {
-                e.cursor = if other == conn {
-                    applied.cursor
-                } else {
-                    shift(e.cursor, &applied)
+                e.cursor = match writer == Some(other) {
+                    true => applied.cursor,
+                    false => shift(e.cursor, &applied),
                 };
             }
         }
         let written = DocumentEvent::Write {
-            actioner: editor.user,
+            actioner: user,
             offset: applied.offset,
             selection: applied.selection,
             text: applied.text,
         };
-        vec![Delivery {
+        Some(vec![Delivery {
             to: editors,
             event: Event::Document(written),
-        }]
+        }])
     }
 
     /// The operator closes `computer`'s room: every editor is disconnected.
@@ -537,29 +536,29 @@ impl Router {
             let conn = ConnId(entry.conn);
             let here = own.as_deref() == Some(entry.node.as_str())
                 && self.editor(conn).is_some_and(|e| e.computer == computer);
-            out.extend(match (here, entry.edit) {
-                (true, StreamEdit::Move { offset, selection }) => {
+            let writer = here.then_some(conn);
+            out.extend(match entry.edit {
+                Edit::Sync => Vec::new(), // never appended
+                Edit::Move { offset, selection } if here => {
                     self.move_cursor(conn, offset, selection)
                 }
-                (
-                    true,
-                    StreamEdit::Write {
-                        offset,
-                        selection,
-                        text,
-                    },
-                ) => self.write(conn, offset, selection, &text, now),
-                (false, StreamEdit::Move { offset, selection }) => {
+                Edit::Move { offset, selection } => {
                     self.remote_move(computer, entry.user, offset, selection)
                 }
-                (
-                    false,
-                    StreamEdit::Write {
-                        offset,
-                        selection,
-                        text,
-                    },
-                ) => self.remote_write(computer, entry.user, offset, selection, &text, now),
+                Edit::Write {
+                    offset,
+                    selection,
+                    text,
+                } => {
+                    let write = (offset, selection, text.as_str());
+                    match self.apply_write(computer, writer, entry.user, write, now) {
+                        Some(out) => out,
+                        // Every node refuses the same over-long write; the
+                        // writer's own node closes the writer.
+                        None if here => self.evict(conn, too_large(&self.settings)),
+                        None => Vec::new(),
+                    }
+                }
             });
         }
         out
@@ -588,49 +587,6 @@ impl Router {
         }]
     }
 
-    /// Another node's user (or a connection here that has left since)
-    /// wrote: applied to the text as its own node applies it, the cursors
-    /// here shifted, the editors here told.
-    fn remote_write(
-        &mut self,
-        computer: &str,
-        user: String,
-        offset: i64,
-        selection: i64,
-        text: &str,
-        now: Instant,
-    ) -> Vec<Delivery> {
-        let limit = self.settings.max_document_bytes;
-        let Some(document) = self.documents.get_mut(computer) else {
-            return Vec::new();
-        };
-        let after = document.text.bytes_after(offset, selection, text);
-        // Every node refuses the same over-long write: its writer's node
-        // closed the writer, and the text stays the same everywhere.
-        if after > limit && after > document.text.as_str().len() {
-            return Vec::new();
-        }
-        let applied = document.text.write(offset, selection, text);
-        document.version += 1;
-        let editors: Vec<ConnId> = document.editors.iter().copied().collect();
-        self.schedule_save(computer, now);
-        for &other in &editors {
-            if let Some(e) = self.editor_mut(other) {
-                e.cursor = shift(e.cursor, &applied);
-            }
-        }
-        let written = DocumentEvent::Write {
-            actioner: user,
-            offset: applied.offset,
-            selection: applied.selection,
-            text: applied.text,
-        };
-        vec![Delivery {
-            to: editors,
-            event: Event::Document(written),
-        }]
-    }
-
     /// Schedules a save of a document that changed, unless one is due.
     fn schedule_save(&mut self, computer: &str, now: Instant) {
         let Some(document) = self.documents.get_mut(computer) else {
@@ -642,4 +598,9 @@ impl Router {
                 .set(now + SAVE_DELAY, Timer::Save(computer.to_string()));
         }
     }
+}
+
+/// Why a writer is closed when its write would make the document too large.
+fn too_large(settings: &super::Settings) -> Disconnect {
+    Disconnect::DocumentTooLarge(settings.max_document_bytes)
 }

@@ -219,29 +219,9 @@ pub struct DocumentEntry {
     pub conn: u64,
     /// The user (token `sub`).
     pub user: String,
-    /// What it did.
-    pub edit: StreamEdit,
-}
-
-/// The edits that go through a document's stream (a `sync` does not).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StreamEdit {
-    /// `move`.
-    Move {
-        /// Cursor position (chars).
-        offset: i64,
-        /// Selection from it.
-        selection: i64,
-    },
-    /// `write`.
-    Write {
-        /// Cursor position (chars).
-        offset: i64,
-        /// Selection replaced.
-        selection: i64,
-        /// The text written.
-        text: String,
-    },
+    /// What it did: a move or a write (a `sync` never goes through the
+    /// stream).
+    pub edit: super::Edit,
 }
 
 /// A record on the cluster bus. `conn` is always the publishing node's

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use super::cluster::{DocumentEntry, Inbound, Outgoing, StreamEdit, StreamId};
+use super::cluster::{DocumentEntry, Inbound, Outgoing, StreamId};
 use super::*;
 use crate::net::outbox::Outbox;
 
@@ -351,7 +351,7 @@ fn document_edits_wait_for_the_stream_and_apply_once_in_its_order() {
         node: "b".into(),
         conn: 7,
         user: "bob".into(),
-        edit: StreamEdit::Write {
+        edit: Edit::Write {
             offset: 6,
             selection: 0,
             text: "!".into(),

@@ -377,8 +377,9 @@ pub enum Joiner {
     },
 }
 
-/// What a blazing client does to its document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a blazing client does to its document. In a cluster, moves and
+/// writes also travel in documents' streams, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Edit {
     /// `sync`: send me the whole document.
     Sync,
