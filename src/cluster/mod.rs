@@ -33,7 +33,7 @@ use crossbeam_channel::Sender;
 
 use crate::log;
 use crate::metrics::Metrics;
-use crate::router::cluster::Outgoing;
+use crate::router::cluster::{link_queue, LinkQueue};
 use crate::router::Command;
 
 /// How often a node renews its heartbeat key and looks at the others'.
@@ -45,8 +45,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one Redis command may take before the connection counts as
 /// broken (a stream read blocks for less).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
-/// Records the router may have queued for the writer; more are dropped.
-const OUTGOING_QUEUE: usize = 65_536;
+/// Bytes of records the router may have queued for the writer; more are
+/// dropped (and counted).
+const OUTGOING_BYTES: usize = 64 << 20;
 
 /// Why the link could not start.
 #[derive(Debug)]
@@ -74,7 +75,7 @@ impl std::error::Error for LinkError {}
 pub struct Link {
     /// Where the router thread sends its records; the writer thread holds
     /// the receiver.
-    pub outgoing: Sender<Outgoing>,
+    pub outgoing: LinkQueue,
 }
 
 /// Starts the link of node `node` to the Redis at `url`. Nothing connects
@@ -87,7 +88,7 @@ pub fn start(
 ) -> Result<Link, LinkError> {
     let client = redis::Client::open(url).map_err(|e| LinkError::BadUrl(e.to_string()))?;
     metrics.cluster.enable();
-    let (outgoing, records) = crossbeam_channel::bounded(OUTGOING_QUEUE);
+    let (outgoing, records) = link_queue(OUTGOING_BYTES);
     let (follow, follows) = crossbeam_channel::unbounded();
     let keys = keys::Keys::new(&node);
     log::info!("cluster: node {node}, Redis at {}", redacted(url));

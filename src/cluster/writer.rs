@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use super::bus::Envelope;
 use super::documents::Follow;
@@ -13,12 +13,12 @@ use super::keys::{self, Keys};
 use super::{Connection, Role, HEARTBEAT, NODE_TTL};
 use crate::log;
 use crate::metrics::Metrics;
-use crate::router::cluster::{DocumentEntry, Inbound, Outgoing};
+use crate::router::cluster::{DocumentEntry, Inbound, LinkReceiver, Outgoing};
 use crate::router::{Command, ConnId};
 
-/// Document edits kept while Redis is away; more are dropped (and their
-/// writers' copies fall behind until they sync).
-const MAX_WAITING_EDITS: usize = 10_000;
+/// Bytes of document edits kept while Redis is away; the oldest go past
+/// it (and are lost for every copy of their document alike).
+const MAX_WAITING_EDIT_BYTES: usize = 16 << 20;
 /// How long a claim waits for Redis before this node grants it alone.
 const CLAIM_PATIENCE: Duration = Duration::from_secs(2);
 /// How often a waiting claim is tried again.
@@ -30,7 +30,7 @@ pub struct Writer {
     keys: Keys,
     /// The router thread's records. Closed by the router thread's end,
     /// which ends this thread.
-    records: Receiver<Outgoing>,
+    records: LinkReceiver,
     /// The document follower's orders; dropping it ends the follower.
     follow: Sender<Follow>,
     /// The router's queue, for answers (claims) and news (nodes gone).
@@ -40,7 +40,7 @@ pub struct Writer {
     /// with the time this node stops waiting for Redis.
     waiting_claims: VecDeque<(ConnId, String, Instant)>,
     /// Edits not yet appended to their streams, oldest first.
-    waiting_edits: VecDeque<(String, DocumentEntry)>,
+    waiting_edits: EditQueue,
     /// The other nodes seen alive at the last heartbeat.
     alive: BTreeSet<String>,
     /// Heartbeats sent so far (the first finds no key of ours: normal).
@@ -52,7 +52,7 @@ impl Writer {
     pub fn new(
         client: redis::Client,
         keys: Keys,
-        records: Receiver<Outgoing>,
+        records: LinkReceiver,
         follow: Sender<Follow>,
         commands: Sender<Command>,
         metrics: Arc<Metrics>,
@@ -65,7 +65,7 @@ impl Writer {
             commands,
             metrics,
             waiting_claims: VecDeque::new(),
-            waiting_edits: VecDeque::new(),
+            waiting_edits: EditQueue::default(),
             alive: BTreeSet::new(),
             beats: 0,
         }
@@ -119,11 +119,8 @@ impl Writer {
                 let _ = self.follow.send(Follow::Stop { computer });
             }
             Outgoing::Append { computer, entry } => {
-                self.waiting_edits.push_back((computer, entry));
-                if self.waiting_edits.len() > MAX_WAITING_EDITS {
-                    self.waiting_edits.pop_front();
-                    self.metrics.cluster.dropped.increment();
-                }
+                let dropped = self.waiting_edits.push(computer, entry);
+                self.metrics.cluster.dropped.add(dropped);
                 self.append_waiting();
             }
             Outgoing::Snapshot { computer, text, id } => {
@@ -291,4 +288,44 @@ fn script(script: &str, key: &str, args: &[&str]) -> redis::Cmd {
         command.arg(*arg);
     }
     command
+}
+
+/// Document edits waiting to be appended, oldest first, bounded in bytes.
+#[derive(Default)]
+struct EditQueue {
+    edits: VecDeque<(String, DocumentEntry)>,
+    bytes: usize,
+}
+
+impl EditQueue {
+    /// Queues an edit; returns how many old ones were dropped for room.
+    fn push(&mut self, computer: String, entry: DocumentEntry) -> u64 {
+        self.bytes += weight(&computer, &entry);
+        self.edits.push_back((computer, entry));
+        let mut dropped = 0;
+        while self.bytes > MAX_WAITING_EDIT_BYTES && self.edits.len() > 1 {
+            self.pop_front();
+            dropped += 1;
+        }
+        dropped
+    }
+
+    fn front(&self) -> Option<&(String, DocumentEntry)> {
+        self.edits.front()
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((computer, entry)) = self.edits.pop_front() {
+            self.bytes -= weight(&computer, &entry);
+        }
+    }
+}
+
+/// About how many bytes a waiting edit holds.
+fn weight(computer: &str, entry: &DocumentEntry) -> usize {
+    let text = match &entry.edit {
+        crate::router::Edit::Write { text, .. } => text.len(),
+        _ => 0,
+    };
+    64 + computer.len() + entry.user.len() + text
 }

@@ -28,7 +28,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -133,6 +137,129 @@ pub enum Outgoing {
         /// The last entry applied to it.
         id: StreamId,
     },
+}
+
+/// The router thread's end of the queue to the Redis link. Bounded in
+/// bytes, not records (a record may carry a 1 MiB message or a whole
+/// document), and never waits: a record that does not fit is refused, so a
+/// slow Redis costs dropped records, never a stalled router.
+#[derive(Debug)]
+pub struct LinkQueue {
+    /// The writer thread holds the receiver; dropping this ends it.
+    records: Sender<Outgoing>,
+    /// Bytes queued now, shared with the [`LinkReceiver`].
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+/// The Redis link's end of a [`LinkQueue`].
+#[derive(Debug)]
+pub struct LinkReceiver {
+    records: Receiver<Outgoing>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A queue holding up to `capacity` bytes of records.
+pub fn link_queue(capacity: usize) -> (LinkQueue, LinkReceiver) {
+    // Unbounded as a channel (nothing preallocated): the byte count bounds it.
+    let (records, receiver) = crossbeam_channel::unbounded();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let sender = LinkQueue {
+        records,
+        queued: queued.clone(),
+        capacity,
+    };
+    let receiver = LinkReceiver {
+        records: receiver,
+        queued,
+    };
+    (sender, receiver)
+}
+
+impl LinkQueue {
+    /// Queues `record` if it fits; `false` if it was dropped.
+    pub fn try_send(&self, record: Outgoing) -> bool {
+        let weight = record.weight();
+        let fits = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                (queued + weight <= self.capacity).then_some(queued + weight)
+            })
+            .is_ok();
+        if fits && self.records.send(record).is_err() {
+            self.queued.fetch_sub(weight, Ordering::Relaxed);
+            return false; // the link is gone
+        }
+        fits
+    }
+}
+
+impl LinkReceiver {
+    /// The next record, waiting until `deadline` at the latest.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Outgoing, RecvTimeoutError> {
+        let record = self.records.recv_deadline(deadline)?;
+        self.queued.fetch_sub(record.weight(), Ordering::Relaxed);
+        Ok(record)
+    }
+}
+
+impl Outgoing {
+    /// About how many bytes the record holds: its payloads and texts, plus
+    /// a fixed allowance for the rest.
+    fn weight(&self) -> usize {
+        const BASE: usize = 128;
+        BASE + match self {
+            Outgoing::Publish(record) => record.weight(),
+            Outgoing::Follow { text, .. } => text.len(),
+            Outgoing::Snapshot { text, .. } => text.len(),
+            Outgoing::Append { entry, .. } => match &entry.edit {
+                super::Edit::Write { text, .. } => text.len(),
+                super::Edit::Move { .. } | super::Edit::Sync => 0,
+            },
+            Outgoing::Reclaim { names } => names.iter().map(String::len).sum(),
+            Outgoing::Claim { name, .. } | Outgoing::Release { name } => name.len(),
+            Outgoing::Unfollow { computer } => computer.len(),
+        }
+    }
+}
+
+impl Shared {
+    /// About how many bytes of payload the record holds.
+    fn weight(&self) -> usize {
+        match self {
+            Shared::Send { data, .. } => data.get().len(),
+            Shared::Emit { payload, .. } => payload.get().len(),
+            Shared::Presence { presence, .. } => presence.get().len(),
+            Shared::Call { args, .. } => json_weight(args),
+            Shared::Joined(member) => member.weight(),
+            Shared::Announce { members } => members.iter().map(MemberRecord::weight).sum(),
+            Shared::Hello
+            | Shared::Left { .. }
+            | Shared::Subscribed { .. }
+            | Shared::Unsubscribed { .. }
+            | Shared::Created { .. }
+            | Shared::Deleted { .. }
+            | Shared::Ack { .. } => 0,
+        }
+    }
+}
+
+impl MemberRecord {
+    fn weight(&self) -> usize {
+        let topics: usize = self.subscriptions.iter().map(String::len).sum();
+        128 + self.name.len() + self.presence.get().len() + topics
+    }
+}
+
+/// About how long `value` is as JSON, without writing it.
+fn json_weight(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        Value::String(text) => text.len() + 2,
+        Value::Array(items) => items.iter().map(json_weight).sum::<usize>() + 2,
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + 3 + json_weight(v)).sum(),
+    }
 }
 
 /// What the Redis link tells the router.

@@ -373,3 +373,15 @@ fn document_edits_wait_for_the_stream_and_apply_once_in_its_order() {
     });
     assert_eq!(text_of(&sync), ["Ashared!"]);
 }
+
+#[test]
+fn the_link_queue_is_bounded_in_bytes_and_frees_what_the_link_takes() {
+    let (queue, link) = super::cluster::link_queue(2000);
+    let release = |name: &str| Outgoing::Release { name: name.into() };
+    let big = "x".repeat(1800);
+    assert!(queue.try_send(release(&big)));
+    assert!(!queue.try_send(release("y")), "over 2000 bytes queued");
+    let soon = Instant::now() + Duration::from_secs(5);
+    assert!(matches!(link.recv_deadline(soon), Ok(Outgoing::Release { name }) if name == big));
+    assert!(queue.try_send(release("y")), "room again once taken");
+}

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::cluster::Outgoing;
+use super::cluster::LinkQueue;
 use super::{Command, ConnId, Delivery, Disconnect, Event, Router};
 use crate::dialect::{self, Dialect, Rendered};
 use crate::log;
@@ -72,7 +72,7 @@ pub fn spawn(
     commands: Receiver<Command>,
     metrics: Arc<Metrics>,
     watchdog: Option<Watchdog>,
-    link: Option<Sender<Outgoing>>,
+    link: Option<LinkQueue>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("router".into())
@@ -84,7 +84,7 @@ fn run(
     commands: Receiver<Command>,
     metrics: &Metrics,
     mut watchdog: Option<Watchdog>,
-    link: Option<Sender<Outgoing>>,
+    link: Option<LinkQueue>,
 ) {
     let mut peers: HashMap<ConnId, Peer> = HashMap::new();
     // Outboxes pushed to since the writers were last woken.
@@ -119,7 +119,7 @@ fn run(
         if let Some(link) = &link {
             for record in router.take_outgoing() {
                 // Never wait on Redis: a full queue loses the record.
-                if link.try_send(record).is_err() {
+                if !link.try_send(record) {
                     metrics.cluster.dropped.increment();
                 }
             }

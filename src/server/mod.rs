@@ -306,7 +306,7 @@ fn drain(shared: &Shared) {
 }
 
 /// Where the router thread sends what the other nodes must hear.
-type LinkQueue = Option<Sender<crate::router::cluster::Outgoing>>;
+type LinkQueue = Option<crate::router::cluster::LinkQueue>;
 
 /// Makes this process a node of the cluster that shares the Redis at `url`.
 #[cfg(feature = "redis")]
