@@ -2,7 +2,7 @@
 //! one total order, the router's, so every client that applies the
 //! broadcast edits in order holds the server's text.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,12 +40,31 @@ pub struct Document {
     /// In a cluster: the last entry of the document's stream applied to
     /// `text`; `None` until the stream's base arrives.
     stream: Option<StreamId>,
+    /// In a cluster: the cursors of users editing it on other nodes, as
+    /// their moves and writes in the stream put them.
+    remote_cursors: BTreeMap<String, Cursor>,
+}
+
+/// Who made a write, as far as cursors go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// An editor on this node: its cursor goes past the text.
+    Here(ConnId),
+    /// A user on another node: its cursor here goes past the text.
+    OtherNode,
+    /// A connection of this node that has left since.
+    Gone,
 }
 
 impl Document {
     /// The connections editing it.
     pub(super) fn editors(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.editors.iter().copied()
+    }
+
+    /// A user on another node joined: its cursor starts at the beginning.
+    pub(super) fn remote_joined(&mut self, user: &str) {
+        self.remote_cursors.entry(user.to_string()).or_default();
     }
 }
 
@@ -101,6 +120,7 @@ impl Router {
                 saving: false,
                 snapshot: None,
                 stream: None,
+                remote_cursors: BTreeMap::new(),
             });
         let others: Vec<ConnId> = document.editors.iter().copied().collect();
         let already_here = self.user_in_room(&computer, &user);
@@ -163,12 +183,17 @@ impl Router {
         else {
             return Vec::new();
         };
-        let users = document
+        let mut users: Vec<(String, usize)> = document
             .editors
             .iter()
             .filter_map(|&c| self.editor(c))
             .map(|e| (e.user.clone(), e.cursor.offset))
             .collect();
+        for (user, cursor) in &document.remote_cursors {
+            if !users.iter().any(|(u, _)| u == user) {
+                users.push((user.clone(), cursor.offset));
+            }
+        }
         let sync = DocumentEvent::Sync {
             actioner: editor.user.clone(),
             document: snapshot,
@@ -221,21 +246,26 @@ impl Router {
             return Vec::new();
         };
         let write = (offset, selection, text);
-        match self.apply_write(&editor.computer, Some(conn), editor.user, write, now) {
+        match self.apply_write(
+            &editor.computer,
+            Writer::Here(conn),
+            editor.user,
+            write,
+            now,
+        ) {
             Some(out) => out,
             None => self.evict(conn, too_large(&self.settings)),
         }
     }
 
     /// Applies `(offset, selection, text)` by `user` to `computer`'s text:
-    /// the `writer`'s cursor (if it is an editor here) goes past the text,
-    /// the other editors' shift, and every editor here is told. `None` if
-    /// the text would grow past the limit (a document loaded over the
-    /// limit may still shrink).
+    /// the writer's cursor goes past the text, the others' shift, and every
+    /// editor here is told. `None` if the text would grow past the limit (a
+    /// document loaded over the limit may still shrink).
     fn apply_write(
         &mut self,
         computer: &str,
-        writer: Option<ConnId>,
+        writer: Writer,
         user: String,
         (offset, selection, text): (i64, i64, &str),
         now: Instant,
@@ -248,11 +278,17 @@ impl Router {
         }
         let applied = document.text.write(offset, selection, text);
         document.version += 1;
+        for cursor in document.remote_cursors.values_mut() {
+            *cursor = shift(*cursor, &applied);
+        }
+        if writer == Writer::OtherNode {
+            document.remote_cursors.insert(user.clone(), applied.cursor);
+        }
         let editors: Vec<ConnId> = document.editors.iter().copied().collect();
         self.schedule_save(computer, now);
         for &other in &editors {
             if let Some(e) = self.editor_mut(other) {
-                e.cursor = match writer == Some(other) {
+                e.cursor = match writer == Writer::Here(other) {
                     true => applied.cursor,
                     false => shift(e.cursor, &applied),
                 };
@@ -299,6 +335,9 @@ impl Router {
             return Vec::new();
         };
         document.editors.remove(&conn);
+        if conn.is_shadow() {
+            document.remote_cursors.remove(&editor.user);
+        }
         let to: Vec<ConnId> = document.editors.iter().copied().collect();
         if to.is_empty() {
             self.save(&editor.computer, now);
@@ -536,7 +575,11 @@ impl Router {
             let conn = ConnId(entry.conn);
             let here = own.as_deref() == Some(entry.node.as_str())
                 && self.editor(conn).is_some_and(|e| e.computer == computer);
-            let writer = here.then_some(conn);
+            let writer = match (here, own.as_deref() == Some(entry.node.as_str())) {
+                (true, _) => Writer::Here(conn),
+                (false, true) => Writer::Gone,
+                (false, false) => Writer::OtherNode,
+            };
             out.extend(match entry.edit {
                 Edit::Sync => Vec::new(), // never appended
                 Edit::Move { offset, selection } if here => {
@@ -572,10 +615,11 @@ impl Router {
         offset: i64,
         selection: i64,
     ) -> Vec<Delivery> {
-        let Some(document) = self.documents.get(computer) else {
+        let Some(document) = self.documents.get_mut(computer) else {
             return Vec::new();
         };
         let cursor = document.text.clamp(offset, selection);
+        document.remote_cursors.insert(user.clone(), cursor);
         let moved = DocumentEvent::Move {
             actioner: user,
             offset: cursor.offset,

@@ -1153,13 +1153,13 @@ impl Router {
         }
     }
 
-    /// A shadow's document user joined: local editors see `usrupd`.
+    /// A shadow's document user joined: its cursor is shown here, and
+    /// local editors see `usrupd`.
     fn shadow_joins_document(&mut self, computer: &str, user: String) -> Vec<Delivery> {
-        let Some(editors) = self
-            .documents
-            .get(computer)
-            .map(|d| d.editors().collect::<Vec<_>>())
-        else {
+        let Some(editors) = self.documents.get_mut(computer).map(|d| {
+            d.remote_joined(&user);
+            d.editors().collect::<Vec<_>>()
+        }) else {
             return Vec::new();
         };
         if self.user_in_room(computer, &user) {

@@ -372,6 +372,16 @@ fn document_edits_wait_for_the_stream_and_apply_once_in_its_order() {
         edit: Edit::Sync,
     });
     assert_eq!(text_of(&sync), ["Ashared!"]);
+    // bob, on another node, is among the users, his cursor past his "!"
+    // and shifted by ann's "A" before it.
+    let users = match &sync[..] {
+        [Delivery {
+            event: Event::Document(DocumentEvent::Sync { users, .. }),
+            ..
+        }] => users.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(users, [("ann".to_string(), 1), ("bob".to_string(), 8)]);
 }
 
 #[test]
