@@ -654,3 +654,28 @@ fn a_redis_restart_leaves_each_node_serving_and_the_cluster_heals() {
     expected.sort();
     assert_eq!(ids, expected);
 }
+
+#[test]
+fn a_node_stopped_by_sigterm_takes_its_members_at_once() {
+    let redis = Redis::start();
+    let survivor = node_process(&redis);
+    let mut stopping = node_process(&redis);
+    let (mut here, _) = Listener::join(survivor.addr, "room", "");
+    let (there, _) = Listener::join(stopping.addr, "room", "");
+    let joined = here.recv();
+    assert_eq!(joined["type"], "PRESENCE:JOINED", "{joined}");
+
+    let stopped = Instant::now();
+    stopping.signal("TERM");
+    let left = here.recv();
+    let noticed = stopped.elapsed();
+    assert_eq!(left["type"], "PRESENCE:LEFT", "{left}");
+    assert_eq!(left["payload"]["clientID"], there.id.as_str(), "{left}");
+    assert!(stopping.wait().success());
+    // Not a heartbeat's expiry (3 s): the node said goodbye.
+    println!("a stopped node's listener left after {noticed:?}");
+    assert!(
+        noticed < Duration::from_secs(10),
+        "noticed after {noticed:?}"
+    );
+}
