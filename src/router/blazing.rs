@@ -53,6 +53,7 @@ enum Writer {
     /// A user on another node: its cursor here goes past the text.
     OtherNode,
     /// A connection of this node that has left since.
+    #[cfg(feature = "redis")]
     Gone,
 }
 
@@ -63,6 +64,7 @@ impl Document {
     }
 
     /// A user on another node joined: its cursor starts at the beginning.
+    #[cfg(feature = "redis")]
     pub(super) fn remote_joined(&mut self, user: &str) {
         self.remote_cursors.entry(user.to_string()).or_default();
     }
@@ -306,6 +308,18 @@ impl Router {
         }])
     }
 
+    /// Schedules a save of a document that changed, unless one is due.
+    fn schedule_save(&mut self, computer: &str, now: Instant) {
+        let Some(document) = self.documents.get_mut(computer) else {
+            return;
+        };
+        if document.save_due.is_none() {
+            document.save_due = Some(now + SAVE_DELAY);
+            self.timers
+                .set(now + SAVE_DELAY, Timer::Save(computer.to_string()));
+        }
+    }
+
     /// The operator closes `computer`'s room: every editor is disconnected.
     /// Returns how many were.
     pub(super) fn close_room(&mut self, computer: &str) -> (usize, Vec<Delivery>) {
@@ -506,6 +520,7 @@ impl Router {
 }
 
 /// Documents in a cluster: the stream's entries, applied in its order.
+#[cfg(feature = "redis")]
 impl Router {
     /// Every followed document's text and the last entry it includes.
     pub(super) fn document_snapshots(&self) -> Vec<(String, Arc<str>, StreamId)> {
@@ -629,18 +644,6 @@ impl Router {
             to: document.editors.iter().copied().collect(),
             event: Event::Document(moved),
         }]
-    }
-
-    /// Schedules a save of a document that changed, unless one is due.
-    fn schedule_save(&mut self, computer: &str, now: Instant) {
-        let Some(document) = self.documents.get_mut(computer) else {
-            return;
-        };
-        if document.save_due.is_none() {
-            document.save_due = Some(now + SAVE_DELAY);
-            self.timers
-                .set(now + SAVE_DELAY, Timer::Save(computer.to_string()));
-        }
     }
 }
 

@@ -191,6 +191,7 @@ pub enum Command {
         conn: ConnId,
     },
     /// News from the other nodes of a cluster, by way of Redis.
+    #[cfg(feature = "redis")]
     Cluster(Box<super::cluster::Inbound>),
 }
 

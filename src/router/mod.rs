@@ -110,6 +110,7 @@ pub struct Router {
     /// inside (a member leaving schedules its document's save).
     now: Instant,
     /// This node's part in a cluster (`--redis`); `None` on a single node.
+    #[cfg(feature = "redis")]
     cluster: Option<cluster::Cluster>,
 }
 
@@ -181,6 +182,7 @@ impl Router {
             sys_ticking: false,
             metrics: None,
             now: Instant::now(),
+            #[cfg(feature = "redis")]
             cluster: None,
         }
     }
@@ -267,6 +269,7 @@ impl Router {
                 Vec::new()
             }
             Command::Closed { conn } => self.forget(conn),
+            #[cfg(feature = "redis")]
             Command::Cluster(inbound) => self.cluster_event(*inbound),
         }
     }
@@ -446,7 +449,7 @@ impl Router {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "redis"))]
 mod cluster_tests;
 #[cfg(test)]
 mod tests;
