@@ -679,3 +679,62 @@ fn a_node_stopped_by_sigterm_takes_its_members_at_once() {
         "noticed after {noticed:?}"
     );
 }
+
+/// The writers' connections alone break (CLIENT KILL, as a proxy reset
+/// or a timeout would): what a node publishes meanwhile is lost, and once
+/// its writer is back it announces its members again, and gives back the
+/// names it let go.
+#[test]
+fn records_lost_while_a_writer_was_cut_off_are_mended() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    let mut ann = Concierge::join(a, "ann");
+    let bob = Concierge::join(b, "bob");
+    wait_for_clients(&mut ann, &["ann", "bob"]);
+    // Normal connections only: the writers and followers, not the buses.
+    assert!(redis.command("CLIENT KILL TYPE normal").starts_with(':'));
+    bob.client.close(); // b's Left and release meet a dead connection
+    wait_for_clients(&mut ann, &["ann"]);
+    let c = node(&redis, "c");
+    wait_until("bob's name to be free", || try_identify(c, "bob").is_ok());
+}
+
+fn xread_calls(redis: &Redis) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "INFO", "commandstats"])
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&out.stdout).to_string();
+    info.lines()
+        .find(|l| l.starts_with("cmdstat_xread:"))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A stream entry no node understands (another version's edit, a hand
+/// made XADD) is stepped over: the follower does not read it again and
+/// again, and the edits after it still arrive.
+#[test]
+fn an_entry_nobody_understands_is_stepped_over() {
+    let redis = Redis::start();
+    let a = node(&redis, "a");
+    let mut ann = blazing(a, "ann", "pc");
+    assert_eq!(document(&mut ann), "");
+    assert!(redis
+        .command("XADD switchboard:doc:pc * e not-json")
+        .starts_with('$'));
+    let write = json!({"type": "write", "payload": {"offset": 0, "selection": 0, "text": "after"}});
+    blazing_send(&mut ann, write);
+    wait_until("the write after it", || document(&mut ann) == "after");
+    // A follower stuck on the entry reads thousands of times a second; one
+    // that stepped over it waits 200 ms per read.
+    let before = xread_calls(&redis);
+    let started = Instant::now();
+    wait_until("a second to pass", || {
+        started.elapsed() >= Duration::from_secs(1)
+    });
+    let reads = xread_calls(&redis) - before;
+    assert!(reads < 50, "the follower spins: {reads} XREADs in a second");
+}

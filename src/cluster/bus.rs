@@ -123,6 +123,7 @@ impl Subscriber {
             let news = Inbound::Bus {
                 from: envelope.from,
                 record: envelope.record,
+                received: std::time::Instant::now(),
             };
             if self
                 .commands

@@ -22,6 +22,8 @@ use crate::router::Command;
 const READ_BLOCK: Duration = Duration::from_millis(200);
 /// Entries read at once, per stream.
 const READ_COUNT: usize = 1000;
+/// The longest the thread sleeps before looking at its orders again.
+const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// An order from the writer thread (on behalf of the router).
 #[derive(Debug)]
@@ -142,10 +144,10 @@ impl Follower {
         for computer in waiting {
             let text = self.starting.get(&computer).cloned().unwrap_or_default();
             let Some((base, id, entries)) = self.base(&computer, &text) else {
-                if self.redis.wait() > Duration::ZERO {
-                    std::thread::sleep(self.redis.wait().min(READ_BLOCK));
-                }
-                return Ok(()); // Redis is away: tried again next turn
+                // Redis is away, or refused (a key of the wrong type): tried
+                // again next turn, not at once.
+                std::thread::sleep(self.redis.wait().clamp(READ_BLOCK, MAX_WAIT));
+                return Ok(());
             };
             self.starting.remove(&computer);
             let last = entries.last().map_or(id, |(last, _)| *last);
@@ -215,13 +217,15 @@ impl Follower {
             let Some(computer) = by_key.get(&key) else {
                 continue;
             };
-            let entries = parse_entries(entries);
-            if let (Some((last, _)), Some(position)) =
-                (entries.last(), self.followed.get_mut(computer))
+            // The position moves past every entry read, those that could
+            // not be understood included: else XREAD returns them again at
+            // once, forever.
+            if let (Some(last), Some(position)) =
+                (last_id(entries), self.followed.get_mut(computer))
             {
-                *position = *last;
+                *position = last;
             }
-            batches.push((computer.clone(), entries));
+            batches.push((computer.clone(), parse_entries(entries)));
         }
         Some(batches)
     }
@@ -276,6 +280,17 @@ fn parse_entries(entries: &Value) -> Entries {
             }
         })
         .collect()
+}
+
+/// The id of the last of `[[id, fields], …]`, understood or not.
+fn last_id(entries: &Value) -> Option<StreamId> {
+    let Value::Array(entries) = entries else {
+        return None;
+    };
+    let Value::Array(pair) = entries.last()? else {
+        return None;
+    };
+    StreamId::parse(&text(pair.first()?)?)
 }
 
 fn text(value: &Value) -> Option<String> {

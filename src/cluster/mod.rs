@@ -41,10 +41,11 @@ pub const HEARTBEAT: Duration = Duration::from_millis(1000);
 /// How long a heartbeat key lives: a node silent this long is gone.
 pub const NODE_TTL: Duration = Duration::from_millis(3000);
 /// How long connecting to Redis may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one Redis command may take before the connection counts as
-/// broken (a stream read blocks for less).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// broken (a stream read blocks for less). Well under [`NODE_TTL`], so a
+/// stalled Redis cannot hold the heartbeat back until the key expires.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bytes of records the router may have queued for the writer; more are
 /// dropped (and counted).
 const OUTGOING_BYTES: usize = 64 << 20;
@@ -224,7 +225,7 @@ impl Connection {
         let con = self.get()?;
         match command.query(con) {
             Ok(value) => Some(value),
-            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+            Err(e) if unavailable(&e) => {
                 self.failed(&e);
                 None
             }
@@ -247,4 +248,15 @@ impl Connection {
             None => self.retry_at.saturating_duration_since(Instant::now()),
         }
     }
+}
+
+/// Whether an error means this connection cannot serve: broken, timed
+/// out, or a server that cannot take writes (a replica after a failover,
+/// one loading its data, one without its master). Anything else is one
+/// command's problem.
+fn unavailable(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_timeout()
+        || matches!(error.code(), Some("READONLY" | "LOADING" | "MASTERDOWN"))
 }

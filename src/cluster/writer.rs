@@ -41,6 +41,13 @@ pub struct Writer {
     waiting_claims: VecDeque<(ConnId, String, Instant)>,
     /// Edits not yet appended to their streams, oldest first.
     waiting_edits: EditQueue,
+    /// Names given back while Redis was away, to give back once it is
+    /// here (unless claimed again meanwhile).
+    releases: BTreeSet<String>,
+    /// Set when a record could not be carried out: once Redis answers
+    /// again, the router is asked to say hello and announce its members,
+    /// so that the other nodes' views of this one are whole again.
+    resync_due: bool,
     /// The other nodes seen alive at the last heartbeat.
     alive: BTreeSet<String>,
     /// Heartbeats sent so far (the first finds no key of ours: normal).
@@ -66,6 +73,8 @@ impl Writer {
             metrics,
             waiting_claims: VecDeque::new(),
             waiting_edits: EditQueue::default(),
+            releases: BTreeSet::new(),
+            resync_due: false,
             alive: BTreeSet::new(),
             beats: 0,
         }
@@ -97,18 +106,24 @@ impl Writer {
         match record {
             Outgoing::Publish(record) => self.publish(&record),
             Outgoing::Claim { conn, name } => {
+                self.releases.remove(&name);
                 let deadline = Instant::now() + CLAIM_PATIENCE;
                 self.waiting_claims.push_back((conn, name, deadline));
                 self.claim_waiting();
             }
             Outgoing::Release { name } => {
-                let release = script(keys::RELEASE, &self.keys.name(&name), &[&self.keys.node]);
-                let _: Option<i64> = self.redis.run(&release);
+                self.releases.insert(name);
+                self.release_waiting();
             }
             Outgoing::Reclaim { names } => {
                 for name in names {
-                    if self.claim(&name) == Some(false) {
-                        log::warn!("cluster: the name {name:?} is held on two nodes now");
+                    self.releases.remove(&name);
+                    match self.claim(&name) {
+                        Some(true) => {}
+                        Some(false) => {
+                            log::warn!("cluster: the name {name:?} is held on two nodes now")
+                        }
+                        None => self.resync_due = true,
                     }
                 }
             }
@@ -144,7 +159,21 @@ impl Writer {
         let publish = redis::cmd("PUBLISH").arg(self.keys.bus()).arg(json).clone();
         match self.redis.run::<i64>(&publish) {
             Some(_) => self.metrics.cluster.published.increment(),
-            None => self.metrics.cluster.dropped.increment(),
+            None => {
+                self.metrics.cluster.dropped.increment();
+                self.resync_due = true;
+            }
+        }
+    }
+
+    /// Gives back the names waiting to be, while Redis answers.
+    fn release_waiting(&mut self) {
+        while let Some(name) = self.releases.first().cloned() {
+            let release = script(keys::RELEASE, &self.keys.name(&name), &[&self.keys.node]);
+            if self.redis.run::<i64>(&release).is_none() {
+                return;
+            }
+            self.releases.remove(&name);
         }
     }
 
@@ -222,12 +251,16 @@ impl Writer {
             return;
         };
         self.beats += 1;
-        if previous.is_none() && self.beats > 1 {
+        let gone = previous.is_none() && self.beats > 1;
+        if gone {
             log::warn!("cluster: this node had been counted gone; joining again");
+        }
+        if gone || std::mem::take(&mut self.resync_due) {
             let _ = self
                 .commands
                 .send(Command::Cluster(Box::new(Inbound::Connected)));
         }
+        self.release_waiting();
         let join = redis::cmd("SADD")
             .arg(self.keys.nodes())
             .arg(&self.keys.node)
@@ -238,6 +271,7 @@ impl Writer {
 
     /// Compares the live nodes with those seen last time.
     fn watch_nodes(&mut self) {
+        let checked = Instant::now();
         let Some(known) = self
             .redis
             .run::<Vec<String>>(redis::cmd("SMEMBERS").arg(self.keys.nodes()))
@@ -265,9 +299,13 @@ impl Writer {
         }
         for gone in self.alive.difference(&alive) {
             log::warn!("cluster: node {gone} stopped its heartbeat; its clients are gone");
-            let news = Inbound::NodeGone { node: gone.clone() };
-            let _ = self.commands.send(Command::Cluster(Box::new(news)));
         }
+        // Every time, not only on a change: the router compares with what
+        // it has heard since, which the bus may have told it after this
+        // look began (a node that was just back).
+        let nodes = alive.iter().cloned().collect();
+        let news = Inbound::LiveNodes { nodes, checked };
+        let _ = self.commands.send(Command::Cluster(Box::new(news)));
         self.metrics.cluster.nodes.set(alive.len() as u64 + 1);
         self.alive = alive;
     }

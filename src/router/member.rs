@@ -138,7 +138,8 @@ impl Router {
             return Vec::new();
         };
         self.timers.cancel(*deadline, Timer::Identify(conn));
-        if self.names.contains_key(&name) {
+        // Held here, or being claimed by another connection of this node.
+        if self.names.contains_key(&name) || self.claiming(&name) {
             return self.evict(conn, Disconnect::NameTaken(name));
         }
         // In a cluster the name must also be free on every other node:
@@ -355,7 +356,6 @@ impl Router {
             Some(Conn::Unidentified { deadline }) => {
                 self.timers.cancel(*deadline, Timer::Identify(conn));
                 self.conns.remove(&conn);
-                self.drop_claim(conn);
                 return Vec::new();
             }
             Some(Conn::Leaving { .. }) | None => {
@@ -372,8 +372,14 @@ impl Router {
             out.extend(self.leave_topic(conn, topic));
         }
         self.conns.remove(&conn);
-        self.names.remove(&info.name);
-        self.uuids.remove(&info.uuid);
+        // Only if they are this member's: in a cluster a shadow may share a
+        // name with a member here (both granted while Redis was away).
+        if self.names.get(&info.name) == Some(&conn) {
+            self.names.remove(&info.name);
+        }
+        if self.uuids.get(&info.uuid) == Some(&conn) {
+            self.uuids.remove(&info.uuid);
+        }
         self.stop_awaiting(conn);
         out
     }

@@ -190,6 +190,7 @@ impl Router {
     /// Applies one command at time `now`.
     pub fn handle(&mut self, command: Command, now: Instant) -> Vec<Delivery> {
         self.now = now;
+        self.begin_step();
         match command {
             Command::Open { conn, dialect, .. } => self.open(conn, dialect, now),
             Command::Identify {
@@ -277,6 +278,7 @@ impl Router {
     /// Fires every timer due at or before `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<Delivery> {
         self.now = now;
+        self.begin_step();
         let mut out = Vec::new();
         while let Some(timer) = self.timers.pop_due(now) {
             out.extend(match timer {
@@ -287,6 +289,8 @@ impl Router {
                 }
                 Timer::PingRound => self.ping_round(now),
                 Timer::SysSnapshot => self.snapshot_round(now),
+                #[cfg(feature = "redis")]
+                Timer::Announce => self.announce_round(now),
                 Timer::Heartbeat(conn) => self.evict(conn, Disconnect::HeartbeatTimeout),
                 Timer::TokenExpiry(conn) => self.evict(conn, Disconnect::TokenExpired),
                 Timer::Save(computer) => {
@@ -336,6 +340,9 @@ impl Router {
     /// Disconnects `conn` for `why`: it leaves the namespace now (others are
     /// told as if it had left), and is told why. Its socket closes later.
     pub fn evict(&mut self, conn: ConnId, why: Disconnect) -> Vec<Delivery> {
+        if conn.is_shadow() {
+            return Vec::new(); // only its own node disconnects it
+        }
         let (client_id, latency_ms) = match self.conns.get(&conn) {
             None | Some(Conn::Leaving { .. }) => return Vec::new(),
             Some(Conn::Unidentified { .. }) => (String::new(), 0),

@@ -31,10 +31,7 @@ impl Router {
         let documents = self.save_everything();
         // The other nodes forget this one's members now, not when its
         // heartbeat runs out.
-        let members = Vec::new();
-        self.tell_link(super::cluster::Outgoing::Publish(
-            super::cluster::Shared::Announce { members },
-        ));
+        self.leave_cluster();
         let drain = Drain {
             clients: to.len(),
             documents,

@@ -25,6 +25,10 @@ pub enum Timer {
     Forget(String),
     /// `$sys` listeners are due a status snapshot.
     SysSnapshot,
+    /// In a cluster: this node announces its members again, which mends
+    /// whatever record another node missed.
+    #[cfg(feature = "redis")]
+    Announce,
 }
 
 /// Timers ordered by when they fire.

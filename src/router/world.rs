@@ -113,8 +113,11 @@ impl Router {
         let Some(Kind::World(me)) = self.member(conn).map(|m| &m.kind) else {
             return Vec::new();
         };
+        // Connections of this node only: the limit is per node, and another
+        // node's connections are its own to replace.
         let mut same_user: Vec<(u64, ConnId)> = self
             .members_speaking(Dialect::World)
+            .filter(|c| !c.is_shadow())
             .filter_map(|c| match self.member(c).map(|m| &m.kind) {
                 Some(Kind::World(other)) if other.world == me.world && other.user == me.user => {
                     Some((other.since, c))

@@ -238,6 +238,8 @@ pub enum Inbound {
         from: String,
         /// What it says.
         record: Shared,
+        /// When it arrived: proof that its node was alive then.
+        received: Instant,
     },
     /// Redis's answer to a claim.
     Claimed {
@@ -246,10 +248,14 @@ pub enum Inbound {
         /// Whether the name is now this node's.
         granted: bool,
     },
-    /// A node stopped sending heartbeats: its members are gone.
-    NodeGone {
-        /// The node.
-        node: String,
+    /// The other nodes whose heartbeat key lived when the writer looked,
+    /// at `checked`. A node missing from them, and not heard from since,
+    /// is gone, and so are its members.
+    LiveNodes {
+        /// The live nodes.
+        nodes: Vec<String>,
+        /// When the writer started looking.
+        checked: Instant,
     },
     /// Where a followed document starts: its text after `id`, and the
     /// entries after that.

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::value::RawValue;
 
@@ -35,7 +36,18 @@ pub struct Cluster {
     /// The event id the message being replayed had on its own node, for
     /// the replay to use: recipients on every node see the same id.
     replay_event_id: Option<String>,
+    /// Set once the node is shutting down: it announces nobody any more.
+    leaving: bool,
+    /// Whether the next periodic announcement is scheduled.
+    announcing: bool,
+    /// When each other node's latest record arrived.
+    heard: HashMap<String, Instant>,
 }
+
+/// How often a node announces its members unasked. Records are delivered
+/// at most once: one lost while Redis was away for this node's writer or
+/// another's bus is mended by the next announcement at the latest.
+pub const ANNOUNCE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An IDENTIFY whose name is being claimed.
 #[derive(Debug)]
@@ -67,6 +79,9 @@ impl Cluster {
             claims: HashMap::new(),
             quiet: false,
             replay_event_id: None,
+            leaving: false,
+            announcing: false,
+            heard: HashMap::new(),
         }
     }
 }
@@ -224,11 +239,48 @@ impl Router {
         }
     }
 
-    /// Forgets a claim whose connection is gone before Redis answered.
-    pub(in crate::router) fn drop_claim(&mut self, conn: ConnId) {
-        if let Some(cluster) = &mut self.cluster {
-            cluster.claims.remove(&conn);
+    /// Announces this node's members, and schedules the next time.
+    pub(in crate::router) fn announce_round(&mut self, now: std::time::Instant) -> Vec<Delivery> {
+        let Some(cluster) = &mut self.cluster else {
+            return Vec::new();
+        };
+        if cluster.leaving {
+            cluster.announcing = false;
+            return Vec::new();
         }
+        cluster.announcing = true;
+        self.timers
+            .set(now + ANNOUNCE_EVERY, crate::router::Timer::Announce);
+        let members = self.local_records();
+        self.tell_link(Outgoing::Publish(Shared::Announce { members }));
+        Vec::new()
+    }
+
+    /// The node is shutting down: the others forget its members at once
+    /// (an empty announcement), and it no longer announces any.
+    pub(in crate::router) fn leave_cluster(&mut self) {
+        let members = Vec::new();
+        self.tell_link(Outgoing::Publish(Shared::Announce { members }));
+        if let Some(cluster) = &mut self.cluster {
+            cluster.leaving = true;
+        }
+    }
+
+    /// A new command or timer: whatever a failed step left half done (a
+    /// panic inside a replicated call, caught by the router thread) is
+    /// undone, so that it cannot silence this node's records for good.
+    pub(in crate::router) fn begin_step(&mut self) {
+        if let Some(cluster) = &mut self.cluster {
+            cluster.quiet = false;
+            cluster.replay_event_id = None;
+        }
+    }
+
+    /// Whether a connection of this node is claiming `name` now.
+    pub(in crate::router) fn claiming(&self, name: &str) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.claims.values().any(|p| p.name == name))
     }
 
     /// A local member joined: the others make it a shadow.
@@ -248,9 +300,19 @@ impl Router {
                 self.rejoin();
                 Vec::new()
             }
-            Inbound::Bus { from, record } => self.apply(from, record),
+            Inbound::Bus {
+                from,
+                record,
+                received,
+            } => {
+                if let Some(cluster) = &mut self.cluster {
+                    let heard = cluster.heard.entry(from.clone()).or_insert(received);
+                    *heard = (*heard).max(received);
+                }
+                self.apply(from, record)
+            }
             Inbound::Claimed { conn, granted } => self.claimed(conn, granted),
-            Inbound::NodeGone { node } => self.node_gone(&node),
+            Inbound::LiveNodes { nodes, checked } => self.live_nodes(&nodes, checked),
             Inbound::DocumentBase {
                 computer,
                 text,
@@ -284,32 +346,36 @@ impl Router {
         for (computer, text, id) in self.document_snapshots() {
             self.tell_link(Outgoing::Snapshot { computer, text, id });
         }
+        if let Some(cluster) = &mut self.cluster {
+            if !cluster.announcing && !cluster.leaving {
+                cluster.announcing = true;
+                let next = self.now + ANNOUNCE_EVERY;
+                self.timers.set(next, crate::router::Timer::Announce);
+            }
+        }
     }
 
+    /// Redis's answer to a claim. A claim stays pending until it comes,
+    /// even if its connection has gone meanwhile: a late grant is then
+    /// given back rather than held for as long as this node lives.
     fn claimed(&mut self, conn: ConnId, granted: bool) -> Vec<Delivery> {
         let Some(pending) = self.cluster.as_mut().and_then(|c| c.claims.remove(&conn)) else {
             return Vec::new();
         };
         let waiting = matches!(self.conns.get(&conn), Some(Conn::Unidentified { .. }));
-        let free_here = !self.names.contains_key(&pending.name);
-        match (waiting, granted && free_here) {
-            (true, true) => {
-                self.admit_concierge(conn, pending.name, pending.nickname, pending.tags)
-            }
-            (true, false) => {
-                if granted {
-                    self.tell_link(Outgoing::Release {
-                        name: pending.name.clone(),
-                    });
-                }
-                self.evict(conn, Disconnect::NameTaken(pending.name))
-            }
-            (false, _) => {
-                if granted {
-                    self.tell_link(Outgoing::Release { name: pending.name });
-                }
-                Vec::new()
-            }
+        let holder = self.names.get(&pending.name).copied();
+        if waiting && granted && holder.is_none() {
+            return self.admit_concierge(conn, pending.name, pending.nickname, pending.tags);
+        }
+        // Granted but not used: give it back, unless a member of this node
+        // holds it (Redis grants a node's own name again).
+        if granted && holder.is_none_or(ConnId::is_shadow) {
+            let name = pending.name.clone();
+            self.tell_link(Outgoing::Release { name });
+        }
+        match waiting {
+            true => self.evict(conn, Disconnect::NameTaken(pending.name)),
+            false => Vec::new(),
         }
     }
 
@@ -318,8 +384,10 @@ impl Router {
         let now = self.now;
         match record {
             Shared::Hello => {
-                let members = self.local_records();
-                self.tell_link(Outgoing::Publish(Shared::Announce { members }));
+                if !self.cluster.as_ref().is_some_and(|c| c.leaving) {
+                    let members = self.local_records();
+                    self.tell_link(Outgoing::Publish(Shared::Announce { members }));
+                }
                 Vec::new()
             }
             Shared::Announce { members } => self.announced(&from, members),
@@ -395,6 +463,9 @@ impl Router {
         if let Some(shadow) = self.shadow(node, record.conn) {
             return self.reconcile(shadow, record);
         }
+        let Some(uuid) = Uuid::parse(&record.uuid) else {
+            return Vec::new(); // from a node of another make: ignore it
+        };
         let Some(cluster) = &mut self.cluster else {
             return Vec::new();
         };
@@ -406,9 +477,6 @@ impl Router {
         cluster
             .homes
             .insert(shadow, (node.to_string(), record.conn));
-        let Some(uuid) = Uuid::parse(&record.uuid) else {
-            return Vec::new(); // from a node of another make: ignore it
-        };
         let info = ClientInfo {
             name: record.name.clone(),
             nickname: record.nickname.clone(),
@@ -432,7 +500,20 @@ impl Router {
     /// Brings a shadow's groups, subscriptions and presence to what its
     /// node says.
     fn reconcile(&mut self, shadow: ConnId, record: MemberRecord) -> Vec<Delivery> {
+        // Groups it no longer owns (a deletion that never arrived) go.
+        let gone: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|(name, t)| {
+                t.owner.is_some_and(|o| o.conn == shadow)
+                    && !record.owns.iter().any(|(owned, _)| owned == *name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
         let mut out = Vec::new();
+        for topic in gone {
+            out.extend(self.delete(shadow, 0, topic).unwrap_or_default());
+        }
         for (topic, nickname) in record.owns {
             out.extend(self.create_for_shadow(shadow, topic, nickname));
         }
@@ -470,7 +551,27 @@ impl Router {
         out
     }
 
+    /// Drops the shadows of every node not among `live` that has not been
+    /// heard from since `checked`.
+    fn live_nodes(&mut self, live: &[String], checked: Instant) -> Vec<Delivery> {
+        let Some(cluster) = &self.cluster else {
+            return Vec::new();
+        };
+        let gone: BTreeSet<String> = cluster
+            .homes
+            .values()
+            .map(|(node, _)| node)
+            .filter(|node| !live.contains(node))
+            .filter(|node| cluster.heard.get(*node).is_none_or(|&at| at < checked))
+            .cloned()
+            .collect();
+        gone.iter().flat_map(|node| self.node_gone(node)).collect()
+    }
+
     fn node_gone(&mut self, node: &str) -> Vec<Delivery> {
+        if let Some(cluster) = &mut self.cluster {
+            cluster.heard.remove(node);
+        }
         let shadows = self.shadows_of(node, |_| true);
         shadows
             .into_iter()

@@ -64,7 +64,13 @@ impl Router {
         false
     }
 
-    pub(in crate::router) fn drop_claim(&mut self, _conn: ConnId) {}
+    pub(in crate::router) fn leave_cluster(&mut self) {}
+
+    pub(in crate::router) fn begin_step(&mut self) {}
+
+    pub(in crate::router) fn claiming(&self, _name: &str) -> bool {
+        false
+    }
 
     pub(in crate::router) fn next_event_id(&mut self) -> Result<String, getrandom::Error> {
         crate::router::publish::event_id()
