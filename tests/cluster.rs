@@ -738,3 +738,49 @@ fn an_entry_nobody_understands_is_stepped_over() {
     let reads = xread_calls(&redis) - before;
     assert!(reads < 50, "the follower spins: {reads} XREADs in a second");
 }
+
+/// Types `letters` at the end of the document, one write each.
+fn type_at_end(client: &mut Client, letters: &str) {
+    for letter in letters.chars() {
+        let write = json!({"type": "write", "payload": {"offset": 1_000_000, "selection": 0, "text": letter.to_string()}});
+        blazing_send(client, write);
+    }
+}
+
+/// Waits until both clients' nodes hold the same text, `length` long.
+fn converged(a: &mut Client, b: &mut Client, length: usize) -> String {
+    let mut text = String::new();
+    wait_until(
+        &format!("both nodes to hold the same {length} characters"),
+        || {
+            text = document(a);
+            text == document(b) && text.chars().count() == length
+        },
+    );
+    text
+}
+
+#[test]
+fn a_document_edited_on_two_nodes_converges_across_a_redis_restart() {
+    let mut redis = Redis::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    let mut ann = blazing(a, "ann", "pc");
+    let mut bob = blazing(b, "bob", "pc");
+    type_at_end(&mut ann, "abc");
+    type_at_end(&mut bob, "XYZ");
+    let before = converged(&mut ann, &mut bob, 6);
+
+    redis.restart(); // empty: streams, snapshots and counts are gone
+    for node in [a, b] {
+        wait_until("the nodes to reconnect", || {
+            metric(node, "switchboard_redis_up") == 1
+        });
+    }
+    type_at_end(&mut ann, "def");
+    type_at_end(&mut bob, "UVW");
+    let after = converged(&mut ann, &mut bob, 12);
+    assert!(after.starts_with(&before), "{before} then {after}");
+    let kept = |f: fn(&char) -> bool| after.chars().filter(f).collect::<String>();
+    assert_eq!(kept(char::is_ascii_lowercase), "abcdef");
+    assert_eq!(kept(char::is_ascii_uppercase), "XYZUVW");
+}

@@ -10,11 +10,11 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::Value;
 
-use super::keys::{self, Keys};
+use super::keys::{self, eval, Keys};
 use super::{Connection, Role};
 use crate::log;
 use crate::metrics::Metrics;
-use crate::router::cluster::{Entries, Inbound, StreamId};
+use crate::router::cluster::{Appended, Entries, Inbound, StreamId};
 use crate::router::Command;
 
 /// How long one stream read waits for new entries before new orders are
@@ -60,6 +60,20 @@ pub struct Follower {
 
 /// Why the thread stops.
 struct Gone;
+
+/// A document's base as Redis has it.
+struct Base {
+    /// The snapshot's text.
+    text: String,
+    /// The last entry it includes.
+    id: StreamId,
+    /// The entry count it includes.
+    count: u64,
+    /// The entries after it.
+    entries: Entries,
+    /// The last entry's id, understood or not.
+    last: Option<StreamId>,
+}
 
 impl Follower {
     /// A follower for `keys.node`.
@@ -126,10 +140,11 @@ impl Follower {
 
     fn obey(&mut self, order: Follow) {
         match order {
+            // For a document followed already, the router asks for its
+            // base again (it saw entries missing).
             Follow::Start { computer, text } => {
-                if !self.followed.contains_key(&computer) {
-                    self.starting.insert(computer, text);
-                }
+                self.followed.remove(&computer);
+                self.starting.insert(computer, text);
             }
             Follow::Stop { computer } => {
                 self.followed.remove(&computer);
@@ -143,19 +158,26 @@ impl Follower {
         let waiting: Vec<String> = self.starting.keys().cloned().collect();
         for computer in waiting {
             let text = self.starting.get(&computer).cloned().unwrap_or_default();
-            let Some((base, id, entries)) = self.base(&computer, &text) else {
+            let Some(Base {
+                text: base,
+                id,
+                count,
+                entries,
+                last,
+            }) = self.base(&computer, &text)
+            else {
                 // Redis is away, or refused (a key of the wrong type): tried
                 // again next turn, not at once.
                 std::thread::sleep(self.redis.wait().clamp(READ_BLOCK, MAX_WAIT));
                 return Ok(());
             };
             self.starting.remove(&computer);
-            let last = entries.last().map_or(id, |(last, _)| *last);
-            self.followed.insert(computer.clone(), last);
+            self.followed.insert(computer.clone(), last.unwrap_or(id));
             self.hand_over(Inbound::DocumentBase {
                 computer,
                 text: base,
                 id,
+                count,
                 entries,
             })?;
         }
@@ -164,21 +186,17 @@ impl Follower {
 
     /// The cluster's text of a document: its snapshot (made from `text`
     /// if it has none) and the entries after it.
-    fn base(&mut self, computer: &str, text: &str) -> Option<(String, StreamId, Entries)> {
+    fn base(&mut self, computer: &str, text: &str) -> Option<Base> {
         let snapshot = self.keys.snapshot(computer);
-        let mut init = redis::cmd("EVAL");
-        init.arg(keys::SNAPSHOT)
-            .arg(1)
-            .arg(&snapshot)
-            .arg(0)
-            .arg(0)
-            .arg(text);
-        self.redis.run::<i64>(&init)?;
-        let (ms, seq, base): (u64, u64, String) = self.redis.run(
+        let keys = [&snapshot, &self.keys.meta(computer)];
+        self.redis
+            .run::<i64>(&eval(keys::SNAPSHOT, &keys, &["0", "0", "0", text]))?;
+        let (ms, seq, count, text): (u64, u64, u64, String) = self.redis.run(
             redis::cmd("HMGET")
                 .arg(&snapshot)
                 .arg("ms")
                 .arg("seq")
+                .arg("n")
                 .arg("text"),
         )?;
         let id = StreamId { ms, seq };
@@ -188,7 +206,13 @@ impl Follower {
             .arg("+")
             .clone();
         let entries = self.redis.run::<Value>(&range)?;
-        Some((base, id, parse_entries(&entries)))
+        Some(Base {
+            text,
+            id,
+            count,
+            last: last_id(&entries),
+            entries: parse_entries(&entries),
+        })
     }
 
     /// New entries of every followed stream, waiting up to [`READ_BLOCK`]
@@ -252,7 +276,8 @@ fn streams(answer: &Value) -> Vec<(String, &Value)> {
 }
 
 /// Stream entries, `[[id, [field, value, …]], …]`, whose field `e` holds
-/// a [`DocumentEntry`]. Entries that are not are skipped, with a warning.
+/// a `DocumentEntry` and `n` its number. Entries that are not are
+/// skipped, with a warning.
 fn parse_entries(entries: &Value) -> Entries {
     let Value::Array(entries) = entries else {
         return Vec::new();
@@ -267,12 +292,15 @@ fn parse_entries(entries: &Value) -> Entries {
             let Value::Array(fields) = pair.get(1)? else {
                 return None;
             };
-            let json = fields
-                .chunks(2)
-                .find(|f| text(&f[0]).as_deref() == Some("e"))
-                .and_then(|f| f.get(1))?;
-            match serde_json::from_str(&text(json)?) {
-                Ok(entry) => Some((id, entry)),
+            let field = |name: &str| {
+                fields
+                    .chunks(2)
+                    .find(|f| text(&f[0]).as_deref() == Some(name))
+                    .and_then(|f| text(f.get(1)?))
+            };
+            let number = field("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+            match serde_json::from_str(&field("e")?) {
+                Ok(entry) => Some(Appended { id, number, entry }),
                 Err(e) => {
                     log::warn!("cluster: stream entry {id} is not understood: {e}");
                     None

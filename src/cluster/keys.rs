@@ -9,6 +9,20 @@
 //! | `switchboard:name:<name>` | string | the node holding a concierge name |
 //! | `switchboard:doc:<computer>` | stream | a document's edits, in order |
 //! | `switchboard:snap:<computer>` | hash | a document's text after an entry |
+//! | `switchboard:meta:<computer>` | hash | a document's entry count; each node's last edit number |
+
+/// `EVAL script <number of keys> keys... args...`.
+pub fn eval(script: &str, keys: &[&String], args: &[&str]) -> redis::Cmd {
+    let mut command = redis::cmd("EVAL");
+    command.arg(script).arg(keys.len());
+    for key in keys {
+        command.arg(key.as_str());
+    }
+    for arg in args {
+        command.arg(*arg);
+    }
+    command
+}
 
 /// The prefix of every key.
 const PREFIX: &str = "switchboard:";
@@ -62,6 +76,11 @@ impl Keys {
     pub fn snapshot(&self, computer: &str) -> String {
         format!("{PREFIX}snap:{computer}")
     }
+
+    /// A document's entry count and its nodes' last edit numbers.
+    pub fn meta(&self, computer: &str) -> String {
+        format!("{PREFIX}meta:{computer}")
+    }
 }
 
 /// Claims a name (KEYS[1]) for a node (ARGV[1]) unless a live node (one
@@ -84,19 +103,38 @@ end
 return 0
 ";
 
-/// Stores a document's text (ARGV[3]) after stream entry ARGV[1]-ARGV[2]
-/// in the hash KEYS[1], unless it holds a later one. Returns 1 if stored.
-/// Every node applies the same entries in the same order, so a later
-/// entry id always means a later text.
-pub const SNAPSHOT: &str = r"
-local ms = tonumber(redis.call('HGET', KEYS[1], 'ms') or '-1')
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
-local new_ms, new_seq = tonumber(ARGV[1]), tonumber(ARGV[2])
-if new_ms > ms or (new_ms == ms and new_seq > seq) then
-  redis.call('HSET', KEYS[1], 'ms', ARGV[1], 'seq', ARGV[2], 'text', ARGV[3])
-  return 1
+/// Appends an edit (ARGV[1]) to a document's stream (KEYS[1]) with the
+/// next entry number, counted in the hash KEYS[2]; unless node ARGV[2]'s
+/// edit number ARGV[3] is not above the last one appended (an append
+/// retried after its answer was lost). ARGV[4]: entries the stream keeps.
+/// Returns the entry number, or 0 for a repeat.
+pub const APPEND: &str = r"
+local field = 'seq:' .. ARGV[2]
+if tonumber(ARGV[3]) <= tonumber(redis.call('HGET', KEYS[2], field) or '0') then
+  return 0
 end
-return 0
+redis.call('HSET', KEYS[2], field, ARGV[3])
+local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'e', ARGV[1], 'n', n)
+return n
+";
+
+/// Stores a document's text (ARGV[4]) after stream entry ARGV[1]-ARGV[2],
+/// the document's entry number ARGV[3], in the hash KEYS[1], unless it
+/// holds a later one. Returns 1 if stored. The count in KEYS[2] is raised
+/// to it: after a Redis that restarted empty, numbering goes on from the
+/// best text any node had, so nodes that had less see the gap.
+pub const SNAPSHOT: &str = r"
+local count = tonumber(redis.call('HGET', KEYS[1], 'n') or '-1')
+local n = tonumber(ARGV[3])
+if n <= count then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'ms', ARGV[1], 'seq', ARGV[2], 'n', ARGV[3], 'text', ARGV[4])
+if tonumber(redis.call('HGET', KEYS[2], 'n') or '0') < n then
+  redis.call('HSET', KEYS[2], 'n', ARGV[3])
+end
+return 1
 ";
 
 /// Entries a document's stream keeps, about (Redis trims in whole

@@ -9,7 +9,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use super::bus::Envelope;
 use super::documents::Follow;
-use super::keys::{self, Keys};
+use super::keys::{self, eval, Keys};
 use super::{Connection, Role, HEARTBEAT, NODE_TTL};
 use crate::log;
 use crate::metrics::Metrics;
@@ -138,10 +138,15 @@ impl Writer {
                 self.metrics.cluster.dropped.add(dropped);
                 self.append_waiting();
             }
-            Outgoing::Snapshot { computer, text, id } => {
-                let (ms, seq) = (id.ms.to_string(), id.seq.to_string());
-                let key = self.keys.snapshot(&computer);
-                let store = script(keys::SNAPSHOT, &key, &[&ms, &seq, &text]);
+            Outgoing::Snapshot {
+                computer,
+                text,
+                id,
+                count,
+            } => {
+                let (ms, seq, count) = (id.ms.to_string(), id.seq.to_string(), count.to_string());
+                let keys = [&self.keys.snapshot(&computer), &self.keys.meta(&computer)];
+                let store = eval(keys::SNAPSHOT, &keys, &[&ms, &seq, &count, &text]);
                 let _: Option<i64> = self.redis.run(&store);
             }
         }
@@ -169,7 +174,7 @@ impl Writer {
     /// Gives back the names waiting to be, while Redis answers.
     fn release_waiting(&mut self) {
         while let Some(name) = self.releases.first().cloned() {
-            let release = script(keys::RELEASE, &self.keys.name(&name), &[&self.keys.node]);
+            let release = eval(keys::RELEASE, &[&self.keys.name(&name)], &[&self.keys.node]);
             if self.redis.run::<i64>(&release).is_none() {
                 return;
             }
@@ -201,9 +206,9 @@ impl Writer {
     /// away.
     fn claim(&mut self, name: &str) -> Option<bool> {
         let prefix = self.keys.node_prefix();
-        let claim = script(
+        let claim = eval(
             keys::CLAIM,
-            &self.keys.name(name),
+            &[&self.keys.name(name)],
             &[&self.keys.node, &prefix],
         );
         self.redis.run::<i64>(&claim).map(|granted| granted == 1)
@@ -217,16 +222,10 @@ impl Writer {
                 self.waiting_edits.pop_front();
                 continue;
             };
-            let append = redis::cmd("XADD")
-                .arg(self.keys.stream(computer))
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(keys::STREAM_LENGTH)
-                .arg("*")
-                .arg("e")
-                .arg(json)
-                .clone();
-            match self.redis.run::<String>(&append) {
+            let keys = [&self.keys.stream(computer), &self.keys.meta(computer)];
+            let (seq, length) = (entry.seq.to_string(), keys::STREAM_LENGTH.to_string());
+            let append = eval(keys::APPEND, &keys, &[&json, &entry.node, &seq, &length]);
+            match self.redis.run::<i64>(&append) {
                 Some(_) => {
                     self.waiting_edits.pop_front();
                 }
@@ -316,16 +315,6 @@ impl Writer {
         let node_key = self.keys.node_key(&self.keys.node);
         let _: Option<i64> = self.redis.run(redis::cmd("DEL").arg(node_key));
     }
-}
-
-/// `EVAL script 1 key args...`.
-fn script(script: &str, key: &str, args: &[&str]) -> redis::Cmd {
-    let mut command = redis::cmd("EVAL");
-    command.arg(script).arg(1).arg(key);
-    for arg in args {
-        command.arg(*arg);
-    }
-    command
 }
 
 /// Document edits waiting to be appended, oldest first, bounded in bytes.

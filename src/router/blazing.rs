@@ -38,8 +38,14 @@ pub struct Document {
     /// The text at `version`, once a sync or a save has needed it.
     snapshot: Option<(u64, Arc<DocumentSnapshot>)>,
     /// In a cluster: the last entry of the document's stream applied to
-    /// `text`; `None` until the stream's base arrives.
+    /// `text`; `None` until the stream's base arrives (again).
     stream: Option<StreamId>,
+    /// In a cluster: the number of that entry (the stream's entry count).
+    count: u64,
+    /// In a cluster: whether a base has been applied since the document
+    /// was loaded.
+    #[cfg(feature = "redis")]
+    based: bool,
     /// In a cluster: the cursors of users editing it on other nodes, as
     /// their moves and writes in the stream put them.
     remote_cursors: BTreeMap<String, Cursor>,
@@ -122,6 +128,9 @@ impl Router {
                 saving: false,
                 snapshot: None,
                 stream: None,
+                count: 0,
+                #[cfg(feature = "redis")]
+                based: false,
                 remote_cursors: BTreeMap::new(),
             });
         let others: Vec<ConnId> = document.editors.iter().copied().collect();
@@ -156,6 +165,7 @@ impl Router {
                 node,
                 conn: conn.0,
                 user: editor.user,
+                seq: self.next_edit_seq(),
                 edit,
             };
             let computer = editor.computer;
@@ -385,8 +395,13 @@ impl Router {
         }
         if let (Some(id), true) = (document.stream, document.version != document.saved) {
             let text: Arc<str> = Arc::from(document.text.as_str());
-            let computer = computer.to_string();
-            self.tell_link(Outgoing::Snapshot { computer, text, id });
+            let (computer, count) = (computer.to_string(), document.count);
+            self.tell_link(Outgoing::Snapshot {
+                computer,
+                text,
+                id,
+                count,
+            });
         }
         let Some(document) = self.documents.get_mut(computer) else {
             return;
@@ -522,34 +537,40 @@ impl Router {
 /// Documents in a cluster: the stream's entries, applied in its order.
 #[cfg(feature = "redis")]
 impl Router {
-    /// Every followed document's text and the last entry it includes.
-    pub(super) fn document_snapshots(&self) -> Vec<(String, Arc<str>, StreamId)> {
-        let mut snapshots: Vec<(String, Arc<str>, StreamId)> = self
+    /// Every followed document's text, the last entry it includes and
+    /// that entry's number.
+    pub(super) fn document_snapshots(&self) -> Vec<(String, Arc<str>, StreamId, u64)> {
+        let mut snapshots: Vec<(String, Arc<str>, StreamId, u64)> = self
             .documents
             .iter()
             .filter_map(|(computer, d)| {
                 let id = d.stream?;
-                Some((computer.clone(), Arc::from(d.text.as_str()), id))
+                Some((computer.clone(), Arc::from(d.text.as_str()), id, d.count))
             })
             .collect();
         snapshots.sort_by(|a, b| a.0.cmp(&b.0));
         snapshots
     }
 
-    /// The cluster's text of a document this node starts following: it
-    /// replaces this node's copy, and the editors here get a fresh `sync`.
+    /// The cluster's text of a document this node (again) starts from: it
+    /// replaces this node's copy, and the editors here get a fresh `sync`
+    /// (always when it is read again: the entries after it follow, and
+    /// some of them may have been shown already).
     pub(super) fn document_base(
         &mut self,
         computer: &str,
         text: String,
         id: StreamId,
+        count: u64,
     ) -> Vec<Delivery> {
         let now = self.now;
         let Some(document) = self.documents.get_mut(computer) else {
             return Vec::new(); // no longer followed
         };
+        let again = std::mem::replace(&mut document.based, true);
         document.stream = Some(id);
-        if document.text.as_str() == text {
+        document.count = count;
+        if document.text.as_str() == text && !again {
             return Vec::new();
         }
         document.text = Text::new(text);
@@ -570,56 +591,81 @@ impl Router {
     /// Applies a document's stream entries, each once, in order: an entry
     /// from a connection here is that connection's edit, as on a single
     /// node; any other is applied to the text and shown to the editors.
+    /// Entries read with a base (`with_base`) follow it whatever their
+    /// numbers; later ones must be numbered one after another, and a gap
+    /// (entries a restarted Redis lost) makes the node read the base again.
     pub(super) fn document_entries(
         &mut self,
         computer: &str,
         entries: super::cluster::Entries,
+        with_base: bool,
     ) -> Vec<Delivery> {
-        let now = self.now;
-        let own = self.node().map(str::to_string);
         let mut out = Vec::new();
-        for (id, entry) in entries {
+        for appended in entries {
             let Some(document) = self.documents.get_mut(computer) else {
                 return out;
             };
             // Before the base, nothing applies; at or below it, already in.
-            if document.stream.is_none_or(|last| id <= last) {
+            if document.stream.is_none_or(|last| appended.id <= last) {
                 continue;
             }
-            document.stream = Some(id);
-            let conn = ConnId(entry.conn);
-            let here = own.as_deref() == Some(entry.node.as_str())
-                && self.editor(conn).is_some_and(|e| e.computer == computer);
-            let writer = match (here, own.as_deref() == Some(entry.node.as_str())) {
-                (true, _) => Writer::Here(conn),
-                (false, true) => Writer::Gone,
-                (false, false) => Writer::OtherNode,
-            };
-            out.extend(match entry.edit {
-                Edit::Sync => Vec::new(), // never appended
-                Edit::Move { offset, selection } if here => {
-                    self.move_cursor(conn, offset, selection)
-                }
-                Edit::Move { offset, selection } => {
-                    self.remote_move(computer, entry.user, offset, selection)
-                }
-                Edit::Write {
-                    offset,
-                    selection,
-                    text,
-                } => {
-                    let write = (offset, selection, text.as_str());
-                    match self.apply_write(computer, writer, entry.user, write, now) {
-                        Some(out) => out,
-                        // Every node refuses the same over-long write; the
-                        // writer's own node closes the writer.
-                        None if here => self.evict(conn, too_large(&self.settings)),
-                        None => Vec::new(),
-                    }
-                }
-            });
+            if !with_base && appended.number != document.count + 1 {
+                out.extend(self.read_base_again(computer));
+                return out;
+            }
+            document.stream = Some(appended.id);
+            document.count = appended.number;
+            out.extend(self.apply_entry(computer, appended.entry));
         }
         out
+    }
+
+    /// Entries are missing: the node stops applying the document's entries
+    /// until its base, read again, arrives.
+    fn read_base_again(&mut self, computer: &str) -> Vec<Delivery> {
+        let Some(document) = self.documents.get_mut(computer) else {
+            return Vec::new();
+        };
+        document.stream = None;
+        let text = document.text.as_str().to_string();
+        let computer = computer.to_string();
+        self.tell_link(Outgoing::Follow { computer, text });
+        Vec::new()
+    }
+
+    /// One entry of `computer`'s stream, applied.
+    fn apply_entry(&mut self, computer: &str, entry: DocumentEntry) -> Vec<Delivery> {
+        let now = self.now;
+        let own = self.node().map(str::to_string);
+        let conn = ConnId(entry.conn);
+        let from_here = own.as_deref() == Some(entry.node.as_str());
+        let here = from_here && self.editor(conn).is_some_and(|e| e.computer == computer);
+        let writer = match (here, from_here) {
+            (true, _) => Writer::Here(conn),
+            (false, true) => Writer::Gone,
+            (false, false) => Writer::OtherNode,
+        };
+        match entry.edit {
+            Edit::Sync => Vec::new(), // never appended
+            Edit::Move { offset, selection } if here => self.move_cursor(conn, offset, selection),
+            Edit::Move { offset, selection } => {
+                self.remote_move(computer, entry.user, offset, selection)
+            }
+            Edit::Write {
+                offset,
+                selection,
+                text,
+            } => {
+                let write = (offset, selection, text.as_str());
+                match self.apply_write(computer, writer, entry.user, write, now) {
+                    Some(out) => out,
+                    // Every node refuses the same over-long write; the
+                    // writer's own node closes the writer.
+                    None if here => self.evict(conn, too_large(&self.settings)),
+                    None => Vec::new(),
+                }
+            }
+        }
     }
 
     /// Another node's user moved its cursor: the editors here see it.

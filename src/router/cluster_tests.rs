@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use super::cluster::{DocumentEntry, Inbound, Outgoing, StreamId};
+use super::cluster::{Appended, DocumentEntry, Inbound, Outgoing, StreamId};
 use super::*;
 use crate::net::outbox::Outbox;
 
@@ -348,6 +348,7 @@ fn document_edits_wait_for_the_stream_and_apply_once_in_its_order() {
         computer: "pc".into(),
         text: "shared".into(),
         id: StreamId { ms: 5, seq: 0 },
+        count: 3,
         entries: Vec::new(),
     });
     assert_eq!(text_of(&base), ["shared"]);
@@ -357,16 +358,22 @@ fn document_edits_wait_for_the_stream_and_apply_once_in_its_order() {
         node: "b".into(),
         conn: 7,
         user: "bob".into(),
+        seq: 1,
         edit: Edit::Write {
             offset: 6,
             selection: 0,
             text: "!".into(),
         },
     };
+    let appended = |ms, seq, number, entry: &DocumentEntry| Appended {
+        id: StreamId { ms, seq },
+        number,
+        entry: entry.clone(),
+    };
     let entries = vec![
-        (StreamId { ms: 6, seq: 0 }, bob.clone()),
-        (StreamId { ms: 6, seq: 1 }, entry.clone()),
-        (StreamId { ms: 6, seq: 1 }, entry),
+        appended(6, 0, 4, &bob),
+        appended(6, 1, 5, &entry),
+        appended(6, 1, 5, &entry),
     ];
     let out = a.news(Inbound::DocumentEntries {
         computer: "pc".into(),
@@ -615,4 +622,59 @@ fn a_node_heard_from_after_the_heartbeat_check_is_not_declared_gone() {
     };
     a.news(live);
     assert_eq!(a.client_names(1), ["ann"]);
+}
+
+#[test]
+fn entries_missing_from_a_document_stream_make_the_node_read_its_base_again() {
+    let mut a = Node::new("a");
+    edit_on(&mut a, 1, "ann", "pc");
+    a.router.take_outgoing();
+    a.news(Inbound::DocumentBase {
+        computer: "pc".into(),
+        text: "abc".into(),
+        id: StreamId { ms: 1, seq: 0 },
+        count: 10,
+        entries: Vec::new(),
+    });
+    let write = |text: &str| DocumentEntry {
+        node: "b".into(),
+        conn: 7,
+        user: "bob".into(),
+        seq: 1,
+        edit: Edit::Write {
+            offset: 0,
+            selection: 0,
+            text: text.into(),
+        },
+    };
+    // Entry 12 after 10: 11 was lost (a Redis that restarted empty).
+    let gap = vec![Appended {
+        id: StreamId { ms: 2, seq: 0 },
+        number: 12,
+        entry: write("x"),
+    }];
+    let out = a.news(Inbound::DocumentEntries {
+        computer: "pc".into(),
+        entries: gap,
+    });
+    assert!(out.is_empty(), "nothing applied: {out:?}");
+    let asked = a.router.take_outgoing();
+    assert!(
+        matches!(&asked[..], [Outgoing::Follow { computer, text }] if computer == "pc" && text == "abc"),
+        "{asked:?}"
+    );
+    // The base read again: a fresh sync, then the entries after it, as
+    // numbered, whatever the gap.
+    let again = a.news(Inbound::DocumentBase {
+        computer: "pc".into(),
+        text: "abcd".into(),
+        id: StreamId { ms: 1, seq: 5 },
+        count: 11,
+        entries: vec![Appended {
+            id: StreamId { ms: 2, seq: 0 },
+            number: 12,
+            entry: write("x"),
+        }],
+    });
+    assert_eq!(text_of(&again), ["abcd", "+x"]);
 }

@@ -100,6 +100,8 @@ pub enum Outgoing {
         text: Arc<str>,
         /// The last entry applied to it.
         id: StreamId,
+        /// How many entries the document has had, that one included.
+        count: u64,
     },
 }
 
@@ -266,6 +268,8 @@ pub enum Inbound {
         text: String,
         /// The last entry the text includes.
         id: StreamId,
+        /// How many entries the document had had then.
+        count: u64,
         /// The entries after it, in order.
         entries: Entries,
     },
@@ -279,7 +283,20 @@ pub enum Inbound {
 }
 
 /// Stream entries, in the stream's order.
-pub type Entries = Vec<(StreamId, DocumentEntry)>;
+pub type Entries = Vec<Appended>;
+
+/// An entry as the stream holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Its id in the stream.
+    pub id: StreamId,
+    /// Its number among the document's entries (1, 2, …): a number that
+    /// skips one means entries were lost (a Redis restarted empty), and the
+    /// node reads the document's base again.
+    pub number: u64,
+    /// The edit.
+    pub entry: DocumentEntry,
+}
 
 /// A Redis stream entry id: milliseconds and a sequence number.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -316,6 +333,9 @@ pub struct DocumentEntry {
     pub conn: u64,
     /// The user (token `sub`).
     pub user: String,
+    /// The node's count of its edits (1, 2, …): an append retried after a
+    /// lost answer is not added twice.
+    pub seq: u64,
     /// What it did: a move or a write (a `sync` never goes through the
     /// stream).
     pub edit: super::Edit,

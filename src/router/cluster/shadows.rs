@@ -42,6 +42,8 @@ pub struct Cluster {
     announcing: bool,
     /// When each other node's latest record arrived.
     heard: HashMap<String, Instant>,
+    /// Document edits this node has sent to streams so far.
+    edits: u64,
 }
 
 /// How often a node announces its members unasked. Records are delivered
@@ -82,6 +84,7 @@ impl Cluster {
             leaving: false,
             announcing: false,
             heard: HashMap::new(),
+            edits: 0,
         }
     }
 }
@@ -276,6 +279,17 @@ impl Router {
         }
     }
 
+    /// This node's next edit number, for a document stream entry.
+    pub(in crate::router) fn next_edit_seq(&mut self) -> u64 {
+        match &mut self.cluster {
+            Some(cluster) => {
+                cluster.edits += 1;
+                cluster.edits
+            }
+            None => 0,
+        }
+    }
+
     /// Whether a connection of this node is claiming `name` now.
     pub(in crate::router) fn claiming(&self, name: &str) -> bool {
         self.cluster
@@ -317,14 +331,15 @@ impl Router {
                 computer,
                 text,
                 id,
+                count,
                 entries,
             } => {
-                let mut out = self.document_base(&computer, text, id);
-                out.extend(self.document_entries(&computer, entries));
+                let mut out = self.document_base(&computer, text, id, count);
+                out.extend(self.document_entries(&computer, entries, true));
                 out
             }
             Inbound::DocumentEntries { computer, entries } => {
-                self.document_entries(&computer, entries)
+                self.document_entries(&computer, entries, false)
             }
         }
     }
@@ -343,8 +358,13 @@ impl Router {
             self.tell_link(Outgoing::Reclaim { names });
         }
         // Redis may have restarted empty: where each document stands.
-        for (computer, text, id) in self.document_snapshots() {
-            self.tell_link(Outgoing::Snapshot { computer, text, id });
+        for (computer, text, id, count) in self.document_snapshots() {
+            self.tell_link(Outgoing::Snapshot {
+                computer,
+                text,
+                id,
+                count,
+            });
         }
         if let Some(cluster) = &mut self.cluster {
             if !cluster.announcing && !cluster.leaving {

@@ -68,6 +68,10 @@ impl Router {
 
     pub(in crate::router) fn begin_step(&mut self) {}
 
+    pub(in crate::router) fn next_edit_seq(&mut self) -> u64 {
+        0
+    }
+
     pub(in crate::router) fn claiming(&self, _name: &str) -> bool {
         false
     }
