@@ -62,7 +62,9 @@
 //!   - `router/timer.rs`: deadlines, in one ordered set.
 //!   - `router/shutdown.rs`: every client's going-away, every document saved.
 //!   - [`router::cluster`]: other nodes' members as shadows; what this
-//!     node's members do, as records for the other nodes (`--redis`).
+//!     node's members do, as records for the other nodes (`--redis`):
+//!     the records in `mod.rs`, the logic in `shadows.rs` (feature
+//!     `redis`), do-nothing hooks in `single.rs` (without it).
 //!   - [`router::thread`]: the loop around the router; delivery; the
 //!     systemd watchdog; handing cluster records to the Redis link.
 //! - [`dialect`]: the protocols.
