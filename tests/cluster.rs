@@ -784,3 +784,17 @@ fn a_document_edited_on_two_nodes_converges_across_a_redis_restart() {
     assert_eq!(kept(char::is_ascii_lowercase), "abcdef");
     assert_eq!(kept(char::is_ascii_uppercase), "XYZUVW");
 }
+
+#[test]
+fn frames_pipelined_after_identify_are_answered_after_the_hello() {
+    let redis = Redis::start();
+    let a = node(&redis, "a");
+    let mut client = Client::connect(a, "/ws/concierge");
+    client.send_json(json!({"type": "IDENTIFY", "name": "ann", "version": "0.1.0"}));
+    client.send_json(json!({"type": "SELF_FETCH"}));
+    let hello = client.recv_json();
+    assert_eq!(hello["type"], "HELLO", "{hello}");
+    let myself = client.recv_json();
+    assert_eq!(myself["type"], "SELF_FETCH_RESULT", "{myself}");
+    assert_eq!(myself["seq"], 0, "{myself}");
+}

@@ -678,3 +678,27 @@ fn entries_missing_from_a_document_stream_make_the_node_read_its_base_again() {
     });
     assert_eq!(text_of(&again), ["abcd", "+x"]);
 }
+
+#[test]
+fn frames_after_identify_wait_for_the_claim_and_follow_the_welcome() {
+    let mut a = Node::new("a");
+    a.open(1, Dialect::Concierge);
+    a.handle(identify(1, "ann"));
+    a.router.take_outgoing();
+    // Pipelined before HELLO, as a client may on one node.
+    let held = a.ask(1, Request::FetchSelf);
+    assert!(held.is_empty(), "held until the name is granted: {held:?}");
+    let out = a.news(Inbound::Claimed {
+        conn: ConnId(1),
+        granted: true,
+    });
+    let events: Vec<&str> = out
+        .iter()
+        .map(|d| match &d.event {
+            Event::Welcome { .. } => "welcome",
+            Event::Myself { .. } => "myself",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(events, ["welcome", "myself"]);
+}

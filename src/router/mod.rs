@@ -191,6 +191,10 @@ impl Router {
     pub fn handle(&mut self, command: Command, now: Instant) -> Vec<Delivery> {
         self.now = now;
         self.begin_step();
+        let command = match self.hold_while_claiming(command) {
+            Ok(command) => command,
+            Err(now_said) => return now_said,
+        };
         match command {
             Command::Open { conn, dialect, .. } => self.open(conn, dialect, now),
             Command::Identify {

@@ -12,8 +12,8 @@ use super::{Inbound, MemberRecord, Outgoing, RecordKind, Shared, SharedTarget, S
 use crate::id::Uuid;
 use crate::router::member::{Editor, Kind, Liveness, Member, WorldUser};
 use crate::router::{
-    ClientInfo, Conn, ConnId, Delivery, Disconnect, DocumentEvent, Event, Message, Origin, Router,
-    Target, Targets,
+    ClientInfo, Command, Conn, ConnId, Delivery, Disconnect, DocumentEvent, Event, Message, Origin,
+    Router, Target, Targets,
 };
 
 /// This node's part in a cluster.
@@ -57,7 +57,15 @@ struct PendingIdentity {
     name: String,
     nickname: Option<String>,
     tags: Vec<String>,
+    /// The client's frames after its IDENTIFY, held until the name is
+    /// granted, then handled in order: as on one node, where they follow
+    /// the HELLO.
+    held: Vec<Command>,
 }
+
+/// Frames a client may send after IDENTIFY before Redis grants its name;
+/// more are refused as too fast.
+const MAX_HELD: usize = 256;
 
 /// The methods whose calls other nodes replay: they tell other clients
 /// something. The rest only read, or are the embedder's (which runs them
@@ -218,6 +226,7 @@ impl Router {
             name: name.to_string(),
             nickname: nickname.clone(),
             tags: tags.to_vec(),
+            held: Vec::new(),
         };
         cluster.claims.insert(conn, pending);
         cluster.outgoing.push(Outgoing::Claim {
@@ -288,6 +297,30 @@ impl Router {
             }
             None => 0,
         }
+    }
+
+    /// A client's frame that arrives while its name is being claimed waits
+    /// for the answer: `Err` with what to tell the client now (nothing, or
+    /// a refusal past [`MAX_HELD`]). Any other command goes on (`Ok`).
+    pub(in crate::router) fn hold_while_claiming(
+        &mut self,
+        command: Command,
+    ) -> Result<Command, Vec<Delivery>> {
+        let (conn, seq) = match &command {
+            Command::Request { conn, seq, .. } => (*conn, Some(*seq)),
+            Command::Reject { conn, .. } => (*conn, None),
+            _ => return Ok(command),
+        };
+        let pending = self.cluster.as_mut().and_then(|c| c.claims.get_mut(&conn));
+        let Some(pending) = pending else {
+            return Ok(command);
+        };
+        if pending.held.len() < MAX_HELD {
+            pending.held.push(command);
+            return Err(Vec::new());
+        }
+        let error = crate::router::RequestError::RateLimited;
+        Err(vec![Delivery::one(conn, Event::Refused { seq, error })])
     }
 
     /// Whether a connection of this node is claiming `name` now.
@@ -385,7 +418,11 @@ impl Router {
         let waiting = matches!(self.conns.get(&conn), Some(Conn::Unidentified { .. }));
         let holder = self.names.get(&pending.name).copied();
         if waiting && granted && holder.is_none() {
-            return self.admit_concierge(conn, pending.name, pending.nickname, pending.tags);
+            let mut out = self.admit_concierge(conn, pending.name, pending.nickname, pending.tags);
+            for command in pending.held {
+                out.extend(self.handle(command, self.now));
+            }
+            return out;
         }
         // Granted but not used: give it back, unless a member of this node
         // holds it (Redis grants a node's own name again).
