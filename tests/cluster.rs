@@ -798,3 +798,80 @@ fn frames_pipelined_after_identify_are_answered_after_the_hello() {
     assert_eq!(myself["type"], "SELF_FETCH_RESULT", "{myself}");
     assert_eq!(myself["seq"], 0, "{myself}");
 }
+
+/// The next payload that answers a frame of `client`'s (it has a `seq`);
+/// others' news is skipped.
+fn reply(client: &mut Concierge) -> Value {
+    loop {
+        let payload = client.recv();
+        if payload.get("seq").is_some() {
+            return payload;
+        }
+    }
+}
+
+/// Each group's name and owner, as a node lists them.
+fn group_owners(client: &mut Concierge) -> Vec<(String, String)> {
+    client.send(json!({"type": "GROUP_FETCH_ALL"}));
+    let all = reply(client);
+    all["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let field = |name: &str| g[name].as_str().unwrap_or_default().to_string();
+            (field("name"), field("owner_uuid"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_group_raced_for_on_two_nodes_gets_one_owner_everywhere() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    let mut ann = Concierge::join(a, "ann");
+    let mut bob = Concierge::join(b, "bob");
+    wait_for_clients(&mut ann, &["ann", "bob"]);
+    wait_for_clients(&mut bob, &["ann", "bob"]);
+    for round in 0..10 {
+        let group = format!("g{round}");
+        let create = json!({"type": "GROUP_CREATE", "name": group});
+        let start = Arc::new(Barrier::new(2));
+        let racers: Vec<_> = [ann, bob]
+            .into_iter()
+            .map(|mut client| {
+                let (create, start) = (create.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    client.send(create);
+                    let answer = reply(&mut client);
+                    (client, answer)
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        let mut clients = Vec::new();
+        for racer in racers {
+            let (client, answer) = racer.join().unwrap();
+            clients.push(client);
+            answers.push(answer["code"].as_str().unwrap_or_default().to_string());
+        }
+        answers.sort();
+        assert_eq!(
+            answers,
+            ["GROUP_ALREADY_CREATED", "GROUP_CREATED"],
+            "round {round}"
+        );
+        bob = clients.pop().unwrap();
+        ann = clients.pop().unwrap();
+    }
+    // Both nodes agree on every group's owner.
+    let mut owners = Vec::new();
+    wait_until("both nodes to list the same owners", || {
+        owners = group_owners(&mut ann);
+        owners.len() == 10 && owners == group_owners(&mut bob)
+    });
+    assert!(owners
+        .iter()
+        .all(|(_, owner)| *owner == ann.uuid || *owner == bob.uuid));
+}

@@ -7,6 +7,7 @@
 //! | `switchboard:nodes` | set | node ids that have been seen |
 //! | `switchboard:node:<id>` | string, expires | a live node's heartbeat |
 //! | `switchboard:name:<name>` | string | the node holding a concierge name |
+//! | `switchboard:group:<group>` | string | the node whose member owns a concierge group |
 //! | `switchboard:doc:<computer>` | stream | a document's edits, in order |
 //! | `switchboard:snap:<computer>` | hash | a document's text after an entry |
 //! | `switchboard:meta:<computer>` | hash | a document's entry count; each node's last edit number |
@@ -23,6 +24,8 @@ pub fn eval(script: &str, keys: &[&String], args: &[&str]) -> redis::Cmd {
     }
     command
 }
+
+use crate::router::cluster::Claimable;
 
 /// The prefix of every key.
 const PREFIX: &str = "switchboard:";
@@ -62,9 +65,12 @@ impl Keys {
         format!("{PREFIX}node:")
     }
 
-    /// A concierge name's claim.
-    pub fn name(&self, name: &str) -> String {
-        format!("{PREFIX}name:{name}")
+    /// A claim's key: a concierge name's, or a group's.
+    pub fn claim(&self, claim: &Claimable) -> String {
+        match claim {
+            Claimable::Name(name) => format!("{PREFIX}name:{name}"),
+            Claimable::Group(group) => format!("{PREFIX}group:{group}"),
+        }
     }
 
     /// A document's stream.

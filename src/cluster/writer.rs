@@ -13,7 +13,7 @@ use super::keys::{self, eval, Keys};
 use super::{Connection, Role, HEARTBEAT, NODE_TTL};
 use crate::log;
 use crate::metrics::Metrics;
-use crate::router::cluster::{DocumentEntry, Inbound, LinkReceiver, Outgoing};
+use crate::router::cluster::{Claimable, DocumentEntry, Inbound, LinkReceiver, Outgoing};
 use crate::router::{Command, ConnId};
 
 /// Bytes of document edits kept while Redis is away; the oldest go past
@@ -38,12 +38,12 @@ pub struct Writer {
     metrics: Arc<Metrics>,
     /// IDENTIFYs waiting for Redis to grant their name, oldest first,
     /// with the time this node stops waiting for Redis.
-    waiting_claims: VecDeque<(ConnId, String, Instant)>,
+    waiting_claims: VecDeque<(ConnId, Claimable, Instant)>,
     /// Edits not yet appended to their streams, oldest first.
     waiting_edits: EditQueue,
     /// Names given back while Redis was away, to give back once it is
     /// here (unless claimed again meanwhile).
-    releases: BTreeSet<String>,
+    releases: BTreeSet<Claimable>,
     /// Set when a record could not be carried out: once Redis answers
     /// again, the router is asked to say hello and announce its members,
     /// so that the other nodes' views of this one are whole again.
@@ -105,24 +105,22 @@ impl Writer {
     fn carry_out(&mut self, record: Outgoing) {
         match record {
             Outgoing::Publish(record) => self.publish(&record),
-            Outgoing::Claim { conn, name } => {
-                self.releases.remove(&name);
+            Outgoing::Claim { conn, claim } => {
+                self.releases.remove(&claim);
                 let deadline = Instant::now() + CLAIM_PATIENCE;
-                self.waiting_claims.push_back((conn, name, deadline));
+                self.waiting_claims.push_back((conn, claim, deadline));
                 self.claim_waiting();
             }
-            Outgoing::Release { name } => {
-                self.releases.insert(name);
+            Outgoing::Release { claim } => {
+                self.releases.insert(claim);
                 self.release_waiting();
             }
-            Outgoing::Reclaim { names } => {
-                for name in names {
-                    self.releases.remove(&name);
-                    match self.claim(&name) {
+            Outgoing::Reclaim { claims } => {
+                for claim in claims {
+                    self.releases.remove(&claim);
+                    match self.claim(&claim) {
                         Some(true) => {}
-                        Some(false) => {
-                            log::warn!("cluster: the name {name:?} is held on two nodes now")
-                        }
+                        Some(false) => log::warn!("cluster: {claim} is held on two nodes now"),
                         None => self.resync_due = true,
                     }
                 }
@@ -173,12 +171,16 @@ impl Writer {
 
     /// Gives back the names waiting to be, while Redis answers.
     fn release_waiting(&mut self) {
-        while let Some(name) = self.releases.first().cloned() {
-            let release = eval(keys::RELEASE, &[&self.keys.name(&name)], &[&self.keys.node]);
+        while let Some(claim) = self.releases.first().cloned() {
+            let release = eval(
+                keys::RELEASE,
+                &[&self.keys.claim(&claim)],
+                &[&self.keys.node],
+            );
             if self.redis.run::<i64>(&release).is_none() {
                 return;
             }
-            self.releases.remove(&name);
+            self.releases.remove(&claim);
         }
     }
 
@@ -187,11 +189,11 @@ impl Writer {
     /// this node alone: serving clients matters more than a name unique
     /// for sure while Redis is away (the README says so).
     fn claim_waiting(&mut self) {
-        while let Some((conn, name, deadline)) = self.waiting_claims.front().cloned() {
-            let granted = match self.claim(&name) {
+        while let Some((conn, claim, deadline)) = self.waiting_claims.front().cloned() {
+            let granted = match self.claim(&claim) {
                 Some(granted) => granted,
                 None if Instant::now() >= deadline => {
-                    log::warn!("cluster: Redis is away; {name:?} granted by this node alone");
+                    log::warn!("cluster: Redis is away; {claim} granted by this node alone");
                     true
                 }
                 None => return,
@@ -202,16 +204,16 @@ impl Writer {
         }
     }
 
-    /// Claims a name for this node: `Some(granted)`, `None` if Redis is
-    /// away.
-    fn claim(&mut self, name: &str) -> Option<bool> {
+    /// Claims a name or group for this node: `Some(granted)`, `None` if
+    /// Redis is away.
+    fn claim(&mut self, claim: &Claimable) -> Option<bool> {
         let prefix = self.keys.node_prefix();
-        let claim = eval(
+        let command = eval(
             keys::CLAIM,
-            &[&self.keys.name(name)],
+            &[&self.keys.claim(claim)],
             &[&self.keys.node, &prefix],
         );
-        self.redis.run::<i64>(&claim).map(|granted| granted == 1)
+        self.redis.run::<i64>(&command).map(|granted| granted == 1)
     }
 
     /// Appends the waiting edits to their streams, oldest first, until one

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use super::cluster::{Appended, DocumentEntry, Inbound, Outgoing, StreamId};
+use super::cluster::{Appended, Claimable, DocumentEntry, Inbound, Outgoing, StreamId};
 use super::*;
 use crate::net::outbox::Outbox;
 
@@ -73,7 +73,7 @@ impl Node {
             .partition(|r| matches!(r, Outgoing::Claim { .. }));
         self.held.extend(others);
         assert!(
-            matches!(&claims[..], [Outgoing::Claim { conn: c, name: n }] if *c == ConnId(conn) && n == name),
+            matches!(&claims[..], [Outgoing::Claim { conn: c, claim: Claimable::Name(n) }] if *c == ConnId(conn) && n == name),
             "{claims:?}"
         );
         let granted = Inbound::Claimed {
@@ -87,6 +87,32 @@ impl Node {
             }] => *uuid,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// GROUP_CREATE by `conn`, and Redis's answer to its claim.
+    fn create_group(&mut self, conn: u64, group: &str, granted: bool) -> Vec<Delivery> {
+        let create = Request::CreateTopic {
+            topic: group.into(),
+            nickname: None,
+        };
+        assert!(
+            self.ask(conn, create).is_empty(),
+            "nothing before Redis answers"
+        );
+        let (claims, others): (Vec<Outgoing>, Vec<Outgoing>) = self
+            .router
+            .take_outgoing()
+            .into_iter()
+            .partition(|r| matches!(r, Outgoing::Claim { .. }));
+        self.held.extend(others);
+        assert!(
+            matches!(&claims[..], [Outgoing::Claim { claim: Claimable::Group(g), .. }] if g == group),
+            "{claims:?}"
+        );
+        self.news(Inbound::Claimed {
+            conn: ConnId(conn),
+            granted,
+        })
     }
 
     fn ask(&mut self, conn: u64, request: Request) -> Vec<Delivery> {
@@ -176,7 +202,7 @@ fn a_name_redis_refuses_is_taken_and_a_late_grant_is_given_back() {
     assert!(
         released
             .iter()
-            .any(|r| matches!(r, Outgoing::Release { name } if name == "ann")),
+            .any(|r| matches!(r, Outgoing::Release { claim: Claimable::Name(n) } if n == "ann")),
         "{released:?}"
     );
 }
@@ -226,11 +252,7 @@ fn a_gone_node_takes_its_members_and_their_groups_with_it() {
     a.relay(&mut b);
     b.join(1, "bob");
     b.relay(&mut a);
-    let create = Request::CreateTopic {
-        topic: "g".into(),
-        nickname: None,
-    };
-    b.ask(1, create);
+    b.create_group(1, "g", true);
     let announced = real(b.relay(&mut a).0);
     assert!(
         announced.iter().any(|d| matches!(
@@ -281,7 +303,7 @@ fn an_announce_replaces_what_was_known_of_a_node() {
     b.news(Inbound::Connected);
     let (_, rest) = b.relay(&mut a);
     assert!(
-        matches!(&rest[..], [Outgoing::Reclaim { names }] if names == &["bob"]),
+        matches!(&rest[..], [Outgoing::Reclaim { claims }] if claims == &[Claimable::Name("bob".into())]),
         "only bob's name to claim again: {rest:?}"
     );
     assert_eq!(a.client_names(1), ["ann", "bob"]);
@@ -400,12 +422,16 @@ fn document_edits_wait_for_the_stream_and_apply_once_in_its_order() {
 #[test]
 fn the_link_queue_is_bounded_in_bytes_and_frees_what_the_link_takes() {
     let (queue, link) = super::cluster::link_queue(2000);
-    let release = |name: &str| Outgoing::Release { name: name.into() };
+    let release = |name: &str| Outgoing::Release {
+        claim: Claimable::Name(name.into()),
+    };
     let big = "x".repeat(1800);
     assert!(queue.try_send(release(&big)));
     assert!(!queue.try_send(release("y")), "over 2000 bytes queued");
     let soon = Instant::now() + Duration::from_secs(5);
-    assert!(matches!(link.recv_deadline(soon), Ok(Outgoing::Release { name }) if name == big));
+    assert!(
+        matches!(link.recv_deadline(soon), Ok(Outgoing::Release { claim: Claimable::Name(n) }) if n == big)
+    );
     assert!(queue.try_send(release("y")), "room again once taken");
 }
 
@@ -437,7 +463,7 @@ fn a_grant_that_arrives_after_its_connection_left_is_given_back() {
     assert!(
         released
             .iter()
-            .any(|r| matches!(r, Outgoing::Release { name } if name == "ann")),
+            .any(|r| matches!(r, Outgoing::Release { claim: Claimable::Name(n) } if n == "ann")),
         "granted name never released: {released:?}"
     );
 }
@@ -466,7 +492,7 @@ fn a_name_claimed_twice_on_one_node_is_refused_to_the_second_and_kept() {
     assert!(
         !after
             .iter()
-            .any(|r| matches!(r, Outgoing::Release { name } if name == "ann")),
+            .any(|r| matches!(r, Outgoing::Release { claim: Claimable::Name(n) } if n == "ann")),
         "ann (held by conn 1) given back: {after:?}"
     );
 }
@@ -504,13 +530,7 @@ fn an_announce_removes_groups_the_shadow_no_longer_owns() {
     a.join(1, "ann");
     a.relay(&mut b);
     b.join(1, "bob");
-    b.ask(
-        1,
-        Request::CreateTopic {
-            topic: "g".into(),
-            nickname: None,
-        },
-    );
+    b.create_group(1, "g", true);
     b.relay(&mut a);
     assert_eq!(a.router.topic_count(), 1);
     b.ask(1, Request::DeleteTopic { topic: "g".into() });
@@ -524,37 +544,52 @@ fn an_announce_removes_groups_the_shadow_no_longer_owns() {
     );
 }
 
-/// Two nodes create the same group at once: each keeps its own creator
-/// as owner. When one creator leaves, the other's next announcement gives
-/// the group to it on every node.
+/// Two nodes create the same group at once: Redis grants it to one; the
+/// other's creator is told it exists, and every node ends with the same
+/// owner. Deleting it frees the name.
 #[test]
-fn a_group_created_on_two_nodes_at_once_ends_with_the_creator_that_stays() {
+fn a_group_raced_for_on_two_nodes_has_one_owner_everywhere() {
     let (mut a, mut b) = (Node::new("a"), Node::new("b"));
     a.join(1, "ann");
     a.relay(&mut b);
     let bob = b.join(1, "bob");
     b.relay(&mut a);
-    let create = || Request::CreateTopic {
-        topic: "g".into(),
-        nickname: None,
-    };
-    a.ask(1, create());
-    b.ask(1, create());
-    a.relay(&mut b);
+    let won = b.create_group(1, "g", true);
+    assert!(
+        won.iter().any(|d| matches!(
+            &d.event,
+            Event::TopicChanged {
+                change: TopicChange::Created,
+                seq: Some(0),
+                ..
+            }
+        ) && d.to == [ConnId(1)]),
+        "{won:?}"
+    );
+    let lost = a.create_group(1, "g", false);
+    assert!(
+        matches!(&lost[..], [Delivery { event: Event::Refused { seq: Some(0), error: RequestError::TopicExists(t) }, to }] if t.name == "g" && to == &[ConnId(1)]),
+        "{lost:?}"
+    );
     b.relay(&mut a);
-    a.handle(Command::Closed { conn: ConnId(1) });
     a.relay(&mut b);
-    assert_eq!(b.router.topic_count(), 1, "bob's g stays on b");
-    // b announces (periodically, or on joining again): a takes it in.
-    b.news(Inbound::Connected);
-    b.relay(&mut a);
-    let owner = a
-        .router
-        .topics
-        .get("g")
-        .and_then(|t| t.owner)
-        .map(|o| o.uuid);
-    assert_eq!(owner, Some(bob));
+    for node in [&a, &b] {
+        let owner = node
+            .router
+            .topics
+            .get("g")
+            .and_then(|t| t.owner)
+            .map(|o| o.uuid);
+        assert_eq!(owner, Some(bob), "on {}", node.id);
+    }
+    b.ask(1, Request::DeleteTopic { topic: "g".into() });
+    let released = b.router.take_outgoing();
+    assert!(
+        released
+            .iter()
+            .any(|r| matches!(r, Outgoing::Release { claim: Claimable::Group(g) } if g == "g")),
+        "{released:?}"
+    );
 }
 
 fn world_join(node: &mut Node, conn: u64, user: &str) -> Vec<Delivery> {

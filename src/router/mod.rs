@@ -404,6 +404,12 @@ impl Router {
             Request::Send { target, data } => self.send(conn, seq, me, target, data),
             Request::Subscribe { topic } => self.subscribe(conn, seq, topic),
             Request::Unsubscribe { topic } => self.unsubscribe(conn, seq, topic),
+            // In a cluster the group is claimed in Redis first.
+            Request::CreateTopic { topic, nickname }
+                if self.claim_group(conn, seq, &topic, &nickname) =>
+            {
+                Ok(Vec::new())
+            }
             Request::CreateTopic { topic, nickname } => {
                 self.create(conn, seq, &me, topic, nickname)
             }

@@ -167,6 +167,7 @@ impl Router {
             Deletion::Requested { owner, seq } => (owner, Some(seq)),
             Deletion::OwnerLeft { owner } => (owner, None),
         };
+        self.release_group(owner, name);
         let event = |seq, change| changed(seq, change, info.clone());
         let mut out = Vec::new();
         if let (Some(seq), true) = (owner_seq, concierge.contains(&owner)) {

@@ -16,7 +16,8 @@
 //!
 //! Two things need more than a bus:
 //! - a concierge **name** is claimed in Redis before IDENTIFY succeeds
-//!   ([`Outgoing::Claim`]), so two nodes never both grant it;
+//!   ([`Outgoing::Claim`]), so two nodes never both grant it; a group
+//!   name likewise before GROUP_CREATE succeeds;
 //! - a blazing **document** is edited through a Redis stream per document:
 //!   a local edit is not applied here but appended ([`Outgoing::Append`]),
 //!   and every node applies the stream's entries in the stream's order
@@ -54,22 +55,23 @@ impl ConnId {
 pub enum Outgoing {
     /// Publish on the bus, for every other node.
     Publish(Shared),
-    /// Claim a concierge name for `conn`; answered by [`Inbound::Claimed`].
+    /// Claim a name or a group for `conn`; answered by
+    /// [`Inbound::Claimed`].
     Claim {
-        /// The connection identifying.
+        /// The connection identifying, or creating the group.
         conn: ConnId,
-        /// The name.
-        name: String,
+        /// What it claims.
+        claim: Claimable,
     },
-    /// Give a name back (its member left).
+    /// Give a name or group back (its member left, it was deleted).
     Release {
-        /// The name.
-        name: String,
+        /// What is given back.
+        claim: Claimable,
     },
-    /// Claim again names this node holds (Redis may have lost them).
+    /// Claim again what this node holds (Redis may have lost it).
     Reclaim {
-        /// The names.
-        names: Vec<String>,
+        /// The names and groups.
+        claims: Vec<Claimable>,
     },
     /// Start applying a document's stream; `text` is this node's copy, the
     /// base if the cluster has none yet.
@@ -103,6 +105,33 @@ pub enum Outgoing {
         /// How many entries the document has had, that one included.
         count: u64,
     },
+}
+
+/// Something only one node may hold at a time: claimed in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Claimable {
+    /// A concierge client's name.
+    Name(String),
+    /// A concierge group.
+    Group(String),
+}
+
+impl Claimable {
+    /// The name claimed.
+    pub fn text(&self) -> &str {
+        match self {
+            Claimable::Name(text) | Claimable::Group(text) => text,
+        }
+    }
+}
+
+impl fmt::Display for Claimable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Claimable::Name(name) => write!(f, "the name {name:?}"),
+            Claimable::Group(group) => write!(f, "the group {group:?}"),
+        }
+    }
 }
 
 /// The router thread's end of the queue to the Redis link. Bounded in
@@ -182,8 +211,8 @@ impl Outgoing {
                 super::Edit::Write { text, .. } => text.len(),
                 super::Edit::Move { .. } | super::Edit::Sync => 0,
             },
-            Outgoing::Reclaim { names } => names.iter().map(String::len).sum(),
-            Outgoing::Claim { name, .. } | Outgoing::Release { name } => name.len(),
+            Outgoing::Reclaim { claims } => claims.iter().map(|c| c.text().len()).sum(),
+            Outgoing::Claim { claim, .. } | Outgoing::Release { claim } => claim.text().len(),
             Outgoing::Unfollow { computer } => computer.len(),
         }
     }

@@ -8,12 +8,14 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use super::{Inbound, MemberRecord, Outgoing, RecordKind, Shared, SharedTarget, SHADOW_BASE};
+use super::{
+    Claimable, Inbound, MemberRecord, Outgoing, RecordKind, Shared, SharedTarget, SHADOW_BASE,
+};
 use crate::id::Uuid;
 use crate::router::member::{Editor, Kind, Liveness, Member, WorldUser};
 use crate::router::{
     ClientInfo, Command, Conn, ConnId, Delivery, Disconnect, DocumentEvent, Event, Message, Origin,
-    Router, Target, Targets,
+    RequestError, Router, Target, Targets,
 };
 
 /// This node's part in a cluster.
@@ -30,6 +32,8 @@ pub struct Cluster {
     next_shadow: u64,
     /// IDENTIFYs waiting for Redis to grant their name.
     claims: HashMap<ConnId, PendingIdentity>,
+    /// GROUP_CREATEs waiting for Redis to grant their group.
+    group_claims: HashMap<ConnId, PendingGroup>,
     /// Set while a replicated call runs, so that what it does on the way
     /// (joining a room, a new profile) is not replicated a second time.
     quiet: bool,
@@ -63,8 +67,19 @@ struct PendingIdentity {
     held: Vec<Command>,
 }
 
-/// Frames a client may send after IDENTIFY before Redis grants its name;
-/// more are refused as too fast.
+/// A GROUP_CREATE whose group is being claimed.
+#[derive(Debug)]
+struct PendingGroup {
+    /// The frame it came in.
+    seq: crate::router::Seq,
+    topic: String,
+    nickname: Option<String>,
+    /// The member's frames after it, handled once it is answered.
+    held: Vec<Command>,
+}
+
+/// Frames a client may send after IDENTIFY (or GROUP_CREATE) before
+/// Redis answers the claim; more are refused as too fast.
 const MAX_HELD: usize = 256;
 
 /// The methods whose calls other nodes replay: they tell other clients
@@ -87,6 +102,7 @@ impl Cluster {
             homes: HashMap::new(),
             next_shadow: SHADOW_BASE,
             claims: HashMap::new(),
+            group_claims: HashMap::new(),
             quiet: false,
             replay_event_id: None,
             leaving: false,
@@ -229,11 +245,48 @@ impl Router {
             held: Vec::new(),
         };
         cluster.claims.insert(conn, pending);
-        cluster.outgoing.push(Outgoing::Claim {
-            conn,
-            name: name.to_string(),
-        });
+        let claim = Claimable::Name(name.to_string());
+        cluster.outgoing.push(Outgoing::Claim { conn, claim });
         true
+    }
+
+    /// Starts claiming group `topic` for member `conn`'s GROUP_CREATE
+    /// (frame `seq`), if clustered and nobody here owns it; `false` when
+    /// the caller is to go on at once. The member's later frames wait for
+    /// the answer.
+    pub(in crate::router) fn claim_group(
+        &mut self,
+        conn: ConnId,
+        seq: crate::router::Seq,
+        topic: &str,
+        nickname: &Option<String>,
+    ) -> bool {
+        let owned = self.topics.get(topic).is_some_and(|t| t.owner.is_some());
+        let Some(cluster) = &mut self.cluster else {
+            return false;
+        };
+        if owned || conn.is_shadow() {
+            return false; // refused (or replayed) as on one node
+        }
+        let pending = PendingGroup {
+            seq,
+            topic: topic.to_string(),
+            nickname: nickname.clone(),
+            held: Vec::new(),
+        };
+        cluster.group_claims.insert(conn, pending);
+        let claim = Claimable::Group(topic.to_string());
+        cluster.outgoing.push(Outgoing::Claim { conn, claim });
+        true
+    }
+
+    /// A group owned by `owner` is gone: if the owner is this node's, the
+    /// group's name is free again.
+    pub(in crate::router) fn release_group(&mut self, owner: ConnId, topic: &str) {
+        if self.cluster.is_some() && !owner.is_shadow() {
+            let claim = Claimable::Group(topic.to_string());
+            self.tell_link(Outgoing::Release { claim });
+        }
     }
 
     /// A local member left: the others forget its shadow, and its name is
@@ -246,8 +299,8 @@ impl Router {
     ) {
         self.share(conn, |conn| Shared::Left { conn });
         if concierge && !conn.is_shadow() {
-            let name = member_name.to_string();
-            self.tell_link(Outgoing::Release { name });
+            let claim = Claimable::Name(member_name.to_string());
+            self.tell_link(Outgoing::Release { claim });
         }
     }
 
@@ -311,12 +364,19 @@ impl Router {
             Command::Reject { conn, .. } => (*conn, None),
             _ => return Ok(command),
         };
-        let pending = self.cluster.as_mut().and_then(|c| c.claims.get_mut(&conn));
-        let Some(pending) = pending else {
+        let Some(cluster) = &mut self.cluster else {
             return Ok(command);
         };
-        if pending.held.len() < MAX_HELD {
-            pending.held.push(command);
+        let held = match (
+            cluster.claims.get_mut(&conn),
+            cluster.group_claims.get_mut(&conn),
+        ) {
+            (Some(pending), _) => &mut pending.held,
+            (None, Some(pending)) => &mut pending.held,
+            (None, None) => return Ok(command),
+        };
+        if held.len() < MAX_HELD {
+            held.push(command);
             return Err(Vec::new());
         }
         let error = crate::router::RequestError::RateLimited;
@@ -380,15 +440,20 @@ impl Router {
     /// After (re)connecting: hello, who is here, names and documents.
     fn rejoin(&mut self) {
         let members = self.local_records();
-        let names: Vec<String> = self
+        let names = self
             .local_members()
             .filter(|(_, m)| matches!(m.kind, Kind::Concierge))
-            .map(|(_, m)| m.info.name.clone())
-            .collect();
+            .map(|(_, m)| Claimable::Name(m.info.name.clone()));
+        let groups = self
+            .topics
+            .iter()
+            .filter(|(_, t)| t.owner.is_some_and(|o| !o.conn.is_shadow()))
+            .map(|(name, _)| Claimable::Group(name.clone()));
+        let claims: Vec<Claimable> = names.chain(groups).collect();
         self.tell_link(Outgoing::Publish(Shared::Hello));
         self.tell_link(Outgoing::Publish(Shared::Announce { members }));
-        if !names.is_empty() {
-            self.tell_link(Outgoing::Reclaim { names });
+        if !claims.is_empty() {
+            self.tell_link(Outgoing::Reclaim { claims });
         }
         // Redis may have restarted empty: where each document stands.
         for (computer, text, id, count) in self.document_snapshots() {
@@ -408,13 +473,81 @@ impl Router {
         }
     }
 
-    /// Redis's answer to a claim. A claim stays pending until it comes,
-    /// even if its connection has gone meanwhile: a late grant is then
-    /// given back rather than held for as long as this node lives.
+    /// Redis's answer to a claim: a name's or a group's (a connection
+    /// claims one at a time: its frames wait meanwhile).
     fn claimed(&mut self, conn: ConnId, granted: bool) -> Vec<Delivery> {
-        let Some(pending) = self.cluster.as_mut().and_then(|c| c.claims.remove(&conn)) else {
+        let Some(cluster) = &mut self.cluster else {
             return Vec::new();
         };
+        if let Some(pending) = cluster.claims.remove(&conn) {
+            return self.claimed_name(conn, granted, pending);
+        }
+        match cluster.group_claims.remove(&conn) {
+            Some(pending) => self.claimed_group(conn, granted, pending),
+            None => Vec::new(),
+        }
+    }
+
+    /// A GROUP_CREATE's claim answered: the group is created as on one
+    /// node, or refused as existing; then the frames that waited.
+    fn claimed_group(
+        &mut self,
+        conn: ConnId,
+        granted: bool,
+        pending: PendingGroup,
+    ) -> Vec<Delivery> {
+        let PendingGroup {
+            seq,
+            topic,
+            nickname,
+            held,
+        } = pending;
+        let Some(creator) = self.member(conn).map(|m| m.info.clone()) else {
+            if granted {
+                self.release_group(conn, &topic); // it left meanwhile
+            }
+            return Vec::new();
+        };
+        let created = match granted {
+            true => self.create(conn, seq, &creator, topic.clone(), nickname),
+            false => Err(RequestError::TopicExists(self.known_group(&topic))),
+        };
+        let mut out = created.unwrap_or_else(|error| {
+            if granted {
+                self.release_group(conn, &topic);
+            }
+            let seq = Some(seq);
+            vec![Delivery::one(conn, Event::Refused { seq, error })]
+        });
+        for command in held {
+            out.extend(self.handle(command, self.now));
+        }
+        out
+    }
+
+    /// A group as this node knows it; by name alone if another node's
+    /// record of it has not arrived yet.
+    fn known_group(&self, name: &str) -> crate::router::TopicInfo {
+        match self.topics.get(name) {
+            Some(topic) => self.topic_info(name, topic),
+            None => crate::router::TopicInfo {
+                name: name.to_string(),
+                nickname: None,
+                owner: None,
+                subscribers: Vec::new(),
+            },
+        }
+    }
+
+    /// A name's claim answered. It stays pending until the answer comes,
+    /// even if its connection has gone meanwhile: a late grant is then
+    /// given back rather than held for as long as this node lives.
+    fn claimed_name(
+        &mut self,
+        conn: ConnId,
+        granted: bool,
+        pending: PendingIdentity,
+    ) -> Vec<Delivery> {
         let waiting = matches!(self.conns.get(&conn), Some(Conn::Unidentified { .. }));
         let holder = self.names.get(&pending.name).copied();
         if waiting && granted && holder.is_none() {
@@ -427,8 +560,8 @@ impl Router {
         // Granted but not used: give it back, unless a member of this node
         // holds it (Redis grants a node's own name again).
         if granted && holder.is_none_or(ConnId::is_shadow) {
-            let name = pending.name.clone();
-            self.tell_link(Outgoing::Release { name });
+            let claim = Claimable::Name(pending.name.clone());
+            self.tell_link(Outgoing::Release { claim });
         }
         match waiting {
             true => self.evict(conn, Disconnect::NameTaken(pending.name)),

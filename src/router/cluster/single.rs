@@ -79,6 +79,18 @@ impl Router {
         Ok(command)
     }
 
+    pub(in crate::router) fn claim_group(
+        &mut self,
+        _: ConnId,
+        _: crate::router::Seq,
+        _: &str,
+        _: &Option<String>,
+    ) -> bool {
+        false
+    }
+
+    pub(in crate::router) fn release_group(&mut self, _owner: ConnId, _topic: &str) {}
+
     pub(in crate::router) fn claiming(&self, _name: &str) -> bool {
         false
     }
