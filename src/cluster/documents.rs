@@ -156,6 +156,7 @@ impl Follower {
     /// Reads the base of each document waiting for one.
     fn start_following(&mut self) -> Result<(), Gone> {
         let waiting: Vec<String> = self.starting.keys().cloned().collect();
+        let mut failed = false;
         for computer in waiting {
             let text = self.starting.get(&computer).cloned().unwrap_or_default();
             let Some(Base {
@@ -166,10 +167,10 @@ impl Follower {
                 last,
             }) = self.base(&computer, &text)
             else {
-                // Redis is away, or refused (a key of the wrong type): tried
-                // again next turn, not at once.
-                std::thread::sleep(self.redis.wait().clamp(READ_BLOCK, MAX_WAIT));
-                return Ok(());
+                // Redis is away, or refused this one (a key of the wrong
+                // type): tried again next turn; the others go on.
+                failed = true;
+                continue;
             };
             self.starting.remove(&computer);
             self.followed.insert(computer.clone(), last.unwrap_or(id));
@@ -180,6 +181,9 @@ impl Follower {
                 count,
                 entries,
             })?;
+        }
+        if failed {
+            std::thread::sleep(self.redis.wait().clamp(READ_BLOCK, MAX_WAIT));
         }
         Ok(())
     }

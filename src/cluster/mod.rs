@@ -45,7 +45,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one Redis command may take before the connection counts as
 /// broken (a stream read blocks for less). Well under [`NODE_TTL`], so a
 /// stalled Redis cannot hold the heartbeat back until the key expires.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bytes of records the router may have queued for the writer; more are
 /// dropped (and counted).
 const OUTGOING_BYTES: usize = 64 << 20;
@@ -234,6 +234,12 @@ impl Connection {
                 None
             }
         }
+    }
+
+    /// Whether a connection is up (a command that failed while it stays up
+    /// was refused by Redis, not lost).
+    fn connected(&self) -> bool {
+        self.con.is_some()
     }
 
     /// How long the current connection has been up.

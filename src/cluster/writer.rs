@@ -20,7 +20,7 @@ use crate::router::{Command, ConnId};
 /// it (and are lost for every copy of their document alike).
 const MAX_WAITING_EDIT_BYTES: usize = 16 << 20;
 /// How long a claim waits for Redis before this node grants it alone.
-const CLAIM_PATIENCE: Duration = Duration::from_secs(2);
+const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
 /// How often a waiting claim is tried again.
 const CLAIM_RETRY: Duration = Duration::from_millis(50);
 
@@ -164,7 +164,9 @@ impl Writer {
             Some(_) => self.metrics.cluster.published.increment(),
             None => {
                 self.metrics.cluster.dropped.increment();
-                self.resync_due = true;
+                // Lost because Redis was away: mend once it is back. (One it
+                // refuses would be refused again.)
+                self.resync_due |= !self.redis.connected();
             }
         }
     }
@@ -177,7 +179,9 @@ impl Writer {
                 &[&self.keys.claim(&claim)],
                 &[&self.keys.node],
             );
-            if self.redis.run::<i64>(&release).is_none() {
+            // Tried again later if Redis is away; one it refuses is dropped,
+            // not left to block the others.
+            if self.redis.run::<i64>(&release).is_none() && !self.redis.connected() {
                 return;
             }
             self.releases.remove(&claim);
@@ -228,7 +232,10 @@ impl Writer {
             let (seq, length) = (entry.seq.to_string(), keys::STREAM_LENGTH.to_string());
             let append = eval(keys::APPEND, &keys, &[&json, &entry.node, &seq, &length]);
             match self.redis.run::<i64>(&append) {
-                Some(_) => {
+                Some(_) => self.waiting_edits.pop_front(),
+                None if self.redis.connected() => {
+                    // Refused (not away): dropped, not left to block the rest.
+                    self.metrics.cluster.dropped.increment();
                     self.waiting_edits.pop_front();
                 }
                 None => return,

@@ -46,9 +46,19 @@ pub struct Document {
     /// was loaded.
     #[cfg(feature = "redis")]
     based: bool,
-    /// In a cluster: the cursors of users editing it on other nodes, as
-    /// their moves and writes in the stream put them.
-    remote_cursors: BTreeMap<String, Cursor>,
+    /// In a cluster: the users editing it on other nodes (those with a
+    /// shadow here), their cursors as their moves and writes in the stream
+    /// put them.
+    remote_cursors: BTreeMap<String, RemoteUser>,
+}
+
+/// A user editing a document on other nodes.
+#[derive(Debug, Default)]
+struct RemoteUser {
+    /// Its connections there (shadows here).
+    shadows: usize,
+    /// Its cursor.
+    cursor: Cursor,
 }
 
 /// Who made a write, as far as cursors go.
@@ -72,7 +82,28 @@ impl Document {
     /// A user on another node joined: its cursor starts at the beginning.
     #[cfg(feature = "redis")]
     pub(super) fn remote_joined(&mut self, user: &str) {
-        self.remote_cursors.entry(user.to_string()).or_default();
+        self.remote_cursors
+            .entry(user.to_string())
+            .or_default()
+            .shadows += 1;
+    }
+
+    /// A connection of a user on another node left; the user is gone from
+    /// here when it was the last.
+    fn remote_left(&mut self, user: &str) {
+        if let Some(remote) = self.remote_cursors.get_mut(user) {
+            remote.shadows = remote.shadows.saturating_sub(1);
+            if remote.shadows == 0 {
+                self.remote_cursors.remove(user);
+            }
+        }
+    }
+
+    /// Puts the cursor of `user`, if it edits on another node.
+    fn place_remote(&mut self, user: &str, cursor: Cursor) {
+        if let Some(remote) = self.remote_cursors.get_mut(user) {
+            remote.cursor = cursor;
+        }
     }
 }
 
@@ -201,9 +232,9 @@ impl Router {
             .filter_map(|&c| self.editor(c))
             .map(|e| (e.user.clone(), e.cursor.offset))
             .collect();
-        for (user, cursor) in &document.remote_cursors {
+        for (user, remote) in &document.remote_cursors {
             if !users.iter().any(|(u, _)| u == user) {
-                users.push((user.clone(), cursor.offset));
+                users.push((user.clone(), remote.cursor.offset));
             }
         }
         let sync = DocumentEvent::Sync {
@@ -290,11 +321,11 @@ impl Router {
         }
         let applied = document.text.write(offset, selection, text);
         document.version += 1;
-        for cursor in document.remote_cursors.values_mut() {
-            *cursor = shift(*cursor, &applied);
+        for remote in document.remote_cursors.values_mut() {
+            remote.cursor = shift(remote.cursor, &applied);
         }
         if writer == Writer::OtherNode {
-            document.remote_cursors.insert(user.clone(), applied.cursor);
+            document.place_remote(&user, applied.cursor);
         }
         let editors: Vec<ConnId> = document.editors.iter().copied().collect();
         self.schedule_save(computer, now);
@@ -360,7 +391,7 @@ impl Router {
         };
         document.editors.remove(&conn);
         if conn.is_shadow() {
-            document.remote_cursors.remove(&editor.user);
+            document.remote_left(&editor.user);
         }
         let to: Vec<ConnId> = document.editors.iter().copied().collect();
         if to.is_empty() {
@@ -510,12 +541,14 @@ impl Router {
         }
     }
 
-    /// Whether `user` has a connection editing `computer`'s document.
+    /// Whether `user` has a connection editing `computer`'s document, on
+    /// this node or (in a cluster) another.
     pub(super) fn user_in_room(&self, computer: &str, user: &str) -> bool {
         self.documents.get(computer).is_some_and(|d| {
-            d.editors
-                .iter()
-                .any(|&c| self.editor(c).is_some_and(|e| e.user == user))
+            d.remote_cursors.contains_key(user)
+                || d.editors
+                    .iter()
+                    .any(|&c| self.editor(c).is_some_and(|e| e.user == user))
         })
     }
 
@@ -680,7 +713,7 @@ impl Router {
             return Vec::new();
         };
         let cursor = document.text.clamp(offset, selection);
-        document.remote_cursors.insert(user.clone(), cursor);
+        document.place_remote(&user, cursor);
         let moved = DocumentEvent::Move {
             actioner: user,
             offset: cursor.offset,

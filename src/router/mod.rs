@@ -405,13 +405,11 @@ impl Router {
             Request::Subscribe { topic } => self.subscribe(conn, seq, topic),
             Request::Unsubscribe { topic } => self.unsubscribe(conn, seq, topic),
             // In a cluster the group is claimed in Redis first.
-            Request::CreateTopic { topic, nickname }
-                if self.claim_group(conn, seq, &topic, &nickname) =>
-            {
-                Ok(Vec::new())
-            }
             Request::CreateTopic { topic, nickname } => {
-                self.create(conn, seq, &me, topic, nickname)
+                match self.claim_group(conn, seq, &topic, &nickname) {
+                    Some(claiming) => claiming,
+                    None => self.create(conn, seq, &me, topic, nickname),
+                }
             }
             Request::DeleteTopic { topic } => self.delete(conn, seq, topic),
             Request::FetchTopic { topic } => self.fetch_topic(conn, seq, topic),

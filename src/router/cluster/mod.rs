@@ -211,8 +211,12 @@ impl Outgoing {
                 super::Edit::Write { text, .. } => text.len(),
                 super::Edit::Move { .. } | super::Edit::Sync => 0,
             },
-            Outgoing::Reclaim { claims } => claims.iter().map(|c| c.text().len()).sum(),
-            Outgoing::Claim { claim, .. } | Outgoing::Release { claim } => claim.text().len(),
+            // Never refused for room: a claim must be answered and a release
+            // carried out, or a client waits (and a name stays held) for
+            // good. They are small, and there are at most a few per client.
+            Outgoing::Claim { .. } | Outgoing::Release { .. } | Outgoing::Reclaim { .. } => {
+                return 0
+            }
             Outgoing::Unfollow { computer } => computer.len(),
         }
     }

@@ -251,22 +251,26 @@ impl Router {
     }
 
     /// Starts claiming group `topic` for member `conn`'s GROUP_CREATE
-    /// (frame `seq`), if clustered and nobody here owns it; `false` when
-    /// the caller is to go on at once. The member's later frames wait for
-    /// the answer.
+    /// (frame `seq`), if clustered and nobody here owns it: the member's
+    /// later frames wait for the answer. `None` when the caller is to go
+    /// on as on one node; a refusal when another member of this node is
+    /// claiming the group.
     pub(in crate::router) fn claim_group(
         &mut self,
         conn: ConnId,
         seq: crate::router::Seq,
         topic: &str,
         nickname: &Option<String>,
-    ) -> bool {
+    ) -> Option<Result<Vec<Delivery>, RequestError>> {
         let owned = self.topics.get(topic).is_some_and(|t| t.owner.is_some());
-        let Some(cluster) = &mut self.cluster else {
-            return false;
-        };
+        let cluster = self.cluster.as_mut()?;
         if owned || conn.is_shadow() {
-            return false; // refused (or replayed) as on one node
+            return None; // refused (or replayed) as on one node
+        }
+        // Another member of this node claims it already: Redis would grant
+        // the node the same group twice.
+        if cluster.group_claims.values().any(|p| p.topic == topic) {
+            return Some(Err(RequestError::TopicExists(self.known_group(topic))));
         }
         let pending = PendingGroup {
             seq,
@@ -277,7 +281,7 @@ impl Router {
         cluster.group_claims.insert(conn, pending);
         let claim = Claimable::Group(topic.to_string());
         cluster.outgoing.push(Outgoing::Claim { conn, claim });
-        true
+        Some(Ok(Vec::new()))
     }
 
     /// A group owned by `owner` is gone: if the owner is this node's, the
@@ -504,7 +508,7 @@ impl Router {
         } = pending;
         let Some(creator) = self.member(conn).map(|m| m.info.clone()) else {
             if granted {
-                self.release_group(conn, &topic); // it left meanwhile
+                self.give_group_back(&topic); // its creator left meanwhile
             }
             return Vec::new();
         };
@@ -514,7 +518,7 @@ impl Router {
         };
         let mut out = created.unwrap_or_else(|error| {
             if granted {
-                self.release_group(conn, &topic);
+                self.give_group_back(&topic);
             }
             let seq = Some(seq);
             vec![Delivery::one(conn, Event::Refused { seq, error })]
@@ -523,6 +527,16 @@ impl Router {
             out.extend(self.handle(command, self.now));
         }
         out
+    }
+
+    /// A group granted but not created: its name goes back, unless a
+    /// member of this node owns it (Redis grants a node its own again).
+    fn give_group_back(&mut self, topic: &str) {
+        let owner = self.topics.get(topic).and_then(|t| t.owner);
+        if owner.is_none_or(|o| o.conn.is_shadow()) {
+            let claim = Claimable::Group(topic.to_string());
+            self.tell_link(Outgoing::Release { claim });
+        }
     }
 
     /// A group as this node knows it; by name alone if another node's
@@ -988,13 +1002,14 @@ impl Router {
     /// A shadow's document user joined: its cursor is shown here, and
     /// local editors see `usrupd`.
     fn shadow_joins_document(&mut self, computer: &str, user: String) -> Vec<Delivery> {
+        let already_here = self.user_in_room(computer, &user);
         let Some(editors) = self.documents.get_mut(computer).map(|d| {
             d.remote_joined(&user);
             d.editors().collect::<Vec<_>>()
         }) else {
             return Vec::new();
         };
-        if self.user_in_room(computer, &user) {
+        if already_here {
             return Vec::new();
         }
         let joined = DocumentEvent::UserUpdate {

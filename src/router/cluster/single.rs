@@ -85,8 +85,8 @@ impl Router {
         _: crate::router::Seq,
         _: &str,
         _: &Option<String>,
-    ) -> bool {
-        false
+    ) -> Option<Result<Vec<Delivery>, crate::router::RequestError>> {
+        None
     }
 
     pub(in crate::router) fn release_group(&mut self, _owner: ConnId, _topic: &str) {}
