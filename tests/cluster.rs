@@ -76,15 +76,22 @@ fn to_group(group: &str) -> Value {
     json!({"type": "GROUP", "group": group})
 }
 
-#[test]
-fn concierge_names_messages_and_groups_span_the_nodes() {
+/// A Redis, two nodes, ann on one and bob on the other, each node
+/// listing both.
+fn ann_and_bob_on_two_nodes() -> (Redis, Concierge, Concierge) {
     let redis = Redis::start();
     let (a, b) = (node(&redis, "a"), node(&redis, "b"));
     let mut ann = Concierge::join(a, "ann");
     let mut bob = Concierge::join(b, "bob");
-    // CLIENT_FETCH_ALL lists the clients of every node.
     wait_for_clients(&mut ann, &["ann", "bob"]);
     wait_for_clients(&mut bob, &["ann", "bob"]);
+    (redis, ann, bob)
+}
+
+#[test]
+fn concierge_names_messages_and_groups_span_the_nodes() {
+    // CLIENT_FETCH_ALL lists the clients of every node.
+    let (_redis, mut ann, mut bob) = ann_and_bob_on_two_nodes();
 
     // By name, from node a to node b: the origin is ann's, as on one node.
     let sent = ann.ask(json!({"type": "MESSAGE", "target": to_name("bob"), "data": {"hi": 1}}));
@@ -827,12 +834,7 @@ fn group_owners(client: &mut Concierge) -> Vec<(String, String)> {
 
 #[test]
 fn a_group_raced_for_on_two_nodes_gets_one_owner_everywhere() {
-    let redis = Redis::start();
-    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
-    let mut ann = Concierge::join(a, "ann");
-    let mut bob = Concierge::join(b, "bob");
-    wait_for_clients(&mut ann, &["ann", "bob"]);
-    wait_for_clients(&mut bob, &["ann", "bob"]);
+    let (_redis, mut ann, mut bob) = ann_and_bob_on_two_nodes();
     for round in 0..10 {
         let group = format!("g{round}");
         let create = json!({"type": "GROUP_CREATE", "name": group});

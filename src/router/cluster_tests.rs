@@ -777,16 +777,22 @@ fn owner_of(node: &Node, group: &str) -> Option<ConnId> {
         .map(|o| o.conn)
 }
 
+/// Node a with ann (1) and bob (2), and the records it made so far.
+fn ann_and_bob_on_one_node() -> (Node, Vec<Outgoing>) {
+    let mut a = Node::new("a");
+    a.join(1, "ann");
+    a.join(2, "bob");
+    let mut records = std::mem::take(&mut a.held);
+    records.extend(a.router.take_outgoing());
+    (a, records)
+}
+
 /// Two members of one node create the same group before Redis answers:
 /// the second is refused at once (Redis would grant the node the group
 /// twice), and the group's key stays this node's while the first owns it.
 #[test]
 fn two_members_of_one_node_creating_one_group_leave_its_claim_held() {
-    let mut a = Node::new("a");
-    a.join(1, "ann");
-    a.join(2, "bob");
-    let mut records = Vec::new();
-    records.extend(a.router.take_outgoing());
+    let (mut a, mut records) = ann_and_bob_on_one_node();
     let create = || Request::CreateTopic {
         topic: "g".into(),
         nickname: None,
@@ -815,11 +821,7 @@ fn two_members_of_one_node_creating_one_group_leave_its_claim_held() {
 /// given back, and the group can then be created.
 #[test]
 fn a_late_group_grant_for_a_member_gone_is_given_back() {
-    let mut a = Node::new("a");
-    a.join(1, "ann");
-    a.join(2, "bob");
-    let mut records = Vec::new();
-    records.extend(a.router.take_outgoing());
+    let (mut a, mut records) = ann_and_bob_on_one_node();
     let create = || Request::CreateTopic {
         topic: "g".into(),
         nickname: None,
