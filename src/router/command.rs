@@ -242,8 +242,9 @@ pub enum Request {
     Invalid(crate::router::RequestError),
 }
 
-/// The addressee of a message, as the sender wrote it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The addressee of a message, as the sender wrote it. In a cluster it
+/// also travels to the other nodes with the message, as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     /// The client with this unique name.
     Name(String),

@@ -280,14 +280,11 @@ impl Router {
         };
         member.presence = presence.into();
         let view = member.view();
-        let shared = RawValue::from_string(view.presence.get().to_string()).ok();
         let topics: Vec<String> = member.subscriptions.iter().cloned().collect();
-        if let Some(presence) = shared {
-            self.share(conn, |conn| super::cluster::Shared::Presence {
-                conn,
-                presence,
-            });
-        }
+        self.share(conn, |conn| super::cluster::Shared::Presence {
+            conn,
+            presence: view.presence.as_ref().to_owned(),
+        });
         topics
             .iter()
             .filter_map(|topic| self.presence_change(topic, conn, PresenceChange::Updated, &view))

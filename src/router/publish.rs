@@ -71,13 +71,12 @@ impl Router {
         let event_id = self
             .next_event_id()
             .map_err(|e| RequestError::Malformed(e.to_string()))?;
-        let shared_target = super::cluster::shared_target(&target);
-        let (shared_data, shared_id) = (data.clone(), event_id.clone());
+        // Built only when the cluster takes it: nothing copied on one node.
         self.share(conn, |conn| super::cluster::Shared::Send {
             conn,
-            target: shared_target,
-            data: shared_data,
-            event_id: shared_id,
+            target: target.clone(),
+            data: data.clone(),
+            event_id: event_id.clone(),
         });
         let message = Message {
             origin: Origin::Client(origin),

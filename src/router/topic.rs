@@ -101,10 +101,9 @@ impl Router {
         });
         topic.nickname = nickname.clone();
         let joined = self.join_topic(conn, &name);
-        let topic = name.clone();
         self.share(conn, |conn| super::cluster::Shared::Created {
             conn,
-            topic,
+            topic: name.clone(),
             nickname,
         });
         let info = self.topic_info(&name, self.topic(&name)?);

@@ -434,7 +434,7 @@ pub enum Shared {
         /// The sender.
         conn: u64,
         /// To whom, as the sender wrote it.
-        target: SharedTarget,
+        target: Target,
         /// The body.
         data: Box<RawValue>,
         /// Its event id.
@@ -472,19 +472,6 @@ pub enum Shared {
         /// The id of the message it sent, if it sent one (`hub.publish`).
         event_id: Option<String>,
     },
-}
-
-/// [`Target`] on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum SharedTarget {
-    /// By name.
-    Name(String),
-    /// By uuid.
-    Uuid(String),
-    /// A topic's subscribers.
-    Topic(String),
-    /// Every concierge client.
-    All,
 }
 
 /// A member as other nodes learn of it.
@@ -535,16 +522,6 @@ pub enum RecordKind {
         /// Its user.
         user: String,
     },
-}
-
-/// [`Target`] on the wire.
-pub(super) fn shared_target(target: &Target) -> SharedTarget {
-    match target {
-        Target::Name(name) => SharedTarget::Name(name.clone()),
-        Target::Uuid(uuid) => SharedTarget::Uuid(uuid.clone()),
-        Target::Topic(topic) => SharedTarget::Topic(topic.clone()),
-        Target::All => SharedTarget::All,
-    }
 }
 
 // The logic: in a build with the `redis` feature, the shadows and the

@@ -8,9 +8,7 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use super::{
-    Claimable, Inbound, MemberRecord, Outgoing, RecordKind, Shared, SharedTarget, SHADOW_BASE,
-};
+use super::{Claimable, Inbound, MemberRecord, Outgoing, RecordKind, Shared, SHADOW_BASE};
 use crate::id::Uuid;
 use crate::router::member::{Editor, Kind, Liveness, Member, WorldUser};
 use crate::router::{
@@ -30,10 +28,9 @@ pub struct Cluster {
     /// The other way round.
     homes: HashMap<ConnId, (String, u64)>,
     next_shadow: u64,
-    /// IDENTIFYs waiting for Redis to grant their name.
-    claims: HashMap<ConnId, PendingIdentity>,
-    /// GROUP_CREATEs waiting for Redis to grant their group.
-    group_claims: HashMap<ConnId, PendingGroup>,
+    /// Claims waiting for Redis's answer, one per connection at most (its
+    /// later frames wait with it).
+    claims: HashMap<ConnId, Pending>,
     /// Set while a replicated call runs, so that what it does on the way
     /// (joining a room, a new profile) is not replicated a second time.
     quiet: bool,
@@ -55,27 +52,32 @@ pub struct Cluster {
 /// another's bus is mended by the next announcement at the latest.
 pub const ANNOUNCE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// An IDENTIFY whose name is being claimed.
+/// A claim waiting for Redis's answer.
 #[derive(Debug)]
-struct PendingIdentity {
-    name: String,
-    nickname: Option<String>,
-    tags: Vec<String>,
-    /// The client's frames after its IDENTIFY, held until the name is
-    /// granted, then handled in order: as on one node, where they follow
-    /// the HELLO.
+struct Pending {
+    /// What the client asked for.
+    request: Claiming,
+    /// The client's frames after it, held until the answer, then handled
+    /// in order: as on one node, where they follow the HELLO (or the
+    /// group's creation).
     held: Vec<Command>,
 }
 
-/// A GROUP_CREATE whose group is being claimed.
+/// What a pending claim is for.
 #[derive(Debug)]
-struct PendingGroup {
-    /// The frame it came in.
-    seq: crate::router::Seq,
-    topic: String,
-    nickname: Option<String>,
-    /// The member's frames after it, handled once it is answered.
-    held: Vec<Command>,
+enum Claiming {
+    /// An IDENTIFY.
+    Name {
+        name: String,
+        nickname: Option<String>,
+        tags: Vec<String>,
+    },
+    /// A GROUP_CREATE, in the frame numbered `seq`.
+    Group {
+        seq: crate::router::Seq,
+        topic: String,
+        nickname: Option<String>,
+    },
 }
 
 /// Frames a client may send after IDENTIFY (or GROUP_CREATE) before
@@ -102,7 +104,6 @@ impl Cluster {
             homes: HashMap::new(),
             next_shadow: SHADOW_BASE,
             claims: HashMap::new(),
-            group_claims: HashMap::new(),
             quiet: false,
             replay_event_id: None,
             leaving: false,
@@ -238,13 +239,13 @@ impl Router {
         let Some(cluster) = &mut self.cluster else {
             return false;
         };
-        let pending = PendingIdentity {
+        let request = Claiming::Name {
             name: name.to_string(),
             nickname: nickname.clone(),
             tags: tags.to_vec(),
-            held: Vec::new(),
         };
-        cluster.claims.insert(conn, pending);
+        let held = Vec::new();
+        cluster.claims.insert(conn, Pending { request, held });
         let claim = Claimable::Name(name.to_string());
         cluster.outgoing.push(Outgoing::Claim { conn, claim });
         true
@@ -269,16 +270,20 @@ impl Router {
         }
         // Another member of this node claims it already: Redis would grant
         // the node the same group twice.
-        if cluster.group_claims.values().any(|p| p.topic == topic) {
+        let claimed_here = cluster
+            .claims
+            .values()
+            .any(|p| matches!(&p.request, Claiming::Group { topic: t, .. } if t == topic));
+        if claimed_here {
             return Some(Err(RequestError::TopicExists(self.known_group(topic))));
         }
-        let pending = PendingGroup {
+        let request = Claiming::Group {
             seq,
             topic: topic.to_string(),
             nickname: nickname.clone(),
-            held: Vec::new(),
         };
-        cluster.group_claims.insert(conn, pending);
+        let held = Vec::new();
+        cluster.claims.insert(conn, Pending { request, held });
         let claim = Claimable::Group(topic.to_string());
         cluster.outgoing.push(Outgoing::Claim { conn, claim });
         Some(Ok(Vec::new()))
@@ -308,21 +313,36 @@ impl Router {
         }
     }
 
-    /// Announces this node's members, and schedules the next time.
+    /// The periodic announcement is due: it goes out, and the next one is
+    /// scheduled.
     pub(in crate::router) fn announce_round(&mut self, now: std::time::Instant) -> Vec<Delivery> {
-        let Some(cluster) = &mut self.cluster else {
-            return Vec::new();
-        };
-        if cluster.leaving {
+        if let Some(cluster) = &mut self.cluster {
             cluster.announcing = false;
-            return Vec::new();
         }
-        cluster.announcing = true;
-        self.timers
-            .set(now + ANNOUNCE_EVERY, crate::router::Timer::Announce);
-        let members = self.local_records();
-        self.tell_link(Outgoing::Publish(Shared::Announce { members }));
+        self.announce();
+        self.schedule_announcements(now);
         Vec::new()
+    }
+
+    /// Announces this node's members, unless it is shutting down.
+    fn announce(&mut self) {
+        if !self.cluster.as_ref().is_some_and(|c| c.leaving) {
+            let members = self.local_records();
+            self.tell_link(Outgoing::Publish(Shared::Announce { members }));
+        }
+    }
+
+    /// Schedules the next periodic announcement, unless one is scheduled
+    /// or the node is shutting down.
+    fn schedule_announcements(&mut self, now: std::time::Instant) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if !cluster.announcing && !cluster.leaving {
+            cluster.announcing = true;
+            self.timers
+                .set(now + ANNOUNCE_EVERY, crate::router::Timer::Announce);
+        }
     }
 
     /// The node is shutting down: the others forget its members at once
@@ -368,16 +388,9 @@ impl Router {
             Command::Reject { conn, .. } => (*conn, None),
             _ => return Ok(command),
         };
-        let Some(cluster) = &mut self.cluster else {
+        let pending = self.cluster.as_mut().and_then(|c| c.claims.get_mut(&conn));
+        let Some(Pending { held, .. }) = pending else {
             return Ok(command);
-        };
-        let held = match (
-            cluster.claims.get_mut(&conn),
-            cluster.group_claims.get_mut(&conn),
-        ) {
-            (Some(pending), _) => &mut pending.held,
-            (None, Some(pending)) => &mut pending.held,
-            (None, None) => return Ok(command),
         };
         if held.len() < MAX_HELD {
             held.push(command);
@@ -389,9 +402,11 @@ impl Router {
 
     /// Whether a connection of this node is claiming `name` now.
     pub(in crate::router) fn claiming(&self, name: &str) -> bool {
-        self.cluster
-            .as_ref()
-            .is_some_and(|c| c.claims.values().any(|p| p.name == name))
+        self.cluster.as_ref().is_some_and(|c| {
+            c.claims
+                .values()
+                .any(|p| matches!(&p.request, Claiming::Name { name: n, .. } if n == name))
+        })
     }
 
     /// A local member joined: the others make it a shadow.
@@ -443,7 +458,6 @@ impl Router {
 
     /// After (re)connecting: hello, who is here, names and documents.
     fn rejoin(&mut self) {
-        let members = self.local_records();
         let names = self
             .local_members()
             .filter(|(_, m)| matches!(m.kind, Kind::Concierge))
@@ -455,7 +469,7 @@ impl Router {
             .map(|(name, _)| Claimable::Group(name.clone()));
         let claims: Vec<Claimable> = names.chain(groups).collect();
         self.tell_link(Outgoing::Publish(Shared::Hello));
-        self.tell_link(Outgoing::Publish(Shared::Announce { members }));
+        self.announce();
         if !claims.is_empty() {
             self.tell_link(Outgoing::Reclaim { claims });
         }
@@ -468,44 +482,49 @@ impl Router {
                 count,
             });
         }
-        if let Some(cluster) = &mut self.cluster {
-            if !cluster.announcing && !cluster.leaving {
-                cluster.announcing = true;
-                let next = self.now + ANNOUNCE_EVERY;
-                self.timers.set(next, crate::router::Timer::Announce);
-            }
-        }
+        self.schedule_announcements(self.now);
     }
 
-    /// Redis's answer to a claim: a name's or a group's (a connection
-    /// claims one at a time: its frames wait meanwhile).
+    /// Redis's answer to a claim: the name or group is taken up or
+    /// refused, then the frames that waited are handled if the client is
+    /// (still) a member. A claim stays pending until its answer comes,
+    /// even if its connection has gone: a late grant is then given back
+    /// rather than held for as long as this node lives.
     fn claimed(&mut self, conn: ConnId, granted: bool) -> Vec<Delivery> {
-        let Some(cluster) = &mut self.cluster else {
+        let pending = self.cluster.as_mut().and_then(|c| c.claims.remove(&conn));
+        let Some(Pending { request, held }) = pending else {
             return Vec::new();
         };
-        if let Some(pending) = cluster.claims.remove(&conn) {
-            return self.claimed_name(conn, granted, pending);
+        let mut out = match request {
+            Claiming::Name {
+                name,
+                nickname,
+                tags,
+            } => self.claimed_name(conn, granted, name, nickname, tags),
+            Claiming::Group {
+                seq,
+                topic,
+                nickname,
+            } => self.claimed_group(conn, granted, seq, topic, nickname),
+        };
+        if self.member(conn).is_some() {
+            for command in held {
+                out.extend(self.handle(command, self.now));
+            }
         }
-        match cluster.group_claims.remove(&conn) {
-            Some(pending) => self.claimed_group(conn, granted, pending),
-            None => Vec::new(),
-        }
+        out
     }
 
     /// A GROUP_CREATE's claim answered: the group is created as on one
-    /// node, or refused as existing; then the frames that waited.
+    /// node, or refused as existing.
     fn claimed_group(
         &mut self,
         conn: ConnId,
         granted: bool,
-        pending: PendingGroup,
+        seq: crate::router::Seq,
+        topic: String,
+        nickname: Option<String>,
     ) -> Vec<Delivery> {
-        let PendingGroup {
-            seq,
-            topic,
-            nickname,
-            held,
-        } = pending;
         let Some(creator) = self.member(conn).map(|m| m.info.clone()) else {
             if granted {
                 self.give_group_back(&topic); // its creator left meanwhile
@@ -516,17 +535,13 @@ impl Router {
             true => self.create(conn, seq, &creator, topic.clone(), nickname),
             false => Err(RequestError::TopicExists(self.known_group(&topic))),
         };
-        let mut out = created.unwrap_or_else(|error| {
+        created.unwrap_or_else(|error| {
             if granted {
                 self.give_group_back(&topic);
             }
             let seq = Some(seq);
             vec![Delivery::one(conn, Event::Refused { seq, error })]
-        });
-        for command in held {
-            out.extend(self.handle(command, self.now));
-        }
-        out
+        })
     }
 
     /// A group granted but not created: its name goes back, unless a
@@ -553,32 +568,29 @@ impl Router {
         }
     }
 
-    /// A name's claim answered. It stays pending until the answer comes,
-    /// even if its connection has gone meanwhile: a late grant is then
-    /// given back rather than held for as long as this node lives.
+    /// An IDENTIFY's claim answered: the client becomes a member, or is
+    /// told the name is taken.
     fn claimed_name(
         &mut self,
         conn: ConnId,
         granted: bool,
-        pending: PendingIdentity,
+        name: String,
+        nickname: Option<String>,
+        tags: Vec<String>,
     ) -> Vec<Delivery> {
         let waiting = matches!(self.conns.get(&conn), Some(Conn::Unidentified { .. }));
-        let holder = self.names.get(&pending.name).copied();
+        let holder = self.names.get(&name).copied();
         if waiting && granted && holder.is_none() {
-            let mut out = self.admit_concierge(conn, pending.name, pending.nickname, pending.tags);
-            for command in pending.held {
-                out.extend(self.handle(command, self.now));
-            }
-            return out;
+            return self.admit_concierge(conn, name, nickname, tags);
         }
         // Granted but not used: give it back, unless a member of this node
         // holds it (Redis grants a node's own name again).
         if granted && holder.is_none_or(ConnId::is_shadow) {
-            let claim = Claimable::Name(pending.name.clone());
+            let claim = Claimable::Name(name.clone());
             self.tell_link(Outgoing::Release { claim });
         }
         match waiting {
-            true => self.evict(conn, Disconnect::NameTaken(pending.name)),
+            true => self.evict(conn, Disconnect::NameTaken(name)),
             false => Vec::new(),
         }
     }
@@ -588,10 +600,7 @@ impl Router {
         let now = self.now;
         match record {
             Shared::Hello => {
-                if !self.cluster.as_ref().is_some_and(|c| c.leaving) {
-                    let members = self.local_records();
-                    self.tell_link(Outgoing::Publish(Shared::Announce { members }));
-                }
+                self.announce();
                 Vec::new()
             }
             Shared::Announce { members } => self.announced(&from, members),
@@ -612,7 +621,10 @@ impl Router {
                 conn,
                 topic,
                 nickname,
-            } => self.shadow_creates(&from, conn, topic, nickname),
+            } => match self.shadow(&from, conn) {
+                Some(shadow) => self.create_for_shadow(shadow, topic, nickname),
+                None => Vec::new(),
+            },
             Shared::Deleted { conn, topic } => match self.shadow(&from, conn) {
                 Some(shadow) => self.delete(shadow, 0, topic).unwrap_or_default(),
                 None => Vec::new(),
@@ -807,19 +819,6 @@ impl Router {
         self.forget(shadow)
     }
 
-    fn shadow_creates(
-        &mut self,
-        node: &str,
-        conn: u64,
-        topic: String,
-        nickname: Option<String>,
-    ) -> Vec<Delivery> {
-        match self.shadow(node, conn) {
-            Some(shadow) => self.create_for_shadow(shadow, topic, nickname),
-            None => Vec::new(),
-        }
-    }
-
     /// A shadow's group: created here as it was there (a group another
     /// member here created meanwhile stays that member's).
     fn create_for_shadow(
@@ -847,7 +846,7 @@ impl Router {
         &mut self,
         node: &str,
         conn: u64,
-        target: SharedTarget,
+        target: Target,
         data: Box<RawValue>,
     ) -> Vec<Delivery> {
         let Some(shadow) = self.shadow(node, conn) else {
@@ -855,12 +854,6 @@ impl Router {
         };
         let Some(info) = self.member(shadow).map(|m| m.info.clone()) else {
             return Vec::new();
-        };
-        let target = match target {
-            SharedTarget::Name(name) => Target::Name(name),
-            SharedTarget::Uuid(uuid) => Target::Uuid(uuid),
-            SharedTarget::Topic(topic) => Target::Topic(topic),
-            SharedTarget::All => Target::All,
         };
         // Errors (no such name here) are the sender's node's to report.
         self.send(shadow, 0, info, target, data).unwrap_or_default()
@@ -915,12 +908,9 @@ impl Router {
         if self.cluster.is_none() {
             return;
         }
-        let Ok(payload) = RawValue::from_string(payload.get().to_string()) else {
-            return; // it was valid JSON when it arrived
-        };
         let record = Shared::Emit {
             topic: topic.to_string(),
-            payload,
+            payload: payload.to_owned(),
             event_id: event_id.to_string(),
             to: match targets {
                 Targets::All => None,
@@ -974,7 +964,7 @@ impl Router {
             nickname: member.info.nickname.clone(),
             uuid: member.info.uuid.to_string(),
             tags: member.info.tags.clone(),
-            presence: RawValue::from_string(member.presence.get().to_string()).ok()?,
+            presence: member.presence.as_ref().to_owned(),
             kind,
             subscriptions: member
                 .subscriptions
