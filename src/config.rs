@@ -165,8 +165,9 @@ impl Config {
     }
 }
 
-/// A Redis URL with its password (if any) shown as `***`.
-fn without_password(url: &str) -> String {
+/// A Redis URL with its password (if any) shown as `***`, for what the
+/// server prints and logs.
+pub(crate) fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

@@ -92,7 +92,10 @@ pub fn start(
     let (outgoing, records) = link_queue(OUTGOING_BYTES);
     let (follow, follows) = crossbeam_channel::unbounded();
     let keys = keys::Keys::new(&node);
-    log::info!("cluster: node {node}, Redis at {}", redacted(url));
+    log::info!(
+        "cluster: node {node}, Redis at {}",
+        crate::config::without_password(url)
+    );
     let documents = documents::Follower::new(
         client.clone(),
         keys.clone(),
@@ -120,14 +123,6 @@ fn spawn(name: &str, run: impl FnOnce() + Send + 'static) -> Result<(), LinkErro
         .spawn(run)
         .map(drop)
         .map_err(LinkError::Thread)
-}
-
-/// A Redis URL without its password, for logs.
-fn redacted(url: &str) -> String {
-    match url.rsplit_once('@') {
-        Some((_, host)) => format!("redis://***@{host}"),
-        None => url.to_string(),
-    }
 }
 
 /// One Redis connection that reconnects after failures, waiting longer
