@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::id::{self, Uuid};
 use crate::jwt;
-use crate::net::http::{query_pairs, Request, Response};
+use crate::net::http::{Request, Response};
 
 /// How long a demo token lasts, in seconds: long enough for a session of
 /// trying things out; the editor fetches a new one when it expires.
@@ -75,14 +75,7 @@ pub fn answer(request: &Request, config: &Config) -> Response {
             "no endpoint at /demo/token (the server runs without --demo)\n",
         );
     }
-    let asked = request
-        .query
-        .as_deref()
-        .map(query_pairs)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|(key, _)| key == "name")
-        .map(|(_, name)| name);
+    let asked = request.query_param("name");
     match mint(asked.as_deref(), config) {
         Ok(token) => Response::json(200, &token).with_header("Cache-Control", "no-store"),
         Err(error) => Response::json(500, &json!({"error": error.to_string()})),

@@ -160,16 +160,12 @@ pub struct Metrics {
     pub connections: PerDialect,
     /// WebSocket connections accepted since start.
     pub connections_total: Counter,
-    /// Upgrades refused because `--max-connections` were open.
-    pub connections_refused: Counter,
     /// Sockets in their HTTP exchange now: reading the request head, and
     /// for plain HTTP until answered (an emit waiting for ACKs included).
     pub handshakes_open: Counter,
-    /// Sockets refused because `--max-handshakes` were in their exchange.
-    pub handshakes_refused: Counter,
-    /// Sockets cut off at the handshake deadline.
-    pub handshake_timeouts: Counter,
-    /// Failed HTTP exchanges and handshakes, by [`HandshakeFailure`].
+    /// Failed HTTP exchanges and handshakes, by [`HandshakeFailure`]
+    /// (the refusals at the caps and the timeouts among them, which
+    /// `/metrics` also shows as series of their own).
     handshake_failures: [Counter; HandshakeFailure::ALL.len()],
     /// Complete messages received, by dialect.
     pub messages_received: PerDialect,
@@ -306,6 +302,11 @@ impl Metrics {
         self.handshake_failures[why as usize].increment();
     }
 
+    /// Failed exchanges of one kind so far.
+    pub fn failures(&self, why: HandshakeFailure) -> u64 {
+        self.handshake_failures[why as usize].get()
+    }
+
     /// The counters in Prometheus' text exposition format, with the
     /// router's queue depth (`queued`) and the process's memory and threads.
     pub fn render(&self, queued: usize) -> String {
@@ -327,7 +328,7 @@ impl Metrics {
                 "switchboard_connections_refused_total",
                 "counter",
                 "Upgrades refused at the connection cap",
-                self.connections_refused.get(),
+                self.failures(HandshakeFailure::AtCapacity),
             ),
             (
                 "switchboard_handshakes_open",
@@ -339,13 +340,13 @@ impl Metrics {
                 "switchboard_handshakes_refused_total",
                 "counter",
                 "Sockets refused at the handshake cap",
-                self.handshakes_refused.get(),
+                self.failures(HandshakeFailure::Busy),
             ),
             (
                 "switchboard_handshake_timeouts_total",
                 "counter",
                 "Sockets cut off at the handshake deadline",
-                self.handshake_timeouts.get(),
+                self.failures(HandshakeFailure::Timeout),
             ),
             (
                 "switchboard_messages_in_total",
@@ -453,8 +454,7 @@ impl Metrics {
             let values = Dialect::ALL.map(|d| (d.name(), counters.of(d).get()));
             labelled(&mut text, name, kind, help, "dialect", &values);
         }
-        let failures =
-            HandshakeFailure::ALL.map(|f| (f.label(), self.handshake_failures[f as usize].get()));
+        let failures = HandshakeFailure::ALL.map(|f| (f.label(), self.failures(f)));
         labelled(
             &mut text,
             "switchboard_handshake_failures_total",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::http::{query_pairs, Request, Response};
+use super::http::{Request, Response};
 use super::Shared;
 use crate::auth::secrets_match;
 use crate::router::Command;
@@ -30,12 +30,7 @@ pub(crate) fn answer(action: Action, request: &Request, shared: &Shared) -> Resp
     if let Err(refusal) = authorize(request, shared) {
         return refusal;
     }
-    let param = |name: &str| {
-        query_pairs(request.query.as_deref().unwrap_or(""))
-            .into_iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value)
-    };
+    let param = |name: &str| request.query_param(name);
     let (reply, told) = crossbeam_channel::bounded(1);
     let (command, subject) = match action {
         Action::Reload => {

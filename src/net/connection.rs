@@ -99,7 +99,6 @@ const READ_CHUNK: usize = 1024;
 pub(crate) fn spawn(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let max = shared.config().max_handshakes;
     let Some(handshake) = Slot::reserve(&shared.metrics, |m| &m.handshakes_open, max) else {
-        shared.metrics.handshakes_refused.increment();
         shared.metrics.handshake_failed(HandshakeFailure::Busy);
         let _ = stream.set_nonblocking(true);
         let _ = Response::text(503, "too many handshakes in progress\n")
@@ -161,7 +160,6 @@ fn refuse_unreadable(
 ) {
     let response = match error {
         ReadError::TimedOut => {
-            metrics.handshake_timeouts.increment();
             metrics.handshake_failed(HandshakeFailure::Timeout);
             log::debug!("{peer}: no complete request before the handshake deadline");
             Response::text(408, "request not complete before the deadline\n")
@@ -294,7 +292,6 @@ fn upgrade(
     };
     let max = shared.config().max_connections;
     let Some(slot) = Slot::reserve(&shared.metrics, |m| &m.connections_open, max) else {
-        shared.metrics.connections_refused.increment();
         shared
             .metrics
             .handshake_failed(HandshakeFailure::AtCapacity);

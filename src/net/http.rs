@@ -41,6 +41,14 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The first query parameter called `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        query_pairs(self.query.as_deref()?)
+            .into_iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
+    }
+
     /// The comma-separated tokens of every `name` header, trimmed.
     pub fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers

@@ -72,16 +72,8 @@ impl Outbox {
 
     /// Enqueues `frame` unless the queue is over budget or closed. Never blocks.
     pub fn try_push(&self, frame: Frame) -> Result<(), PushError> {
-        let mut state = self.state.lock();
-        if state.closed {
-            return Err(PushError::Closed);
-        }
-        if state.over(self.budget, frame.len()) {
-            return Err(PushError::Full);
-        }
-        state.enqueue(frame);
-        drop(state);
-        self.changed.notify_all();
+        self.try_push_quietly(frame)?;
+        self.wake();
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use super::codec::{self, CodecError};
 use crate::dialect::Step;
 use crate::jwt::{self, JwtError};
 use crate::net::frame::Close;
-use crate::net::http::{query_pairs, Request};
+use crate::net::http::Request;
 use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, Edit, Joiner};
 use crate::store;
@@ -38,17 +38,7 @@ impl Session {
     /// handshake headers, so the query parameters `token` and `computer`
     /// stand in for them; a header wins over its parameter.
     pub fn new(conn: ConnId, request: &Request, config: &crate::config::Config) -> Session {
-        let query = request
-            .query
-            .as_deref()
-            .map(query_pairs)
-            .unwrap_or_default();
-        let parameter = |name: &str| {
-            query
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-        };
+        let parameter = |name: &str| request.query_param(name);
         Session {
             conn,
             authorization: request

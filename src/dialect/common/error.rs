@@ -27,9 +27,6 @@ pub enum CommonError {
     TooSlow,
     /// The server is shutting down (1001, "going away").
     GoingAway,
-    /// The client kept sending over the rate limit after being told (1008,
-    /// "policy violation").
-    RateLimited,
     /// The server failed (1011).
     Internal(String),
 }
@@ -46,7 +43,6 @@ impl CommonError {
             CommonError::Binary => 1003,
             CommonError::TooSlow => 1013,
             CommonError::GoingAway => 1001,
-            CommonError::RateLimited => 1008,
             CommonError::Internal(_) => 1011,
         }
     }
@@ -83,7 +79,6 @@ impl fmt::Display for CommonError {
             CommonError::Binary => f.write_str("binary frames are not part of this protocol"),
             CommonError::TooSlow => f.write_str("too slow: outbound queue full"),
             CommonError::GoingAway => f.write_str("server shutting down"),
-            CommonError::RateLimited => f.write_str(crate::dialect::RATE_LIMIT_CLOSE_REASON),
             CommonError::Internal(why) => write!(f, "internal error: {why}"),
         }
     }

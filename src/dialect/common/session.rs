@@ -65,7 +65,7 @@ impl Session {
                 render(&refusal).map(Step::Reply)
             }
             Overrun::Again => None,
-            Overrun::Persisting => Some(Step::Close(CommonError::RateLimited.close())),
+            Overrun::Persisting => Some(Step::Close(crate::dialect::rate_limit_close())),
         }
     }
 

@@ -25,8 +25,6 @@ pub enum ConciergeError {
     TooSlow,
     /// The server is shutting down.
     GoingAway,
-    /// The client kept sending over the rate limit after being told.
-    RateLimited,
     /// The server failed internally.
     Internal(String),
 }
@@ -44,7 +42,6 @@ impl ConciergeError {
             ConciergeError::BadVersion(_) => 4007,    // BAD_VERSION
             ConciergeError::TooSlow => 1013,          // RFC 6455: try again later
             ConciergeError::GoingAway => 1001,        // RFC 6455: going away
-            ConciergeError::RateLimited => 1008,      // RFC 6455: policy violation
         }
     }
 
@@ -90,7 +87,6 @@ impl fmt::Display for ConciergeError {
             ),
             ConciergeError::TooSlow => f.write_str("too slow: outbound queue full"),
             ConciergeError::GoingAway => f.write_str("server shutting down"),
-            ConciergeError::RateLimited => f.write_str(crate::dialect::RATE_LIMIT_CLOSE_REASON),
             ConciergeError::Internal(why) => write!(f, "UNKNOWN: {why}"),
         }
     }

@@ -99,7 +99,7 @@ impl Session {
         match overrun {
             Overrun::First => Some(self.refuse_rate_limited(seq)),
             Overrun::Again => None,
-            Overrun::Persisting => Some(Step::Close(ConciergeError::RateLimited.close())),
+            Overrun::Persisting => Some(Step::Close(crate::dialect::rate_limit_close())),
         }
     }
 
@@ -117,7 +117,7 @@ impl Session {
             (State::Identified { .. }, None) => Step::Forward(Command::Reject { conn, error }),
             // Only the first frame comes before IDENTIFY, and a burst holds
             // at least one: unreachable, but closing is the answer.
-            (State::Unidentified, _) => Step::Close(ConciergeError::RateLimited.close()),
+            (State::Unidentified, _) => Step::Close(crate::dialect::rate_limit_close()),
         }
     }
 
