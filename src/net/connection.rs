@@ -216,14 +216,7 @@ const HEALTH_DEADLINE: Duration = Duration::from_secs(1);
 /// [`HEALTH_DEADLINE`], 503 when it is stuck or gone (a full command queue
 /// counts as stuck).
 fn health(shared: &Shared) -> Response {
-    let (reply, answer) = crossbeam_channel::bounded(1);
-    let asked = shared
-        .router
-        .send_timeout(Command::Probe { reply }, HEALTH_DEADLINE);
-    match asked
-        .ok()
-        .and_then(|()| answer.recv_timeout(HEALTH_DEADLINE).ok())
-    {
+    match shared.ask_router(|reply| Command::Probe { reply }, HEALTH_DEADLINE) {
         // Redis being away leaves this node serving its own clients, so
         // it stays healthy; the body says what is missing.
         Some(()) if shared.metrics.cluster.enabled() && !shared.metrics.cluster.redis_up() => {

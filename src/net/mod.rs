@@ -72,6 +72,19 @@ impl Shared {
         self.config.read().clone()
     }
 
+    /// Sends the router the command `ask` makes around a reply channel and
+    /// waits for the answer: `None` if the router did not take the command,
+    /// or did not answer, within `patience` each.
+    pub fn ask_router<T>(
+        &self,
+        ask: impl FnOnce(Sender<T>) -> Command,
+        patience: std::time::Duration,
+    ) -> Option<T> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.router.send_timeout(ask(reply), patience).ok()?;
+        answer.recv_timeout(patience).ok()
+    }
+
     /// Replaces the settings (a reload).
     pub fn set_config(&self, config: Config) {
         *self.config.write() = Arc::new(config);

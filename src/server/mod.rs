@@ -270,14 +270,7 @@ fn notify(notifier: &Option<Notifier>, state: &str) {
 /// threads, which stop waiting for a close reply after a grace period).
 fn drain(shared: &Shared) {
     let started = Instant::now();
-    let (reply, drained) = crossbeam_channel::bounded(1);
-    let sent = shared
-        .router
-        .send_timeout(Command::Shutdown { reply }, SHUTDOWN_GRACE);
-    match sent
-        .ok()
-        .and_then(|()| drained.recv_timeout(SHUTDOWN_GRACE).ok())
-    {
+    match shared.ask_router(|reply| Command::Shutdown { reply }, SHUTDOWN_GRACE) {
         Some(drain) => {
             log::info!(
                 "shutting down: {} clients told to go away, {} documents to save",

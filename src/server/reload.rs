@@ -140,15 +140,9 @@ pub fn worlds_to_reload(old: &Config, new: &Config) -> Vec<Option<String>> {
 /// Sends `connection.reload` to the clients of `world` (`None`: of every
 /// world); returns how many were told.
 fn tell_world(shared: &Shared, world: Option<String>) -> usize {
-    let (reply, told) = crossbeam_channel::bounded(1);
-    if shared
-        .router
-        .send(Command::Reload { world, reply })
-        .is_err()
-    {
-        return 0;
-    }
-    told.recv_timeout(ROUTER_WAIT).unwrap_or(0)
+    shared
+        .ask_router(|reply| Command::Reload { world, reply }, ROUTER_WAIT)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
