@@ -116,6 +116,7 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         ("rate-limit", old.rate_limit != new.rate_limit),
         ("rate-burst", old.rate_burst != new.rate_burst),
         ("log-level", old.log_level != new.log_level),
+        ("demo", old.demo != new.demo),
     ];
     differences
         .into_iter()
