@@ -186,7 +186,7 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         name: "secret",
-        usage: "TEXT    secret a concierge IDENTIFY must carry [none: open]",
+        usage: "TEXT    secret a concierge IDENTIFY and a common HELLO_ACK must carry [none]",
         apply: Setter::Value(|c, v| {
             c.secret = Some(v.into());
             Ok(())
@@ -202,9 +202,49 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         name: "jwt-key",
-        usage: "TEXT         HS256 key for JWTs (world token) [none: tokens refused]",
+        usage: "TEXT         HS256 key for JWTs (channels, world, blazing) [none: tokens refused]",
         apply: Setter::Value(|c, v| {
             c.jwt_key = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "emit-token",
+        usage: "TEXT      bearer token for HTTP emits to every channel [none]",
+        apply: Setter::Value(|c, v| {
+            c.emit_token = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "public-channels",
+        usage: "PATTERNS channels anyone may listen to on a protected hub: a,b*,$sys [none]",
+        apply: Setter::Value(|c, v| {
+            c.public_channels = crate::router::Patterns::parse_list(v);
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "public-emit",
+        usage: "PATTERNS channels anyone may emit to on a protected hub [none]",
+        apply: Setter::Value(|c, v| {
+            c.public_emit = crate::router::Patterns::parse_list(v);
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "allowed-origins",
+        usage: "LIST browser origins served besides the server's own; * for any [none]",
+        apply: Setter::Value(|c, v| {
+            c.allowed_origins = crate::net::origin::AllowedOrigins::parse(v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "trusted-proxies",
+        usage: "CIDRS proxies whose X-Forwarded-For names the client [none]",
+        apply: Setter::Value(|c, v| {
+            c.trusted_proxies = crate::net::forwarded::TrustedProxies::parse(v)?;
             Ok(())
         }),
     },
@@ -1058,9 +1098,10 @@ mod tests {
         for flag in FLAGS {
             let placeholder = flag.usage.split_whitespace().next().unwrap_or("");
             let known = match flag.apply {
-                Setter::Value(_) => {
-                    ["N", "TEXT", "ADDR", "DIR", "LEVEL", "URL"].contains(&placeholder)
-                }
+                Setter::Value(_) => [
+                    "N", "TEXT", "ADDR", "DIR", "LEVEL", "URL", "PATTERNS", "LIST", "CIDRS",
+                ]
+                .contains(&placeholder),
                 Setter::List(_) => placeholder == "NAME",
                 Setter::ConfigFile => placeholder == "FILE",
                 Setter::Switch(_) | Setter::CheckConfig => {
@@ -1113,7 +1154,7 @@ mod tests {
             .map(|line| format!("{line}\n"))
             .collect();
         let all = from_file(&uncommented).unwrap();
-        let secrets = ["secret", "jwt-key", "admin-token"];
+        let secrets = ["secret", "jwt-key", "emit-token", "admin-token"];
         for ((name, value), (_, default)) in all.settings().iter().zip(&defaults) {
             match (secrets.contains(name), *name) {
                 (true, _) => assert_eq!(value, "(set)", "{name}"),

@@ -4,6 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::log::Level;
+use crate::net::forwarded::TrustedProxies;
+use crate::net::origin::AllowedOrigins;
+use crate::router::{Patterns, Policy};
 
 /// Everything that can be set from the command line, the environment or
 /// the config file.
@@ -30,6 +33,23 @@ pub struct Config {
     pub worlds: Vec<String>,
     /// The HS256 key for JWTs (`--jwt-key`); `None` refuses every token.
     pub jwt_key: Option<Arc<str>>,
+    /// Whether `jwt_key` is the key `--demo` made for this process rather
+    /// than the operator's: it then protects nothing (see [`Config::policy`]).
+    pub jwt_key_is_demo: bool,
+    /// The operator's bearer token for HTTP emits to every channel
+    /// (`--emit-token`).
+    pub emit_token: Option<Arc<str>>,
+    /// Channels anyone may listen to on a protected hub
+    /// (`--public-channels`).
+    pub public_channels: Patterns,
+    /// Channels anyone may emit to on a protected hub (`--public-emit`).
+    pub public_emit: Patterns,
+    /// Browser origins served besides the server's own
+    /// (`--allowed-origins`).
+    pub allowed_origins: AllowedOrigins,
+    /// Peers whose `X-Forwarded-For` names the client
+    /// (`--trusted-proxies`).
+    pub trusted_proxies: TrustedProxies,
     /// Serves `/demo/token`, which gives a token to anyone who asks
     /// (`--demo`): for trying the demo pages, never for production.
     pub demo: bool,
@@ -91,6 +111,12 @@ impl Default for Config {
             heartbeat_interval: Duration::from_millis(20_000),
             worlds: vec!["default".to_string()],
             jwt_key: None,
+            jwt_key_is_demo: false,
+            emit_token: None,
+            public_channels: Patterns::none(),
+            public_emit: Patterns::none(),
+            allowed_origins: AllowedOrigins::default(),
+            trusted_proxies: TrustedProxies::default(),
             demo: false,
             world_user_connections: 5,
             admin_token: None,
@@ -112,6 +138,26 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Whether the operator configured any credential (`--secret`,
+    /// `--jwt-key`, `--emit-token`): then nothing is reachable anonymously
+    /// unless opened with `--public-channels` or `--public-emit`. The key
+    /// `--demo` makes for itself does not count: `--demo` alone is for
+    /// trying things out on an open hub.
+    pub fn protected(&self) -> bool {
+        self.secret.is_some()
+            || self.emit_token.is_some()
+            || (self.jwt_key.is_some() && !self.jwt_key_is_demo)
+    }
+
+    /// The router's access policy for these settings.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            protected: self.protected(),
+            public_read: self.public_channels.clone(),
+            public_write: self.public_emit.clone(),
+        }
+    }
+
     /// The settings as `--check-config` prints them: each flag's name and
     /// its value as the config file writes it, secrets only as `(set)`.
     pub fn settings(&self) -> Vec<(&'static str, String)> {
@@ -130,6 +176,11 @@ impl Config {
             ("secret", secret(&self.secret)),
             ("identify-timeout-ms", ms(self.identify_timeout)),
             ("jwt-key", secret(&self.jwt_key)),
+            ("emit-token", secret(&self.emit_token)),
+            ("public-channels", quoted(&self.public_channels.to_string())),
+            ("public-emit", quoted(&self.public_emit.to_string())),
+            ("allowed-origins", quoted(&self.allowed_origins.to_string())),
+            ("trusted-proxies", quoted(&self.trusted_proxies.to_string())),
             ("demo", self.demo.to_string()),
             ("world", format!("[{}]", worlds.join(", "))),
             (

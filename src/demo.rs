@@ -62,12 +62,19 @@ pub fn fill_key(config: &mut Config, key: &Arc<str>) -> bool {
     let fill = config.demo && config.jwt_key.is_none();
     if fill {
         config.jwt_key = Some(key.clone());
+        config.jwt_key_is_demo = true;
     }
     fill
 }
 
-/// The answer to `GET /demo/token[?name=NAME]`: `{"token", "sub", "name",
-/// "exp"}`, or 404 without `--demo`.
+/// The answer to `GET /demo/token[?name=NAME][&doc=DOC][&channel=CHANNEL]`:
+/// `{"token", "sub", "name", "exp"}`, or 404 without `--demo`.
+///
+/// The token grants what the demo pages need and nothing more: the
+/// editor's document `DOC` (default `demo`) and the channel
+/// `editor.DOC` its page lists people on, and the channels demo's
+/// `CHANNEL` (default `lobby`) to listen and emit to. A name that is not
+/// a channel name is refused (400), so no pattern is ever granted.
 pub fn answer(request: &Request, config: &Config) -> Response {
     if !config.demo {
         return Response::text(
@@ -76,15 +83,36 @@ pub fn answer(request: &Request, config: &Config) -> Response {
         );
     }
     let asked = request.query_param("name");
-    match mint(asked.as_deref(), config) {
+    let named = |param: &str, default: &str| {
+        let name = request
+            .query_param(param)
+            .unwrap_or_else(|| default.to_string());
+        crate::dialect::channels::is_channel_name(&name).then_some(name)
+    };
+    let (Some(doc), Some(channel)) = (named("doc", "demo"), named("channel", "lobby")) else {
+        return Response::text(400, "doc and channel are 1 to 128 of A-Z a-z 0-9 _ - . ~\n");
+    };
+    let grants = Grants { doc, channel };
+    match mint(asked.as_deref(), &grants, config) {
         Ok(token) => Response::json(200, &token).with_header("Cache-Control", "no-store"),
         Err(error) => Response::json(500, &json!({"error": error.to_string()})),
     }
 }
 
+/// What a demo token reaches: one document (and its people channel), one
+/// channel.
+struct Grants {
+    doc: String,
+    channel: String,
+}
+
 /// A fresh user (a random `sub`) named `asked`, or a guest name, and its
 /// signed token.
-fn mint(asked: Option<&str>, config: &Config) -> Result<serde_json::Value, DemoError> {
+fn mint(
+    asked: Option<&str>,
+    grants: &Grants,
+    config: &Config,
+) -> Result<serde_json::Value, DemoError> {
     let key = config.jwt_key.as_deref().ok_or(DemoError::NoKey)?;
     let name = match asked.map(clean_name).filter(|name| !name.is_empty()) {
         Some(name) => name,
@@ -92,7 +120,13 @@ fn mint(asked: Option<&str>, config: &Config) -> Result<serde_json::Value, DemoE
     };
     let sub = Uuid::new_v4()?.to_string();
     let exp = jwt::now() + TOKEN_TTL_S;
-    let claims = json!({"sub": sub, "name": name, "exp": exp});
+    let people = format!("editor.{}", grants.doc);
+    let claims = json!({
+        "sub": sub, "name": name, "exp": exp,
+        "computers": [grants.doc],
+        "channels": [people, grants.channel],
+        "publish": [grants.channel],
+    });
     let token = jwt::sign(&claims, key.as_bytes());
     Ok(json!({"token": token, "sub": sub, "name": name, "exp": exp}))
 }
@@ -113,6 +147,26 @@ fn clean_name(asked: &str) -> String {
 mod tests {
     use super::*;
 
+    fn grants() -> Grants {
+        Grants {
+            doc: "d1".into(),
+            channel: "c1".into(),
+        }
+    }
+
+    #[test]
+    fn tokens_grant_the_demo_document_and_channel_only() {
+        let token = mint(None, &grants(), &demo_config()).unwrap();
+        let claims = jwt::verify(token["token"].as_str().unwrap(), Some(b"k"), jwt::now());
+        let claims = claims.unwrap();
+        assert_eq!(claims.computers, Some(vec!["d1".to_string()]));
+        assert_eq!(
+            claims.channels,
+            Some(vec!["editor.d1".to_string(), "c1".to_string()])
+        );
+        assert_eq!(claims.publish, Some(vec!["c1".to_string()]));
+    }
+
     fn demo_config() -> Config {
         Config {
             demo: true,
@@ -123,7 +177,7 @@ mod tests {
 
     #[test]
     fn tokens_verify_with_the_key_and_carry_the_name() {
-        let token = mint(Some("  Ann\u{7}  "), &demo_config()).unwrap();
+        let token = mint(Some("  Ann\u{7}  "), &grants(), &demo_config()).unwrap();
         let claims = jwt::verify(token["token"].as_str().unwrap(), Some(b"k"), jwt::now());
         let claims = claims.unwrap();
         assert_eq!(claims.name.as_deref(), Some("Ann"));
@@ -135,12 +189,12 @@ mod tests {
     #[test]
     fn nameless_users_are_guests() {
         for asked in [None, Some(""), Some("   ")] {
-            let token = mint(asked, &demo_config()).unwrap();
+            let token = mint(asked, &grants(), &demo_config()).unwrap();
             let name = token["name"].as_str().unwrap();
             assert!(name.starts_with("guest-") && name.len() == 10, "{name}");
         }
         let long = "é".repeat(100);
-        let token = mint(Some(&long), &demo_config()).unwrap();
+        let token = mint(Some(&long), &grants(), &demo_config()).unwrap();
         assert_eq!(token["name"].as_str().unwrap().chars().count(), MAX_NAME);
     }
 
@@ -159,6 +213,6 @@ mod tests {
         let mut off = Config::default();
         assert!(!fill_key(&mut off, &key));
         assert_eq!(off.jwt_key, None);
-        assert_eq!(mint(None, &off), Err(DemoError::NoKey));
+        assert_eq!(mint(None, &grants(), &off), Err(DemoError::NoKey));
     }
 }

@@ -33,6 +33,14 @@ pub struct Claims {
     /// Blazing computer ids the user may join; absent means any.
     #[serde(default)]
     pub computers: Option<Vec<String>>,
+    /// Channels (topics) the holder may listen to: names, or `prefix*`
+    /// patterns. Absent: none.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+    /// Channels (topics) the holder may publish to (HTTP emit, world's
+    /// `hub.publish`): names or `prefix*` patterns. Absent: none.
+    #[serde(default)]
+    pub publish: Option<Vec<String>>,
 }
 
 /// Why a token was refused.
@@ -189,7 +197,9 @@ mod tests {
                 name: None,
                 exp: NOW + 60,
                 nbf: None,
-                computers: Some(vec!["c1".into()])
+                computers: Some(vec!["c1".into()]),
+                channels: None,
+                publish: None,
             }
         );
     }

@@ -196,6 +196,11 @@ pub struct Metrics {
     pub command_time: Histogram,
     /// The Redis link's state (reported only with `--redis`).
     pub cluster: ClusterMetrics,
+    /// Refusals of the access rules, by where they happened (a dialect,
+    /// or `http` for emits) and why. A refusal is rare and never on the
+    /// message path, so a locked map of the pairs seen is enough.
+    access_denied:
+        parking_lot::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 /// A link connection not needed yet (the documents connection while no
@@ -297,6 +302,40 @@ impl ClusterMetrics {
 }
 
 impl Metrics {
+    fn render_denials(&self, text: &mut String) {
+        let name = "switchboard_access_denied_total";
+        let _ = writeln!(
+            text,
+            "# HELP {name} Requests and messages refused by the access rules, by dialect (http: emits) and reason\n# TYPE {name} counter"
+        );
+        for ((place, reason), n) in self.access_denied.lock().iter() {
+            let _ = writeln!(
+                text,
+                "{name}{{dialect=\"{place}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+
+    /// Counts a refusal of the access rules: `place` is a dialect's name
+    /// or `http`; `reason` says why (`no_token`, `bad_token`, …).
+    pub fn access_denied(&self, place: &'static str, reason: &'static str) {
+        *self
+            .access_denied
+            .lock()
+            .entry((place, reason))
+            .or_insert(0) += 1;
+    }
+
+    /// Refusals of the access rules so far at `place` for `reason`.
+    pub fn denials(&self, place: &str, reason: &str) -> u64 {
+        let denied = self.access_denied.lock();
+        denied
+            .iter()
+            .filter(|((p, r), _)| *p == place && *r == reason)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
     /// Counts a failed exchange.
     pub fn handshake_failed(&self, why: HandshakeFailure) {
         self.handshake_failures[why as usize].increment();
@@ -463,6 +502,7 @@ impl Metrics {
             "reason",
             &failures,
         );
+        self.render_denials(&mut text);
         self.command_time.render(
             &mut text,
             "switchboard_router_command_seconds",

@@ -729,6 +729,9 @@ fn a_thousand_clients_killed_mid_frame_and_mid_handshake_leave_nothing_behind() 
         "127.0.0.1:0",
         "--jwt-key",
         KEY,
+        // A key makes the hub protected; the listeners below need no token.
+        "--public-channels",
+        "lobby",
         "--data-dir",
         &dir,
         // The sockets mid-request must still be mid-request when dropped.

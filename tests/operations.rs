@@ -110,6 +110,9 @@ fn sigterm_closes_every_client_with_1001_saves_documents_and_exits_0() {
         "--quiet",
         "--jwt-key",
         KEY,
+        // The key protects the hub; these listeners come without tokens.
+        "--public-channels",
+        "*",
         "--data-dir",
         data.arg(),
     ]);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
+use switchboard::router::Patterns;
 use switchboard::rpc::RpcError;
 use switchboard::{jwt, Config, Server};
 use tungstenite::Message;
@@ -22,11 +23,16 @@ use tungstenite::Message;
 
 const KEY: &str = "k3y";
 
-/// Two worlds, `w1` and `w2`, and the JWT key [`KEY`].
+/// Two worlds, `w1` and `w2`, and the JWT key [`KEY`]. The key makes the
+/// hub protected; the worlds' rooms are opened to anonymous (`client_id`)
+/// users, and to everyone's `hub.publish`, as an operator would with
+/// `--public-channels 'w1/*,w2/*' --public-emit '*'`.
 fn worlds() -> Config {
     Config {
         jwt_key: Some(KEY.into()),
         worlds: vec!["w1".into(), "w2".into()],
+        public_channels: Patterns::parse_list("w1/*,w2/*"),
+        public_emit: Patterns::everything(),
         ..config()
     }
 }
@@ -153,11 +159,15 @@ fn user(id: &str, name: Option<&str>, profile: Value) -> Value {
     json!({"id": id, "name": name, "profile": profile})
 }
 
-/// `hub.clients` as seen by `client`.
-fn hub_clients(client: &mut Client) -> Vec<Value> {
-    ok(client, "hub.clients", json!({}))
+/// `hub.clients` as a trusted service (a common client) sees it: on a
+/// protected hub, world users may not list every member.
+fn hub_clients(addr: SocketAddr) -> Vec<Value> {
+    let mut service = common_client(addr);
+    service.send_json(json!({"op": 4, "w": "hub.clients", "a": [], "n": 1}));
+    let response = service.recv_json();
+    response["r"]
         .as_array()
-        .unwrap_or_else(|| panic!("hub.clients is not an array"))
+        .unwrap_or_else(|| panic!("hub.clients is not an array: {response}"))
         .clone()
 }
 
@@ -803,7 +813,7 @@ fn hub_publish_reaches_room_members_as_room_send() {
     assert_eq!(alice.recv_json()[0], "room.enter");
 
     // hub.clients lists world clients with their world in the tags.
-    let clients = hub_clients(&mut carol);
+    let clients = hub_clients(addr);
     let world_clients: Vec<&Value> = clients.iter().filter(|c| c["dialect"] == "world").collect();
     assert_eq!(world_clients.len(), 4, "{clients:?}");
     let mut tags: Vec<Value> = world_clients.iter().map(|c| c["tags"].clone()).collect();
@@ -936,7 +946,7 @@ fn a_users_oldest_connection_over_the_limit_is_replaced() {
     ] {
         assert_quiet(client);
     }
-    let alices = hub_clients(&mut bob2)
+    let alices = hub_clients(addr)
         .iter()
         .filter(|c| c["dialect"] == "world")
         .count();

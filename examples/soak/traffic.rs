@@ -223,8 +223,13 @@ fn is(value: &Value, kind: &str, code: &str) -> bool {
     value["type"] == kind && (code.is_empty() || value["code"] == code)
 }
 
+/// A day's token for `sub`, granting every channel to listen and emit to
+/// (a protected hub, as a server with `--jwt-key` is, asks for one).
 fn token(key: &str, sub: &str) -> String {
-    let claims = json!({"sub": sub, "name": sub, "exp": switchboard::jwt::now() + 24 * 3600});
+    let claims = json!({
+        "sub": sub, "name": sub, "exp": switchboard::jwt::now() + 24 * 3600,
+        "channels": ["*"], "publish": ["*"],
+    });
     switchboard::jwt::sign(&claims, key.as_bytes())
 }
 
@@ -284,13 +289,15 @@ fn concierge(target: &Target, worker: usize, n: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// POSTs `body` to `/<channel>/emit` (with `query`); the status and body.
-fn emit(addr: SocketAddr, channel: &str, query: &str, body: &str) -> Result<(u16, String), String> {
+/// POSTs `body` to `/<channel>/emit` (with `query`), with a token that
+/// may publish; the status and body.
+fn emit(target: &Target, channel: &str, query: &str, body: &str) -> Result<(u16, String), String> {
+    let token = token(&target.jwt_key, "soak-emitter");
     http(
-        addr,
+        target.addr,
         &format!(
             "POST /{channel}/emit{query} HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
+             Authorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         ),
     )
@@ -303,12 +310,15 @@ fn channels(target: &Target, worker: usize, n: u64) -> Result<(), String> {
     let channel = format!("soak-ch{worker}-{n}");
     let mut listener = Ws::connect(
         target.addr,
-        &format!("/{channel}/listen?username=w{worker}"),
+        &format!(
+            "/{channel}/listen?username=w{worker}&token={}",
+            token(&target.jwt_key, "soak-listener")
+        ),
         &[],
     )?;
     listener.recv_until("CONNECTED", |m| is(m, "CONNECTED", ""))?;
     for i in 0..5 {
-        let (status, body) = emit(target.addr, &channel, "", &json!({"i": i}).to_string())?;
+        let (status, body) = emit(target, &channel, "", &json!({"i": i}).to_string())?;
         if status != 200 || !body.contains("\"targeted\":1") {
             return Err(format!("emit {i}: {status} {body}"));
         }
@@ -319,8 +329,7 @@ fn channels(target: &Target, worker: usize, n: u64) -> Result<(), String> {
     }
     listener.send(json!({"type": "PRESENCE:UPDATE", "payload": {"mood": "soaking"}}))?;
     let acked = std::thread::scope(|scope| {
-        let waiting =
-            scope.spawn(|| emit(target.addr, &channel, "?require-ack=true", "\"ack me\""));
+        let waiting = scope.spawn(|| emit(target, &channel, "?require-ack=true", "\"ack me\""));
         let data = listener.recv_until("DATA to ACK", |m| {
             is(m, "DATA", "") && m["requires_ack"] == true
         });
@@ -335,12 +344,7 @@ fn channels(target: &Target, worker: usize, n: u64) -> Result<(), String> {
     if acked.0 != 200 {
         return Err(format!("require-ack emit: {} {}", acked.0, acked.1));
     }
-    let (status, body) = emit(
-        target.addr,
-        LOBBY,
-        "",
-        &json!({"from": "channels"}).to_string(),
-    )?;
+    let (status, body) = emit(target, LOBBY, "", &json!({"from": "channels"}).to_string())?;
     if status != 200 {
         return Err(format!("emit to {LOBBY}: {status} {body}"));
     }
@@ -469,7 +473,10 @@ pub fn residents<'scope>(
 ) -> Result<(), String> {
     let mut listener = Ws::connect(
         target.addr,
-        &format!("/{LOBBY}/listen?username=resident"),
+        &format!(
+            "/{LOBBY}/listen?username=resident&token={}",
+            token(&target.jwt_key, "soak-resident")
+        ),
         &[],
     )?;
     listener.recv_until("CONNECTED", |m| is(m, "CONNECTED", ""))?;

@@ -11,6 +11,7 @@ pub mod blazing;
 pub mod channels;
 pub mod common;
 pub mod concierge;
+pub mod credentials;
 pub mod world;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use crate::net::frame::{Close, Frame};
 use crate::net::http::Request;
 use crate::net::rate::Overrun;
 use crate::router::{Addressee, Command, ConnId, Disconnect, Event};
+use credentials::{Admission, Refusal};
 
 /// The protocol a WebSocket connection speaks, chosen at the handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,6 +106,22 @@ impl fmt::Display for Dialect {
     }
 }
 
+/// Whether a `dialect` connection asked for by `request` may be upgraded,
+/// and with what grant: answered before the upgrade, so that a refusal is
+/// an HTTP status. Only channels listeners are decided here; the other
+/// dialects authenticate inside the WebSocket, in their own words
+/// (concierge's IDENTIFY, world's `authenticate`, blazing's close 3000).
+pub fn admit(dialect: Dialect, request: &Request, config: &Config) -> Result<Admission, Refusal> {
+    match dialect {
+        Dialect::Channels => channels::admission::admit(request, config),
+        Dialect::Echo
+        | Dialect::Concierge
+        | Dialect::Common
+        | Dialect::World
+        | Dialect::Blazing => Ok(Admission::default()),
+    }
+}
+
 /// One complete client message, as the reader thread received it.
 #[derive(Debug, Clone, Copy)]
 pub enum Received<'a> {
@@ -143,14 +161,22 @@ pub enum Session {
 
 impl Session {
     /// The starting state of a `dialect` connection numbered `conn`, opened
-    /// with `request`.
-    pub fn new(dialect: Dialect, conn: ConnId, config: &Config, request: &Request) -> Session {
+    /// with `request` and admitted (by [`admit`]) with `admission`.
+    pub fn new(
+        dialect: Dialect,
+        conn: ConnId,
+        config: &Config,
+        request: &Request,
+        admission: Admission,
+    ) -> Session {
         match dialect {
             Dialect::Echo => Session::Echo,
             Dialect::Concierge => {
                 Session::Concierge(concierge::Session::new(conn, config.secret.clone()))
             }
-            Dialect::Channels => Session::Channels(channels::Session::new(conn, request)),
+            Dialect::Channels => {
+                Session::Channels(channels::Session::new(conn, request, admission))
+            }
             Dialect::Common => Session::Common(common::Session::new(
                 conn,
                 config.secret.clone(),
@@ -328,7 +354,13 @@ mod tests {
             headers: Vec::new(),
             leftover: Vec::new(),
         };
-        Session::new(dialect, ConnId(1), &Config::default(), &request)
+        Session::new(
+            dialect,
+            ConnId(1),
+            &Config::default(),
+            &request,
+            Admission::default(),
+        )
     }
 
     #[test]

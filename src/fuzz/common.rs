@@ -150,6 +150,7 @@ fn fuzz_a_rate_limited_message_is_answered_with_its_nonce_or_null() {
                 ConnId(1),
                 &Config::default(),
                 &request("/ws/common", None, &[]),
+                Default::default(),
             );
             let Some(Step::Reply(frame)) =
                 session.rate_limited(Received::Text(&text), Overrun::First)

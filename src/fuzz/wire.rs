@@ -128,7 +128,7 @@ impl Wire {
         let conn = ConnId(1);
         let mut wire = Wire {
             router: Router::new(crate::server::settings(config)),
-            session: Session::new(dialect, conn, config, request),
+            session: Session::new(dialect, conn, config, request, Default::default()),
             conn,
             dialect,
             now: Instant::now(),

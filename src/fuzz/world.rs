@@ -152,6 +152,7 @@ fn fuzz_a_rate_limited_message_is_refused_with_its_id_if_it_has_one() {
                 ConnId(1),
                 &Config::default(),
                 &request("/ws/world/default", None, &[]),
+                Default::default(),
             );
             let Some(Step::Reply(frame)) =
                 session.rate_limited(Received::Text(&text), Overrun::First)

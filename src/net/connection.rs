@@ -57,6 +57,7 @@ use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 use tungstenite::{Error as WsError, Message};
 
 use super::capacity;
+use super::forwarded::TrustedProxies;
 use super::frame::{Close, Frame};
 use super::http::{self, ReadError, Request, Response};
 use super::outbox::Outbox;
@@ -120,12 +121,25 @@ pub(crate) fn spawn(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
 /// Serves one socket. `http` counts it among the sockets in their HTTP
 /// exchange until it has been answered, or upgraded to a WebSocket.
 fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
-    let peer = Peer(stream.peer_addr().ok());
+    let mut peer = Peer::of(&stream);
     let deadline = Instant::now() + shared.config().handshake_timeout;
     let request = match http::read_request(&stream, deadline) {
         Ok(request) => request,
         Err(error) => return refuse_unreadable(&stream, peer, error, &shared.metrics, http),
     };
+    let config = shared.config();
+    peer.resolve(&config.trusted_proxies, &request);
+    if let Err(origin) = config.allowed_origins.check(&request) {
+        shared.metrics.access_denied("http", "origin");
+        log::info!(
+            "{peer}: {} refused: origin {origin} is not allowed",
+            request.path
+        );
+        let why = format!("origin {origin} is not allowed here (--allowed-origins)");
+        let refusal = Response::json(403, &serde_json::json!({"error": why, "code": "ORIGIN"}));
+        return respond(&stream, &refusal, http);
+    }
+    drop(config);
     let response = match route::route(&request) {
         Route::Health => health(shared),
         Route::Metrics => Response::text(200, shared.metrics.render(shared.router.len()))
@@ -139,7 +153,7 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
         }
         Route::Admin(action) => super::admin::answer(action, &request, shared),
         Route::Emit(channel) => {
-            channels::emit::answer(&stream, &request, &channel, shared, deadline)
+            channels::emit::answer(&stream, &request, &channel, shared, (deadline, &peer))
         }
         Route::WebSocket(dialect) => {
             match upgrade(stream, peer, request, dialect, deadline, shared, http) {
@@ -278,6 +292,18 @@ fn upgrade(
             return Err((stream, refusal.response(), http));
         }
     };
+    // Who may listen, before anything is spent on the connection.
+    let admission = match dialect::admit(dialect, &request, &shared.config()) {
+        Ok(admission) => admission,
+        Err(refusal) => {
+            shared
+                .metrics
+                .access_denied(dialect.name(), refusal.label());
+            log::info!("{peer} {dialect}: {} refused: {refusal}", request.path);
+            let body = serde_json::json!({"error": refusal.to_string(), "code": refusal.code()});
+            return Err((stream, Response::json(refusal.status(), &body), http));
+        }
+    };
     // The address's cap first: a client over it takes no slot from others.
     let from_peer = match admit_peer(shared, peer) {
         Ok(place) => place,
@@ -312,7 +338,14 @@ fn upgrade(
     log::info!("{conn} {dialect}: connected from {peer}");
     let open = shared.metrics.connections.of(dialect);
     open.increment();
-    let ending = run(stream, request, conn, dialect, shared, Arc::new(places));
+    let ending = run(
+        stream,
+        (request, admission),
+        conn,
+        dialect,
+        shared,
+        Arc::new(places),
+    );
     open.decrement();
     log::info!("{conn} {dialect}: disconnected: {ending}");
     Ok(())
@@ -336,21 +369,46 @@ fn admit_peer(shared: &Shared, peer: Peer) -> Result<Option<PeerPlace>, Response
     }
 }
 
-/// The client at the other end of a socket, as far as the socket knows.
+/// The client at the other end of a socket: the socket's peer, or,
+/// behind a trusted proxy, the address it forwards for.
 #[derive(Debug, Clone, Copy)]
-struct Peer(Option<SocketAddr>);
+struct Peer {
+    socket: Option<SocketAddr>,
+    /// The client's address when a trusted proxy named another.
+    forwarded: Option<IpAddr>,
+}
 
 impl Peer {
+    fn of(stream: &TcpStream) -> Peer {
+        Peer {
+            socket: stream.peer_addr().ok(),
+            forwarded: None,
+        }
+    }
+
+    /// Believes `request`'s `X-Forwarded-For` if the socket's peer is one
+    /// of `proxies`.
+    fn resolve(&mut self, proxies: &TrustedProxies, request: &Request) {
+        let Some(socket) = self.socket.filter(|_| !proxies.is_empty()) else {
+            return;
+        };
+        let headers: Vec<&str> = request.headers_named("x-forwarded-for").collect();
+        let client = proxies.client(socket.ip(), &headers);
+        self.forwarded = (client != socket.ip()).then_some(client);
+    }
+
+    /// The address the per-IP cap counts.
     fn ip(self) -> Option<IpAddr> {
-        self.0.map(|addr| addr.ip())
+        self.forwarded.or(self.socket.map(|addr| addr.ip()))
     }
 }
 
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(addr) => write!(f, "{addr}"),
-            None => f.write_str("?"),
+        match (self.forwarded, self.socket) {
+            (Some(client), Some(proxy)) => write!(f, "{client} (via {proxy})"),
+            (_, Some(addr)) => write!(f, "{addr}"),
+            (_, None) => f.write_str("?"),
         }
     }
 }
@@ -395,7 +453,7 @@ impl Drop for Slot {
 /// Runs an upgraded connection: starts the writer, reads until the end.
 fn run(
     stream: TcpStream,
-    mut request: Request,
+    (mut request, admission): (Request, dialect::credentials::Admission),
     conn: ConnId,
     dialect: Dialect,
     shared: &Arc<Shared>,
@@ -437,7 +495,7 @@ fn run(
             return Ending::Refused("router stopped".into());
         }
     }
-    let mut session = Session::new(dialect, conn, &config, &request);
+    let mut session = Session::new(dialect, conn, &config, &request, admission);
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
         .write_buffer_size(0)

@@ -41,6 +41,15 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every `name` header's value, in order (a list header may be split
+    /// over several lines).
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The first query parameter called `name`, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         query_pairs(self.query.as_deref()?)

@@ -16,8 +16,10 @@
 pub(crate) mod admin;
 pub mod capacity;
 pub mod connection;
+pub mod forwarded;
 pub mod frame;
 pub mod http;
+pub mod origin;
 pub mod outbox;
 pub mod pages;
 pub mod per_ip;

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use super::cluster::{DocumentEntry, Outgoing, StreamId};
 use super::document::{shift, Cursor, Text};
-use super::member::{Editor, Kind};
+use super::member::{Editor, Identity, Kind};
 use super::{
-    ConnId, Delivery, Disconnect, DocumentEvent, DocumentSnapshot, Edit, Event, Router, Timer,
+    Access, ConnId, Delivery, Disconnect, DocumentEvent, DocumentSnapshot, Edit, Event, Grant,
+    Router, Timer,
 };
 use crate::store::Snapshot;
 
@@ -117,12 +118,17 @@ impl Router {
         computer: String,
         user: String,
         display: Option<String>,
-        token_left: Duration,
+        (token_left, grant): (Duration, Grant),
         stored: Option<String>,
         now: Instant,
     ) -> Vec<Delivery> {
         if self.conns.contains_key(&conn) {
             return Vec::new(); // a session joins once
+        }
+        // Editing is writing: the document is the topic of its computer id.
+        if let Err(denial) = self.policy.allows(&grant, Access::Write, &computer) {
+            self.denied(conn, "blazing", Access::Write, &computer, denial);
+            return self.refuse(conn, Disconnect::NotGranted(computer));
         }
         let expires = now.checked_add(token_left);
         let editor = Editor {
@@ -136,7 +142,8 @@ impl Router {
         let presence = super::rpc::raw(&serde_json::json!({"user": user})).into();
         let tags = vec!["blazing".to_string(), computer.clone()];
         let kind = Kind::Blazing(editor);
-        if let Err(refusal) = self.enroll(conn, "blazing_", display, tags, presence, kind) {
+        let identity = Identity::new("blazing_", display, tags, grant);
+        if let Err(refusal) = self.enroll(conn, identity, presence, kind) {
             return refusal;
         }
         if let Some(expires) = expires {

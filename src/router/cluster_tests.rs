@@ -317,6 +317,7 @@ fn edit_on(node: &mut Node, conn: u64, user: &str, computer: &str) -> Vec<Delive
         user: user.into(),
         display: None,
         token_left: Duration::from_secs(3600),
+        grant: Grant::service(),
         stored: Some("on disk".into()),
     };
     node.handle(Command::Join {
@@ -607,6 +608,8 @@ fn world_join(node: &mut Node, conn: u64, user: &str) -> Vec<Delivery> {
         world: "w".into(),
         user: user.into(),
         display: None,
+        grant: Grant::anonymous(),
+        token_left: None,
     };
     node.handle(Command::Join {
         conn: ConnId(conn),

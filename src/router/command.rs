@@ -3,9 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
 
+use super::access::{Denial, Grant, Policy};
 use crate::dialect::Dialect;
 use crate::net::outbox::Outbox;
 
@@ -56,6 +59,11 @@ pub enum Command {
         topic: String,
         /// Its presence: a JSON object others see.
         presence: Box<RawValue>,
+        /// What its token (or the lack of one) grants.
+        grant: Grant,
+        /// How long until its token expires (and it is closed), if it
+        /// came with one.
+        token_left: Option<Duration>,
     },
     /// A request from an identified client. `seq` is echoed in the reply.
     Request {
@@ -142,10 +150,13 @@ pub enum Command {
         /// Where the answer goes.
         reply: Sender<()>,
     },
-    /// The operator reloaded the settings: new timing rules.
+    /// The operator reloaded the settings: new timing rules and a new
+    /// access policy (for members admitted from now on).
     Reconfigure {
         /// The rules from now on.
         settings: super::Settings,
+        /// What the operator opens from now on.
+        policy: Policy,
     },
     /// The server is stopping: every connection gets its dialect's
     /// going-away close, and every unsaved document goes to the saver.
@@ -268,6 +279,9 @@ pub struct Emit {
     pub targets: Targets,
     /// Whether the answer waits for the targets' ACKs.
     pub require_ack: bool,
+    /// What the emitter's credentials grant (the operator's emit token:
+    /// every topic; a token: its `publish` claim; none: nothing).
+    pub grant: Grant,
     /// Where the router sends the one answer. Bounded (one slot), so the
     /// router's send never blocks; the HTTP thread waits on the other end.
     pub reply: Sender<EmitOutcome>,
@@ -330,6 +344,8 @@ pub enum EmitError {
     },
     /// `clients=a,b` named ids that do not listen to the channel.
     UnknownClients(Vec<String>),
+    /// The emitter may not write the topic (the one access rule).
+    Denied(Denial),
     /// The server failed (no randomness).
     Internal(String),
 }
@@ -343,6 +359,12 @@ impl fmt::Display for EmitError {
             ),
             EmitError::UnknownClients(ids) => {
                 write!(f, "not listening to this channel: {}", ids.join(", "))
+            }
+            EmitError::Denied(Denial::Reserved) => {
+                f.write_str("this channel is reserved: only the server publishes to it")
+            }
+            EmitError::Denied(Denial::NotGranted) => {
+                f.write_str("your credentials do not grant emitting to this channel")
             }
             EmitError::Internal(why) => write!(f, "internal error: {why}"),
         }
@@ -364,6 +386,8 @@ pub enum Joiner {
         display: Option<String>,
         /// How long until the token expires (and the client is closed).
         token_left: std::time::Duration,
+        /// The documents its token's `computers` claim grants.
+        grant: Grant,
         /// The document as saved on disk, read by the joining connection,
         /// for the router to use if it does not hold the document yet.
         stored: Option<String>,
@@ -376,6 +400,11 @@ pub enum Joiner {
         user: String,
         /// The user's display name, from the token.
         display: Option<String>,
+        /// Its world's rooms, and what its token's `publish` claim grants.
+        grant: Grant,
+        /// How long until its token expires (and it is closed), if it
+        /// authenticated with one.
+        token_left: Option<Duration>,
     },
 }
 

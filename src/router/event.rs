@@ -313,6 +313,14 @@ pub enum RequestError {
     /// The topic is reserved for the server (`$sys`): clients may listen
     /// to it, not publish to it.
     Reserved(String),
+    /// The client's grant does not cover the topic (the one access rule,
+    /// `router/access.rs`).
+    NotGranted {
+        /// The topic.
+        topic: String,
+        /// What was asked of it.
+        access: super::Access,
+    },
     /// The client sent something only a server sends (its `type` is given).
     Unsupported(String),
     /// The client sent a `type` the protocol does not have.
@@ -340,6 +348,9 @@ impl fmt::Display for RequestError {
                     "group {name:?} is reserved: only the server publishes to it"
                 )
             }
+            RequestError::NotGranted { topic, access } => {
+                write!(f, "you may not {access} {topic:?}: not granted")
+            }
             RequestError::Unsupported(kind) => write!(f, "{kind} is sent by the server, not to it"),
             RequestError::UnknownType(kind) => write!(f, "unknown message type {kind:?}"),
             RequestError::Malformed(why) => f.write_str(why),
@@ -364,8 +375,12 @@ pub enum Disconnect {
     /// Its user opened more connections to the world than allowed; this,
     /// the oldest, gives way (world).
     Replaced,
-    /// Its token expired (blazing).
+    /// Its token expired (blazing, and channels and world clients that
+    /// came with one).
     TokenExpired,
+    /// Its grant does not cover what it asked to join (the one access
+    /// rule, `router/access.rs`): a blazing document or a channel.
+    NotGranted(String),
     /// It wrote more than a document may hold (blazing).
     DocumentTooLarge(usize),
     /// The operator closed its document's room (blazing).
@@ -386,6 +401,7 @@ impl fmt::Display for Disconnect {
             Disconnect::HeartbeatTimeout => f.write_str("no HEARTBEAT in time"),
             Disconnect::Replaced => f.write_str("replaced by a newer connection of the same user"),
             Disconnect::TokenExpired => f.write_str("authorization expired"),
+            Disconnect::NotGranted(topic) => write!(f, "your token does not grant {topic:?}"),
             Disconnect::RoomClosed => f.write_str("room closed by admin"),
             Disconnect::DocumentTooLarge(limit) => {
                 write!(f, "the document would exceed {limit} bytes")

@@ -9,8 +9,8 @@ use std::time::Instant;
 use serde_json::value::RawValue;
 
 use super::{
-    Addressee, ClientInfo, Conn, ConnId, Delivery, Disconnect, Event, MemberView, PresenceChange,
-    Router, Seq, Timer,
+    Access, Addressee, ClientInfo, Conn, ConnId, Delivery, Disconnect, Event, Grant, MemberView,
+    PresenceChange, Router, Seq, Timer,
 };
 use crate::dialect::Dialect;
 use crate::id::{self, Uuid};
@@ -24,6 +24,11 @@ pub struct Member {
     pub presence: Arc<RawValue>,
     /// The topics it subscribes to, ordered by name.
     pub subscriptions: BTreeSet<String>,
+    /// What it may read and write, fixed at admission.
+    pub grant: Grant,
+    /// When the token it was admitted with expires (it is closed then),
+    /// if it came with one that this clock can hold.
+    pub token_expires: Option<Instant>,
     /// What its dialect needs the router to remember.
     pub kind: Kind,
 }
@@ -120,6 +125,31 @@ impl Member {
     }
 }
 
+/// Who a member with a fresh name is: its name's prefix, display name,
+/// tags and grant.
+pub(super) struct Identity<'a> {
+    prefix: &'a str,
+    nickname: Option<String>,
+    tags: Vec<String>,
+    grant: Grant,
+}
+
+impl<'a> Identity<'a> {
+    pub(super) fn new(
+        prefix: &'a str,
+        nickname: Option<String>,
+        tags: Vec<String>,
+        grant: Grant,
+    ) -> Identity<'a> {
+        Identity {
+            prefix,
+            nickname,
+            tags,
+            grant,
+        }
+    }
+}
+
 /// How many random ids a listener may draw before the namespace counts as
 /// full; with 63^8 ids, one collision is already rare.
 const ID_ATTEMPTS: usize = 8;
@@ -169,21 +199,30 @@ impl Router {
             tags,
         };
         let presence = concierge_presence(&info);
-        self.admit(conn, info, presence, Kind::Concierge);
+        // It proved the hub's secret (or the hub has none): a trusted
+        // service, like a common client.
+        self.admit(conn, info, presence, Grant::service(), Kind::Concierge);
         vec![Delivery::one(conn, Event::Welcome { uuid })]
     }
 
     /// Makes a channels client a member under a fresh `client_…` id,
     /// listening to `topic`: it gets CONNECTED, the others PRESENCE:JOINED.
+    /// Its grant must let it read `topic` (its connection checked that
+    /// before the upgrade, under the policy of that moment).
     pub(super) fn listen(
         &mut self,
         conn: ConnId,
         topic: String,
         presence: Box<RawValue>,
+        (grant, token_left): (Grant, Option<std::time::Duration>),
         now: Instant,
     ) -> Vec<Delivery> {
         if self.conns.contains_key(&conn) {
             return Vec::new(); // the session listens once
+        }
+        if let Err(denial) = self.policy.allows(&grant, Access::Read, &topic) {
+            self.denied(conn, "channels", Access::Read, &topic, denial);
+            return self.refuse(conn, Disconnect::NotGranted(topic));
         }
         let liveness = Liveness {
             latency_ms: 0,
@@ -191,9 +230,11 @@ impl Router {
         };
         let tags = vec!["channels".to_string()];
         let kind = Kind::Channels(liveness);
-        if let Err(refusal) = self.enroll(conn, "client_", None, tags, presence.into(), kind) {
+        let identity = Identity::new("client_", None, tags, grant);
+        if let Err(refusal) = self.enroll(conn, identity, presence.into(), kind) {
             return refusal;
         }
+        self.expire_token(conn, token_left, now);
         self.schedule_pings(now);
         let members = self.views_of(&topic, conn);
         let mut out = vec![Delivery::one(conn, Event::Connected { members })];
@@ -201,29 +242,45 @@ impl Router {
         out
     }
 
-    /// Makes `conn` a member named `prefix` and 8 random characters, with a
-    /// fresh uuid; if no identity can be had, refuses it instead.
+    /// Makes `conn` a member named `identity.prefix` and 8 random
+    /// characters, with a fresh uuid; if no identity can be had, refuses
+    /// it instead.
     pub(super) fn enroll(
         &mut self,
         conn: ConnId,
-        prefix: &str,
-        nickname: Option<String>,
-        tags: Vec<String>,
+        identity: Identity<'_>,
         presence: Arc<RawValue>,
         kind: Kind,
     ) -> Result<Uuid, Vec<Delivery>> {
-        let (name, uuid) = match self.fresh_identity(prefix) {
+        let (name, uuid) = match self.fresh_identity(identity.prefix) {
             Ok(identity) => identity,
             Err(why) => return Err(self.refuse(conn, Disconnect::Internal(why))),
         };
         let info = ClientInfo {
             name,
-            nickname,
+            nickname: identity.nickname,
             uuid,
-            tags,
+            tags: identity.tags,
         };
-        self.admit(conn, info, presence, kind);
+        self.admit(conn, info, presence, identity.grant, kind);
         Ok(uuid)
+    }
+
+    /// Closes `conn` when its token expires, `token_left` from `now` (a
+    /// token signed to outlive this clock simply never expires here).
+    pub(super) fn expire_token(
+        &mut self,
+        conn: ConnId,
+        token_left: Option<std::time::Duration>,
+        now: Instant,
+    ) {
+        let Some(expires) = token_left.and_then(|left| now.checked_add(left)) else {
+            return;
+        };
+        if let Some(member) = self.member_mut(conn) {
+            member.token_expires = Some(expires);
+            self.timers.set(expires, Timer::TokenExpiry(conn));
+        }
     }
 
     /// A name (`prefix` and 8 random characters) and uuid nobody holds.
@@ -243,6 +300,7 @@ impl Router {
         conn: ConnId,
         info: ClientInfo,
         presence: Arc<RawValue>,
+        grant: Grant,
         kind: Kind,
     ) {
         // Callers checked that the name is free.
@@ -254,6 +312,8 @@ impl Router {
             info: Arc::new(info),
             presence,
             subscriptions: BTreeSet::new(),
+            grant,
+            token_expires: None,
             kind,
         };
         self.conns.insert(conn, Conn::Member(member));
@@ -348,6 +408,9 @@ impl Router {
         let (info, subscriptions) = match self.conns.get(&conn) {
             Some(Conn::Member(member)) => {
                 let subscriptions: Vec<String> = member.subscriptions.iter().cloned().collect();
+                if let Some(expires) = member.token_expires {
+                    self.timers.cancel(expires, Timer::TokenExpiry(conn));
+                }
                 (member.info.clone(), subscriptions)
             }
             Some(Conn::Unidentified { deadline }) => {

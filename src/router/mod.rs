@@ -8,6 +8,9 @@
 //! clock. The thread that feeds the router and delivers its output lives in
 //! [`thread`].
 //!
+//! Who may read or write which topic is decided in one place,
+//! [`access`], and asked by every way in ([`Router::may`]).
+//!
 //! The state is one namespace shared by every dialect:
 //! - **members** (`member.rs`): identified clients of any dialect, each with
 //!   a unique name (a concierge name, or a channels `client_…` id), a uuid
@@ -21,6 +24,7 @@
 //! - **timers** (`timer.rs`): identify, heartbeat and ack deadlines, PING
 //!   rounds, token expiries, document saves.
 
+pub mod access;
 mod blazing;
 pub mod cluster;
 pub mod command;
@@ -39,6 +43,7 @@ mod world;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+pub use access::{Access, Denial, Grant, Patterns, Policy};
 pub use command::{
     Command, ConnId, Edit, Emit, EmitError, EmitOutcome, Joiner, Request, Seq, Target, Targets,
 };
@@ -79,6 +84,9 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct Router {
     settings: Settings,
+    /// What the operator opens to everyone, and whether the hub is
+    /// protected at all; asked through [`Router::may`].
+    policy: Policy,
     conns: HashMap<ConnId, Conn>,
     /// Every member's unique name: concierge names and channels client ids.
     names: HashMap<String, ConnId>,
@@ -104,7 +112,8 @@ pub struct Router {
     /// Whether the `$sys` snapshot timer is scheduled (while `$sys` has
     /// subscribers).
     sys_ticking: bool,
-    /// The process's counters, for `$sys` snapshots; read, never written.
+    /// The process's counters, for `$sys` snapshots; the router only adds
+    /// its refusals of the access rule (`switchboard_access_denied_total`).
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     /// The time of the command or timer being handled, for rules deep
     /// inside (a member leaving schedules its document's save).
@@ -162,10 +171,17 @@ impl Router {
         }
     }
 
+    /// The same hub, under the operator's access `policy` (without it,
+    /// the hub is open).
+    pub fn with_policy(self, policy: Policy) -> Router {
+        Router { policy, ..self }
+    }
+
     /// An empty hub.
     pub fn new(settings: Settings) -> Router {
         Router {
             settings,
+            policy: Policy::open(),
             conns: HashMap::new(),
             names: HashMap::new(),
             uuids: HashMap::new(),
@@ -207,7 +223,9 @@ impl Router {
                 conn,
                 topic,
                 presence,
-            } => self.listen(conn, topic, presence, now),
+                grant,
+                token_left,
+            } => self.listen(conn, topic, presence, (grant, token_left), now),
             Command::Request { conn, seq, request } => self.request(conn, seq, request),
             Command::Reject { conn, error } => match self.member(conn) {
                 Some(_) => vec![Delivery::one(conn, Event::Refused { seq: None, error })],
@@ -260,8 +278,9 @@ impl Router {
                 let _ = reply.try_send(()); // the asker may have given up
                 Vec::new()
             }
-            Command::Reconfigure { settings } => {
+            Command::Reconfigure { settings, policy } => {
                 self.settings = settings;
+                self.policy = policy;
                 Vec::new()
             }
             Command::Shutdown { reply } => {
@@ -413,7 +432,7 @@ impl Router {
             }
             Request::DeleteTopic { topic } => self.delete(conn, seq, topic),
             Request::FetchTopic { topic } => self.fetch_topic(conn, seq, topic),
-            Request::FetchTopics => Ok(vec![Delivery::one(conn, self.fetch_topics(seq))]),
+            Request::FetchTopics => Ok(vec![Delivery::one(conn, self.fetch_topics(conn, seq))]),
             Request::FetchClients => Ok(vec![Delivery::one(conn, self.fetch_clients(seq))]),
             Request::FetchSelf => Ok(vec![Delivery::one(conn, self.fetch_self(conn, seq))]),
             Request::Invalid(error) => Err(error),
@@ -422,6 +441,64 @@ impl Router {
             let seq = Some(seq);
             vec![Delivery::one(conn, Event::Refused { seq, error })]
         })
+    }
+
+    /// The one access rule, for a member: whether `conn` may `access`
+    /// `topic`, by the grant it was admitted with and the operator's
+    /// policy. Every way into a topic asks this (or, for a client not yet a
+    /// member, [`Policy::allows`] with the grant it brings).
+    pub(super) fn may(&self, conn: ConnId, access: Access, topic: &str) -> Result<(), Denial> {
+        let anonymous = Grant::anonymous();
+        let grant = self.member(conn).map_or(&anonymous, |m| &m.grant);
+        self.policy.allows(grant, access, topic)
+    }
+
+    /// [`Router::may`] for a refusal: a denial is counted and logged.
+    pub(super) fn may_or_deny(
+        &self,
+        conn: ConnId,
+        access: Access,
+        topic: &str,
+    ) -> Result<(), Denial> {
+        let decided = self.may(conn, access, topic);
+        if let Err(denial) = decided {
+            let dialect = self.dialect_of(conn).map_or("?", |d| d.name());
+            self.denied(conn, dialect, access, topic, denial);
+        }
+        decided
+    }
+
+    /// Counts a refusal of the access rule and logs it (never a token: the
+    /// router holds none).
+    pub(super) fn denied(
+        &self,
+        conn: ConnId,
+        dialect: &'static str,
+        access: Access,
+        topic: &str,
+        denial: Denial,
+    ) {
+        if let Some(metrics) = &self.metrics {
+            metrics.access_denied(dialect, denial.label());
+        }
+        crate::log::info!("{conn} {dialect}: may not {access} {topic:?}: {denial}");
+    }
+
+    /// [`Router::may`] as a request's refusal.
+    pub(super) fn may_request(
+        &self,
+        conn: ConnId,
+        access: Access,
+        topic: &str,
+    ) -> Result<(), RequestError> {
+        self.may_or_deny(conn, access, topic)
+            .map_err(|denial| match denial {
+                Denial::Reserved => RequestError::Reserved(topic.to_string()),
+                Denial::NotGranted => RequestError::NotGranted {
+                    topic: topic.to_string(),
+                    access,
+                },
+            })
     }
 
     fn member(&self, conn: ConnId) -> Option<&Member> {
@@ -464,6 +541,8 @@ impl Router {
     }
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(all(test, feature = "redis"))]
 mod cluster_tests;
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::value::RawValue;
 
 use super::{
-    ClientInfo, ConnId, Delivery, Emit, EmitError, EmitOutcome, Event, Message, Origin,
+    Access, ClientInfo, ConnId, Delivery, Emit, EmitError, EmitOutcome, Event, Message, Origin,
     RequestError, Router, Seq, Target, Targets, Timer,
 };
 use crate::dialect::Dialect;
@@ -51,10 +51,8 @@ impl Router {
                 Some(&to) => (vec![to], None),
                 None => return Err(RequestError::NoSuchUuid(text.clone())),
             },
-            Target::Topic(name) if super::sys::is_reserved(name) => {
-                return Err(RequestError::Reserved(name.clone()))
-            }
             Target::Topic(name) => {
+                self.may_request(conn, Access::Write, name)?;
                 let topic = self.topic(name)?;
                 let to = topic.subscribers.iter().copied().filter(|&c| c != conn);
                 (to.collect(), Some(self.topic_info(name, topic)))
@@ -107,7 +105,12 @@ impl Router {
             targets,
             require_ack,
             reply,
+            grant,
         } = emit;
+        if let Err(denial) = self.policy.allows(&grant, Access::Write, &topic) {
+            let _ = reply.try_send(EmitOutcome::Refused(EmitError::Denied(denial)));
+            return Vec::new();
+        }
         let chosen = match self.choose(&topic, &targets) {
             Ok(chosen) => chosen,
             Err(error) => {

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::member::Kind;
-use super::{ConnId, Delivery, Event, Message, Origin, Router, Target};
+use super::{Access, ConnId, Delivery, Denial, Event, Message, Origin, Router, Target};
 use crate::rpc::{Caller, Job, ReplyTo, RpcError};
 
 /// Calls of an embedder's methods one connection may have running.
@@ -48,9 +48,9 @@ impl Router {
                 self.share_call(conn, method, args, |r| r.world_action(conn, method, args))
             }
             "hub.publish" => self.share_call(conn, method, args, |r| r.publish(conn, args)),
-            "hub.topics" => Ok((self.topic_list(), Vec::new())),
-            "hub.clients" => Ok((self.client_list(), Vec::new())),
-            "hub.presence" => self.presence_of(args),
+            "hub.topics" => Ok((self.topic_list(conn), Vec::new())),
+            "hub.clients" => self.client_list(conn).map(|list| (list, Vec::new())),
+            "hub.presence" => self.presence_of(conn, args),
             "hub.info" => Ok((self.info(now), Vec::new())),
             other => match self.hand_off(conn, other, args, reply.clone()) {
                 Ok(()) => return Vec::new(), // a worker answers later
@@ -145,12 +145,7 @@ impl Router {
     /// `hub.publish`: `data` to every subscriber of `topic` but the caller.
     fn publish(&mut self, conn: ConnId, args: &Value) -> Outcome {
         let topic = topic_arg(args, 0)?;
-        if super::sys::is_reserved(&topic) {
-            return Err(RpcError::new(
-                "forbidden",
-                format!("{topic} is reserved: only the server publishes to it"),
-            ));
-        }
+        self.may_call(conn, Access::Write, &topic)?;
         let data = arg(args, 1, "data")
             .cloned()
             .ok_or_else(|| RpcError::new("invalid_args", "`data` is required (null is data)"))?;
@@ -188,10 +183,27 @@ impl Router {
         Ok((result, vec![delivery]))
     }
 
-    fn topic_list(&self) -> Value {
+    /// The one access rule, as a call's refusal.
+    fn may_call(&self, conn: ConnId, access: Access, topic: &str) -> Result<(), RpcError> {
+        self.may_or_deny(conn, access, topic)
+            .map_err(|denial| match denial {
+                Denial::Reserved => RpcError::new(
+                    "forbidden",
+                    format!("{topic} is reserved: only the server publishes to it"),
+                ),
+                Denial::NotGranted => RpcError::new(
+                    "forbidden",
+                    format!("you may not {access} {topic:?}: not granted"),
+                ),
+            })
+    }
+
+    /// Every topic the caller may read.
+    fn topic_list(&self, conn: ConnId) -> Value {
         let topics: Vec<Value> = self
             .topics
             .iter()
+            .filter(|(name, _)| self.may(conn, Access::Read, name).is_ok())
             .map(|(name, topic)| {
                 json!({
                     "name": name,
@@ -203,7 +215,16 @@ impl Router {
         Value::Array(topics)
     }
 
-    fn client_list(&self) -> Value {
+    /// Every member of the hub: for trusted services, or anyone on an open
+    /// hub (the list crosses every topic, so no topic grant covers it).
+    fn client_list(&self, conn: ConnId) -> Result<Value, RpcError> {
+        let trusted = self.member(conn).is_some_and(|m| m.grant.is_service());
+        if self.policy.protected && !trusted {
+            return Err(RpcError::new(
+                "forbidden",
+                "hub.clients lists every member: trusted services only on a protected hub",
+            ));
+        }
         let mut clients: Vec<(&str, Value)> = self
             .conns
             .values()
@@ -221,11 +242,14 @@ impl Router {
             })
             .collect();
         clients.sort_by(|a, b| a.0.cmp(b.0));
-        Value::Array(clients.into_iter().map(|(_, client)| client).collect())
+        Ok(Value::Array(
+            clients.into_iter().map(|(_, client)| client).collect(),
+        ))
     }
 
-    fn presence_of(&self, args: &Value) -> Outcome {
+    fn presence_of(&self, conn: ConnId, args: &Value) -> Outcome {
         let name = topic_arg(args, 0)?;
+        self.may_call(conn, Access::Read, &name)?;
         let topic = self
             .topics
             .get(&name)

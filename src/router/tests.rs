@@ -614,6 +614,8 @@ impl Hub {
             conn: ConnId(conn),
             topic: topic.into(),
             presence: raw(presence),
+            grant: Grant::anonymous(),
+            token_left: None,
         };
         let out = self.at(listen, 1);
         assert!(
@@ -641,6 +643,7 @@ impl Hub {
             targets,
             require_ack,
             reply,
+            grant: Grant::anonymous(),
         };
         (self.at(Command::Emit(emit), secs), answer)
     }
@@ -674,6 +677,8 @@ fn listeners_get_the_others_and_are_announced_to_them() {
             conn: ConnId(2),
             topic: "room".into(),
             presence: raw(r#"{"username":"b"}"#),
+            grant: Grant::anonymous(),
+            token_left: None,
         },
         1,
     );
@@ -1037,6 +1042,7 @@ impl Hub {
             user: user.into(),
             display: None,
             token_left: Duration::from_secs(3600),
+            grant: Grant::service(),
             stored: stored.map(String::from),
         };
         self.at(

@@ -265,7 +265,10 @@ fn generic_close(why: &Disconnect) -> Frame {
         Disconnect::PingTimeout | Disconnect::HeartbeatTimeout | Disconnect::ShuttingDown => 1001,
         Disconnect::Replaced | Disconnect::RoomClosed => 1000,
         Disconnect::DocumentTooLarge(_) => 1009,
-        Disconnect::IdentifyTimeout | Disconnect::NameTaken(_) | Disconnect::TokenExpired => 1008,
+        Disconnect::IdentifyTimeout
+        | Disconnect::NameTaken(_)
+        | Disconnect::TokenExpired
+        | Disconnect::NotGranted(_) => 1008,
     };
     Frame::close(&Close::new(code, why.to_string()))
 }

@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    ClientInfo, ConnId, Delivery, Event, MemberView, PresenceChange, RequestError, Router, Seq,
-    TopicChange, TopicInfo,
+    Access, ClientInfo, ConnId, Delivery, Event, MemberView, PresenceChange, RequestError, Router,
+    Seq, TopicChange, TopicInfo,
 };
 use crate::dialect::Dialect;
 use crate::id::Uuid;
@@ -55,6 +55,8 @@ impl Router {
         seq: Seq,
         name: String,
     ) -> Result<Vec<Delivery>, RequestError> {
+        // Asked first, so that a refusal does not tell whether it exists.
+        self.may_request(conn, Access::Read, &name)?;
         self.topic(&name)?;
         let mut out = self.join_topic(conn, &name);
         out.insert(0, self.changed(conn, seq, TopicChange::Subscribed, &name)?);
@@ -90,6 +92,7 @@ impl Router {
         name: String,
         nickname: Option<String>,
     ) -> Result<Vec<Delivery>, RequestError> {
+        self.may_request(conn, Access::Write, &name)?;
         let topic = self.topics.entry(name.clone()).or_default();
         if topic.owner.is_some() {
             let topic = self.topic(&name)?;
@@ -301,14 +304,17 @@ impl Router {
         seq: Seq,
         name: String,
     ) -> Result<Vec<Delivery>, RequestError> {
+        self.may_request(conn, Access::Read, &name)?;
         let topic = self.topic_info(&name, self.topic(&name)?);
         Ok(vec![Delivery::one(conn, Event::Topic { seq, topic })])
     }
 
-    pub(super) fn fetch_topics(&self, seq: Seq) -> Event {
+    /// Every topic `conn` may read.
+    pub(super) fn fetch_topics(&self, conn: ConnId, seq: Seq) -> Event {
         let topics = self
             .topics
             .iter()
+            .filter(|(name, _)| self.may(conn, Access::Read, name).is_ok())
             .map(|(name, topic)| self.topic_info(name, topic))
             .collect();
         Event::Topics { seq, topics }

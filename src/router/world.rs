@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::member::{Kind, WorldUser};
+use super::member::{Identity, Kind, WorldUser};
 use super::rpc::{arg, raw, Outcome};
-use super::{Conn, ConnId, Delivery, Disconnect, Event, Joiner, Router, Timer};
+use super::{Access, Conn, ConnId, Delivery, Disconnect, Event, Grant, Joiner, Router, Timer};
 use crate::dialect::Dialect;
 use crate::rpc::RpcError;
 
@@ -23,26 +23,37 @@ impl Router {
                 world,
                 user,
                 display,
+                grant,
+                token_left,
             } => {
                 self.world_joins += 1;
                 let since = self.world_joins;
-                self.join_world(
-                    conn,
-                    WorldUser {
-                        world,
-                        user,
-                        display,
-                        since,
-                    },
-                )
+                let user = WorldUser {
+                    world,
+                    user,
+                    display,
+                    since,
+                };
+                let out = self.join_world(conn, user, grant);
+                self.expire_token(conn, token_left, now);
+                out
             }
             Joiner::Blazing {
                 computer,
                 user,
                 display,
                 token_left,
+                grant,
                 stored,
-            } => self.join_document(conn, computer, user, display, token_left, stored, now),
+            } => self.join_document(
+                conn,
+                computer,
+                user,
+                display,
+                (token_left, grant),
+                stored,
+                now,
+            ),
         }
     }
 
@@ -55,8 +66,10 @@ impl Router {
         let heartbeat_due = now + self.heartbeat_window();
         let tags = vec!["common".to_string()];
         let kind = Kind::Common { heartbeat_due };
-        if let Err(refusal) = self.enroll(conn, "common_", None, tags, raw(&json!({})).into(), kind)
-        {
+        // It proved the hub's password (or the hub has none): a trusted
+        // service, like a concierge client.
+        let identity = Identity::new("common_", None, tags, Grant::service());
+        if let Err(refusal) = self.enroll(conn, identity, raw(&json!({})).into(), kind) {
             return refusal;
         }
         self.timers.set(heartbeat_due, Timer::Heartbeat(conn));
@@ -84,16 +97,15 @@ impl Router {
 
     /// A world client authenticated. If its user now has more connections
     /// to the world than allowed, the oldest is replaced.
-    fn join_world(&mut self, conn: ConnId, user: WorldUser) -> Vec<Delivery> {
+    fn join_world(&mut self, conn: ConnId, user: WorldUser, grant: Grant) -> Vec<Delivery> {
         if self.conns.contains_key(&conn) {
             return Vec::new(); // the session authenticates once
         }
         let world = user.world.clone();
         let tags = vec!["world".to_string(), world.clone()];
         let (display, presence) = (user.display.clone(), raw(&json!({})).into());
-        if let Err(refusal) =
-            self.enroll(conn, "world_", display, tags, presence, Kind::World(user))
-        {
+        let identity = Identity::new("world_", display, tags, grant);
+        if let Err(refusal) = self.enroll(conn, identity, presence, Kind::World(user)) {
             return refusal;
         }
         let mut out = vec![Delivery::one(
@@ -141,6 +153,7 @@ impl Router {
         match action {
             "room.enter" => {
                 let (room, topic) = self.room_arg(conn, args)?;
+                self.may_enter(conn, Access::Read, &room, &topic)?;
                 let mut out = self.join_topic(conn, &topic);
                 let body = json!({"room": room, "user": self.user_view(conn)});
                 out.extend(self.room_notice(&topic, conn, "room.enter", &body));
@@ -155,6 +168,7 @@ impl Router {
             }
             "room.send" => {
                 let (room, topic) = self.room_arg(conn, args)?;
+                self.may_enter(conn, Access::Write, &room, &topic)?;
                 if !self
                     .member(conn)
                     .is_some_and(|m| m.subscriptions.contains(&topic))
@@ -176,6 +190,23 @@ impl Router {
                 format!("no action {action:?}"),
             )),
         }
+    }
+
+    /// The one access rule for a room (a world user's token grants its
+    /// world's rooms; an anonymous one only what the operator opened).
+    fn may_enter(
+        &self,
+        conn: ConnId,
+        access: Access,
+        room: &str,
+        topic: &str,
+    ) -> Result<(), RpcError> {
+        self.may_or_deny(conn, access, topic).map_err(|_| {
+            RpcError::new(
+                "room.forbidden",
+                format!("you may not {access} room {room:?}: not granted"),
+            )
+        })
     }
 
     /// `user.update`: the profile becomes the member's presence; the world

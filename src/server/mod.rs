@@ -150,6 +150,7 @@ impl Server {
         } = self;
         log::set_level(config.log_level);
         let demo_key = demo::process_key().map_err(io::Error::other)?;
+        warn_open(&config);
         warn_demo(&mut config, &demo_key);
         for shortfall in capacity::shortfalls(config.max_connections) {
             log::warn!(
@@ -161,6 +162,7 @@ impl Server {
         let (commands, inbox) = crossbeam_channel::bounded(COMMAND_QUEUE);
         let store = Store::start(config.data_dir.clone(), commands.clone())?;
         let mut router = Router::new(settings(&config))
+            .with_policy(config.policy())
             .with_store(store)
             .with_metrics(metrics.clone());
         if !methods.is_empty() {
@@ -254,6 +256,16 @@ fn warn_demo(config: &mut Config, demo_key: &Arc<str>) {
     if demo::fill_key(config, demo_key) {
         log::warn!(
             "--demo without --jwt-key: tokens are signed with a random key made for this process"
+        );
+    }
+}
+
+/// Says, once, what anyone can do on a hub without credentials.
+fn warn_open(config: &Config) {
+    if !config.protected() {
+        log::warn!(
+            "open hub: no --secret, --jwt-key or --emit-token, so anyone who reaches {} may listen to, emit to and publish on every channel, group and room",
+            config.listen
         );
     }
 }

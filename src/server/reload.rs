@@ -33,9 +33,11 @@ pub(crate) fn apply(shared: &Shared, mut new: Config) {
     log::set_level(new.log_level);
     let worlds = worlds_to_reload(&old, &new);
     let router_settings = settings(&new);
+    let new_policy = new.policy();
     shared.set_config(new);
     let _ = shared.router.send(Command::Reconfigure {
         settings: router_settings,
+        policy: new_policy,
     });
     let told: usize = worlds
         .into_iter()
@@ -75,6 +77,20 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
     let differences = [
         ("secret", old.secret != new.secret),
         ("jwt-key", old.jwt_key != new.jwt_key),
+        ("emit-token", old.emit_token != new.emit_token),
+        (
+            "public-channels",
+            old.public_channels != new.public_channels,
+        ),
+        ("public-emit", old.public_emit != new.public_emit),
+        (
+            "allowed-origins",
+            old.allowed_origins != new.allowed_origins,
+        ),
+        (
+            "trusted-proxies",
+            old.trusted_proxies != new.trusted_proxies,
+        ),
         ("admin-token", old.admin_token != new.admin_token),
         ("world", old.worlds != new.worlds),
         (

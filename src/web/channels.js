@@ -11,6 +11,7 @@ const $ = (id) => document.getElementById(id);
 
 let socket = null;
 let channel = "";
+let token = null; // from /demo/token (with --demo), for a protected hub
 const members = new Map(); // client id -> presence
 
 $("channel").value = params.get("channel") || "lobby";
@@ -23,14 +24,28 @@ function presence() {
   return mine;
 }
 
-function listen() {
+// A token granting the channel, from /demo/token; without --demo there is
+// none, and an open hub needs none.
+async function fetchToken() {
+  const query = new URLSearchParams({ channel, name: $("username").value.trim() });
+  try {
+    const answer = await fetch("/demo/token?" + query);
+    token = answer.ok ? (await answer.json()).token : null;
+  } catch (error) {
+    token = null;
+  }
+}
+
+async function listen() {
   if (socket) { socket.onclose = null; socket.close(); }
   channel = $("channel").value;
+  await fetchToken();
   members.clear();
   drawMembers();
   for (const el of document.querySelectorAll(".channel-name")) el.textContent = channel;
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  const query = new URLSearchParams(presence()).toString();
+  const query = new URLSearchParams(presence());
+  if (token) query.set("token", token);
   socket = new WebSocket(scheme + location.host + "/" + channel + "/listen?" + query);
   socket.onopen = () => state("listening to " + channel, true);
   socket.onclose = (event) => {
@@ -128,7 +143,8 @@ async function emit(event) {
   if ($("clients").value.trim()) query.set("clients", $("clients").value.trim());
   const url = "/" + channel + "/emit" + (query.size ? "?" + query : "");
   try {
-    const answer = await fetch(url, { method: "POST", body: $("payload").value });
+    const headers = token ? { Authorization: "Bearer " + token } : {};
+    const answer = await fetch(url, { method: "POST", body: $("payload").value, headers });
     log("HTTP", answer.status + " " + (await answer.text()).trim());
   } catch (error) {
     log("HTTP", "failed: " + error.message);

@@ -107,7 +107,8 @@ function send(type, payload) {
 // --- The connection -------------------------------------------------------
 
 async function start() {
-  const answer = await fetch("/demo/token?name=" + encodeURIComponent(askedName));
+  // The token grants this document and its people channel, nothing more.
+  const answer = await fetch("/demo/token?name=" + encodeURIComponent(askedName) + "&doc=" + encodeURIComponent(doc));
   if (answer.status === 404) return needsDemo();
   if (!answer.ok) throw new Error("/demo/token answered " + answer.status);
   me = await answer.json();
@@ -116,7 +117,8 @@ async function start() {
   const query = "?token=" + encodeURIComponent(me.token) + "&computer=" + encodeURIComponent(doc);
   blazing = new WebSocket(scheme + location.host + "/ws/blazing" + query);
   blazing.binaryType = "arraybuffer";
-  const presence = "?user=" + encodeURIComponent(me.sub) + "&name=" + encodeURIComponent(me.name);
+  const presence = "?user=" + encodeURIComponent(me.sub) + "&name=" + encodeURIComponent(me.name) +
+    "&token=" + encodeURIComponent(me.token);
   const people = new WebSocket(scheme + location.host + "/editor." + doc + "/listen" + presence);
   sockets = [blazing, people];
   blazing.onmessage = (event) => {

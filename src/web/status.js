@@ -9,9 +9,13 @@ const samples = [];
 let socket = null;
 
 // The WebSocket URL: same host as the page, ws or wss to match http or https.
+// On a protected hub, open the page as /?token=<JWT granting "$sys"> (or
+// start the server with --public-channels '$sys'): the token goes along.
 function sysUrl() {
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  return scheme + location.host + "/$sys/listen";
+  const token = new URLSearchParams(location.search).get("token");
+  const query = token ? "?token=" + encodeURIComponent(token) : "";
+  return scheme + location.host + "/$sys/listen" + query;
 }
 
 function connect() {

@@ -67,6 +67,8 @@ fn message(event: &DocumentEvent) -> Value {
 fn close(why: &Disconnect) -> Close {
     let code = match why {
         Disconnect::TokenExpired => 3000,
+        // The document's "no permission".
+        Disconnect::NotGranted(_) => 3003,
         Disconnect::RoomClosed => 1000,
         // The document's own "server is shutting down or restarting".
         Disconnect::ShuttingDown => 1001,

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::codec::{self, CodecError};
+use crate::dialect::credentials;
 use crate::dialect::Step;
 use crate::jwt::{self, JwtError};
 use crate::net::frame::Close;
 use crate::net::http::Request;
 use crate::net::rate::Overrun;
-use crate::router::{Command, ConnId, Edit, Joiner};
+use crate::router::{Command, ConnId, Edit, Grant, Joiner};
 use crate::store;
 
 /// The longest computer id accepted.
@@ -84,13 +85,18 @@ impl Session {
             Some(id) if !id.is_empty() && id.len() <= MAX_COMPUTER_ID => id,
             _ => return Err(Close::new(3003, "Blazing-Computer-Id is required")),
         };
-        if claims
-            .computers
-            .as_ref()
-            .is_some_and(|allowed| !allowed.iter().any(|c| c == computer))
-        {
-            return Err(Close::new(3003, "this token does not allow that computer"));
-        }
+        // The router decides whether the claim reaches the computer (3003
+        // if not): the one access rule, for documents as for topics.
+        let grant = match claims.computers.as_deref() {
+            Some(computers) => {
+                let granted = credentials::patterns(Some(computers));
+                Grant {
+                    read: granted.clone(),
+                    write: granted,
+                }
+            }
+            None => Grant::service(),
+        };
         let stored = store::load(&self.data_dir, computer)
             .map_err(|e| Close::new(1011, format!("cannot read the document: {e}")))?;
         Ok(Command::Join {
@@ -100,6 +106,7 @@ impl Session {
                 user: claims.sub,
                 display: claims.name,
                 token_left: Duration::from_secs(claims.exp.saturating_sub(now)),
+                grant,
                 stored,
             },
         })

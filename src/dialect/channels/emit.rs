@@ -5,32 +5,91 @@
 //! request goes to the router as a [`Command::Emit`] carrying a one-slot
 //! channel; this thread then waits on that channel for the answer (at
 //! once, or once the ACKs are in or overdue), while the router goes on.
+//!
+//! On a protected hub the emitter shows `Authorization: Bearer` with the
+//! operator's `--emit-token` (every channel) or an HS256 token whose
+//! `publish` claim grants the channel; the router's one access rule
+//! decides, and a refusal is 401 (no or bad credentials) or 403.
 
+use std::fmt;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use crate::auth::secrets_match;
+use crate::config::Config;
+use crate::dialect::credentials::{self, Refusal};
+use crate::log;
 use crate::net::http::{query_pairs, read_body, BodyError, Request, Response};
 use crate::net::Shared;
-use crate::router::{Command, Emit, EmitError, EmitOutcome, Targets};
+use crate::router::{Command, Denial, Emit, EmitError, EmitOutcome, Grant, Patterns, Targets};
 
 /// How much longer than the ack timeout the HTTP thread waits for the
 /// router before answering 500 itself.
 const ROUTER_GRACE: Duration = Duration::from_secs(10);
 
-/// Answers an emit request to `channel`.
+/// Answers an emit request to `channel` from `client` (for the log).
 pub(crate) fn answer(
     stream: &TcpStream,
     request: &Request,
     channel: &str,
     shared: &Shared,
-    deadline: Instant,
+    (deadline, client): (Instant, &dyn fmt::Display),
 ) -> Response {
     match emit(stream, request, channel, shared, deadline) {
-        Ok(response) | Err(response) => response,
+        Ok(response) | Err(Refused::Invalid(response)) => response,
+        Err(Refused::Access(refusal)) => {
+            shared.metrics.access_denied("http", refusal.label());
+            log::info!("{client}: emit to {channel:?} refused: {refusal}");
+            match refusal {
+                Refusal::NotGranted(_) if crate::router::sys::is_reserved(channel) => error(
+                    403,
+                    "RESERVED_CHANNEL",
+                    &format!("{channel} is reserved: only the server publishes to it (listen at /{channel}/listen)"),
+                ),
+                refusal => error(refusal.status(), refusal.code(), &refusal.to_string()),
+            }
+        }
     }
+}
+
+/// Why an emit was not sent: a bad request (answered as it is), or the
+/// access rules (counted and logged first).
+enum Refused {
+    Invalid(Response),
+    Access(Refusal),
+}
+
+impl From<Response> for Refused {
+    fn from(response: Response) -> Refused {
+        Refused::Invalid(response)
+    }
+}
+
+/// What the emitter's credentials grant, and whether it showed any. On an
+/// open hub they are not looked at.
+fn emitter(request: &Request, config: &Config) -> Result<(Grant, bool), Refusal> {
+    if !config.protected() {
+        return Ok((Grant::anonymous(), false));
+    }
+    let Some(token) = credentials::bearer(request) else {
+        return Ok((Grant::anonymous(), false));
+    };
+    let operator = config
+        .emit_token
+        .as_deref()
+        .is_some_and(|key| secrets_match(token.as_bytes(), key.as_bytes()));
+    if operator {
+        let every_channel = Grant {
+            read: Patterns::none(),
+            write: Patterns::everything(),
+        };
+        return Ok((every_channel, true));
+    }
+    let claims = credentials::verify(&token, config).map_err(Refusal::BadToken)?;
+    Ok((credentials::token_grant(&claims), true))
 }
 
 fn emit(
@@ -39,18 +98,14 @@ fn emit(
     channel: &str,
     shared: &Shared,
     deadline: Instant,
-) -> Result<Response, Response> {
-    if crate::router::sys::is_reserved(channel) {
-        return Err(error(
-            403,
-            "RESERVED_CHANNEL",
-            &format!("{channel} is reserved: only the server publishes to it (listen at /{channel}/listen)"),
-        ));
-    }
+) -> Result<Response, Refused> {
     if request.method != "GET" && request.method != "POST" {
         return Err(error(405, "METHOD_NOT_ALLOWED", "emit takes GET or POST")
-            .with_header("Allow", "GET, POST"));
+            .with_header("Allow", "GET, POST")
+            .into());
     }
+    let config = shared.config();
+    let (grant, credentialed) = emitter(request, &config).map_err(Refused::Access)?;
     let mut targets = Targets::All;
     let mut require_ack = false;
     let mut params = serde_json::Map::new();
@@ -58,14 +113,17 @@ fn emit(
         match key.as_str() {
             "clients" => targets = parse_targets(&value)?,
             "require-ack" => require_ack = parse_flag(&value)?,
+            // A credential, not part of the payload.
+            "token" => {}
             _ => {
                 params.insert(key, Value::String(value));
             }
         }
     }
     let body = match request.method.as_str() {
-        "POST" => read_body(stream, request, shared.config().max_message_bytes, deadline)
-            .map_err(body_error)?,
+        "POST" => {
+            read_body(stream, request, config.max_message_bytes, deadline).map_err(body_error)?
+        }
         _ => Vec::new(),
     };
     let payload = payload(&body, params)?;
@@ -76,14 +134,21 @@ fn emit(
         targets,
         require_ack,
         reply,
+        grant,
     });
     shared.metrics.emits.increment();
     if shared.router.send(command).is_err() {
-        return Err(error(503, "UNAVAILABLE", "the router has stopped"));
+        return Err(error(503, "UNAVAILABLE", "the router has stopped").into());
     }
-    match answer.recv_timeout(shared.config().ack_timeout + ROUTER_GRACE) {
+    match answer.recv_timeout(config.ack_timeout + ROUTER_GRACE) {
+        Ok(EmitOutcome::Refused(EmitError::Denied(denial))) => {
+            Err(Refused::Access(match (denial, credentialed) {
+                (_, true) | (Denial::Reserved, false) => Refusal::NotGranted(channel.to_string()),
+                (Denial::NotGranted, false) => Refusal::NoToken,
+            }))
+        }
         Ok(outcome) => Ok(respond(outcome)),
-        Err(_) => Err(error(500, "INTERNAL_ERROR", "the router did not answer")),
+        Err(_) => Err(error(500, "INTERNAL_ERROR", "the router did not answer").into()),
     }
 }
 
@@ -199,11 +264,14 @@ fn respond(outcome: EmitOutcome) -> Response {
             let status = match refusal {
                 EmitError::Internal(_) => 500,
                 EmitError::TooFewListeners { .. } | EmitError::UnknownClients(_) => 400,
+                // Answered by `emit` with 401 or 403; kept for completeness.
+                EmitError::Denied(_) => 403,
             };
             let code = match &refusal {
                 EmitError::TooFewListeners { .. } => "NOT_ENOUGH_CLIENTS",
                 EmitError::UnknownClients(_) => "UNKNOWN_CLIENTS",
                 EmitError::Internal(_) => "INTERNAL_ERROR",
+                EmitError::Denied(_) => "FORBIDDEN",
             };
             error(status, code, &refusal.to_string())
         }

@@ -3,12 +3,14 @@
 //! publishers on `GET|POST /<channel>/emit` (plain HTTP), optionally
 //! waiting for the listeners' ACKs.
 //!
+//! - [`admission`] decides who may listen, before the upgrade,
 //! - [`inbound`] decodes what listeners send (ACK, PONG, PRESENCE:UPDATE),
 //! - [`session`] is a listener's state on its reader thread,
 //! - [`render`] turns router events into channels frames, personal to each
 //!   recipient (every frame names its `clientID` and `latency`),
 //! - [`emit`] answers the HTTP emit endpoint.
 
+pub mod admission;
 pub mod emit;
 pub mod inbound;
 pub mod render;

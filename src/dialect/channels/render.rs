@@ -115,13 +115,14 @@ pub fn farewell(why: &Disconnect, to: Addressee<'_>) -> Option<Frame> {
             error_event("Client did not respond to PING event", "PING_TIMEOUT")
         }
         Disconnect::Internal(why) => error_event(why, "INTERNAL_ERROR"),
+        Disconnect::TokenExpired => error_event("authorization expired", "TOKEN_EXPIRED"),
+        Disconnect::NotGranted(_) => error_event(&why.to_string(), "FORBIDDEN"),
         // Too slow to read one more message; the others never reach channels.
         Disconnect::TooSlow
         | Disconnect::IdentifyTimeout
         | Disconnect::NameTaken(_)
         | Disconnect::HeartbeatTimeout
         | Disconnect::Replaced
-        | Disconnect::TokenExpired
         | Disconnect::DocumentTooLarge(_)
         | Disconnect::RoomClosed
         | Disconnect::ShuttingDown => return None,
@@ -143,6 +144,7 @@ fn error_code(error: &RequestError) -> &'static str {
         | RequestError::TopicExists(_)
         | RequestError::NotOwner(_)
         | RequestError::Reserved(_) => "REFUSED",
+        RequestError::NotGranted { .. } => "FORBIDDEN",
     }
 }
 
@@ -157,6 +159,7 @@ fn close(why: &Disconnect) -> Close {
         | Disconnect::HeartbeatTimeout
         | Disconnect::Replaced
         | Disconnect::TokenExpired
+        | Disconnect::NotGranted(_)
         | Disconnect::DocumentTooLarge(_)
         | Disconnect::RoomClosed => 1008,
     };

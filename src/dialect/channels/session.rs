@@ -4,11 +4,16 @@
 use serde_json::value::RawValue;
 
 use super::inbound::{decode, Inbound};
+use crate::dialect::credentials::Admission;
 use crate::dialect::Step;
 use crate::net::frame::Close;
 use crate::net::http::{query_pairs, Request};
 use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, RequestError};
+
+/// The query parameter that carries a listener's token; it is not part
+/// of its presence.
+const TOKEN_PARAMETER: &str = "token";
 
 /// A listener, from the handshake on.
 #[derive(Debug)]
@@ -17,18 +22,22 @@ pub struct Session {
     channel: String,
     /// The presence from the listen URL, handed to the router on open.
     presence: Option<Box<RawValue>>,
+    /// What it was admitted with, handed to the router on open.
+    admission: Admission,
 }
 
 impl Session {
     /// A listener for the channel in `request`'s path (`/<channel>/listen`,
-    /// checked by the route), with presence from its query parameters.
-    pub fn new(conn: ConnId, request: &Request) -> Session {
+    /// checked by the route), with presence from its query parameters (but
+    /// `token`, its credential), admitted with `admission`.
+    pub fn new(conn: ConnId, request: &Request, admission: Admission) -> Session {
         let channel = super::split_path(&request.path)
             .map(|(channel, _)| channel.to_string())
             .unwrap_or_default();
         let presence: serde_json::Map<String, serde_json::Value> =
             query_pairs(request.query.as_deref().unwrap_or(""))
                 .into_iter()
+                .filter(|(key, _)| key != TOKEN_PARAMETER)
                 .map(|(key, value)| (key, serde_json::Value::String(value)))
                 .collect();
         // A map of strings always serializes, and to valid JSON.
@@ -38,6 +47,7 @@ impl Session {
             conn,
             channel,
             presence: Some(presence),
+            admission,
         }
     }
 
@@ -49,10 +59,13 @@ impl Session {
             let why = format!("presence is limited to {} bytes", super::MAX_PRESENCE_BYTES);
             return Some(Step::Close(Close::new(1009, why)));
         }
+        let Admission { grant, token_left } = std::mem::take(&mut self.admission);
         Some(Step::Forward(Command::Listen {
             conn: self.conn,
             topic: self.channel.clone(),
             presence,
+            grant,
+            token_left,
         }))
     }
 

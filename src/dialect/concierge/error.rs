@@ -64,6 +64,7 @@ impl From<&Disconnect> for ConciergeError {
             | Disconnect::HeartbeatTimeout
             | Disconnect::Replaced
             | Disconnect::TokenExpired
+            | Disconnect::NotGranted(_)
             | Disconnect::DocumentTooLarge(_)
             | Disconnect::RoomClosed => ConciergeError::Internal(why.to_string()),
         }

@@ -104,6 +104,9 @@ fn refusal(seq: Option<Seq>, error: &RequestError) -> Payload<'_> {
         }
         RequestError::NotOwner(_) => status(seq, "BAD", described(error)),
         RequestError::Reserved(_) => status(seq, "BAD", described(error)),
+        // Concierge clients are trusted services; only a reserved topic
+        // can be out of their reach, and BAD is the document's refusal.
+        RequestError::NotGranted { .. } => status(seq, "BAD", described(error)),
         // The document has no status for it; BAD is its generic refusal.
         RequestError::RateLimited => status(seq, "BAD", described(error)),
         // Spelled as in the document.

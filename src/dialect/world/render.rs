@@ -29,6 +29,7 @@ pub fn farewell(why: &Disconnect) -> Option<Frame> {
     let code = match why {
         Disconnect::Replaced => "connection.replaced",
         Disconnect::Internal(_) => "server.fatal",
+        Disconnect::TokenExpired => "auth.expired_token",
         _ => return None,
     };
     Some(fatal_or(code))

@@ -8,11 +8,12 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::inbound::{decode, Credentials, Inbound};
+use crate::dialect::credentials::{self, Admission};
 use crate::dialect::{Received, Step};
 use crate::jwt::{self, JwtError};
 use crate::net::frame::{Close, Frame};
 use crate::net::rate::Overrun;
-use crate::router::{Command, ConnId, Event, Joiner};
+use crate::router::{Command, ConnId, Event, Grant, Joiner, Patterns};
 use crate::rpc::{CallId, ReplyTo, RpcError};
 
 /// A world connection.
@@ -106,16 +107,24 @@ impl Session {
         if self.authenticated {
             return Step::Reply(error(None, "auth.already_authenticated"));
         }
-        let (user, display) = match credentials {
+        let world = self.world.clone().unwrap_or_default();
+        let (user, display, admission) = match credentials {
             Credentials::Missing => return Step::Reply(error(None, "auth.missing_id_or_token")),
             // An anonymous client names itself, so its id lives apart from
             // token users' ids: `{"client_id": "<someone's sub>"}` must not
-            // act as (or replace the connections of) that user.
-            Credentials::ClientId(id) => (format!("anon:{id}"), None),
+            // act as (or replace the connections of) that user. It holds
+            // no grant: on a protected hub it reaches only public rooms.
+            Credentials::ClientId(id) => (format!("anon:{id}"), None, Admission::default()),
             Credentials::Token(token) => {
                 let key = self.jwt_key.as_deref().map(str::as_bytes);
                 match jwt::verify(&token, key, jwt::now()) {
-                    Ok(claims) => (claims.sub, claims.name),
+                    Ok(claims) => {
+                        let admission = Admission {
+                            grant: world_grant(&world, &claims),
+                            token_left: Some(credentials::token_left(&claims)),
+                        };
+                        (claims.sub, claims.name, admission)
+                    }
                     Err(JwtError::Expired) => {
                         return Step::Reply(error(None, "auth.expired_token"))
                     }
@@ -127,11 +136,24 @@ impl Session {
         Step::Forward(Command::Join {
             conn: self.conn,
             who: Joiner::World {
-                world: self.world.clone().unwrap_or_default(),
+                world,
                 user,
                 display,
+                grant: admission.grant,
+                token_left: admission.token_left,
             },
         })
+    }
+}
+
+/// What a world user's token grants: its world's rooms (topics `W/…`) to
+/// read and write, and what its `publish` claim names to write (for
+/// `hub.publish`).
+fn world_grant(world: &str, claims: &jwt::Claims) -> Grant {
+    let rooms = Patterns::parse([format!("{world}/*").as_str()]);
+    Grant {
+        read: rooms.clone(),
+        write: rooms.and(credentials::patterns(claims.publish.as_deref())),
     }
 }
 
@@ -226,6 +248,7 @@ mod tests {
                         world,
                         user,
                         display,
+                        ..
                     },
                 ..
             }) => {
