@@ -32,6 +32,11 @@
 //! recipient's **writer thread** takes everything queued and writes it in
 //! one system call.
 //!
+//! Who may read or write which topic is one rule, [`router::access`]:
+//! each dialect turns what its client shows (a secret, a token, nothing)
+//! into a [`router::Grant`], and every way into a topic, in any dialect or
+//! over HTTP, asks the router's [`router::Policy`] with it.
+//!
 //! # Layout
 //!
 //! - [`server`]: binds or adopts the listener, starts the router and the
@@ -49,8 +54,13 @@
 //!   - [`net::capacity`]: the machine limits that cap the connections.
 //!   - [`net::per_ip`]: each peer address's connections, against its cap.
 //!   - [`net::rate`]: each connection's message rate (a token bucket).
+//!   - [`net::origin`]: which browser origins may talk to the hub.
+//!   - [`net::forwarded`]: the client behind a trusted proxy
+//!     (`X-Forwarded-For`).
 //!   - `net/admin.rs`: the operator's endpoints.
 //! - [`router`]: the single owner of state, one namespace for all dialects.
+//!   - [`router::access`]: the one access rule: grants, patterns, the
+//!     operator's policy.
 //!   - [`router::command`]: what connections ask.
 //!   - [`router::event`]: what connections are told.
 //!   - `router/member.rs`: members join, stay alive, change presence, leave.
@@ -67,9 +77,11 @@
 //!     `redis`), do-nothing hooks in `single.rs` (without it).
 //!   - [`router::thread`]: the loop around the router; delivery; the
 //!     systemd watchdog; handing cluster records to the Redis link.
-//! - [`dialect`]: the protocols.
+//! - [`dialect`]: the protocols; [`dialect::credentials`] turns what a
+//!   client shows into its grant.
 //!   - [`dialect::concierge`]: the concierge protocol.
-//!   - [`dialect::channels`]: the channels protocol, WebSocket and HTTP.
+//!   - [`dialect::channels`]: the channels protocol, WebSocket and HTTP
+//!     (who may listen is decided before the upgrade, in `admission.rs`).
 //!   - [`dialect::common`]: the common protocol (op-coded RPC).
 //!   - [`dialect::world`]: the world protocol (JSON-array RPC).
 //!   - [`dialect::blazing`]: the blazing protocol (a shared text document).

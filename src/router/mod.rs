@@ -9,7 +9,7 @@
 //! [`thread`].
 //!
 //! Who may read or write which topic is decided in one place,
-//! [`access`], and asked by every way in ([`Router::may`]).
+//! [`access`], and asked by every way in (`Router::may`).
 //!
 //! The state is one namespace shared by every dialect:
 //! - **members** (`member.rs`): identified clients of any dialect, each with
