@@ -22,13 +22,14 @@ mkdirSync(ARTIFACTS, { recursive: true });
 
 /**
  * Starts target/debug/switchboard on 127.0.0.1, port 0, with --demo unless
- * `demo` is false, and resolves to {base, stop} once it prints where it
- * listens. Its standard error goes to ARTIFACTS/<name>-server.log.
+ * `demo` is false and with `extra` flags, and resolves to {base, stop} once
+ * it prints where it listens. Its standard error goes to
+ * ARTIFACTS/<name>-server.log.
  */
-export async function startServer(name, demo = true) {
+export async function startServer(name, demo = true, extra = []) {
   const dataDir = mkdtempSync(join(tmpdir(), "switchboard-browser-"));
   const bin = process.env.SWITCHBOARD_BIN || join(root, "target/debug/switchboard");
-  const args = ["--listen", "127.0.0.1:0", "--data-dir", dataDir, ...(demo ? ["--demo"] : [])];
+  const args = ["--listen", "127.0.0.1:0", "--data-dir", dataDir, ...(demo ? ["--demo"] : []), ...extra];
   const child = spawn(bin, args, {
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -103,8 +104,8 @@ export function until(page, condition, arg) {
  * browser first, so the server stops at once; the server even when the
  * browser fails to start).
  */
-export async function setUp(t, name, demo = true) {
-  const server = await startServer(name, demo);
+export async function setUp(t, name, demo = true, extra = []) {
+  const server = await startServer(name, demo, extra);
   let browser = null;
   t.after(async () => {
     if (browser) await browser.close();
