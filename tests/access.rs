@@ -682,3 +682,12 @@ fn across_nodes_a_member_gets_only_what_its_own_node_would_give_it() {
     assert_eq!(publisher.recv_json()[0], "success");
     assert_eq!(next_data(&mut reader), json!("granted"));
 }
+
+#[test]
+fn refusals_carry_their_registered_reason_phrases() {
+    let addr = start(protected());
+    assert!(upgrade_answer(addr, "/news/listen", "").starts_with("HTTP/1.1 401 Unauthorized\r\n"));
+    let other = token(json!({"channels": ["sport"]}));
+    let answer = upgrade_answer(addr, &format!("/news/listen?token={other}"), "");
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
+}

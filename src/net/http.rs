@@ -333,24 +333,14 @@ impl Response {
     }
 }
 
-/// The reason phrase for the status codes this server uses.
+/// The reason phrase of `status`, from the `http` crate's table (which
+/// tungstenite already links), so that every status this server sends,
+/// 401 and 403 included, has its registered phrase.
 fn reason(status: u16) -> &'static str {
-    match status {
-        101 => "Switching Protocols",
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
+    tungstenite::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|code| code.canonical_reason())
+        .unwrap_or("Unknown")
 }
 
 #[cfg(test)]
