@@ -153,6 +153,7 @@ impl Config {
     pub fn policy(&self) -> Policy {
         Policy {
             protected: self.protected(),
+            secret: self.secret.is_some(),
             public_read: self.public_channels.clone(),
             public_write: self.public_emit.clone(),
         }

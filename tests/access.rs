@@ -691,3 +691,27 @@ fn refusals_carry_their_registered_reason_phrases() {
     let answer = upgrade_answer(addr, &format!("/news/listen?token={other}"), "");
     assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
 }
+
+#[test]
+fn without_a_secret_concierge_and_common_clients_are_not_trusted_services() {
+    // Protected by a key alone: a concierge client proved nothing.
+    let addr = start(Config {
+        jwt_key: Some(KEY.into()),
+        ..config()
+    });
+    let mut anyone = Concierge::join(addr, "anyone");
+    let refused = anyone.ask(json!({"type": "GROUP_CREATE", "name": "payroll"}));
+    assert_eq!(refused["code"], "BAD", "{refused}");
+    assert!(
+        refused["desc"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not granted"),
+        "{refused}"
+    );
+    let mut rpc = Client::connect(addr, "/ws/common");
+    assert_eq!(rpc.recv_json()["op"], 0);
+    rpc.send_json(json!({"op": 1, "password": ""}));
+    rpc.send_json(json!({"op": 4, "w": "hub.publish", "a": ["payroll", 1], "n": 1}));
+    assert_eq!(rpc.recv_json()["r"]["error"]["code"], "forbidden");
+}

@@ -22,6 +22,7 @@ use tungstenite::Message;
 // ---------------------------------------------------------------------------
 
 const KEY: &str = "k3y";
+const SECRET: &str = "s3cret";
 
 /// Two worlds, `w1` and `w2`, and the JWT key [`KEY`]. The key makes the
 /// hub protected; the worlds' rooms are opened to anonymous (`client_id`)
@@ -30,6 +31,8 @@ const KEY: &str = "k3y";
 fn worlds() -> Config {
     Config {
         jwt_key: Some(KEY.into()),
+        // Common clients prove it, and are trusted services.
+        secret: Some(SECRET.into()),
         worlds: vec!["w1".into(), "w2".into()],
         public_channels: Patterns::parse_list("w1/*,w2/*"),
         public_emit: Patterns::everything(),
@@ -199,7 +202,7 @@ fn common_client(addr: SocketAddr) -> Client {
     let mut client = Client::connect(addr, "/ws/common");
     let hello = client.recv_json();
     assert_eq!(hello["op"], 0, "{hello}");
-    client.send_json(json!({"op": 1, "password": ""}));
+    client.send_json(json!({"op": 1, "password": SECRET}));
     client
 }
 

@@ -18,7 +18,7 @@
 //! dialect at once, 2), `--pause-ms N` (between one client's sessions, 20),
 //! `--binary PATH` (the server to start; default `switchboard` in the
 //! directory above this example's), or `--url HOST:PORT` and
-//! `--server-pid PID` of a running server started with `--jwt-key KEY`
+//! `--server-pid PID` of a running server started with `--jwt-key KEY --secret soak`
 //! (`--jwt-key`, default `soak key`, signs the world and blazing tokens).
 //!
 //! What runs (see `traffic.rs`): concierge owners and partners chatting in

@@ -32,6 +32,7 @@ impl Server {
             std::env::temp_dir().join(format!("switchboard-soak-{}", std::process::id()));
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--quiet", "--jwt-key", jwt_key])
+            .args(["--secret", super::traffic::SECRET])
             .args(["--ping-ms", "2000", "--heartbeat-ms", "2000"])
             .arg("--data-dir")
             .arg(&data_dir)

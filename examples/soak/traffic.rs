@@ -24,6 +24,10 @@ use super::probe::http;
 const PATIENCE: Duration = Duration::from_secs(20);
 /// How often a resident looks up from its reading to see if the soak ended.
 const RESIDENT_TICK: Duration = Duration::from_millis(500);
+/// The secret the concierge and common sessions prove (the server's
+/// `--secret`): on a protected hub only they are trusted services.
+pub const SECRET: &str = "soak";
+
 /// The channel (and implicit concierge group) the residents listen on.
 pub const LOBBY: &str = "soak_lobby";
 /// The most unrelated messages a session skips while waiting for one.
@@ -239,7 +243,7 @@ fn token(key: &str, sub: &str) -> String {
 
 fn identify(addr: SocketAddr, name: &str) -> Result<Ws, String> {
     let mut client = Ws::connect(addr, "/ws/concierge", &[])?;
-    client.send(json!({"type": "IDENTIFY", "name": name, "version": "0.1.0"}))?;
+    client.send(json!({"type": "IDENTIFY", "name": name, "version": "0.1.0", "secret": SECRET}))?;
     client.recv_until("HELLO", |m| is(m, "HELLO", ""))?;
     Ok(client)
 }
@@ -357,7 +361,7 @@ fn channels(target: &Target, worker: usize, n: u64) -> Result<(), String> {
 fn common(target: &Target, n: u64) -> Result<(), String> {
     let mut client = Ws::connect(target.addr, "/ws/common", &[])?;
     client.recv_until("HELLO", |m| m["op"] == 0)?;
-    client.send(json!({"op": 1, "password": "soak"}))?;
+    client.send(json!({"op": 1, "password": SECRET}))?;
     client.send(json!({"op": 2}))?;
     client.recv_until("HEARTBEAT_ACK", |m| m["op"] == 3)?;
     client.send(json!({"op": 4, "w": "hub.info", "a": [], "n": n}))?;
@@ -491,7 +495,7 @@ pub fn residents<'scope>(
     let mut common = Ws::connect(target.addr, "/ws/common", &[])?;
     let hello = common.recv_until("HELLO", |m| m["op"] == 0)?;
     let beat = Duration::from_millis(hello["hb_interval"].as_u64().unwrap_or(20_000) / 2);
-    common.send(json!({"op": 1, "password": "soak"}))?;
+    common.send(json!({"op": 1, "password": SECRET}))?;
 
     let run = |name: &'static str, result: Result<(), String>| {
         if let Err(e) = result {

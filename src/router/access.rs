@@ -211,6 +211,11 @@ pub struct Policy {
     /// Whether any credential is configured (`--secret`, `--jwt-key`,
     /// `--emit-token`). An open hub lets anyone read and write anything.
     pub protected: bool,
+    /// Whether concierge and common clients must prove the hub's secret
+    /// (`--secret`) to get in: only then are they trusted services on a
+    /// protected hub. Without a secret they proved nothing, and hold
+    /// nothing but the public patterns.
+    pub secret: bool,
     /// Topics anyone may read on a protected hub (`--public-channels`).
     pub public_read: Patterns,
     /// Topics anyone may write on a protected hub (`--public-emit`).
@@ -228,8 +233,18 @@ impl Policy {
     pub fn open() -> Policy {
         Policy {
             protected: false,
+            secret: false,
             public_read: Patterns::none(),
             public_write: Patterns::none(),
+        }
+    }
+
+    /// The grant of a concierge or common client that got in: a trusted
+    /// service if it proved the secret (or the hub is open), else nothing.
+    pub fn service_grant(&self) -> Grant {
+        match self.secret || !self.protected {
+            true => Grant::service(),
+            false => Grant::anonymous(),
         }
     }
 
@@ -293,6 +308,18 @@ mod tests {
         assert!(!Patterns::parse_list("$*").covers("$sys"));
         assert!(Patterns::parse_list("$sys").covers("$sys"));
         assert!(!Grant::service().read.covers("$sys"));
+    }
+
+    #[test]
+    fn services_are_trusted_only_where_they_proved_a_secret() {
+        assert!(Policy::open().service_grant().is_service());
+        let keyed = protected();
+        assert_eq!(keyed.service_grant(), Grant::anonymous());
+        let with_secret = Policy {
+            secret: true,
+            ..protected()
+        };
+        assert!(with_secret.service_grant().is_service());
     }
 
     #[test]

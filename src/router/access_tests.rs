@@ -113,6 +113,7 @@ impl Hub {
     fn new() -> Hub {
         let policy = Policy {
             protected: true,
+            secret: true,
             public_read: Patterns::none(),
             public_write: Patterns::none(),
         };

@@ -199,9 +199,10 @@ impl Router {
             tags,
         };
         let presence = concierge_presence(&info);
-        // It proved the hub's secret (or the hub has none): a trusted
-        // service, like a common client.
-        self.admit(conn, info, presence, Grant::service(), Kind::Concierge);
+        // It proved the hub's secret: a trusted service, like a common
+        // client (without a secret, only what is public).
+        let grant = self.policy.service_grant();
+        self.admit(conn, info, presence, grant, Kind::Concierge);
         vec![Delivery::one(conn, Event::Welcome { uuid })]
     }
 

@@ -66,9 +66,9 @@ impl Router {
         let heartbeat_due = now + self.heartbeat_window();
         let tags = vec!["common".to_string()];
         let kind = Kind::Common { heartbeat_due };
-        // It proved the hub's password (or the hub has none): a trusted
-        // service, like a concierge client.
-        let identity = Identity::new("common_", None, tags, Grant::service());
+        // It proved the hub's password: a trusted service, like a
+        // concierge client (without a secret, only what is public).
+        let identity = Identity::new("common_", None, tags, self.policy.service_grant());
         if let Err(refusal) = self.enroll(conn, identity, raw(&json!({})).into(), kind) {
             return refusal;
         }
