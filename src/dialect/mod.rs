@@ -100,6 +100,30 @@ impl Dialect {
     }
 }
 
+impl Dialect {
+    /// The close for a connection whose handler failed inside the server:
+    /// the concierge document's `4000` (UNKNOWN); RFC 6455's 1011 for the
+    /// others, whose documents have no code of their own for it.
+    pub fn internal_error_close(self) -> Close {
+        match self {
+            Dialect::Concierge => {
+                concierge::error::ConciergeError::Internal("a handler failed".into()).close()
+            }
+            Dialect::Echo
+            | Dialect::Channels
+            | Dialect::Common
+            | Dialect::World
+            | Dialect::Blazing => Close::new(1011, "internal error"),
+        }
+    }
+}
+
+/// A text frame that makes its session's handler panic, in the crate's own
+/// test builds only (`cfg(test)`): the crash paths are tested over real
+/// sockets, and no release or integration-test build can reach them.
+#[cfg(test)]
+pub(crate) const TEST_PANIC: &str = "switchboard: fail here (cfg(test) only)";
+
 impl fmt::Display for Dialect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -218,6 +242,8 @@ impl Session {
 
     /// Handles one complete text message.
     pub fn on_text(&mut self, text: &str) -> Step {
+        #[cfg(test)]
+        assert_ne!(text, TEST_PANIC, "a test asked this handler to fail");
         match self {
             Session::Echo => Step::Reply(Frame::text(text)),
             Session::Concierge(session) => session.on_text(text),

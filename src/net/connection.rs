@@ -521,7 +521,7 @@ fn run(
         reader.read_until_end(&mut ws, &mut session)
     }))
     .unwrap_or_else(|_| {
-        outbox.close(Frame::close(&Close::new(1011, "internal error")));
+        outbox.close(Frame::close(&dialect.internal_error_close()));
         Ending::Gone("the connection's handler failed".into())
     });
     outbox.shut();
@@ -721,7 +721,8 @@ impl Reader<'_> {
 
     /// Runs a session's handler so that a bug in it ends only this
     /// connection: a panic tells the client (in its dialect's words, if it
-    /// has any) and closes with 1011, and every other connection goes on.
+    /// has any) and closes with its dialect's internal-error code (1011,
+    /// concierge's 4000), and every other connection goes on.
     fn protect(&self, dialect: Dialect, handle: impl FnOnce() -> Option<Step>) -> Option<Step> {
         match panic::catch_unwind(AssertUnwindSafe(handle)) {
             Ok(step) => step,
@@ -730,7 +731,7 @@ impl Reader<'_> {
                 if let Some(notice) = dialect::fatal_notice(dialect) {
                     let _ = self.outbox.push_wait(notice);
                 }
-                Some(Step::Close(Close::new(1011, "internal error")))
+                Some(Step::Close(dialect.internal_error_close()))
             }
         }
     }

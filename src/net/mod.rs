@@ -92,3 +92,6 @@ impl Shared {
         *self.config.write() = Arc::new(config);
     }
 }
+
+#[cfg(test)]
+mod crash_tests;

@@ -127,6 +127,11 @@ fn run(
     }
 }
 
+/// The method whose call makes the router fail, in the crate's own test
+/// builds only.
+#[cfg(test)]
+pub(crate) const TEST_PANIC_METHOD: &str = "test.fail_the_router";
+
 /// One step, guarded: the router is shared by every client, so a bug in
 /// one rule must not stop the hub. The command that hit it is lost and
 /// logged; the rest of the state is left as the rule left it.
