@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cluster::{DocumentEntry, Outgoing, StreamId};
-use super::document::{shift, Cursor, Text};
+use super::document::{shift, Base, Cursor, Stale, Text};
 use super::member::{Editor, Identity, Kind};
 use super::{
     Access, ConnId, Delivery, Disconnect, DocumentEvent, DocumentSnapshot, Edit, Event, Grant,
@@ -199,12 +199,16 @@ impl Router {
             let Some(editor) = self.editor(conn).cloned() else {
                 return Vec::new();
             };
+            let Ok((edit, after)) = self.for_the_stream(&editor.computer, edit) else {
+                return self.sync(conn, now);
+            };
             let entry = DocumentEntry {
                 node,
                 conn: conn.0,
                 user: editor.user,
                 seq: self.next_edit_seq(),
                 edit,
+                after,
             };
             let computer = editor.computer;
             self.tell_link(Outgoing::Append { computer, entry });
@@ -212,12 +216,61 @@ impl Router {
         }
         match edit {
             Edit::Sync => self.sync(conn, now),
-            Edit::Move { offset, selection } => self.move_cursor(conn, offset, selection),
+            Edit::Move {
+                offset,
+                selection,
+                rev,
+            } => self.move_cursor(conn, (offset, selection, rev), now),
             Edit::Write {
                 offset,
                 selection,
                 text,
-            } => self.write(conn, offset, selection, &text, now),
+                rev,
+            } => self.write(conn, (offset, selection, &text, rev), now),
+        }
+    }
+
+    /// An edit that names its client's revision, placed on this node's
+    /// copy for the document's stream: a write as the range it replaces
+    /// after the last entry applied here (whose number goes with it), a
+    /// move where the cursor is now. Others go as they are.
+    fn for_the_stream(&self, computer: &str, edit: Edit) -> Result<(Edit, Option<u64>), Stale> {
+        let Some(document) = self.documents.get(computer) else {
+            return Ok((edit, None));
+        };
+        match edit {
+            Edit::Write {
+                offset,
+                selection,
+                text,
+                rev: Some(rev),
+            } => {
+                let placed = document
+                    .text
+                    .place(Base::Rev(rev), offset, selection, &text)?;
+                let op = placed.op();
+                let write = Edit::Write {
+                    offset: op.start as i64,
+                    selection: (op.end - op.start) as i64,
+                    text: op.text.clone(),
+                    rev: None,
+                };
+                Ok((write, Some(document.count)))
+            }
+            Edit::Move {
+                offset,
+                selection,
+                rev: Some(rev),
+            } => {
+                let cursor = document.text.cursor_at(Base::Rev(rev), offset, selection)?;
+                let moved = Edit::Move {
+                    offset: cursor.offset as i64,
+                    selection: cursor.selection,
+                    rev: None,
+                };
+                Ok((moved, None))
+            }
+            other => Ok((other, None)),
         }
     }
 
@@ -252,19 +305,33 @@ impl Router {
                 .token_left
                 .saturating_sub(now.saturating_duration_since(editor.joined))
                 .as_secs(),
+            rev: document.text.rev(),
         };
         vec![Delivery::one(conn, Event::Document(sync))]
     }
 
-    /// `move`: the cursor is stored (clamped) and shown to every editor.
-    fn move_cursor(&mut self, conn: ConnId, offset: i64, selection: i64) -> Vec<Delivery> {
+    /// `move`: the cursor is stored (clamped; placed on the text as it is
+    /// now if the client named the revision it moved on) and shown to every
+    /// editor. A revision that cannot be placed gets the client a `sync`.
+    fn move_cursor(
+        &mut self,
+        conn: ConnId,
+        (offset, selection, rev): (i64, i64, Option<u64>),
+        now: Instant,
+    ) -> Vec<Delivery> {
         let Some(computer) = self.editor(conn).map(|e| e.computer.clone()) else {
             return Vec::new();
         };
         let Some(document) = self.documents.get(&computer) else {
             return Vec::new();
         };
-        let cursor = document.text.clamp(offset, selection);
+        let cursor = match rev {
+            None => document.text.clamp(offset, selection),
+            Some(rev) => match document.text.cursor_at(Base::Rev(rev), offset, selection) {
+                Ok(cursor) => cursor,
+                Err(_) => return self.sync(conn, now),
+            },
+        };
         let to: Vec<ConnId> = document.editors.iter().copied().collect();
         let Some(editor) = self.editor_mut(conn) else {
             return Vec::new();
@@ -284,49 +351,58 @@ impl Router {
     /// `write`: applied to the text (clamped), the writer's cursor placed
     /// as the protocol says, the others' shifted, and the edit as applied
     /// sent to every editor, the writer included, in the router's order.
+    /// A write that names a revision the document cannot place (in the
+    /// future, or older than the writes kept) is not applied: the writer
+    /// gets a `sync` instead.
     fn write(
         &mut self,
         conn: ConnId,
-        offset: i64,
-        selection: i64,
-        text: &str,
+        write: (i64, i64, &str, Option<u64>),
         now: Instant,
     ) -> Vec<Delivery> {
         let Some(editor) = self.editor(conn).cloned() else {
             return Vec::new();
         };
-        let write = (offset, selection, text);
+        let (offset, selection, text, rev) = write;
+        let base = rev.map_or(Base::Literal, Base::Rev);
+        let write = (offset, selection, text, base);
         match self.apply_write(
             &editor.computer,
-            Writer::Here(conn),
+            (Writer::Here(conn), None),
             editor.user,
             write,
             now,
         ) {
-            Some(out) => out,
-            None => self.evict(conn, too_large(&self.settings)),
+            Ok(Some(out)) => out,
+            Ok(None) => self.evict(conn, too_large(&self.settings)),
+            Err(Stale::Future | Stale::TooOld) => self.sync(conn, now),
         }
     }
 
-    /// Applies `(offset, selection, text)` by `user` to `computer`'s text:
-    /// the writer's cursor goes past the text, the others' shift, and every
-    /// editor here is told. `None` if the text would grow past the limit (a
-    /// document loaded over the limit may still shrink).
+    /// Applies `(offset, selection, text)` by `user`, made on `base`, to
+    /// `computer`'s text, marked `mark` (a stream entry's number, in a
+    /// cluster): the writer's cursor goes past the text, the others' shift,
+    /// and every editor here is told. `Ok(None)` if the text would grow
+    /// past the limit (a document loaded over the limit may still shrink).
     fn apply_write(
         &mut self,
         computer: &str,
-        writer: Writer,
+        (writer, mark): (Writer, Option<u64>),
         user: String,
-        (offset, selection, text): (i64, i64, &str),
+        (offset, selection, text, base): (i64, i64, &str, Base),
         now: Instant,
-    ) -> Option<Vec<Delivery>> {
+    ) -> Result<Option<Vec<Delivery>>, Stale> {
         let limit = self.settings.max_document_bytes;
-        let document = self.documents.get_mut(computer)?;
-        let after = document.text.bytes_after(offset, selection, text);
+        let Some(document) = self.documents.get_mut(computer) else {
+            return Ok(Some(Vec::new()));
+        };
+        let placed = document.text.place(base, offset, selection, text)?;
+        let after = document.text.bytes_after(&placed);
         if after > limit && after > document.text.as_str().len() {
-            return None;
+            return Ok(None);
         }
-        let applied = document.text.write(offset, selection, text);
+        let applied = document.text.commit(placed, mark);
+        let rev = document.text.rev();
         document.version += 1;
         for remote in document.remote_cursors.values_mut() {
             remote.cursor = shift(remote.cursor, &applied);
@@ -349,11 +425,12 @@ impl Router {
             offset: applied.offset,
             selection: applied.selection,
             text: applied.text,
+            rev,
         };
-        Some(vec![Delivery {
+        Ok(Some(vec![Delivery {
             to: editors,
             event: Event::Document(written),
-        }])
+        }]))
     }
 
     /// Schedules a save of a document that changed, unless one is due.
@@ -614,6 +691,7 @@ impl Router {
             return Vec::new();
         }
         document.text = Text::new(text);
+        document.text.rebase(count);
         document.version += 1;
         let editors: Vec<ConnId> = document.editors.iter().copied().collect();
         for &conn in &editors {
@@ -687,22 +765,41 @@ impl Router {
         };
         match entry.edit {
             Edit::Sync => Vec::new(), // never appended
-            Edit::Move { offset, selection } if here => self.move_cursor(conn, offset, selection),
-            Edit::Move { offset, selection } => {
-                self.remote_move(computer, entry.user, offset, selection)
-            }
+            Edit::Move {
+                offset, selection, ..
+            } if here => self.move_cursor(conn, (offset, selection, None), now),
+            Edit::Move {
+                offset, selection, ..
+            } => self.remote_move(computer, entry.user, offset, selection),
             Edit::Write {
                 offset,
                 selection,
                 text,
+                ..
             } => {
-                let write = (offset, selection, text.as_str());
-                match self.apply_write(computer, writer, entry.user, write, now) {
-                    Some(out) => out,
+                // The stream's order is the server's order: a write placed
+                // on the entries its node had applied is transformed
+                // against the ones after them, the same way on every node.
+                let mark = self.documents.get(computer).map(|d| d.count);
+                let base = entry.after.map_or(Base::Literal, Base::Mark);
+                let write = (offset, selection, text.as_str(), base);
+                let applied =
+                    self.apply_write(computer, (writer, mark), entry.user.clone(), write, now);
+                let applied = match applied {
+                    // Older than this node keeps (it took a later base):
+                    // at its offsets, as a write without a revision.
+                    Err(_) => {
+                        let write = (offset, selection, text.as_str(), Base::Literal);
+                        self.apply_write(computer, (writer, mark), entry.user, write, now)
+                    }
+                    done => done,
+                };
+                match applied {
+                    Ok(Some(out)) => out,
                     // Every node refuses the same over-long write; the
                     // writer's own node closes the writer.
-                    None if here => self.evict(conn, too_large(&self.settings)),
-                    None => Vec::new(),
+                    Ok(None) if here => self.evict(conn, too_large(&self.settings)),
+                    Ok(None) | Err(_) => Vec::new(),
                 }
             }
         }

@@ -355,6 +355,7 @@ fn document_edits_wait_for_the_stream_and_apply_once_in_its_order() {
         offset: 0,
         selection: 0,
         text: "A".into(),
+        rev: None,
     };
     let out = a.handle(Command::Edit {
         conn: ConnId(1),
@@ -390,7 +391,9 @@ fn document_edits_wait_for_the_stream_and_apply_once_in_its_order() {
             offset: 6,
             selection: 0,
             text: "!".into(),
+            rev: None,
         },
+        after: None,
     };
     let appended = |ms, seq, number, entry: &DocumentEntry| Appended {
         id: StreamId { ms, seq },
@@ -692,7 +695,9 @@ fn entries_missing_from_a_document_stream_make_the_node_read_its_base_again() {
             offset: 0,
             selection: 0,
             text: text.into(),
+            rev: None,
         },
+        after: None,
     };
     // Entry 12 after 10: 11 was lost (a Redis that restarted empty).
     let gap = vec![Appended {
@@ -876,7 +881,9 @@ fn a_move_read_after_its_user_left_leaves_no_cursor_behind() {
             edit: Edit::Move {
                 offset: 2,
                 selection: 0,
+                rev: None,
             },
+            after: None,
         },
     };
     a.news(Inbound::DocumentEntries {

@@ -420,6 +420,10 @@ pub enum Edit {
         offset: i64,
         /// Selection from it (chars, negative to the left).
         selection: i64,
+        /// The revision the client's copy had (an extension: README,
+        /// "Blazing revisions"); `None`: on the text as it is.
+        #[serde(default)]
+        rev: Option<u64>,
     },
     /// `write`: insert `text`, or replace the selection with it.
     Write {
@@ -429,5 +433,9 @@ pub enum Edit {
         selection: i64,
         /// The text written.
         text: String,
+        /// The revision the client's copy had; `None`: the write applies
+        /// at its literal offsets, as the protocol document says.
+        #[serde(default)]
+        rev: Option<u64>,
     },
 }

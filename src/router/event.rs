@@ -160,6 +160,9 @@ pub enum DocumentEvent {
         users: Vec<(String, usize)>,
         /// Seconds until the client's token expires.
         timeout: u64,
+        /// The document's revision: the writes applied to it since it was
+        /// loaded.
+        rev: u64,
     },
     /// `move`: a user's cursor moved.
     Move {
@@ -180,6 +183,8 @@ pub enum DocumentEvent {
         selection: i64,
         /// The text written.
         text: String,
+        /// The revision this write produced.
+        rev: u64,
     },
 }
 

@@ -1060,6 +1060,7 @@ fn write_edit(offset: i64, text: &str) -> Edit {
         offset,
         selection: 0,
         text: text.into(),
+        rev: None,
     }
 }
 

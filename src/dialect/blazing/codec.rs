@@ -59,6 +59,9 @@ struct Envelope {
 struct MovePayload {
     offset: i64,
     selection: i64,
+    /// The client's revision (README, "Blazing revisions").
+    #[serde(default)]
+    rev: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +70,9 @@ struct WritePayload {
     offset: i64,
     selection: i64,
     text: String,
+    /// The client's revision (README, "Blazing revisions").
+    #[serde(default)]
+    rev: Option<u64>,
 }
 
 /// Decodes one message's JSON (already decompressed).
@@ -83,6 +89,7 @@ pub fn decode(json: &[u8]) -> Result<Edit, CodecError> {
             Ok(Edit::Move {
                 offset: p.offset,
                 selection: p.selection,
+                rev: p.rev,
             })
         }
         "write" => {
@@ -92,6 +99,7 @@ pub fn decode(json: &[u8]) -> Result<Edit, CodecError> {
                 offset: p.offset,
                 selection: p.selection,
                 text: p.text,
+                rev: p.rev,
             })
         }
         "usrupd" => Err(bad("usrupd is sent by the server, not to it".into())),
@@ -144,7 +152,17 @@ mod tests {
             decode(br#"{"type":"move","payload":{"offset":3,"selection":-2}}"#),
             Ok(Edit::Move {
                 offset: 3,
-                selection: -2
+                selection: -2,
+                rev: None,
+            })
+        );
+        assert_eq!(
+            decode(br#"{"type":"write","payload":{"offset":1,"selection":0,"text":"hi","rev":7}}"#),
+            Ok(Edit::Write {
+                offset: 1,
+                selection: 0,
+                text: "hi".into(),
+                rev: Some(7),
             })
         );
         assert_eq!(
@@ -152,7 +170,8 @@ mod tests {
             Ok(Edit::Write {
                 offset: 1,
                 selection: 0,
-                text: "hi".into()
+                text: "hi".into(),
+                rev: None,
             })
         );
         for bad in [

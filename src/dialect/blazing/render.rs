@@ -29,6 +29,7 @@ fn message(event: &DocumentEvent) -> Value {
             document,
             users,
             timeout,
+            rev,
         } => {
             // Encoded once per version, by the first sync that needs it.
             let encoded = document
@@ -43,6 +44,7 @@ fn message(event: &DocumentEvent) -> Value {
                 "document": encoded,
                 "users": users,
                 "timeout": timeout,
+                "rev": rev,
             }})
         }
         DocumentEvent::Move {
@@ -57,8 +59,10 @@ fn message(event: &DocumentEvent) -> Value {
             offset,
             selection,
             text,
+            rev,
         } => json!({"type": "write", "payload": {
             "actioner": actioner, "offset": offset, "selection": selection, "text": text,
+            "rev": rev,
         }}),
     }
 }

@@ -372,6 +372,11 @@ pub struct DocumentEntry {
     /// What it did: a move or a write (a `sync` never goes through the
     /// stream).
     pub edit: super::Edit,
+    /// For a write placed on the document as its node held it: the number
+    /// of the last entry that node had applied. Every node transforms the
+    /// write against the writes after that entry. `None`: at its offsets.
+    #[serde(default)]
+    pub after: Option<u64>,
 }
 
 /// A record on the cluster bus. `conn` is always the publishing node's
