@@ -54,15 +54,13 @@ fn send(client: &mut Client, value: Value) {
 }
 
 fn recv(client: &mut Client) -> Value {
-    loop {
-        match client.recv() {
-            Message::Binary(bytes) => {
-                let mut json = Vec::new();
-                GzDecoder::new(&bytes[..]).read_to_end(&mut json).unwrap();
-                return serde_json::from_slice(&json).unwrap();
-            }
-            other => panic!("expected a binary message, got {other:?}"),
+    match client.recv() {
+        Message::Binary(bytes) => {
+            let mut json = Vec::new();
+            GzDecoder::new(&bytes[..]).read_to_end(&mut json).unwrap();
+            serde_json::from_slice(&json).unwrap()
         }
+        other => panic!("expected a binary message, got {other:?}"),
     }
 }
 
