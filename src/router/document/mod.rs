@@ -83,6 +83,7 @@ pub enum Base {
     Rev(u64),
     /// The text after every write marked up to this (in a cluster: the
     /// entry of the document's stream the writing node had applied).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only clusters mark
     Mark(u64),
 }
 
@@ -165,6 +166,7 @@ impl Text {
 
     /// Forgets the writes kept: the text is a new base, whose last write
     /// (in a cluster) was marked `mark`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only clusters rebase
     pub fn rebase(&mut self, mark: u64) {
         self.history.clear();
         self.history_bytes = 0;
