@@ -5,15 +5,18 @@
 // scalar values, as the server's do; JavaScript strings count UTF-16 units,
 // so every offset goes through Array.from.
 //
-// Editing model: the server applies every write at its literal offset, in
-// one order, and sends it to everyone, the writer included. So:
-// - `confirmed` is the server's text: every received write applied in order;
-// - the textarea holds what the user means: `confirmed` plus their own
-//   edits not yet confirmed, with others' writes mapped into it;
-// - one write is in flight at a time: the difference between `confirmed`
-//   and the textarea. When its echo returns, a new difference (what was
-//   typed meanwhile, or a correction if others' writes moved it) goes next.
-// Every tab converges on the server's text once typing stops.
+// Editing model: the classic central-server operational-transformation
+// client (Jupiter, ot.js), on switchboard's revisions (README, "Blazing
+// revisions"). The server numbers the writes it applies; this page sends
+// each write with the revision its copy had, and the server transforms it
+// against whatever it applied since.
+// - `server` is the server's text at revision `serverRev`;
+// - one write is in flight at a time (`inflight`); what is typed meanwhile
+//   waits in `buffer` (typing at one place merges into one write);
+// - someone else's write is transformed against the in-flight and buffered
+//   writes before it reaches the textarea, so what the user typed stays
+//   where they typed it; `transform` below is the server's
+//   (src/router/document/transform.rs), rule for rule.
 // Names come from a channels listener beside the document, whose presence
 // carries each user's id and name (blazing messages carry only ids).
 "use strict";
@@ -28,9 +31,12 @@ const mirror = document.getElementById("mirror");
 const stateLabel = document.getElementById("state");
 
 let me = null;            // {sub, name, token} from /demo/token
-let confirmed = "";       // the server's text
-let inflight = false;     // our write, not yet echoed
-let cursors = new Map();  // user id -> {offset, selection}, in `confirmed`
+let server = "";          // the server's text at serverRev
+let serverRev = 0;        // the writes the server has applied, as far as we know
+let inflight = null;      // our write the server has not echoed: {start, end, text}
+let buffer = [];          // our writes since, each on the text after the one before
+let shown = "";           // the textarea's text as of the last input we read
+let cursors = new Map();  // user id -> {offset, selection}, in `server`
 const names = new Map();  // user id -> display name
 let blazing = null;       // the document's socket
 let sockets = [];         // this connection's blazing and channels sockets
@@ -53,15 +59,55 @@ function splice(text, start, end, insert) {
 }
 
 // The single replacement turning `before` into `after`: common prefix and
-// suffix kept, the middle replaced.
-function diff(before, after) {
+// suffix kept, the middle replaced. `caret` (where the user's caret is
+// now) settles an ambiguous place, as when typing "a" into "aa".
+function diff(before, after, caret = Infinity) {
   const a = scalars(before), b = scalars(after);
   let start = 0;
-  while (start < a.length && start < b.length && a[start] === b[start]) start++;
+  const limit = Math.min(a.length, b.length, caret);
+  while (start < limit && a[start] === b[start]) start++;
   let tail = 0;
   while (tail < a.length - start && tail < b.length - start &&
          a[a.length - 1 - tail] === b[b.length - 1 - tail]) tail++;
   return { start, end: a.length - tail, text: b.slice(start, b.length - tail).join("") };
+}
+
+const written = (op) => scalars(op.text).length;
+const after = (op, p) => p + written(op) - (op.end - op.start);
+
+// Two writes made on one text, `earlier` applied first by the server:
+// returns [later', earlier'], each to apply after the other one.
+function transform(later, earlier) {
+  const x = later, y = earlier, xl = written(x), yl = written(y);
+  const op = (start, end, text) => ({ start, end: Math.max(start, end), text });
+  if (x.start < y.start && y.start < x.end) {
+    // The earlier text was typed inside what the later write deletes.
+    return [op(x.start, after(y, Math.max(x.end, y.end)), x.text),
+            op(x.start + xl, x.start + xl + Math.max(0, y.end - x.end), "")];
+  }
+  if (y.start < x.start && x.start < y.end) {
+    return [op(y.start + yl, y.start + yl + Math.max(0, x.end - y.end), ""),
+            op(y.start, after(x, Math.max(x.end, y.end)), y.text)];
+  }
+  if (x.start === y.start && x.end > y.end) {
+    return [op(y.start + yl, y.start + yl + (x.end - y.end), x.text), op(y.start, y.start, y.text)];
+  }
+  if (x.start === y.start) {
+    return y.end > x.end
+      ? [op(y.start, y.start, x.text), op(y.start + xl, y.start + xl + (y.end - x.end), y.text)]
+      : [op(y.start + yl, y.start + yl, x.text), op(y.start, y.start, y.text)];
+  }
+  if (x.end <= y.start) return [x, op(after(x, y.start), after(x, y.end), y.text)];
+  return [op(after(y, x.start), after(y, x.end), x.text), y];
+}
+
+// `second` (made on the text after `first`) folded into `first`, when it
+// lies within the text `first` wrote; else null.
+function merge(first, second) {
+  const end = first.start + written(first);
+  if (second.start < first.start || second.end > end) return null;
+  const text = splice(first.text, second.start - first.start, second.end - first.start, second.text);
+  return { start: first.start, end: first.end, text };
 }
 
 // Where position `x` lands after `change` ({start, end, text}) is applied:
@@ -171,10 +217,12 @@ async function onBlazing({ type, payload }) {
 
 async function onSync(payload) {
   const bytes = Uint8Array.from(atob(payload.document), (c) => c.charCodeAt(0));
-  confirmed = await gunzip(bytes);
-  inflight = false;
+  server = await gunzip(bytes);
+  serverRev = payload.rev || 0;
+  inflight = null;
+  buffer = [];
   cursors = new Map(Object.entries(payload.users).map(([id, offset]) => [id, { offset, selection: 0 }]));
-  textarea.value = confirmed;
+  textarea.value = shown = server;
   textarea.disabled = false;
   stateLabel.textContent = "live: " + doc;
   stateLabel.className = "state live";
@@ -182,15 +230,15 @@ async function onSync(payload) {
 }
 
 function onWrite(write) {
-  const before = confirmed;
-  const [start, end] = range(scalars(before).length, write.offset, write.selection);
+  const [start, end] = range(scalars(server).length, write.offset, write.selection);
   const change = { start, end, text: write.text };
-  confirmed = splice(before, start, end, write.text);
+  server = splice(server, start, end, write.text);
+  serverRev = write.rev;
   moveCursors(write.actioner, change, write.selection);
   if (write.actioner === me.sub && inflight) {
-    inflight = false; // our echo: what we sent is now the server's
+    inflight = null; // our echo: the server applied what we sent
   } else {
-    rebase(before, change);
+    receive(change);
   }
   flush();
   draw();
@@ -209,42 +257,52 @@ function moveCursors(writer, change, selection) {
   cursors.set(writer, { offset: selection < 0 ? change.start : change.start + length, selection: 0 });
 }
 
-// Someone else's write, made on `before`, applied to what the user sees:
-// mapped through the user's own unconfirmed edits, caret kept in place.
-// The server applies those edits after this write, and a later insert at
-// the same offset lands before an earlier one: so at a tie, the user's
-// text goes first, as it will on the server.
-function rebase(before, change) {
+// Someone else's write, applied by the server before ours: transformed
+// against our in-flight and buffered writes (which become what the server
+// will make of them), then applied to what the user sees, caret kept.
+function receive(change) {
+  readInput();
+  let theirs = change;
+  if (inflight) [inflight, theirs] = transform(inflight, theirs);
+  buffer = buffer.map((mine) => { let next; [next, theirs] = transform(mine, theirs); return next; });
   const view = textarea.value;
-  const mine = diff(before, view);
-  const start = mapPoint(change.start, mine, true);
-  const end = Math.max(start, mapPoint(change.end, mine));
-  const theirs = { start, end, text: change.text };
   const caretFrom = mapPoint(toScalars(view, textarea.selectionStart), theirs);
   const caretTo = mapPoint(toScalars(view, textarea.selectionEnd), theirs);
-  const next = splice(view, start, end, change.text);
+  const next = splice(view, theirs.start, theirs.end, theirs.text);
+  shown = next;
   if (next === view) return;
   const direction = textarea.selectionDirection;
   textarea.value = next;
   textarea.setSelectionRange(toUnits(next, caretFrom), toUnits(next, caretTo), direction);
 }
 
-// Sends what the user typed since the last confirmed write, if nothing is
-// in flight; otherwise tells where the caret is once all is confirmed.
-function flush() {
-  if (inflight || !me || textarea.disabled) return;
+// What the user typed since the last look, into the buffer.
+function readInput() {
   const view = textarea.value;
-  if (view !== confirmed) {
-    const change = diff(confirmed, view);
-    inflight = true;
-    send("write", { offset: change.start, selection: change.end - change.start, text: change.text });
+  if (view === shown) return;
+  const change = diff(shown, view, toScalars(view, textarea.selectionEnd));
+  shown = view;
+  const merged = buffer.length ? merge(buffer[buffer.length - 1], change) : null;
+  if (merged) buffer[buffer.length - 1] = merged;
+  else buffer.push(change);
+}
+
+// Sends the next buffered write if nothing is in flight; with nothing left
+// to send, tells where the caret is.
+function flush() {
+  if (!me || textarea.disabled) return;
+  readInput();
+  if (inflight) return;
+  if (buffer.length) {
+    inflight = buffer.shift();
+    send("write", { offset: inflight.start, selection: inflight.end - inflight.start, text: inflight.text, rev: serverRev });
     return;
   }
-  const caret = caretNow(view);
+  const caret = caretNow(textarea.value);
   const known = cursors.get(me.sub);
   if (!known || known.offset !== caret.offset || known.selection !== caret.selection) {
     cursors.set(me.sub, caret);
-    send("move", caret);
+    send("move", { ...caret, rev: serverRev });
   }
   draw();
 }
@@ -316,12 +374,12 @@ function drawPeople() {
 // other user's caret and selection edge; carets carry the user's name.
 function drawCursors() {
   const view = textarea.value, text = scalars(view);
-  const mine = diff(confirmed, view);
+  const mine = diff(server, view);
   const marks = [];
   for (const [id, cursor] of cursors) {
     if (me && id === me.sub) continue;
-    const [a, b] = range(scalars(confirmed).length, cursor.offset, cursor.selection);
-    const caret = mapPoint(Math.max(0, Math.min(cursor.offset, scalars(confirmed).length)), mine);
+    const [a, b] = range(scalars(server).length, cursor.offset, cursor.selection);
+    const caret = mapPoint(Math.max(0, Math.min(cursor.offset, scalars(server).length)), mine);
     marks.push({ id, from: mapPoint(a, mine), to: mapPoint(b, mine), caret });
   }
   const cuts = new Set([0, text.length]);

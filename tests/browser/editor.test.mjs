@@ -76,6 +76,62 @@ test("two editors converge after concurrent typing and show each other's cursor"
   await screenshot(bob, "editor-phone");
 });
 
+/** Puts `page`'s caret at the end of line `line` (from 0). */
+function caretAtEndOfLine(page, line) {
+  return page.evaluate((n) => {
+    const area = document.getElementById("text");
+    const lines = area.value.split("\n");
+    const at = lines.slice(0, n + 1).join("\n").length;
+    area.focus();
+    area.setSelectionRange(at, at);
+  }, line);
+}
+
+test("three editors typing at once on their own lines keep every fragment", async (t) => {
+  const { base, context } = await setUp(t, "editor-three");
+  const users = ["Ann", "Bob", "Cid"];
+  const pages = [];
+  for (const name of users) pages.push(await open(context, base, "three", name));
+  await pages[0].click("#text");
+  await pages[0].keyboard.type("first line\nsecond line\nthird line");
+  const same = async (wanted) => {
+    const deadline = Date.now() + PATIENCE;
+    for (;;) {
+      const texts = await Promise.all(pages.map(text));
+      if (texts.every((x) => x === texts[0]) && wanted(texts[0])) return texts[0];
+      if (Date.now() > deadline) assert.fail("no convergence: " + JSON.stringify(texts));
+      await new Promise((next) => setTimeout(next, 50));
+    }
+  };
+  await same((x) => x === "first line\nsecond line\nthird line");
+
+  // Five rounds: everyone types a 20-character fragment with non-ASCII
+  // letters at the end of their own line, all at once.
+  const letters = ["é", "λ", "𝐀"];
+  const fragments = [];
+  for (let round = 1; round <= 5; round++) {
+    const typed = users.map((name, i) => `<${name}-${letters[i]}-${round}-xyzwvutsr>`);
+    fragments.push(...typed);
+    await Promise.all(pages.map(async (page, i) => {
+      await caretAtEndOfLine(page, i);
+      await page.keyboard.type(typed[i], { delay: 10 });
+    }));
+  }
+  const final = await same((x) => fragments.every((f) => x.includes(f)));
+  for (const fragment of fragments) {
+    assert.equal(final.split(fragment).length - 1, 1, fragment + " once in " + JSON.stringify(final));
+  }
+  const lines = final.split("\n");
+  users.forEach((name, i) => {
+    const mine = fragments.filter((f) => f.startsWith("<" + name));
+    assert.ok(mine.every((f) => lines[i].includes(f)), name + "'s line: " + lines[i]);
+  });
+  // A page opened later shows the same text.
+  const late = await open(context, base, "three", "Dan");
+  assert.equal(await text(late), final);
+  await screenshot(pages[0], "editor-three");
+});
+
 test("without --demo the editor says what it needs", async (t) => {
   const { base, context } = await setUp(t, "editor-no-demo", false);
   const page = await context.newPage();
