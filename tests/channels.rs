@@ -837,6 +837,44 @@ fn a_body_over_max_message_bytes_is_413() {
     listener.expect(expected);
 }
 
+/// The errors the implementation adds for bodies it cannot read, over a
+/// real socket: a chunked body (411 `LENGTH_REQUIRED`), a Content-Length
+/// that is not one number (400 `INVALID_LENGTH`), and a body cut short by
+/// a client that stops sending (400 `INCOMPLETE_BODY`). None delivers.
+#[test]
+fn unreadable_bodies_get_411_or_400_with_their_code_and_deliver_nothing() {
+    let addr = start(config());
+    let mut listener = Listener::on(addr, "room");
+    let head = "POST /room/emit HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n";
+
+    let chunked = format!("{head}Transfer-Encoding: chunked\r\n\r\n7\r\n{{\"n\":1}}\r\n0\r\n\r\n");
+    assert_http_error(&Reply::parse(http(addr, &chunked)), 411, "LENGTH_REQUIRED");
+
+    for length in [
+        "Content-Length: seven\r\n",
+        "Content-Length: -7\r\n",
+        "Content-Length: 7, 7\r\n",
+        "Content-Length: 7\r\nContent-Length: 8\r\n",
+    ] {
+        let request = format!("{head}{length}\r\n{{\"n\":1}}");
+        let reply = Reply::parse(http(addr, &request));
+        assert_http_error(&reply, 400, "INVALID_LENGTH");
+    }
+
+    // Three of the ten bytes announced, then the client's side is shut:
+    // the server sees the end of the body's stream before the body.
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let cut_short = format!("{head}Content-Length: 10\r\n\r\n{{\"n\"");
+    std::io::Write::write_all(&mut stream, cut_short.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut response = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut response);
+    assert_http_error(&Reply::parse(response), 400, "INCOMPLETE_BODY");
+
+    listener.assert_nothing_pending();
+}
+
 // ---------------------------------------------------------------------------
 // Emit: targets
 // ---------------------------------------------------------------------------
