@@ -133,7 +133,10 @@ fn blazing(addr: SocketAddr, sub: &str, computer: &str) -> Client {
 // ---------------------------------------------------------------------------
 
 const SLOWLORIS: usize = 200;
-const HANDSHAKE_DEADLINE: Duration = Duration::from_millis(2000);
+/// Long enough that ten normal clients join well within it, however
+/// loaded the machine: that they all join before any trickling socket is
+/// cut off is the test's proof that the slowloris does not hold them.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_millis(5000);
 
 /// What became of one trickling socket.
 struct CutOff {
@@ -188,9 +191,11 @@ fn trickle(sockets: Vec<(TcpStream, Instant)>, answered: &AtomicUsize) -> Vec<Cu
 }
 
 /// 200 sockets trickling their request are all answered 408 at the
-/// handshake deadline; meanwhile a normal client connects and identifies
-/// at once (the bound: < 100 ms, asserted < 1 s); afterwards the
-/// server is back to its idle threads and file descriptors.
+/// handshake deadline; meanwhile normal clients connect and identify
+/// without waiting for them (the bound: < 100 ms, printed; asserted:
+/// all ten join before the first trickling socket is cut off, each in less
+/// than half the deadline); afterwards the server is back to its idle
+/// threads and file descriptors.
 #[test]
 fn slowloris_is_cut_off_at_the_deadline_while_a_normal_client_connects() {
     let deadline_ms = HANDSHAKE_DEADLINE.as_millis().to_string();
@@ -255,9 +260,14 @@ fn slowloris_is_cut_off_at_the_deadline_while_a_normal_client_connects() {
         baseline.fds,
         back.as_millis()
     );
+    assert_eq!(
+        still_trickling, SLOWLORIS,
+        "a trickling socket was cut off before the normal clients had joined"
+    );
+    let bound = HANDSHAKE_DEADLINE.as_secs_f64() * 1000.0 / 2.0;
     assert!(
-        worst < 1000.0,
-        "connect+identify took {worst:.1} ms (bound: 100 ms, asserted 1 s)"
+        worst < bound,
+        "connect+identify took {worst:.1} ms (bound: 100 ms, asserted {bound} ms)"
     );
 }
 

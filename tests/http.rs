@@ -127,13 +127,17 @@ fn metrics_count_connections() {
 }
 
 /// A client that sends its request one byte every 50 ms for 20 s is cut off
-/// at the 300 ms handshake deadline: the trickle does not extend it.
+/// at the 1 s handshake deadline: the trickle does not extend it.
 #[test]
 fn trickling_client_is_cut_off_at_the_handshake_deadline() {
+    let deadline = Duration::from_secs(1);
     let addr = start(Config {
-        handshake_timeout: Duration::from_millis(300),
+        handshake_timeout: deadline,
         ..config()
     });
+    // Before connecting: the server's deadline runs from its accept, which
+    // follows, so however this thread is scheduled the cut-off is later.
+    let started = Instant::now();
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     let trickling = Arc::new(AtomicBool::new(true));
@@ -152,7 +156,6 @@ fn trickling_client_is_cut_off_at_the_handshake_deadline() {
             }
         })
     };
-    let started = Instant::now();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     let elapsed = started.elapsed();
@@ -161,10 +164,7 @@ fn trickling_client_is_cut_off_at_the_handshake_deadline() {
     let response = String::from_utf8_lossy(&response);
     assert_eq!(status_line(&response), "HTTP/1.1 408 Request Timeout");
     // The trickle would have lasted 20 s; the server ended it long before.
-    assert!(
-        elapsed >= Duration::from_millis(250),
-        "cut off too early: {elapsed:?}"
-    );
+    assert!(elapsed >= deadline, "cut off too early: {elapsed:?}");
     assert!(
         elapsed < Duration::from_secs(15),
         "not cut off at the deadline: {elapsed:?}"
@@ -174,8 +174,9 @@ fn trickling_client_is_cut_off_at_the_handshake_deadline() {
 
 #[test]
 fn silent_socket_is_closed_at_the_deadline_and_others_still_connect() {
+    // The echo client must finish its handshake within the deadline too.
     let addr = start(Config {
-        handshake_timeout: Duration::from_millis(300),
+        handshake_timeout: Duration::from_secs(2),
         ..config()
     });
     let mut silent = TcpStream::connect(addr).unwrap();

@@ -337,20 +337,32 @@ fn a_silent_client_is_pinged_and_closed_with_1001_if_it_never_answers() {
 
 #[test]
 fn a_silent_client_that_answers_pings_stays_connected() {
+    // The server pings after one interval of silence and closes after two,
+    // so the client has about one interval to answer each ping: a second,
+    // which a loaded machine's scheduler leaves it.
+    let keepalive = std::time::Duration::from_secs(1);
     let addr = start(Config {
-        keepalive: std::time::Duration::from_millis(50),
+        keepalive,
         ..config()
     });
     let mut client = Client::connect(addr, "/ws/echo");
-    // tungstenite answers each ping with a pong on the next read; eight
-    // pings span four times the silence that would close an unanswering client.
+    let connected = std::time::Instant::now();
+    // tungstenite answers each ping with a pong on the next read. A ping
+    // comes one silent interval after the last pong, so the third comes
+    // more than two intervals after connecting: past the silence that
+    // closes a client that does not answer.
     let mut pings = 0;
-    while pings < 8 {
+    while pings < 3 {
         match client.ws.read().unwrap() {
             Message::Ping(_) => pings += 1,
             other => panic!("unexpected {other:?}"),
         }
     }
+    let silent_for = connected.elapsed();
+    assert!(
+        silent_for >= 2 * keepalive,
+        "three pings within {silent_for:?}: pinged before a silent interval"
+    );
     client.send_text("alive");
     loop {
         match client.ws.read().unwrap() {

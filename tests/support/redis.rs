@@ -16,19 +16,35 @@ pub struct Redis {
     pub port: u16,
 }
 
+/// How a launch ended: Redis listening, or the port taken (by whatever
+/// bound it since it was picked: another test's Redis, say).
+enum Launch {
+    Ready,
+    PortTaken,
+}
+
+/// How many fresh ports `start` tries before giving up.
+const PORT_ATTEMPTS: usize = 20;
+
 impl Redis {
-    /// Starts a Redis on a free port.
+    /// Starts a Redis on a free port. Redis cannot pick a port and report
+    /// it, so the kernel picks one (bind to port 0, release it); if
+    /// something binds it before Redis does (tests in one binary start
+    /// their Redis concurrently), Redis says so and exits, and the start is
+    /// tried again on another port.
     pub fn start() -> Redis {
-        // The kernel's free port, released for Redis to take: nothing else
-        // on this machine binds ports at random in between, and if something
-        // did, the start below fails loudly rather than flakily.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut redis = Redis { child: None, port };
-        redis.launch();
-        redis
+        for _ in 0..PORT_ATTEMPTS {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut redis = Redis { child: None, port };
+            match redis.launch() {
+                Launch::Ready => return redis,
+                Launch::PortTaken => continue,
+            }
+        }
+        panic!("redis-server found no free port in {PORT_ATTEMPTS} attempts");
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -44,30 +60,65 @@ impl Redis {
         }
     }
 
-    /// Starts it again, empty, on the same port.
+    /// Starts it again, empty, on the same port (the nodes' URL names it).
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        match self.launch() {
+            Launch::Ready => {}
+            Launch::PortTaken => panic!("port {} was taken while Redis was down", self.port),
+        }
     }
 
-    fn launch(&mut self) {
+    /// Runs redis-server on `self.port` and waits until it says it is
+    /// ready, which only the process that bound the port says: a ping
+    /// could be answered by another test's Redis on a port taken between
+    /// the pick and this launch.
+    fn launch(&mut self) -> Launch {
         let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
             .into_iter()
             .find(|path| std::path::Path::new(path).exists())
             .expect("redis-server is not installed: `apt-get install redis-server` (.ci/run does)");
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
+        // Redis logs to its standard output; a thread reads it to the end,
+        // so that Redis never blocks on a full pipe, and hands over lines
+        // until it is ready.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
         self.child = Some(child);
         let deadline = Instant::now() + PATIENCE;
-        while !self.answers_ping() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        let mut log = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains("Ready to accept connections") => break,
+                Ok(line) => log.push(line),
+                // Its output ended: it exited.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    self.stop();
+                    if log.iter().any(|l| l.contains("Address already in use")) {
+                        return Launch::PortTaken;
+                    }
+                    panic!("redis-server exited:\n{}", log.join("\n"));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    self.stop();
+                    panic!("redis-server did not start:\n{}", log.join("\n"));
+                }
+            }
         }
+        assert!(self.answers_ping(), "redis-server ready but not answering");
+        Launch::Ready
     }
 
     fn answers_ping(&self) -> bool {
