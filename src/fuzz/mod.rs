@@ -13,6 +13,8 @@
 //! - [`mutate`]: the inputs: arbitrary text and JSON, mutated examples;
 //! - [`wire`]: one connection in-process, from a client's message to the
 //!   frames it would read back (session, router, rendering);
+//! - [`oracle`]: reading JSON for the dialects' models of their documents,
+//!   which say what must be accepted or refused without the decoders;
 //! - one file per dialect, `http` for request heads and `jwt` for tokens.
 
 mod blazing;
@@ -22,6 +24,7 @@ mod concierge;
 mod http;
 mod jwt;
 mod mutate;
+mod oracle;
 mod wire;
 mod world;
 
