@@ -5,15 +5,19 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::check;
 use super::mutate;
+use super::oracle::{self, Field, Verdict};
 use super::wire::{request, Heard, Wire};
 use crate::config::Config;
 use crate::dialect::blazing::codec::{self, CodecError};
 use crate::dialect::{Dialect, Received};
 use crate::jwt;
+
+/// A payload field a model requires, and the JSON type it must have.
+type Required = (&'static str, fn(&Value) -> bool);
 
 /// The document's client messages.
 const SEEDS: &[&str] = &[
@@ -43,8 +47,13 @@ const WORDS: &[&str] = &[
 /// A message a blazing client may send.
 #[derive(Debug, Clone)]
 enum Sent {
-    /// Binary: gzip of a (mutated) message, the gzip then perhaps damaged.
-    Gzipped(Vec<u8>),
+    /// Binary: gzip of a (mutated) message `json`, the gzip then damaged
+    /// (if `damaged`) into `bytes`.
+    Gzipped {
+        json: Vec<u8>,
+        damaged: bool,
+        bytes: Vec<u8>,
+    },
     /// Binary: anything.
     Bytes(Vec<u8>),
     /// Text: a (mutated) message, uncompressed.
@@ -57,7 +66,12 @@ fn sent() -> impl Strategy<Value = Sent> {
         vec(mutate::byte_mutation(), 0..2),
     )
         .prop_map(|(json, damage)| {
-            Sent::Gzipped(mutate::mutate_bytes(codec::gzip(&json), &damage))
+            let bytes = mutate::mutate_bytes(codec::gzip(&json), &damage);
+            Sent::Gzipped {
+                damaged: !damage.is_empty(),
+                json,
+                bytes,
+            }
         });
     prop_oneof![
         6 => gzipped,
@@ -115,7 +129,7 @@ fn message_type(heard: &Heard) -> String {
 /// reaching the document (`None`: it is a message of the protocol).
 fn expected_close(sent: &Sent, max_message_bytes: usize) -> Option<u16> {
     let json = match sent {
-        Sent::Gzipped(bytes) | Sent::Bytes(bytes) => {
+        Sent::Gzipped { bytes, .. } | Sent::Bytes(bytes) => {
             match codec::gunzip(bytes, max_message_bytes) {
                 Ok(json) => json,
                 Err(CodecError::TooLarge(_)) => return Some(1009),
@@ -125,6 +139,122 @@ fn expected_close(sent: &Sent, max_message_bytes: usize) -> Option<u16> {
         Sent::Text(text) => text.clone().into_bytes(),
     };
     codec::decode(&json).is_err().then_some(1007)
+}
+
+/// The model of the document, without the codec: the close code for a
+/// message (`None`: applied). Intact gzip is unpacked to the JSON it was
+/// made from: over the size limit is 1009. A message is an object with a
+/// string `type` (1007 if not); `sync` takes no payload; `move` needs
+/// integer `offset` and `selection`, `write` those and a string `text`
+/// (1007 if one is missing or of another type); `usrupd` is the server's
+/// and other types are unknown (1007). Damaged gzip, payload members the
+/// document does not name (the implementation's `rev`), a `sync` with a
+/// payload and repeated fields are left undecided.
+fn model(sent: &Sent, max_message_bytes: usize) -> Verdict<Option<u16>> {
+    let json = match sent {
+        Sent::Gzipped {
+            json,
+            damaged: false,
+            ..
+        } if json.len() > max_message_bytes => return Verdict::Decided(Some(1009)),
+        Sent::Gzipped {
+            json,
+            damaged: false,
+            ..
+        } => json,
+        Sent::Gzipped { .. } | Sent::Bytes(_) => return Verdict::Undecided,
+        Sent::Text(text) => text.as_bytes(),
+    };
+    // What arrives in gzip may be any bytes. JSON is UTF-8, but serde_json
+    // skips the strings of unknown fields without checking theirs: bytes
+    // that are not UTF-8 are left undecided.
+    let Ok(text) = std::str::from_utf8(json) else {
+        return Verdict::Undecided;
+    };
+    let tag_like = |first: &Value| first.is_string();
+    let members = match oracle::object(text, Some(1007), tag_like) {
+        Ok(members) => members,
+        Err(verdict) => return verdict,
+    };
+    if members.any_twice(&["type", "payload"]) {
+        return Verdict::Undecided;
+    }
+    let Some(kind) = members.get("type").as_str().map(str::to_string) else {
+        return Verdict::Decided(Some(1007));
+    };
+    // The payload is read whole (a message's payload is a JSON value).
+    let payload = match members.get("payload") {
+        payload if payload.is_missing() => None,
+        Field::One(Some(payload), _) => Some(payload),
+        Field::One(None, _) => return Verdict::Decided(Some(1007)),
+        Field::Twice | Field::Absent => return Verdict::Undecided,
+    };
+    let fields: &[Required] = match kind.as_str() {
+        "sync" if payload.is_none() || payload == Some(json!({})) => return Verdict::Decided(None),
+        "sync" => return Verdict::Undecided,
+        "move" => &[("offset", Value::is_i64), ("selection", Value::is_i64)],
+        "write" => &[
+            ("offset", Value::is_i64),
+            ("selection", Value::is_i64),
+            ("text", Value::is_string),
+        ],
+        _ => return Verdict::Decided(Some(1007)),
+    };
+    let Some(Value::Object(payload)) = payload else {
+        return Verdict::Decided(Some(1007));
+    };
+    let well_formed = fields
+        .iter()
+        .all(|(key, typed)| payload.get(*key).is_some_and(typed));
+    if !well_formed {
+        return Verdict::Decided(Some(1007));
+    }
+    if payload.len() != fields.len() {
+        return Verdict::Undecided; // members the document does not name
+    }
+    Verdict::Decided(None)
+}
+
+/// The model against the codec where the model decides.
+#[test]
+fn fuzz_the_codec_agrees_with_the_model_of_the_document() {
+    let inputs = || (prop_oneof![Just(4096usize), Just(1 << 20)], sent());
+    check(inputs, |(limit, sent)| {
+        if let Verdict::Decided(close) = model(&sent, limit) {
+            prop_assert_eq!(close, expected_close(&sent, limit), "{:?}", sent);
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn the_model_reads_the_documents_examples() {
+    let text = |text: &str| model(&Sent::Text(text.to_string()), 4096);
+    for seed in &SEEDS[..4] {
+        assert_eq!(text(seed), Verdict::Decided(None), "{seed}");
+    }
+    for bad in [
+        SEEDS[4],
+        "[]",
+        "1",
+        r#"{"type":"move","payload":{"offset":1.5,"selection":0}}"#,
+        r#"{"type":"write","payload":{"offset":1,"selection":0}}"#,
+        r#"{"type":"move"}"#,
+        r#"{"type":"jump","payload":{}}"#,
+    ] {
+        assert_eq!(text(bad), Verdict::Decided(Some(1007)), "{bad}");
+    }
+    let json = format!(
+        r#"{{"type":"sync","payload":{{"pad":"{}"}}}}"#,
+        "x".repeat(5000)
+    );
+    let bytes = codec::gzip(json.as_bytes());
+    let big = Sent::Gzipped {
+        json: json.into_bytes(),
+        damaged: false,
+        bytes,
+    };
+    assert_eq!(model(&big, 4096), Verdict::Decided(Some(1009)));
 }
 
 #[test]
@@ -137,10 +267,16 @@ fn fuzz_every_message_is_applied_or_closed_with_1007_or_1009() {
         let mut wire = join(limit);
         for message in &messages {
             let heard = match message {
-                Sent::Gzipped(bytes) | Sent::Bytes(bytes) => wire.send(Received::Binary(bytes)),
+                Sent::Gzipped { bytes, .. } | Sent::Bytes(bytes) => {
+                    wire.send(Received::Binary(bytes))
+                }
                 Sent::Text(text) => wire.send_text(text),
             };
-            match expected_close(message, limit) {
+            let expected = match model(message, limit) {
+                Verdict::Decided(close) => close,
+                Verdict::Undecided => expected_close(message, limit),
+            };
+            match expected {
                 Some(code) => {
                     prop_assert!(
                         matches!(&heard[..], [Heard::Close(got, _)] if *got == code),

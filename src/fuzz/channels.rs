@@ -6,12 +6,15 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
+use serde_json::Value;
 
 use super::check;
 use super::mutate::{self, Sent};
+use super::oracle::{self, Field, Shape, Verdict};
 use super::wire::{request, Heard, Wire};
 use crate::config::Config;
 use crate::dialect::channels::inbound::{decode, Inbound};
+use crate::dialect::channels::MAX_PRESENCE_BYTES;
 use crate::dialect::{Dialect, Received};
 use crate::router::RequestError;
 
@@ -62,6 +65,74 @@ fn expected_error(text: &str) -> Option<&'static str> {
     }
 }
 
+/// The types only a server sends (the document's events), which a
+/// listener is told it may not send.
+const SERVER_TYPES: &[&str] = &[
+    "DATA",
+    "PING",
+    "CONNECTED",
+    "PRESENCE:JOINED",
+    "PRESENCE:LEFT",
+    "PRESENCE:UPDATED",
+];
+
+/// The model of the document and the README's error codes, without
+/// [`decode`]: a listener's message is an object with a string `type`
+/// (`INVALID_MESSAGE` if not); ACK needs a `payload` object with a string
+/// `eventID`, PRESENCE:UPDATE an object `payload` of at most 4 KiB
+/// (`INVALID_MESSAGE`); PONG takes any payload; the server's types are
+/// `UNSUPPORTED_TYPE` and others `UNKNOWN_TYPE`. `None`: accepted.
+fn model(text: &str) -> Verdict<Option<&'static str>> {
+    const INVALID: Option<&str> = Some("INVALID_MESSAGE");
+    let tag_like = |first: &Value| first.is_string();
+    let members = match oracle::object(text, INVALID, tag_like) {
+        Ok(members) => members,
+        Err(verdict) => return verdict,
+    };
+    if members.any_twice(&["type", "payload"]) {
+        return Verdict::Undecided; // the document is silent on repeated fields
+    }
+    let Some(kind) = members.get("type").as_str().map(str::to_string) else {
+        return Verdict::Decided(INVALID);
+    };
+    // The payload is skipped unread but for ACK and PRESENCE:UPDATE, so
+    // it is looked at by its shape and raw text.
+    let payload = match members.get("payload") {
+        payload if payload.is_missing() => None,
+        Field::One(_, raw) => Some((oracle::shape(raw.get()), raw.get().len())),
+        _ => return Verdict::Undecided,
+    };
+    Verdict::Decided(match kind.as_str() {
+        "PONG" => None,
+        "ACK" => match payload {
+            Some((Shape::Object(payload), _)) => match payload.get("eventID") {
+                Field::Twice => return Verdict::Undecided,
+                event => event.as_str().is_none().then_some("INVALID_MESSAGE"),
+            },
+            Some((Shape::Array(_) | Shape::Unreadable, _)) => return Verdict::Undecided,
+            _ => INVALID,
+        },
+        "PRESENCE:UPDATE" => match payload {
+            Some((Shape::Object(_), len)) => {
+                (len > MAX_PRESENCE_BYTES).then_some("INVALID_MESSAGE")
+            }
+            Some((Shape::Unreadable, _)) => return Verdict::Undecided,
+            _ => INVALID,
+        },
+        kind if SERVER_TYPES.contains(&kind) => Some("UNSUPPORTED_TYPE"),
+        _ => Some("UNKNOWN_TYPE"),
+    })
+}
+
+/// What the listener must hear for `text`: the model's verdict where it
+/// has one, else what the decoder makes of it.
+fn expected(text: &str) -> Option<&'static str> {
+    match model(text) {
+        Verdict::Decided(error) => error,
+        Verdict::Undecided => expected_error(text),
+    }
+}
+
 /// Opens a listener with `query` in its URL; returns it and its CONNECTED
 /// (or close) frames.
 fn listen(query: Option<&str>) -> (Wire, Vec<Heard>) {
@@ -105,7 +176,7 @@ fn fuzz_every_bad_message_gets_its_error_code_and_the_listener_stays() {
             prop_assert!(me.is_string(), "{}", connected);
             for message in &messages {
                 let (heard, expected) = match message {
-                    Sent::Text(text) => (wire.send_text(text), expected_error(text)),
+                    Sent::Text(text) => (wire.send_text(text), expected(text)),
                     Sent::Binary(bytes) => {
                         (wire.send(Received::Binary(bytes)), Some("INVALID_MESSAGE"))
                     }
@@ -127,4 +198,47 @@ fn fuzz_every_bad_message_gets_its_error_code_and_the_listener_stays() {
             Ok(())
         },
     );
+}
+
+/// The model against the decoder where the model decides.
+#[test]
+fn fuzz_the_decoder_agrees_with_the_model_of_the_document() {
+    check(
+        || mutate::text(SEEDS, WORDS),
+        |text| {
+            if let Verdict::Decided(error) = model(&text) {
+                prop_assert_eq!(error, expected_error(&text));
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn the_model_reads_the_documents_examples() {
+    assert_eq!(model(SEEDS[0]), Verdict::Decided(None));
+    assert_eq!(model(SEEDS[1]), Verdict::Decided(None));
+    assert_eq!(model(SEEDS[3]), Verdict::Decided(None));
+    assert_eq!(model(SEEDS[4]), Verdict::Decided(Some("UNSUPPORTED_TYPE")));
+    let big = format!(
+        r#"{{"type":"PRESENCE:UPDATE","payload":{{"a":"{}"}}}}"#,
+        "x".repeat(4096)
+    );
+    for (text, error) in [
+        ("[]", "INVALID_MESSAGE"),
+        ("\"PONG\"", "INVALID_MESSAGE"),
+        (r#"{"type":"ACK"}"#, "INVALID_MESSAGE"),
+        (
+            r#"{"type":"ACK","payload":{"eventID":1}}"#,
+            "INVALID_MESSAGE",
+        ),
+        (
+            r#"{"type":"PRESENCE:UPDATE","payload":[1]}"#,
+            "INVALID_MESSAGE",
+        ),
+        (big.as_str(), "INVALID_MESSAGE"),
+        (r#"{"type":"HELLO"}"#, "UNKNOWN_TYPE"),
+    ] {
+        assert_eq!(model(text), Verdict::Decided(Some(error)), "{text}");
+    }
 }

@@ -14,8 +14,9 @@ use proptest::prelude::*;
 
 use super::check;
 use super::mutate::{byte_mutation, mutate_bytes};
+use crate::dialect::Dialect;
 use crate::net::http::{parse, query_pairs, read_request, ReadError, Request, MAX_HEAD_BYTES};
-use crate::net::route::route;
+use crate::net::route::{offers, route, Route};
 use crate::net::upgrade::accept_key;
 
 /// Real requests: each endpoint's upgrade or plain request.
@@ -96,13 +97,72 @@ fn hostile_head() -> impl Strategy<Value = Vec<u8>> {
 }
 
 /// Everything that reads a parsed head before a WebSocket opens: none of
-/// it may panic, whatever the head holds.
-fn read_everything(request: &Request) {
-    let _ = route(request);
-    let _ = accept_key(request);
-    let _ = query_pairs(request.query.as_deref().unwrap_or(""));
-    let _ = crate::dialect::channels::split_path(&request.path);
-    let _ = crate::dialect::world::world_of(&request.path);
+/// it may panic, whatever the head holds, and each answer must be one the
+/// request's own text allows (RFC 6455 for the upgrade, the README's
+/// endpoints for the routes).
+fn read_everything(request: &Request) -> Result<(), TestCaseError> {
+    let path = request.path.as_str();
+    let upgrade = request.has_token("upgrade", "websocket");
+    match route(request) {
+        Route::WebSocket(Dialect::Concierge) => prop_assert!(
+            path == "/ws/concierge" || (upgrade && offers(request, "ert-concierge")),
+            "{path}"
+        ),
+        Route::WebSocket(Dialect::World) => prop_assert!(path.starts_with("/ws/world/")),
+        Route::WebSocket(Dialect::Channels) => prop_assert!(path.ends_with("/listen")),
+        Route::WebSocket(dialect) => {
+            prop_assert_eq!(path.to_string(), format!("/ws/{}", dialect.name()))
+        }
+        Route::Emit(channel) => {
+            prop_assert!(path.ends_with("/emit"), "{path}");
+            prop_assert!(
+                channel == "$sys" || path == format!("/{channel}/emit"),
+                "{path}"
+            );
+        }
+        Route::Health => prop_assert_eq!(path, "/healthz"),
+        Route::Metrics => prop_assert_eq!(path, "/metrics"),
+        _ => {}
+    }
+    // RFC 6455 §4.2.1: only a GET over HTTP/1.1 upgrading to websocket,
+    // with version 13 and a 16-byte key, is accepted; the answer is the
+    // base64 of a SHA-1 (28 characters), the RFC's own for its example key.
+    if let Ok(accept) = accept_key(request) {
+        prop_assert!(upgrade && request.method == "GET" && request.minor_version >= 1);
+        prop_assert!(request.has_token("connection", "upgrade"));
+        prop_assert_eq!(request.header("sec-websocket-version"), Some("13"));
+        let key = request.header("sec-websocket-key").map(str::trim);
+        prop_assert!(key.is_some_and(|key| key.len() == 24 && key.ends_with("==")));
+        prop_assert!(accept.len() == 28 && accept.ends_with('='), "{accept}");
+        if key == Some("dGhlIHNhbXBsZSBub25jZQ==") {
+            prop_assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        }
+    }
+    // Pairs are the non-empty `&`-separated parts; without escapes, each
+    // is its text split at the first `=`.
+    let query = request.query.as_deref().unwrap_or("");
+    let pairs = query_pairs(query);
+    let parts: Vec<&str> = query.split('&').filter(|part| !part.is_empty()).collect();
+    prop_assert_eq!(pairs.len(), parts.len());
+    if !query.contains(['%', '+']) {
+        for ((key, value), part) in pairs.iter().zip(&parts) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            prop_assert_eq!((key.as_str(), value.as_str()), (k, v));
+        }
+    }
+    if let Some((channel, endpoint)) = crate::dialect::channels::split_path(path) {
+        let suffix = format!("/{endpoint}");
+        prop_assert!(path.ends_with(&suffix), "{path}");
+        prop_assert!(
+            channel == "$sys" || path == format!("/{channel}{suffix}"),
+            "{path}"
+        );
+    }
+    if let Some(world) = crate::dialect::world::world_of(path) {
+        prop_assert!(!world.is_empty() && !world.contains('/'), "{path}");
+        prop_assert_eq!(path.to_string(), format!("/ws/world/{world}"));
+    }
+    Ok(())
 }
 
 #[test]
@@ -110,7 +170,7 @@ fn fuzz_any_bytes_parse_to_a_request_a_refusal_or_a_wait_for_more() {
     check(hostile_head, |bytes| {
         match parse(&bytes) {
             Ok(Some(request)) => {
-                read_everything(&request);
+                read_everything(&request)?;
                 // What follows the head is kept, byte for byte.
                 prop_assert!(bytes.ends_with(&request.leftover));
             }
@@ -145,8 +205,7 @@ fn fuzz_a_valid_head_is_read_back_exactly_however_it_is_cut() {
                 .collect();
             prop_assert_eq!(&request.headers, &names);
             prop_assert_eq!(&request.leftover, &head.leftover);
-            read_everything(&request);
-            Ok(())
+            read_everything(&request)
         },
     );
 }
@@ -203,6 +262,37 @@ fn fuzz_a_request_over_a_socket_that_closes_is_never_waited_for() {
             (outcome, parsed) => {
                 prop_assert!(false, "read {outcome:?} where parsing all gives {parsed:?}")
             }
+        }
+        Ok(())
+    });
+}
+
+/// A well-formed head read from a socket: within [`MAX_HEAD_BYTES`] it is
+/// read back with its method and path; longer by more than one read (1 KiB)
+/// it is refused as too large, whatever the pieces it arrives in. (In
+/// between, the read that completes it may also be the one that passes the
+/// limit.)
+#[test]
+fn fuzz_a_head_is_read_within_the_size_limit_and_refused_past_it() {
+    let inputs = || (head(), 0..3 * MAX_HEAD_BYTES, 1..5usize);
+    check(inputs, |(mut head, padding, pieces)| {
+        head.headers.push(("X-Pad".into(), "p".repeat(padding)));
+        let bytes = head.bytes();
+        let head_len = bytes.len() - head.leftover.len();
+        let outcome = read_over_a_socket(&bytes, pieces);
+        if head_len <= MAX_HEAD_BYTES {
+            let Ok(request) = outcome else {
+                return Err(TestCaseError::fail(format!(
+                    "{head_len} bytes: {outcome:?}"
+                )));
+            };
+            prop_assert_eq!(&request.method, &head.method);
+            prop_assert_eq!(&request.path, &head.path);
+        } else if head_len > MAX_HEAD_BYTES + 1024 {
+            prop_assert!(
+                matches!(outcome, Err(ReadError::TooLarge)),
+                "{head_len} bytes: {outcome:?}"
+            );
         }
         Ok(())
     });

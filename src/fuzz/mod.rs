@@ -13,7 +13,11 @@
 //! - [`mutate`]: the inputs: arbitrary text and JSON, mutated examples;
 //! - [`wire`]: one connection in-process, from a client's message to the
 //!   frames it would read back (session, router, rendering);
-//! - one file per dialect, `http` for request heads and `jwt` for tokens.
+//! - [`oracle`]: reading JSON for the dialects' models of their documents,
+//!   which say what must be accepted or refused without the decoders;
+//! - one file per dialect, `http` for request heads and `jwt` for tokens;
+//! - [`stack`]: the deepest JSON every decoder takes, on a release
+//!   reader's stack.
 
 mod blazing;
 mod channels;
@@ -22,6 +26,8 @@ mod concierge;
 mod http;
 mod jwt;
 mod mutate;
+mod oracle;
+mod stack;
 mod wire;
 mod world;
 
@@ -48,6 +54,16 @@ pub fn check<S: Strategy>(
     inputs: impl FnOnce() -> S + Send + 'static,
     property: impl Fn(S::Value) -> Result<(), TestCaseError> + Send + 'static,
 ) {
+    check_on_stack(crate::net::connection::READER_STACK, inputs, property);
+}
+
+/// [`check`] on a thread with a stack of `stack_size` bytes.
+#[track_caller]
+pub fn check_on_stack<S: Strategy>(
+    stack_size: usize,
+    inputs: impl FnOnce() -> S + Send + 'static,
+    property: impl Fn(S::Value) -> Result<(), TestCaseError> + Send + 'static,
+) {
     let config = Config {
         // Where proptest keeps the seeds of past failures: next to the
         // calling test file, as the `proptest!` macro would.
@@ -57,7 +73,7 @@ pub fn check<S: Strategy>(
     };
     let outcome = thread::Builder::new()
         .name("fuzz".into())
-        .stack_size(crate::net::connection::READER_STACK)
+        .stack_size(stack_size)
         .spawn(move || {
             TestRunner::new(config)
                 .run(&inputs(), property)
