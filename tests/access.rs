@@ -253,7 +253,11 @@ fn a_granted_channel_is_heard_with_the_token_as_parameter_or_header() {
     let news = token(json!({"channels": ["news"]}));
     let mut by_query = listener(addr, "news", &format!("token={news}&username=q"));
     let header = format!("Authorization: Bearer {news}\r\n");
-    let _by_header = raw_websocket_with(addr, "/news/listen", &header);
+    let mut by_header = raw_websocket_with(addr, "/news/listen", &header);
+    // Its CONNECTED says it has joined: the emit below finds it.
+    let (opcode, connected) = read_frame(&mut by_header);
+    assert_eq!(opcode & 0x0f, 0x1, "a text frame");
+    assert!(String::from_utf8_lossy(&connected).contains("CONNECTED"));
     let sent = emit(addr, "news", Some(EMIT_KEY), r#"{"headline":1}"#);
     assert!(sent.contains("\"targeted\":2"), "{sent}");
     assert_eq!(next_data(&mut by_query), json!({"headline": 1}));
