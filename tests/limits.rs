@@ -405,22 +405,7 @@ fn blazing_gets_a_sync_of_the_true_text_then_1008() {
     assert!(passed >= 5, "{before:?}");
     assert!(passed < 10, "{before:?}");
     assert_eq!(sync["payload"]["actioner"], "flood");
-    let document = sync["payload"]["document"].as_str().unwrap();
-    let url_alphabet: String = document
-        .trim_end_matches('=')
-        .chars()
-        .map(|c| match c {
-            '+' => '-',
-            '/' => '_',
-            c => c,
-        })
-        .collect();
-    let document = switchboard::base64::decode_url(&url_alphabet).expect("base64");
-    let mut text = String::new();
-    GzDecoder::new(&document[..])
-        .read_to_string(&mut text)
-        .unwrap();
-    assert_eq!(text, "a".repeat(passed));
+    assert_eq!(sync_document(&sync["payload"]), "a".repeat(passed));
     persist_until_closed(&mut flood, type_a);
 
     // Calm saw the writes that passed and the flooder leave; it writes on.

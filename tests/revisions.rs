@@ -76,23 +76,7 @@ fn next(client: &mut Client, kind: &str) -> Value {
 
 /// The document's text in a sync payload.
 fn document(payload: &Value) -> String {
-    // Standard base64, read with the URL alphabet's decoder.
-    let standard = payload["document"].as_str().unwrap();
-    let url: String = standard
-        .trim_end_matches('=')
-        .chars()
-        .map(|c| match c {
-            '+' => '-',
-            '/' => '_',
-            c => c,
-        })
-        .collect();
-    let bytes = switchboard::base64::decode_url(&url).expect("base64");
-    let mut text = String::new();
-    GzDecoder::new(&bytes[..])
-        .read_to_string(&mut text)
-        .unwrap();
-    text
+    sync_document(payload)
 }
 
 /// `text` with a broadcast write applied as the document says.

@@ -459,3 +459,20 @@ pub fn blazing_request(
     headers.insert("Blazing-Computer-Id", computer.parse().unwrap());
     (request, stream)
 }
+
+/// The text in a blazing `sync` payload: its `document` is standard
+/// base64 of gzip of the UTF-8 text.
+pub fn sync_document(payload: &Value) -> String {
+    use std::io::Read as _;
+    let standard = payload["document"].as_str().expect("a document");
+    let url = standard
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_");
+    let bytes = switchboard::base64::decode_url(&url).expect("base64");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .expect("gzip of UTF-8");
+    text
+}
