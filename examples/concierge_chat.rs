@@ -40,14 +40,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hello = receive(&mut socket)?;
     println!("* connected as {name} ({})", hello["uuid"]);
 
-    // Create the group; if someone already did, subscribe to it instead.
+    // Create the group (someone may have already: GROUP_ALREADY_CREATED),
+    // then subscribe: creating does not. Our own lines come back to us
+    // like everyone else's, so the chat shows them in the order the hub
+    // delivered them.
     send(&mut socket, json!({"type": "GROUP_CREATE", "name": group}))?;
-    if receive(&mut socket)?["code"] == "GROUP_ALREADY_CREATED" {
-        send(
-            &mut socket,
-            json!({"type": "SELF_SUBSCRIBE", "name": group}),
-        )?;
-    }
+    receive(&mut socket)?;
+    send(
+        &mut socket,
+        json!({"type": "SELF_SUBSCRIBE", "name": group}),
+    )?;
 
     // A WebSocket has one owner, so stdin is read on another thread and
     // handed over; the socket wakes up every 100 ms to look for new lines.

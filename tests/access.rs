@@ -158,6 +158,8 @@ fn group_owner(addr: SocketAddr, name: &str, group: &str) -> Concierge {
     let mut owner = service(addr, name);
     let created = owner.ask(json!({"type": "GROUP_CREATE", "name": group}));
     assert_eq!(created["code"], "GROUP_CREATED", "{created}");
+    let subscribed = owner.ask(json!({"type": "SELF_SUBSCRIBE", "name": group}));
+    assert_eq!(subscribed["code"], "SUBSCRIBED", "{subscribed}");
     owner
 }
 

@@ -1322,10 +1322,13 @@ fn owner_of_an_implicit_topic_goes(delete: bool) {
             "code": "GROUP_CREATED",
             "name": "room",
             "owner_uuid": ann.uuid,
-            "subscribers": [u1, u2, ann.uuid],
+            "subscribers": [u1, u2],
             "seq": 2,
         }),
     );
+    // Taking ownership does not subscribe (as the original concierge).
+    let subscribed = ann.ask(json!({"type": "SELF_SUBSCRIBE", "name": "room"}));
+    assert_eq!(subscribed["code"], "SUBSCRIBED", "{subscribed}");
     bob.recv_until("STATUS", Some("GROUP_CREATED"));
     let subscribed = bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "room"}));
     assert_eq!(subscribed["code"], "SUBSCRIBED", "{subscribed}");
@@ -1472,6 +1475,8 @@ fn require_ack_does_not_wait_for_concierge_subscribers() {
     // With only concierge subscribers, nobody is awaited: 200 at once.
     let created = ann.ask(json!({"type": "GROUP_CREATE", "name": "lobby"}));
     assert_eq!(created["code"], "GROUP_CREATED", "{created}");
+    let subscribed = ann.ask(json!({"type": "SELF_SUBSCRIBE", "name": "lobby"}));
+    assert_eq!(subscribed["code"], "SUBSCRIBED", "{subscribed}");
     let reply = emit_get(addr, "lobby", "?require-ack=true&job=5");
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body = reply.json();

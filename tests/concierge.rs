@@ -3,7 +3,10 @@ mod support;
 // End-to-end tests of the concierge dialect (`protocols/concierge.md`)
 // through real sockets: handshake, IDENTIFY and its close codes, `seq`
 // numbering, messages to every kind of target, groups and their life
-// cycle, the fetch payloads, and clients that leave.
+// cycle, the fetch payloads, and clients that leave. Creating a group does
+// not subscribe its creator, and a MESSAGE to a group or to ALL comes back
+// to its sender when the sender is a recipient, as on the original server
+// (README "Coming from ert-concierge").
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -708,7 +711,7 @@ fn message_to_a_uuid_is_delivered_and_the_uuid_matches_case_insensitively() {
 }
 
 #[test]
-fn message_to_a_group_reaches_every_subscriber_but_the_sender_with_the_group_in_its_origin() {
+fn message_to_a_group_reaches_every_subscriber_the_sender_included_with_the_group_in_its_origin() {
     let addr = start(config());
     let mut ann = Concierge::join(addr, "ann");
     assert_eq!(
@@ -718,6 +721,12 @@ fn message_to_a_group_reaches_every_subscriber_but_the_sender_with_the_group_in_
     let mut bob = Concierge::join(addr, "bob");
     let mut carl = Concierge::join(addr, "carl");
     let mut dave = Concierge::join(addr, "dave"); // not subscribed
+
+    // Creating did not subscribe the owner; it subscribes like anyone else.
+    assert_eq!(
+        ann.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"}))["code"],
+        "SUBSCRIBED"
+    );
     assert_eq!(
         bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"}))["code"],
         "SUBSCRIBED"
@@ -727,30 +736,35 @@ fn message_to_a_group_reaches_every_subscriber_but_the_sender_with_the_group_in_
         "SUBSCRIBED"
     );
 
-    // From the owner.
-    assert_sent(&ann.ask(message(to_group("g"), json!({"n": 1}))), 1);
+    // From the owner: it gets its own copy first, then MESSAGE_SENT.
+    ann.send(message(to_group("g"), json!({"n": 1})));
     let expected = json!({
         "type": "MESSAGE",
         "origin": with(origin(&ann), json!({"group": group("g", Some("Gee"), &ann, &[&ann, &bob, &carl])})),
         "target": {"type": "GROUP", "group": "g"},
         "data": {"n": 1},
     });
+    assert_payload(&ann.recv(), &expected);
+    assert_sent(&ann.recv(), 2);
     assert_payload(&bob.recv(), &expected);
     assert_payload(&carl.recv(), &expected);
 
-    // From a plain subscriber: the owner gets it, the sender does not.
-    assert_sent(&bob.ask(message(to_group("g"), json!({"n": 2}))), 1);
+    // From a plain subscriber: the owner gets it, and so does the sender.
+    bob.send(message(to_group("g"), json!({"n": 2})));
     let expected = json!({
         "type": "MESSAGE",
         "origin": with(origin(&bob), json!({"group": group("g", Some("Gee"), &ann, &[&ann, &bob, &carl])})),
         "target": {"type": "GROUP", "group": "g"},
         "data": {"n": 2},
     });
+    assert_payload(&bob.recv(), &expected);
+    assert_sent(&bob.recv(), 1);
     assert_payload(&ann.recv(), &expected);
     assert_payload(&carl.recv(), &expected);
 
-    assert_nothing_pending(&mut ann, 2);
+    assert_nothing_pending(&mut ann, 3);
     assert_nothing_pending(&mut bob, 2);
+    assert_nothing_pending(&mut carl, 1);
     assert_nothing_pending(&mut dave, 0);
 }
 
@@ -759,8 +773,13 @@ fn a_non_subscriber_may_send_to_a_group() {
     let addr = start(config());
     let mut ann = Concierge::join(addr, "ann");
     ann.ask(json!({"type": "GROUP_CREATE", "name": "g"}));
+    assert_eq!(
+        ann.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"}))["code"],
+        "SUBSCRIBED"
+    );
     let mut bob = Concierge::join(addr, "bob");
 
+    // The sender is not subscribed, so it is not a recipient.
     assert_sent(&bob.ask(message(to_group("g"), json!("knock"))), 0);
     assert_payload(
         &ann.recv(),
@@ -772,24 +791,27 @@ fn a_non_subscriber_may_send_to_a_group() {
         }),
     );
     assert_nothing_pending(&mut bob, 1);
+    assert_nothing_pending(&mut ann, 2);
 }
 
 #[test]
-fn message_to_all_reaches_every_identified_client_but_the_sender() {
+fn message_to_all_reaches_every_identified_client_the_sender_included() {
     let addr = start(config());
     let mut lurker = Client::connect(addr, "/ws/concierge"); // never identified (yet)
     let mut ann = Concierge::join(addr, "ann");
     let mut bob = Concierge::join(addr, "bob");
     let mut carl = Concierge::join(addr, "carl");
 
-    assert_sent(
-        &ann.ask(message(json!({"type": "ALL"}), json!({"hi": "all"}))),
-        0,
-    );
+    ann.send(message(json!({"type": "ALL"}), json!({"hi": "all"})));
     let expected = json!({"type": "MESSAGE", "origin": origin(&ann), "target": {"type": "ALL"}, "data": {"hi": "all"}});
+    // The sender's own copy comes before its MESSAGE_SENT.
+    assert_eq!(ann.recv(), expected);
+    assert_sent(&ann.recv(), 0);
     assert_eq!(bob.recv(), expected);
     assert_eq!(carl.recv(), expected);
     assert_nothing_pending(&mut ann, 1);
+    assert_nothing_pending(&mut bob, 0);
+    assert_nothing_pending(&mut carl, 0);
 
     // The unidentified connection got nothing: its HELLO is the first payload.
     lurker.send_json(identify("lurker"));
@@ -804,7 +826,12 @@ fn message_to_all_reaches_every_identified_client_but_the_sender() {
 fn message_to_all_when_alone_is_still_sent() {
     let addr = start(config());
     let mut ann = Concierge::join(addr, "ann");
-    assert_sent(&ann.ask(message(json!({"type": "ALL"}), json!(0))), 0);
+    // The only recipient is the sender itself.
+    assert_eq!(
+        ann.ask(message(json!({"type": "ALL"}), json!(0))),
+        json!({"type": "MESSAGE", "origin": origin(&ann), "target": {"type": "ALL"}, "data": 0})
+    );
+    assert_sent(&ann.recv(), 0);
     assert_nothing_pending(&mut ann, 1);
 }
 
@@ -961,7 +988,8 @@ fn a_second_identify_is_a_protocol_error_and_changes_nothing() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn group_create_subscribes_the_creator_and_announces_the_group_to_everyone_else_without_seq() {
+fn group_create_does_not_subscribe_the_creator_and_announces_the_group_to_everyone_else_without_seq(
+) {
     let addr = start(config());
     let mut lurker = Client::connect(addr, "/ws/concierge"); // never identified (yet)
     let mut ann = Concierge::join(addr, "ann");
@@ -969,7 +997,7 @@ fn group_create_subscribes_the_creator_and_announces_the_group_to_everyone_else_
     let mut carl = Concierge::join(addr, "carl");
 
     let created = ann.ask(json!({"type": "GROUP_CREATE", "name": "g"}));
-    let fields = group("g", None, &ann, &[&ann]);
+    let fields = group("g", None, &ann, &[]);
     assert_eq!(
         created,
         group_status("GROUP_CREATED", fields.clone(), Some(0))
@@ -983,8 +1011,18 @@ fn group_create_subscribes_the_creator_and_announces_the_group_to_everyone_else_
 
     assert_eq!(
         ann.ask(json!({"type": "SELF_FETCH"}))["subscriptions"],
+        json!([])
+    );
+    // The creator subscribes like anyone else, and is then listed.
+    assert_eq!(
+        ann.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"})),
+        group_status("SUBSCRIBED", group("g", None, &ann, &[&ann]), Some(3))
+    );
+    assert_eq!(
+        ann.ask(json!({"type": "SELF_FETCH"}))["subscriptions"],
         json!(["g"])
     );
+    assert_nothing_pending(&mut bob, 0);
 
     lurker.send_json(identify("lurker"));
     let hello = lurker.recv_json();
@@ -1000,7 +1038,7 @@ fn group_create_with_a_nickname_reports_it_everywhere() {
     let mut ann = Concierge::join(addr, "ann");
     let mut bob = Concierge::join(addr, "bob");
 
-    let fields = group("sim1", Some("The First Simulation"), &ann, &[&ann]);
+    let fields = group("sim1", Some("The First Simulation"), &ann, &[]);
     assert_eq!(
         ann.ask(
             json!({"type": "GROUP_CREATE", "name": "sim1", "nickname": "The First Simulation"})
@@ -1025,7 +1063,7 @@ fn creating_an_existing_group_is_group_already_created_with_its_current_fields()
     let mut bob = Concierge::join(addr, "bob");
     bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"}));
 
-    let fields = group("g", Some("Gee"), &ann, &[&ann, &bob]);
+    let fields = group("g", Some("Gee"), &ann, &[&bob]);
     assert_payload(
         &bob.ask(json!({"type": "GROUP_CREATE", "name": "g", "nickname": "Other"})),
         &group_status("GROUP_ALREADY_CREATED", fields.clone(), Some(1)),
@@ -1052,13 +1090,13 @@ fn subscribe_and_unsubscribe_answer_with_the_updated_group_and_show_in_self_fetc
 
     assert_payload(
         &bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"})),
-        &group_status("SUBSCRIBED", group("g", None, &ann, &[&ann, &bob]), Some(0)),
+        &group_status("SUBSCRIBED", group("g", None, &ann, &[&bob]), Some(0)),
     );
     assert_payload(
         &carl.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"})),
         &group_status(
             "SUBSCRIBED",
-            group("g", None, &ann, &[&ann, &bob, &carl]),
+            group("g", None, &ann, &[&bob, &carl]),
             Some(0),
         ),
     );
@@ -1069,11 +1107,7 @@ fn subscribe_and_unsubscribe_answer_with_the_updated_group_and_show_in_self_fetc
 
     assert_payload(
         &bob.ask(json!({"type": "SELF_UNSUBSCRIBE", "name": "g"})),
-        &group_status(
-            "UNSUBSCRIBED",
-            group("g", None, &ann, &[&ann, &carl]),
-            Some(2),
-        ),
+        &group_status("UNSUBSCRIBED", group("g", None, &ann, &[&carl]), Some(2)),
     );
     assert_eq!(
         bob.ask(json!({"type": "SELF_FETCH"}))["subscriptions"],
@@ -1082,7 +1116,7 @@ fn subscribe_and_unsubscribe_answer_with_the_updated_group_and_show_in_self_fetc
     assert_payload(
         &ann.ask(json!({"type": "GROUP_FETCH", "name": "g"})),
         &with(
-            group("g", None, &ann, &[&ann, &carl]),
+            group("g", None, &ann, &[&carl]),
             json!({"type": "GROUP_FETCH_RESULT", "seq": 1}),
         ),
     );
@@ -1097,7 +1131,7 @@ fn subscribing_twice_lists_the_subscriber_once() {
     let mut ann = Concierge::join(addr, "ann");
     ann.ask(json!({"type": "GROUP_CREATE", "name": "g"}));
     let mut bob = Concierge::join(addr, "bob");
-    let expected = group("g", None, &ann, &[&ann, &bob]);
+    let expected = group("g", None, &ann, &[&bob]);
     assert_payload(
         &bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"})),
         &group_status("SUBSCRIBED", expected.clone(), Some(0)),
@@ -1146,15 +1180,19 @@ fn the_owner_may_unsubscribe_from_its_own_group_and_still_delete_it() {
     ann.ask(json!({"type": "GROUP_CREATE", "name": "g"}));
     let mut bob = Concierge::join(addr, "bob");
     bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"}));
+    assert_payload(
+        &ann.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"})),
+        &group_status("SUBSCRIBED", group("g", None, &ann, &[&ann, &bob]), Some(1)),
+    );
 
     assert_payload(
         &ann.ask(json!({"type": "SELF_UNSUBSCRIBE", "name": "g"})),
-        &group_status("UNSUBSCRIBED", group("g", None, &ann, &[&bob]), Some(1)),
+        &group_status("UNSUBSCRIBED", group("g", None, &ann, &[&bob]), Some(2)),
     );
     // Not subscribed any more, so the owner only hears of the deletion.
     assert_eq!(
         ann.ask(json!({"type": "GROUP_DELETE", "name": "g"})),
-        group_status("GROUP_DELETED", group("g", None, &ann, &[&bob]), Some(2))
+        group_status("GROUP_DELETED", group("g", None, &ann, &[&bob]), Some(3))
     );
     assert_eq!(
         bob.recv(),
@@ -1164,7 +1202,7 @@ fn the_owner_may_unsubscribe_from_its_own_group_and_still_delete_it() {
         bob.recv(),
         group_status("GROUP_DELETED", group("g", None, &ann, &[&bob]), None)
     );
-    assert_nothing_pending(&mut ann, 3);
+    assert_nothing_pending(&mut ann, 4);
 }
 
 #[test]
@@ -1183,7 +1221,7 @@ fn group_delete_by_a_non_owner_is_bad_and_the_group_survives() {
     assert_payload(
         &bob.ask(json!({"type": "GROUP_FETCH", "name": "g"})),
         &with(
-            group("g", None, &ann, &[&ann, &bob]),
+            group("g", None, &ann, &[&bob]),
             json!({"type": "GROUP_FETCH_RESULT", "seq": 2}),
         ),
     );
@@ -1196,6 +1234,13 @@ fn group_delete_by_the_owner_unsubscribes_subscribers_and_tells_everyone() {
     let mut ann = Concierge::join(addr, "ann");
     ann.ask(json!({"type": "GROUP_CREATE", "name": "g", "nickname": "Gee"}));
     ann.ask(json!({"type": "GROUP_CREATE", "name": "keep"}));
+    // Creating did not subscribe the owner; it subscribes to both itself.
+    for name in ["g", "keep"] {
+        assert_eq!(
+            ann.ask(json!({"type": "SELF_SUBSCRIBE", "name": name}))["code"],
+            "SUBSCRIBED"
+        );
+    }
     let mut bob = Concierge::join(addr, "bob");
     let mut carl = Concierge::join(addr, "carl");
     let mut dave = Concierge::join(addr, "dave"); // not subscribed
@@ -1208,11 +1253,11 @@ fn group_delete_by_the_owner_unsubscribes_subscribers_and_tells_everyone() {
     // The owner was subscribed: UNSUBSCRIBED then GROUP_DELETED, both with seq.
     assert_payload(
         &ann.recv(),
-        &group_status("UNSUBSCRIBED", fields.clone(), Some(2)),
+        &group_status("UNSUBSCRIBED", fields.clone(), Some(4)),
     );
     assert_payload(
         &ann.recv(),
-        &group_status("GROUP_DELETED", fields.clone(), Some(2)),
+        &group_status("GROUP_DELETED", fields.clone(), Some(4)),
     );
     // Other subscribers: the same without seq.
     for subscriber in [&mut bob, &mut carl] {
@@ -1228,7 +1273,7 @@ fn group_delete_by_the_owner_unsubscribes_subscribers_and_tells_everyone() {
     // Everyone else only hears of the deletion.
     assert_payload(&dave.recv(), &group_status("GROUP_DELETED", fields, None));
 
-    assert_nothing_pending(&mut ann, 3);
+    assert_nothing_pending(&mut ann, 5);
     assert_nothing_pending(&mut dave, 0);
     assert_eq!(
         bob.ask(json!({"type": "SELF_FETCH"}))["subscriptions"],
@@ -1262,17 +1307,23 @@ fn a_deleted_group_name_can_be_created_again_by_anyone() {
     let mut ann = Concierge::join(addr, "ann");
     ann.ask(json!({"type": "GROUP_CREATE", "name": "g"}));
     let mut bob = Concierge::join(addr, "bob");
-    ann.send(json!({"type": "GROUP_DELETE", "name": "g"}));
-    assert_eq!(ann.recv_until("STATUS", Some("GROUP_DELETED"))["seq"], 1);
-    assert_eq!(bob.recv()["code"], "GROUP_DELETED");
+    // Nobody subscribed, so the owner only hears of the deletion.
+    assert_eq!(
+        ann.ask(json!({"type": "GROUP_DELETE", "name": "g"})),
+        group_status("GROUP_DELETED", group("g", None, &ann, &[]), Some(1))
+    );
+    assert_eq!(
+        bob.recv(),
+        group_status("GROUP_DELETED", group("g", None, &ann, &[]), None)
+    );
 
     assert_eq!(
         bob.ask(json!({"type": "GROUP_CREATE", "name": "g"})),
-        group_status("GROUP_CREATED", group("g", None, &bob, &[&bob]), Some(0))
+        group_status("GROUP_CREATED", group("g", None, &bob, &[]), Some(0))
     );
     assert_eq!(
         ann.recv(),
-        group_status("GROUP_CREATED", group("g", None, &bob, &[&bob]), None)
+        group_status("GROUP_CREATED", group("g", None, &bob, &[]), None)
     );
 }
 
@@ -1280,12 +1331,17 @@ fn a_deleted_group_name_can_be_created_again_by_anyone() {
 // Leaving
 // ---------------------------------------------------------------------------
 
-/// Sets up ann owning groups `g1` (subscribed to by bob and carl) and `g2`
-/// (nobody else), and dave who subscribes to nothing.
+/// Sets up ann owning groups `g1` (subscribed to by ann herself, bob and
+/// carl) and `g2` (no subscribers), and dave who subscribes to nothing.
 fn owner_with_two_groups(addr: SocketAddr) -> [Concierge; 4] {
     let mut ann = Concierge::join(addr, "ann");
     ann.ask(json!({"type": "GROUP_CREATE", "name": "g1", "nickname": "One"}));
     ann.ask(json!({"type": "GROUP_CREATE", "name": "g2"}));
+    // Creating did not subscribe ann; she subscribes to g1 explicitly.
+    assert_eq!(
+        ann.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g1"}))["code"],
+        "SUBSCRIBED"
+    );
     let mut bob = Concierge::join(addr, "bob");
     let mut carl = Concierge::join(addr, "carl");
     let dave = Concierge::join(addr, "dave");
@@ -1420,12 +1476,12 @@ fn a_departing_subscriber_is_removed_from_the_group_and_the_group_stays() {
         let result = ann.ask(json!({"type": "GROUP_FETCH", "name": "g"}));
         assert_eq!(result["seq"], seq, "{result}");
         seq += 1;
-        result["subscribers"].as_array().unwrap().len() == 2
+        result["subscribers"].as_array().unwrap().len() == 1
     });
     assert_payload(
         &ann.ask(json!({"type": "GROUP_FETCH", "name": "g"})),
         &with(
-            group("g", None, &ann, &[&ann, &carl]),
+            group("g", None, &ann, &[&carl]),
             json!({"type": "GROUP_FETCH_RESULT", "seq": seq}),
         ),
     );
@@ -1491,7 +1547,7 @@ fn group_fetch_returns_the_group_with_seq() {
     let plain = bob.ask(json!({"type": "GROUP_FETCH", "name": "plain"}));
     assert_eq!(
         plain,
-        json!({"type": "GROUP_FETCH_RESULT", "name": "plain", "owner_uuid": ann.uuid, "subscribers": [ann.uuid], "seq": 1})
+        json!({"type": "GROUP_FETCH_RESULT", "name": "plain", "owner_uuid": ann.uuid, "subscribers": [], "seq": 1})
     );
     assert!(plain.get("nickname").is_none(), "{plain}");
     assert_payload(
@@ -1501,7 +1557,7 @@ fn group_fetch_returns_the_group_with_seq() {
             "name": "named",
             "nickname": "The Named One",
             "owner_uuid": ann.uuid,
-            "subscribers": [ann.uuid, bob.uuid],
+            "subscribers": [bob.uuid],
             "seq": 2,
         }),
     );
@@ -1527,9 +1583,9 @@ fn group_fetch_all_lists_every_group_sorted_by_name() {
     let expected = json!({
         "type": "GROUP_FETCH_ALL_RESULT",
         "groups": [
-            group("alpha", Some("First"), &bob, &[&bob, &ann]),
-            group("mid", None, &ann, &[&ann]),
-            group("zeta", None, &ann, &[&ann]),
+            group("alpha", Some("First"), &bob, &[&ann]),
+            group("mid", None, &ann, &[]),
+            group("zeta", None, &ann, &[]),
         ],
         "seq": 2,
     });
@@ -1572,6 +1628,8 @@ fn self_fetch_reports_identity_and_subscriptions_sorted_by_name() {
     let mut ann = Concierge::join(addr, "ann");
     for name in ["zeta", "alpha", "mid"] {
         ann.ask(json!({"type": "GROUP_CREATE", "name": name}));
+        // Creating does not subscribe; ann subscribes explicitly.
+        ann.ask(json!({"type": "SELF_SUBSCRIBE", "name": name}));
     }
     let mut bob = Concierge::join_with(addr, "bob", json!({"tags": ["babylon"]}));
     assert_eq!(

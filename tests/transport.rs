@@ -89,6 +89,11 @@ fn pings_during_a_large_stream_all_get_pongs_and_frames_stay_intact() {
         "GROUP_CREATED"
     );
     assert_eq!(publisher.recv()["code"], "GROUP_CREATED");
+    // Creating a group does not subscribe to it (as the original server).
+    assert_eq!(
+        reader.ask(json!({"type": "SELF_SUBSCRIBE", "name": "stream"}))["code"],
+        "SUBSCRIBED"
+    );
     let sender = std::thread::spawn(move || {
         let filler = "p".repeat(64 * 1024);
         for i in 0..MESSAGES {

@@ -1798,6 +1798,8 @@ fn churn(options: &Options) -> Res<bool> {
         connect(&target, client_config(64 * 1024)).map_err(|e| format!("churn owner: {e}"))?;
     identify(&mut owner, &format!("bench_churn_{tag}_owner"))?;
     create_group(&mut owner, &group)?;
+    // Creating does not subscribe (as the original concierge server).
+    subscribe(&mut owner, &group)?;
     let stop_watching = Arc::new(AtomicBool::new(false));
     let watched = Arc::new(AtomicU64::new(0));
     let watcher = {

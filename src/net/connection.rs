@@ -260,7 +260,7 @@ fn index() -> String {
         "  GET /demo/editor           demo: a shared text editor (blazing; needs --demo)",
         "  GET /demo/channels         demo: listen, presence and emits (channels)",
         "  GET /demo/token            demo: a token for anyone (only with --demo)",
-        "  GET /ws/concierge          concierge (or any path with subprotocol ert-concierge)",
+        "  GET /ws/concierge          concierge (also /ws, or any path with subprotocol ert-concierge)",
         "  GET /<channel>/listen      channels listener (WebSocket)",
         "  GET|POST /<channel>/emit   channels publish (HTTP)",
         "  GET /ws/blazing            blazing (headers, or ?token=JWT&computer=ID)",

@@ -32,7 +32,8 @@ pub enum Route {
 }
 
 /// Picks the route for `request`. A WebSocket upgrade offering the
-/// `ert-concierge` subprotocol is concierge whatever its path.
+/// `ert-concierge` subprotocol is concierge whatever its path; so is `/ws`,
+/// the original concierge's path.
 pub fn route(request: &Request) -> Route {
     let is_upgrade = request.has_token("upgrade", "websocket");
     if is_upgrade && offers(request, concierge::SUBPROTOCOL) {
@@ -47,7 +48,9 @@ pub fn route(request: &Request) -> Route {
         "/demo/token" => Route::DemoToken,
         "/" | "/endpoints" => Route::Index,
         "/ws/echo" => Route::WebSocket(Dialect::Echo),
-        "/ws/concierge" => Route::WebSocket(Dialect::Concierge),
+        // `/ws` is where the original concierge served; its own tests and
+        // bots connect there, some without offering the subprotocol.
+        "/ws" | "/ws/concierge" => Route::WebSocket(Dialect::Concierge),
         "/ws/common" => Route::WebSocket(Dialect::Common),
         "/ws/blazing" => Route::WebSocket(Dialect::Blazing),
         "/admin/reload" => Route::Admin(admin::Action::Reload),
@@ -117,6 +120,10 @@ mod tests {
         );
         assert_eq!(
             route(&request("/ws/concierge", &[])),
+            Route::WebSocket(Dialect::Concierge)
+        );
+        assert_eq!(
+            route(&request("/ws", &[])),
             Route::WebSocket(Dialect::Concierge)
         );
         assert_eq!(route(&request("/ws/concierge/", &[])), Route::NotFound);

@@ -33,7 +33,9 @@ pub struct PendingAck {
 
 impl Router {
     /// A concierge MESSAGE: to one client by name or uuid, to a topic's
-    /// subscribers but the sender, or to every member but the sender.
+    /// subscribers, or to every concierge client. The sender hears its own
+    /// GROUP and ALL messages when it is among their recipients, as with
+    /// the original server: its chat shows a line only once it comes back.
     pub(super) fn send(
         &mut self,
         conn: ConnId,
@@ -54,17 +56,12 @@ impl Router {
             Target::Topic(name) => {
                 self.may_request(conn, Access::Write, name)?;
                 let topic = self.topic(name)?;
-                let to = topic.subscribers.iter().copied().filter(|&c| c != conn);
-                (to.collect(), Some(self.topic_info(name, topic)))
+                let to = topic.subscribers.iter().copied().collect();
+                (to, Some(self.topic_info(name, topic)))
             }
             // ALL is the concierge's own broadcast: channels listeners hear
             // only their channel, and the RPC dialects have no messages.
-            Target::All => {
-                let to = self
-                    .members_speaking(Dialect::Concierge)
-                    .filter(|&c| c != conn);
-                (to.collect(), None)
-            }
+            Target::All => (self.members_speaking(Dialect::Concierge).collect(), None),
         };
         let event_id = self
             .next_event_id()

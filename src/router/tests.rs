@@ -247,7 +247,7 @@ fn unknown_targets_are_refused_with_the_name_given() {
 }
 
 #[test]
-fn group_messages_fan_out_to_subscribers_but_not_the_sender() {
+fn group_messages_fan_out_to_every_subscriber_the_sender_included() {
     let mut hub = Hub::new();
     let ann = hub.join(1, "ann");
     let bob = hub.join(2, "bob");
@@ -261,6 +261,7 @@ fn group_messages_fan_out_to_subscribers_but_not_the_sender() {
             nickname: Some("G".into()),
         },
     );
+    hub.subscribe(1, "g");
     hub.subscribe(2, "g");
     hub.subscribe(3, "g");
     let out = hub.ask(
@@ -271,7 +272,8 @@ fn group_messages_fan_out_to_subscribers_but_not_the_sender() {
             data: data("[1]"),
         },
     );
-    assert_eq!(sorted(out[0].to.clone()), to(&[2, 3]));
+    // As the original server: the sender hears its own line come back.
+    assert_eq!(sorted(out[0].to.clone()), to(&[1, 2, 3]));
     let Event::Message(message) = &out[0].event else {
         panic!()
     };
@@ -282,10 +284,20 @@ fn group_messages_fan_out_to_subscribers_but_not_the_sender() {
     assert_eq!(group.subscribers.len(), 3);
     assert!(group.subscribers.contains(&bob));
     assert!(matches!(out[1].event, Event::Sent { seq: 1 }));
+    // A sender that is not subscribed is not a recipient.
+    let out = hub.ask(
+        4,
+        0,
+        Request::Send {
+            target: Target::Topic("g".into()),
+            data: data("[2]"),
+        },
+    );
+    assert_eq!(sorted(out[0].to.clone()), to(&[1, 2, 3]));
 }
 
 #[test]
-fn message_to_all_reaches_every_other_identified_client() {
+fn message_to_all_reaches_every_identified_client_the_sender_included() {
     let mut hub = Hub::new();
     hub.join(1, "ann");
     hub.join(2, "bob");
@@ -299,11 +311,11 @@ fn message_to_all_reaches_every_other_identified_client() {
             data: data("null"),
         },
     );
-    assert_eq!(sorted(out[0].to.clone()), to(&[1, 3]));
+    assert_eq!(sorted(out[0].to.clone()), to(&[1, 2, 3]));
 }
 
 #[test]
-fn create_subscribes_the_creator_and_tells_everyone_else_without_seq() {
+fn create_does_not_subscribe_the_creator_and_tells_everyone_else_without_seq() {
     let mut hub = Hub::new();
     let ann = hub.join(1, "ann");
     hub.join(2, "bob");
@@ -328,7 +340,9 @@ fn create_subscribes_the_creator_and_tells_everyone_else_without_seq() {
         } => {
             assert_eq!(t, &to(&[1]));
             assert_eq!(topic.owner, Some(ann));
-            assert_eq!(topic.subscribers, vec![ann]);
+            // The original server does not subscribe the creator; its
+            // clients SELF_SUBSCRIBE after GROUP_CREATED.
+            assert_eq!(topic.subscribers, vec![]);
         }
         other => panic!("{other:?}"),
     }
@@ -411,6 +425,7 @@ fn only_the_owner_deletes_and_subscribers_hear_of_it() {
             nickname: None,
         },
     );
+    hub.subscribe(1, "g");
     hub.subscribe(2, "g");
     let out = hub.ask(2, 1, Request::DeleteTopic { topic: topic("g") });
     assert!(
@@ -501,6 +516,7 @@ fn leaving_subscriber_is_removed_from_groups() {
             nickname: None,
         },
     );
+    hub.subscribe(1, "g");
     hub.subscribe(2, "g");
     assert!(hub.close(2).is_empty());
     let out = hub.ask(1, 1, Request::FetchTopic { topic: topic("g") });
@@ -742,7 +758,17 @@ fn a_channel_is_an_ownerless_group_until_someone_creates_it() {
         },
     );
     assert!(
-        matches!(&out[0].event, Event::TopicChanged { seq: Some(1), change: TopicChange::Created, topic } if topic.owner == Some(ann) && topic.subscribers.len() == 2)
+        matches!(&out[0].event, Event::TopicChanged { seq: Some(1), change: TopicChange::Created, topic } if topic.owner == Some(ann) && topic.subscribers.len() == 1)
+    );
+    // Taking ownership does not subscribe; subscribing is seen by the
+    // listeners.
+    assert!(presence_events(&out).is_empty());
+    let out = hub.ask(
+        2,
+        2,
+        Request::Subscribe {
+            topic: topic("room"),
+        },
     );
     assert_eq!(
         presence_events(&out),

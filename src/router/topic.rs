@@ -80,10 +80,12 @@ impl Router {
         Ok(out)
     }
 
-    /// Creates the group (or takes ownership of an implicit topic) and
-    /// subscribes its creator (the document describes GROUP_CREATE as
-    /// "subscribe to a group's broadcast"). The creator's answer carries
-    /// `seq`; every other concierge client hears of it without one.
+    /// Creates the group (or takes ownership of an implicit topic). The
+    /// creator is not subscribed: the document's heading for GROUP_CREATE
+    /// ("subscribe to a group's broadcast") is copied from SELF_SUBSCRIBE,
+    /// and the original server and its clients subscribe explicitly after
+    /// creating. The creator's answer carries `seq`; every other concierge
+    /// client hears of it without one.
     pub(super) fn create(
         &mut self,
         conn: ConnId,
@@ -103,7 +105,6 @@ impl Router {
             uuid: creator.uuid,
         });
         topic.nickname = nickname.clone();
-        let joined = self.join_topic(conn, &name);
         self.share(conn, |conn| super::cluster::Shared::Created {
             conn,
             topic: name.clone(),
@@ -115,9 +116,7 @@ impl Router {
             to: self.concierge_members_but(conn),
             event: changed(None, TopicChange::Created, info),
         };
-        let mut out = vec![mine, others];
-        out.extend(joined);
-        Ok(out)
+        Ok(vec![mine, others])
     }
 
     pub(super) fn delete(
