@@ -202,9 +202,25 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         name: "jwt-key",
-        usage: "TEXT         HS256 key for JWTs (channels, world, blazing) [none: tokens refused]",
+        usage: "TEXT         HMAC key for JWTs, HS256/384/512 (channels, world, blazing) [none: tokens refused]",
         apply: Setter::Value(|c, v| {
             c.jwt_key = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "jwt-issuer",
+        usage: "TEXT      tokens must carry this `iss` [any]",
+        apply: Setter::Value(|c, v| {
+            c.jwt_issuer = (!v.is_empty()).then(|| v.into());
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "jwt-audience",
+        usage: "TEXT    tokens' `aud` must name this [any]",
+        apply: Setter::Value(|c, v| {
+            c.jwt_audience = (!v.is_empty()).then(|| v.into());
             Ok(())
         }),
     },

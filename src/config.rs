@@ -33,6 +33,11 @@ pub struct Config {
     pub worlds: Vec<String>,
     /// The HS256 key for JWTs (`--jwt-key`); `None` refuses every token.
     pub jwt_key: Option<Arc<str>>,
+    /// The `iss` every token must carry (`--jwt-issuer`); `None` takes any.
+    pub jwt_issuer: Option<Arc<str>>,
+    /// The audience every token's `aud` must name (`--jwt-audience`);
+    /// `None` takes any.
+    pub jwt_audience: Option<Arc<str>>,
     /// Whether `jwt_key` is the key `--demo` made for this process rather
     /// than the operator's: it then protects nothing (see [`Config::policy`]).
     pub jwt_key_is_demo: bool,
@@ -111,6 +116,8 @@ impl Default for Config {
             heartbeat_interval: Duration::from_millis(20_000),
             worlds: vec!["default".to_string()],
             jwt_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
             jwt_key_is_demo: false,
             emit_token: None,
             public_channels: Patterns::none(),
@@ -149,6 +156,16 @@ impl Config {
             || (self.jwt_key.is_some() && !self.jwt_key_is_demo)
     }
 
+    /// How tokens are checked: the key, and the issuer and audience the
+    /// operator requires.
+    pub fn token_verifier(&self) -> crate::jwt::Verifier {
+        crate::jwt::Verifier {
+            key: self.jwt_key.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+        }
+    }
+
     /// The router's access policy for these settings.
     pub fn policy(&self) -> Policy {
         Policy {
@@ -177,6 +194,14 @@ impl Config {
             ("secret", secret(&self.secret)),
             ("identify-timeout-ms", ms(self.identify_timeout)),
             ("jwt-key", secret(&self.jwt_key)),
+            (
+                "jwt-issuer",
+                quoted(self.jwt_issuer.as_deref().unwrap_or("")),
+            ),
+            (
+                "jwt-audience",
+                quoted(self.jwt_audience.as_deref().unwrap_or("")),
+            ),
             ("emit-token", secret(&self.emit_token)),
             ("public-channels", quoted(&self.public_channels.to_string())),
             ("public-emit", quoted(&self.public_emit.to_string())),

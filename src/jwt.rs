@@ -1,25 +1,32 @@
-//! HS256 JSON Web Tokens (RFC 7519): verification for the dialects that
-//! authenticate with one (world's `token`, blazing's `Authorization`), and
-//! signing for tests, examples and demos.
+//! HMAC-signed JSON Web Tokens (RFC 7519): verification for the dialects
+//! that authenticate with one (world's `token`, blazing's `Authorization`,
+//! channels' bearer tokens), and signing for tests, examples and demos.
 //!
-//! Only `HS256` is accepted: a token whose header names any other algorithm
-//! (`none` included) is refused before its signature is looked at, which
-//! closes the classic "alg confusion" holes. The signature is checked with
-//! HMAC-SHA256 from RustCrypto, compared in constant time.
+//! `HS256`, `HS384` and `HS512` are accepted, all with the one configured
+//! key: issuers such as jjwt (blazing's original) pick the hash by the
+//! key's length. A token whose header names any other algorithm (`none`,
+//! or `RS256` signed "with" the HMAC key) is refused before its signature
+//! is looked at, which closes the classic "alg confusion" holes. The
+//! signature is checked with RustCrypto's HMAC, compared in constant time.
+//! A [`Verifier`] adds the operator's `iss` and `aud` checks.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
-
 /// The claims switchboard reads from a token.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Claims {
-    /// The user's id (a uuid in the blazing dialect).
+    /// The user's id (a uuid in the blazing dialect). Tokens that carry
+    /// `uid` instead (venueless's) have it here too.
+    #[serde(default)]
     pub sub: String,
+    /// venueless's name for the user's id, read when `sub` is absent.
+    #[serde(default)]
+    uid: Option<String>,
     /// The user's display name.
     #[serde(default)]
     pub name: Option<String>,
@@ -30,6 +37,16 @@ pub struct Claims {
     /// refused (RFC 7519's `nbf`). Optional.
     #[serde(default)]
     pub nbf: Option<u64>,
+    /// Who issued it (checked against `--jwt-issuer` when set).
+    #[serde(default)]
+    pub iss: Option<String>,
+    /// Who it is for: one string or a list (checked against
+    /// `--jwt-audience` when set).
+    #[serde(default)]
+    pub aud: Option<Audience>,
+    /// venueless's user traits (badges, roles), for embedders' methods.
+    #[serde(default)]
+    pub traits: Option<Vec<String>>,
     /// Blazing computer ids the user may join; absent means any.
     #[serde(default)]
     pub computers: Option<Vec<String>>,
@@ -43,6 +60,23 @@ pub struct Claims {
     pub publish: Option<Vec<String>>,
 }
 
+/// A token's `aud`: RFC 7519 allows one string or an array of them. Kept
+/// as JSON rather than an untagged enum, whose buffering deserializer would
+/// cost the binary kilobytes for one rarely used claim.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Audience(serde_json::Value);
+
+impl Audience {
+    fn names(&self, audience: &str) -> bool {
+        match &self.0 {
+            serde_json::Value::String(one) => one == audience,
+            serde_json::Value::Array(many) => many.iter().any(|one| one == audience),
+            _ => false,
+        }
+    }
+}
+
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwtError {
@@ -50,7 +84,7 @@ pub enum JwtError {
     NoKey,
     /// Not three base64url parts of JSON, or a claim missing or mistyped.
     Malformed(String),
-    /// The header names an algorithm other than HS256.
+    /// The header names an algorithm other than HS256, HS384 or HS512.
     WrongAlgorithm(String),
     /// The signature does not match.
     BadSignature,
@@ -58,6 +92,10 @@ pub enum JwtError {
     Expired,
     /// `nbf` has not come yet.
     NotYetValid,
+    /// `iss` is not the configured issuer.
+    WrongIssuer,
+    /// `aud` does not name the configured audience.
+    WrongAudience,
 }
 
 impl fmt::Display for JwtError {
@@ -65,10 +103,14 @@ impl fmt::Display for JwtError {
         match self {
             JwtError::NoKey => f.write_str("this server accepts no tokens (no --jwt-key)"),
             JwtError::Malformed(why) => write!(f, "malformed token: {why}"),
-            JwtError::WrongAlgorithm(alg) => write!(f, "algorithm {alg:?} is not HS256"),
+            JwtError::WrongAlgorithm(alg) => {
+                write!(f, "algorithm {alg:?} is not HS256, HS384 or HS512")
+            }
             JwtError::BadSignature => f.write_str("bad signature"),
             JwtError::Expired => f.write_str("token expired"),
             JwtError::NotYetValid => f.write_str("token not valid yet (nbf)"),
+            JwtError::WrongIssuer => f.write_str("token from another issuer (iss)"),
+            JwtError::WrongAudience => f.write_str("token for another audience (aud)"),
         }
     }
 }
@@ -91,8 +133,92 @@ pub fn now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
+/// What a token must satisfy: the key it is signed with, and the issuer
+/// and audience the operator requires (`--jwt-issuer`, `--jwt-audience`).
+/// Cheap to clone: every dialect's session holds one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verifier {
+    /// The HMAC key; `None` refuses every token.
+    pub key: Option<Arc<str>>,
+    /// The `iss` every token must carry, if set.
+    pub issuer: Option<Arc<str>>,
+    /// The audience every token's `aud` must name, if set.
+    pub audience: Option<Arc<str>>,
+}
+
+impl Verifier {
+    /// Checks `token` at time `now` (Unix seconds) and returns its claims.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, JwtError> {
+        let claims = verify(token, self.key.as_deref().map(str::as_bytes), now)?;
+        if let Some(issuer) = &self.issuer {
+            if claims.iss.as_deref() != Some(&**issuer) {
+                return Err(JwtError::WrongIssuer);
+            }
+        }
+        if let Some(audience) = &self.audience {
+            if !claims.aud.as_ref().is_some_and(|aud| aud.names(audience)) {
+                return Err(JwtError::WrongAudience);
+            }
+        }
+        Ok(claims)
+    }
+}
+
+/// The HMAC hashes a token may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// `HS256`: HMAC-SHA256.
+    Hs256,
+    /// `HS384`: HMAC-SHA384.
+    Hs384,
+    /// `HS512`: HMAC-SHA512.
+    Hs512,
+}
+
+impl Algorithm {
+    /// Its name in a token's header.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Hs256 => "HS256",
+            Algorithm::Hs384 => "HS384",
+            Algorithm::Hs512 => "HS512",
+        }
+    }
+
+    fn named(alg: &str) -> Option<Algorithm> {
+        match alg {
+            "HS256" => Some(Algorithm::Hs256),
+            "HS384" => Some(Algorithm::Hs384),
+            "HS512" => Some(Algorithm::Hs512),
+            _ => None,
+        }
+    }
+
+    /// Whether `signature` is this algorithm's HMAC of `signed` with `key`,
+    /// compared in constant time.
+    fn signs(self, key: &[u8], signed: &[u8], signature: &[u8]) -> bool {
+        crate::auth::secrets_match(signature, &self.mac(key, signed))
+    }
+
+    /// This algorithm's HMAC of `signed` with `key`.
+    fn mac(self, key: &[u8], signed: &[u8]) -> Vec<u8> {
+        fn mac<M: Mac + KeyInit>(key: &[u8], signed: &[u8]) -> Vec<u8> {
+            // HMAC takes keys of any length, so this cannot fail.
+            let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
+            mac.update(signed);
+            mac.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Algorithm::Hs256 => mac::<hmac::Hmac<sha2::Sha256>>(key, signed),
+            Algorithm::Hs384 => mac::<hmac::Hmac<sha2::Sha384>>(key, signed),
+            Algorithm::Hs512 => mac::<hmac::Hmac<sha2::Sha512>>(key, signed),
+        }
+    }
+}
+
 /// Checks `token` against `key` at time `now` (Unix seconds) and returns
-/// its claims. `key` `None` refuses every token.
+/// its claims. `key` `None` refuses every token. No issuer or audience is
+/// required: that is [`Verifier`]'s.
 pub fn verify(token: &str, key: Option<&[u8]>, now: u64) -> Result<Claims, JwtError> {
     let key = key.ok_or(JwtError::NoKey)?;
     if token.len() > MAX_TOKEN_BYTES {
@@ -107,17 +233,19 @@ pub fn verify(token: &str, key: Option<&[u8]>, now: u64) -> Result<Claims, JwtEr
         return Err(three_parts());
     }
     let header: Header = decode_json(header, "header")?;
-    if header.alg != "HS256" {
-        return Err(JwtError::WrongAlgorithm(header.alg));
-    }
+    let algorithm = Algorithm::named(&header.alg).ok_or(JwtError::WrongAlgorithm(header.alg))?;
     let signature = base64url_decode(signature)
         .ok_or_else(|| JwtError::Malformed("signature is not base64url".into()))?;
-    let mut mac =
-        HmacSha256::new_from_slice(key).map_err(|_| JwtError::Malformed("unusable key".into()))?;
-    mac.update(signed.as_bytes());
-    mac.verify_slice(&signature)
-        .map_err(|_| JwtError::BadSignature)?;
-    let claims: Claims = decode_json(payload, "payload")?;
+    if !algorithm.signs(key, signed.as_bytes(), &signature) {
+        return Err(JwtError::BadSignature);
+    }
+    let mut claims: Claims = decode_json(payload, "payload")?;
+    if claims.sub.is_empty() {
+        claims.sub = claims.uid.take().unwrap_or_default();
+    }
+    if claims.sub.is_empty() {
+        return Err(JwtError::Malformed("no `sub` (or `uid`) claim".into()));
+    }
     if claims.exp <= now {
         return Err(JwtError::Expired);
     }
@@ -129,13 +257,16 @@ pub fn verify(token: &str, key: Option<&[u8]>, now: u64) -> Result<Claims, JwtEr
 
 /// Signs `claims` (any JSON object) with `key` as an HS256 token.
 pub fn sign(claims: &serde_json::Value, key: &[u8]) -> String {
-    let header = base64url_encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    sign_with(Algorithm::Hs256, claims, key)
+}
+
+/// Signs `claims` (any JSON object) with `key` as a token of `algorithm`.
+pub fn sign_with(algorithm: Algorithm, claims: &serde_json::Value, key: &[u8]) -> String {
+    let header = format!(r#"{{"alg":"{}","typ":"JWT"}}"#, algorithm.name());
+    let header = base64url_encode(header.as_bytes());
     let payload = base64url_encode(claims.to_string().as_bytes());
     let signed = format!("{header}.{payload}");
-    // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
-    mac.update(signed.as_bytes());
-    let signature = base64url_encode(&mac.finalize().into_bytes());
+    let signature = base64url_encode(&algorithm.mac(key, signed.as_bytes()));
     format!("{signed}.{signature}")
 }
 
@@ -197,11 +328,95 @@ mod tests {
                 name: None,
                 exp: NOW + 60,
                 nbf: None,
+                uid: None,
+                iss: None,
+                aud: None,
+                traits: None,
                 computers: Some(vec!["c1".into()]),
                 channels: None,
                 publish: None,
             }
         );
+    }
+
+    #[test]
+    fn hs384_and_hs512_with_the_same_key_are_accepted() {
+        let claims = json!({"sub": "u1", "exp": NOW + 60});
+        for algorithm in [Algorithm::Hs256, Algorithm::Hs384, Algorithm::Hs512] {
+            let token = sign_with(algorithm, &claims, KEY);
+            assert_eq!(verify(&token, Some(KEY), NOW).unwrap().sub, "u1");
+            assert_eq!(
+                verify(&token, Some(b"other"), NOW),
+                Err(JwtError::BadSignature),
+                "{algorithm:?}"
+            );
+        }
+        // An HS512 signature relabelled HS256 does not pass.
+        let token = sign_with(Algorithm::Hs512, &claims, KEY);
+        let (_, rest) = token.split_once('.').unwrap();
+        let header = base64url_encode(br#"{"alg":"HS256"}"#);
+        assert_eq!(
+            verify(&format!("{header}.{rest}"), Some(KEY), NOW),
+            Err(JwtError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn uid_stands_in_for_a_missing_sub() {
+        let venueless = token(json!({"uid": "u-7", "exp": NOW + 60, "traits": ["speaker"]}));
+        let claims = verify(&venueless, Some(KEY), NOW).unwrap();
+        assert_eq!(claims.sub, "u-7");
+        assert_eq!(claims.traits, Some(vec!["speaker".to_string()]));
+        let both = token(json!({"sub": "s", "uid": "u", "exp": NOW + 60}));
+        assert_eq!(verify(&both, Some(KEY), NOW).unwrap().sub, "s");
+        let neither = token(json!({"exp": NOW + 60}));
+        assert_eq!(
+            verify(&neither, Some(KEY), NOW),
+            Err(JwtError::Malformed("no `sub` (or `uid`) claim".into()))
+        );
+    }
+
+    #[test]
+    fn a_verifier_checks_issuer_and_audience() {
+        let verifier = Verifier {
+            key: Some("secret key".into()),
+            issuer: Some("venueless".into()),
+            audience: Some("switchboard".into()),
+        };
+        let with = |iss: serde_json::Value, aud: serde_json::Value| {
+            verifier.verify(
+                &token(json!({"sub": "u", "exp": NOW + 60, "iss": iss, "aud": aud})),
+                NOW,
+            )
+        };
+        assert!(with(json!("venueless"), json!("switchboard")).is_ok());
+        assert!(with(json!("venueless"), json!(["other", "switchboard"])).is_ok());
+        assert_eq!(
+            with(json!("other"), json!("switchboard")),
+            Err(JwtError::WrongIssuer)
+        );
+        assert_eq!(
+            with(json!(null), json!("switchboard")),
+            Err(JwtError::WrongIssuer)
+        );
+        assert_eq!(
+            with(json!("venueless"), json!(["other"])),
+            Err(JwtError::WrongAudience)
+        );
+        assert_eq!(
+            with(json!("venueless"), json!(null)),
+            Err(JwtError::WrongAudience)
+        );
+        let lenient = Verifier {
+            key: Some("secret key".into()),
+            ..Verifier::default()
+        };
+        assert!(lenient
+            .verify(
+                &token(json!({"sub": "u", "exp": NOW + 60, "iss": "x"})),
+                NOW
+            )
+            .is_ok());
     }
 
     #[test]
@@ -264,9 +479,9 @@ mod tests {
     }
 
     #[test]
-    fn only_hs256_is_accepted() {
+    fn only_hmac_algorithms_are_accepted() {
         let payload = base64url_encode(br#"{"sub":"u1","exp":9999999999}"#);
-        for alg in ["none", "HS384", "RS256", "hs256"] {
+        for alg in ["none", "RS256", "ES256", "PS512", "hs256", "HS1024"] {
             let header = base64url_encode(format!(r#"{{"alg":"{alg}"}}"#).as_bytes());
             let token = format!("{header}.{payload}.");
             assert_eq!(

@@ -93,7 +93,7 @@
 //!   - `cluster/documents.rs`: the documents' streams, to the router.
 //!   - `cluster/keys.rs`: the Redis keys and the scripts that change them.
 //! - [`rpc`]: methods callers invoke; the embedder's worker pool.
-//! - [`jwt`]: HS256 tokens.
+//! - [`jwt`]: HMAC-signed tokens (HS256/384/512), issuer and audience checks.
 //! - [`demo`]: `/demo/token`, tokens for anyone (`--demo` only).
 //! - [`store`]: saving shared documents to disk, atomically.
 //! - [`signals`]: SIGTERM/SIGINT shut down, SIGHUP reloads (the binary's).

@@ -37,6 +37,10 @@ pub struct Caller {
     /// The authenticated user behind it (world: the token's `sub` or the
     /// `client_id`), if the dialect has users.
     pub user: Option<String>,
+    /// What the user's token says it is (world: the `traits` claim, as
+    /// venueless issues them; empty otherwise), for methods that decide by
+    /// role.
+    pub traits: Vec<String>,
 }
 
 /// A method's failure, sent back to the caller.

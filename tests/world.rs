@@ -82,11 +82,32 @@ fn authenticate(client: &mut Client, credentials: Value) -> Value {
 }
 
 /// The `authenticated` message for user `id` (`name`) in `world`, whose
-/// rooms are `rooms` (sorted by name).
+/// rooms are `rooms` (sorted by name, each `{"name", "members"}`; in these
+/// tests every listed room is readable and writable). The rest of each
+/// room is venueless's shape, which its webapp reads (README, "Coming from
+/// venueless").
 fn authenticated(id: &str, name: Option<&str>, world: &str, rooms: Value) -> Value {
+    let rooms: Vec<Value> = rooms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|room| {
+            json!({
+                "id": room["name"],
+                "name": room["name"],
+                "members": room["members"],
+                "modules": [],
+                "permissions": ["room:view", "room:chat.send"],
+            })
+        })
+        .collect();
     json!(["authenticated", {
         "user.config": {"id": id, "name": name, "profile": {}},
-        "world.config": {"world": {"id": world}, "rooms": rooms},
+        "world.config": {
+            "world": {"id": world, "title": world},
+            "permissions": ["world:view"],
+            "rooms": rooms,
+        },
     }])
 }
 
@@ -100,7 +121,10 @@ fn with_token(addr: SocketAddr, world: &str, sub: &str, name: Option<&str>) -> C
         json!({"id": sub, "name": name, "profile": {}}),
         "{answer}"
     );
-    assert_eq!(answer[1]["world.config"]["world"], json!({"id": world}));
+    assert_eq!(
+        answer[1]["world.config"]["world"],
+        json!({"id": world, "title": world})
+    );
     client
 }
 

@@ -90,10 +90,9 @@ pub fn bearer(request: &Request) -> Option<String> {
         .filter(|token| !token.is_empty())
 }
 
-/// Verifies `token` with the configured key.
+/// Verifies `token` with the configured key, issuer and audience.
 pub fn verify(token: &str, config: &Config) -> Result<Claims, JwtError> {
-    let key = config.jwt_key.as_deref().map(str::as_bytes);
-    jwt::verify(token, key, jwt::now())
+    config.token_verifier().verify(token, jwt::now())
 }
 
 /// What a verified token grants on the shared namespace: its `channels`

@@ -210,7 +210,7 @@ impl Session {
                 let world = world::world_of(&request.path)
                     .filter(|w| config.worlds.iter().any(|known| known == w))
                     .map(String::from);
-                Session::World(world::Session::new(conn, world, config.jwt_key.clone()))
+                Session::World(world::Session::new(conn, world, config.token_verifier()))
             }
             Dialect::Blazing => Session::Blazing(blazing::Session::new(conn, request, config)),
         }

@@ -86,8 +86,21 @@ fn check_answer(text: &str, heard: &[Heard], authenticated: bool) -> Result<(), 
             };
             prop_assert_eq!(raw, &expected);
         }
-        Ok(Inbound::Authenticate(_)) => {
-            let code = answer[1]["code"].as_str().unwrap_or_default();
+        Ok(Inbound::Authenticate { id, .. }) => {
+            // With an id, the answer carries it and its body comes last.
+            if let Some(id) = &id {
+                prop_assert_eq!(
+                    answer[1].to_string(),
+                    serde_json::from_str::<serde_json::Value>(id.get())
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    "{}",
+                    raw
+                );
+            }
+            let code = answer[answer.as_array().map_or(1, |a| a.len() - 1)]["code"]
+                .as_str()
+                .unwrap_or_default();
             prop_assert!(
                 kind == "authenticated" || (kind == "error" && code.starts_with("auth.")),
                 "{}",

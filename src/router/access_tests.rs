@@ -193,8 +193,10 @@ impl Hub {
                     world: "w".into(),
                     user: format!("u{}", conn.0),
                     display: None,
+                    traits: Vec::new(),
                     grant,
                     token_left: None,
+                    id: None,
                 };
                 self.handle(Command::Join { conn, who });
                 let mut out = self.call(conn, "room.enter", json!({"room": "r"}));

@@ -611,8 +611,10 @@ fn world_join(node: &mut Node, conn: u64, user: &str) -> Vec<Delivery> {
         world: "w".into(),
         user: user.into(),
         display: None,
+        traits: Vec::new(),
         grant: Grant::anonymous(),
         token_left: None,
+        id: None,
     };
     node.handle(Command::Join {
         conn: ConnId(conn),

@@ -372,7 +372,7 @@ impl fmt::Display for EmitError {
 }
 
 /// Who a joining RPC client is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Joiner {
     /// A common client (it has no name of its own; the hub gives it one).
     Common,
@@ -400,11 +400,16 @@ pub enum Joiner {
         user: String,
         /// The user's display name, from the token.
         display: Option<String>,
+        /// The token's `traits` (venueless's badges and roles), for
+        /// embedders' methods.
+        traits: Vec<String>,
         /// Its world's rooms, and what its token's `publish` claim grants.
         grant: Grant,
         /// How long until its token expires (and it is closed), if it
         /// authenticated with one.
         token_left: Option<Duration>,
+        /// The `authenticate` message's correlation id, for the answer.
+        id: Option<crate::rpc::CallId>,
     },
 }
 

@@ -109,6 +109,8 @@ pub enum Event {
     },
     /// A world client is authenticated.
     Authenticated {
+        /// The `authenticate` message's correlation id, if it had one.
+        id: Option<crate::rpc::CallId>,
         /// `user.config`: the user as others see it.
         user: serde_json::Value,
         /// `world.config`: the world and its rooms.

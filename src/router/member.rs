@@ -78,6 +78,8 @@ pub struct WorldUser {
     pub user: String,
     /// The user's display name.
     pub display: Option<String>,
+    /// The token's `traits`, for embedders' methods.
+    pub traits: Vec<String>,
     /// When it authenticated, in the router's count of world joins: the
     /// lowest is the oldest, the first to be replaced.
     pub since: u64,

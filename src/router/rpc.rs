@@ -130,15 +130,16 @@ impl Router {
 
     fn caller(&self, conn: ConnId) -> Option<Caller> {
         let member = self.member(conn)?;
-        let user = match &member.kind {
-            Kind::World(world) => Some(world.user.clone()),
-            _ => None,
+        let (user, traits) = match &member.kind {
+            Kind::World(world) => (Some(world.user.clone()), world.traits.clone()),
+            _ => (None, Vec::new()),
         };
         Some(Caller {
             name: member.info.name.clone(),
             uuid: member.info.uuid,
             dialect: member.dialect(),
             user,
+            traits,
         })
     }
 

@@ -23,8 +23,10 @@ impl Router {
                 world,
                 user,
                 display,
+                traits,
                 grant,
                 token_left,
+                id,
             } => {
                 self.world_joins += 1;
                 let since = self.world_joins;
@@ -32,9 +34,10 @@ impl Router {
                     world,
                     user,
                     display,
+                    traits,
                     since,
                 };
-                let out = self.join_world(conn, user, grant);
+                let out = self.join_world(conn, user, grant, id);
                 self.expire_token(conn, token_left, now);
                 out
             }
@@ -97,7 +100,13 @@ impl Router {
 
     /// A world client authenticated. If its user now has more connections
     /// to the world than allowed, the oldest is replaced.
-    fn join_world(&mut self, conn: ConnId, user: WorldUser, grant: Grant) -> Vec<Delivery> {
+    fn join_world(
+        &mut self,
+        conn: ConnId,
+        user: WorldUser,
+        grant: Grant,
+        id: Option<crate::rpc::CallId>,
+    ) -> Vec<Delivery> {
         if self.conns.contains_key(&conn) {
             return Vec::new(); // the session authenticates once
         }
@@ -111,8 +120,9 @@ impl Router {
         let mut out = vec![Delivery::one(
             conn,
             Event::Authenticated {
+                id,
                 user: self.user_view(conn),
-                world: self.world_config(&world),
+                world: self.world_config(conn, &world),
             },
         )];
         out.extend(self.replace_surplus(conn));
@@ -360,18 +370,38 @@ impl Router {
         }
     }
 
-    /// `world.config`: the world and its rooms with their member counts.
-    fn world_config(&self, world: &str) -> Value {
+    /// `world.config`: the world, what `conn` may do in it, and the rooms
+    /// it may read, with their member counts. The shape is venueless's,
+    /// whose webapp reads `world`, `permissions` and `rooms` (each with
+    /// `id` and `modules`) as soon as it is authenticated; switchboard's
+    /// rooms have no modules, and their permissions are its access rule's
+    /// read (`room:view`) and write (`room:chat.send`).
+    fn world_config(&self, conn: ConnId, world: &str) -> Value {
         let prefix = format!("{world}/");
         let rooms: Vec<Value> = self
             .topics
             .iter()
+            .filter(|(name, _)| self.may(conn, Access::Read, name).is_ok())
             .filter_map(|(name, topic)| {
                 let room = name.strip_prefix(&prefix)?;
-                Some(json!({"name": room, "members": topic.subscribers.len()}))
+                let mut permissions = vec!["room:view"];
+                if self.may(conn, Access::Write, name).is_ok() {
+                    permissions.push("room:chat.send");
+                }
+                Some(json!({
+                    "id": room,
+                    "name": room,
+                    "members": topic.subscribers.len(),
+                    "modules": [],
+                    "permissions": permissions,
+                }))
             })
             .collect();
-        json!({"world": {"id": world}, "rooms": rooms})
+        json!({
+            "world": {"id": world, "title": world},
+            "permissions": ["world:view"],
+            "rooms": rooms,
+        })
     }
 }
 

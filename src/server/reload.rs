@@ -77,6 +77,8 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
     let differences = [
         ("secret", old.secret != new.secret),
         ("jwt-key", old.jwt_key != new.jwt_key),
+        ("jwt-issuer", old.jwt_issuer != new.jwt_issuer),
+        ("jwt-audience", old.jwt_audience != new.jwt_audience),
         ("emit-token", old.emit_token != new.emit_token),
         (
             "public-channels",

@@ -54,8 +54,9 @@ struct Envelope {
     payload: Option<serde_json::Value>,
 }
 
+// Unknown fields are ignored, not refused: the document's clients echo
+// common keys such as `actioner` in what they send.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct MovePayload {
     offset: i64,
     selection: i64,
@@ -65,7 +66,6 @@ struct MovePayload {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct WritePayload {
     offset: i64,
     selection: i64,
@@ -75,13 +75,14 @@ struct WritePayload {
     rev: Option<u64>,
 }
 
-/// Decodes one message's JSON (already decompressed).
+/// Decodes one message's JSON (already decompressed). Type names match in
+/// any case (`SYNC`, `Write`), as the original's packet lookup did.
 pub fn decode(json: &[u8]) -> Result<Edit, CodecError> {
     let bad = |why: String| CodecError::Undecodable(why);
     let envelope: Envelope =
         serde_json::from_slice(json).map_err(|e| bad(format!("not a message: {e}")))?;
     let payload = envelope.payload.unwrap_or(serde_json::Value::Null);
-    match envelope.kind.as_str() {
+    match envelope.kind.to_ascii_lowercase().as_str() {
         "sync" => Ok(Edit::Sync),
         "move" => {
             let p: MovePayload =
@@ -103,7 +104,7 @@ pub fn decode(json: &[u8]) -> Result<Edit, CodecError> {
             })
         }
         "usrupd" => Err(bad("usrupd is sent by the server, not to it".into())),
-        other => Err(bad(format!("unknown message type {other:?}"))),
+        _ => Err(bad(format!("unknown message type {:?}", envelope.kind))),
     }
 }
 
@@ -173,6 +174,20 @@ mod tests {
                 text: "hi".into(),
                 rev: None,
             })
+        );
+        assert_eq!(
+            decode(br#"{"type":"SYNC"}"#),
+            Ok(Edit::Sync),
+            "type names match in any case"
+        );
+        assert_eq!(
+            decode(br#"{"type":"Move","payload":{"offset":3,"selection":0,"actioner":"84a33aad-bacf-40b4-a1b5-910300e7e3fc"}}"#),
+            Ok(Edit::Move {
+                offset: 3,
+                selection: 0,
+                rev: None,
+            }),
+            "unknown fields are ignored"
         );
         for bad in [
             &br#"not json"#[..],

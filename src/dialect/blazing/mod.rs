@@ -3,11 +3,14 @@
 //! messages.
 //!
 //! - [`codec`] compresses and decompresses messages (bounded),
+//! - [`linked_user`] reads who a token names (switchboard's claims or the
+//!   original plugin's `LinkedUser`),
 //! - [`session`] checks the handshake's token and computer id, and turns
 //!   messages into edits,
 //! - [`render`] turns document events into messages and close frames.
 
 pub mod codec;
+pub mod linked_user;
 pub mod render;
 pub mod session;
 

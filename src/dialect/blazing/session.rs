@@ -3,10 +3,10 @@
 //! becomes an edit for the router.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::codec::{self, CodecError};
+use super::linked_user::TokenUser;
 use crate::dialect::credentials;
 use crate::dialect::Step;
 use crate::jwt::{self, JwtError};
@@ -29,7 +29,7 @@ pub struct Session {
     /// The handshake's `Blazing-Computer-Id` header (or the `computer`
     /// parameter).
     computer: Option<String>,
-    jwt_key: Option<Arc<str>>,
+    tokens: jwt::Verifier,
     data_dir: PathBuf,
     max_message_bytes: usize,
 }
@@ -51,7 +51,7 @@ impl Session {
                 .map(String::from)
                 .or_else(|| parameter(super::COMPUTER_PARAMETER))
                 .map(|id| id.trim().to_string()),
-            jwt_key: config.jwt_key.clone(),
+            tokens: config.token_verifier(),
             data_dir: config.data_dir.clone(),
             max_message_bytes: config.max_message_bytes,
         }
@@ -72,9 +72,8 @@ impl Session {
             .as_deref()
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| Close::new(3000, "Authorization: Bearer <token> is required"))?;
-        let key = self.jwt_key.as_deref().map(str::as_bytes);
         let now = jwt::now();
-        let claims = jwt::verify(token.trim(), key, now).map_err(|error| {
+        let claims = self.tokens.verify(token.trim(), now).map_err(|error| {
             let why = match error {
                 JwtError::Expired => "authorization expired".to_string(),
                 other => format!("bad authorization: {other}"),
@@ -85,9 +84,12 @@ impl Session {
             Some(id) if !id.is_empty() && id.len() <= MAX_COMPUTER_ID => id,
             _ => return Err(Close::new(3003, "Blazing-Computer-Id is required")),
         };
+        let user = TokenUser::of(&claims);
         // The router decides whether the claim reaches the computer (3003
-        // if not): the one access rule, for documents as for topics.
+        // if not): the one access rule, for documents as for topics. A
+        // LinkedUser without the plugin's permissions holds no grant.
         let grant = match claims.computers.as_deref() {
+            _ if !user.may_edit => Grant::anonymous(),
             Some(computers) => {
                 let granted = credentials::patterns(Some(computers));
                 Grant {
@@ -103,8 +105,8 @@ impl Session {
             conn: self.conn,
             who: Joiner::Blazing {
                 computer: computer.to_string(),
-                user: claims.sub,
-                display: claims.name,
+                user: user.uuid,
+                display: user.display,
                 token_left: Duration::from_secs(claims.exp.saturating_sub(now)),
                 grant,
                 stored,

@@ -8,8 +8,15 @@ use serde_json::Value;
 pub enum Inbound {
     /// `["ping", x]`: answered `["pong", x]`, `x` verbatim.
     Ping(Option<Box<RawValue>>),
-    /// `["authenticate", {"token": …} | {"client_id": …}]`.
-    Authenticate(Credentials),
+    /// `["authenticate", {"token": …} | {"client_id": …}]`, or with a
+    /// correlation id, `["authenticate", id, {…}]` (the document's root
+    /// shape; venueless reads the payload from the last element).
+    Authenticate {
+        /// The correlation id, when the message has three elements.
+        id: Option<Box<RawValue>>,
+        /// What it offers.
+        credentials: Credentials,
+    },
     /// Any other action: `[action, id, payload]`, `[action, payload]` or
     /// `[action]`.
     Action {
@@ -43,15 +50,20 @@ pub fn decode(text: &str) -> Result<Inbound, String> {
         None => return Err("empty message".into()),
     };
     let mut rest = parts.into_iter().skip(1);
+    if action == "ping" {
+        return Ok(Inbound::Ping(rest.next()));
+    }
+    let (id, payload) = match (rest.next(), rest.next()) {
+        (Some(id), Some(payload)) => (Some(id), Some(payload)),
+        (Some(payload), None) => (None, Some(payload)),
+        (None, _) => (None, None),
+    };
     match action.as_str() {
-        "ping" => Ok(Inbound::Ping(rest.next())),
-        "authenticate" => Ok(Inbound::Authenticate(credentials(rest.next()))),
+        "authenticate" => Ok(Inbound::Authenticate {
+            id,
+            credentials: credentials(payload),
+        }),
         _ => {
-            let (id, payload) = match (rest.next(), rest.next()) {
-                (Some(id), Some(payload)) => (Some(id), Some(payload)),
-                (Some(payload), None) => (None, Some(payload)),
-                (None, _) => (None, None),
-            };
             let payload = match payload {
                 Some(raw) => {
                     serde_json::from_str(raw.get()).map_err(|e| format!("payload: {e}"))?
@@ -93,10 +105,13 @@ mod tests {
         );
         assert!(matches!(decode(r#"["ping"]"#), Ok(Inbound::Ping(None))));
         assert!(
-            matches!(decode(r#"["authenticate", {"token": "t"}]"#), Ok(Inbound::Authenticate(Credentials::Token(t))) if t == "t")
+            matches!(decode(r#"["authenticate", {"token": "t"}]"#), Ok(Inbound::Authenticate { id: None, credentials: Credentials::Token(t) }) if t == "t")
         );
         assert!(
-            matches!(decode(r#"["authenticate", {"client_id": "c"}]"#), Ok(Inbound::Authenticate(Credentials::ClientId(c))) if c == "c")
+            matches!(decode(r#"["authenticate", {"client_id": "c"}]"#), Ok(Inbound::Authenticate { id: None, credentials: Credentials::ClientId(c) }) if c == "c")
+        );
+        assert!(
+            matches!(decode(r#"["authenticate", 7, {"token": "t"}]"#), Ok(Inbound::Authenticate { id: Some(id), credentials: Credentials::Token(t) }) if t == "t" && id.get() == "7")
         );
         for missing in [
             r#"["authenticate"]"#,
@@ -108,7 +123,10 @@ mod tests {
             assert!(
                 matches!(
                     decode(missing),
-                    Ok(Inbound::Authenticate(Credentials::Missing))
+                    Ok(Inbound::Authenticate {
+                        credentials: Credentials::Missing,
+                        ..
+                    })
                 ),
                 "{missing}"
             );

@@ -11,8 +11,12 @@ use crate::rpc::RpcError;
 pub fn render(event: &Event) -> Option<Frame> {
     let text = match event {
         Event::Reply { id, result } => reply(id.as_deref(), result),
-        Event::Authenticated { user, world } => {
-            json!(["authenticated", {"user.config": user, "world.config": world}]).to_string()
+        Event::Authenticated { id, user, world } => {
+            let body = json!({"user.config": user, "world.config": world});
+            match id {
+                Some(id) => format!(r#"["authenticated",{},{body}]"#, id.get()),
+                None => json!(["authenticated", body]).to_string(),
+            }
         }
         Event::Notice { action, body } => json!([action, body]).to_string(),
         Event::Reload => json!(["connection.reload", {}]).to_string(),

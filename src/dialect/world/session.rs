@@ -2,8 +2,6 @@
 //! world it asked for, pings, and authentication (tokens are checked here,
 //! off the router thread).
 
-use std::sync::Arc;
-
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -22,18 +20,18 @@ pub struct Session {
     conn: ConnId,
     /// The world, if it is one the server has.
     world: Option<String>,
-    jwt_key: Option<Arc<str>>,
+    tokens: jwt::Verifier,
     authenticated: bool,
 }
 
 impl Session {
     /// A session for `conn` on `world` (`None` if the server has no such
-    /// world), checking tokens with `jwt_key`.
-    pub fn new(conn: ConnId, world: Option<String>, jwt_key: Option<Arc<str>>) -> Session {
+    /// world), checking tokens with `tokens`.
+    pub fn new(conn: ConnId, world: Option<String>, tokens: jwt::Verifier) -> Session {
         Session {
             conn,
             world,
-            jwt_key,
+            tokens,
             authenticated: false,
         }
     }
@@ -60,7 +58,7 @@ impl Session {
         };
         match inbound {
             Inbound::Ping(x) => Step::Reply(pong(x)),
-            Inbound::Authenticate(credentials) => self.authenticate(credentials),
+            Inbound::Authenticate { id, credentials } => self.authenticate(id, credentials),
             Inbound::Action { id, .. } if !self.authenticated => {
                 Step::Reply(error(id.as_deref(), "protocol.unauthenticated"))
             }
@@ -103,34 +101,38 @@ impl Session {
         Step::Reply(message(&error))
     }
 
-    fn authenticate(&mut self, credentials: Credentials) -> Step {
+    /// Checks the credentials. Answers carry the message's id when it had
+    /// one (`["authenticate", 7, {…}]` → `["authenticated", 7, {…}]`).
+    fn authenticate(&mut self, id: Option<Box<RawValue>>, credentials: Credentials) -> Step {
+        let refuse = |code: &str| Step::Reply(error(id.as_deref(), code));
         if self.authenticated {
-            return Step::Reply(error(None, "auth.already_authenticated"));
+            return refuse("auth.already_authenticated");
         }
         let world = self.world.clone().unwrap_or_default();
-        let (user, display, admission) = match credentials {
-            Credentials::Missing => return Step::Reply(error(None, "auth.missing_id_or_token")),
+        let (user, display, traits, admission) = match credentials {
+            Credentials::Missing => return refuse("auth.missing_id_or_token"),
             // An anonymous client names itself, so its id lives apart from
             // token users' ids: `{"client_id": "<someone's sub>"}` must not
             // act as (or replace the connections of) that user. It holds
             // no grant: on a protected hub it reaches only public rooms.
-            Credentials::ClientId(id) => (format!("anon:{id}"), None, Admission::default()),
-            Credentials::Token(token) => {
-                let key = self.jwt_key.as_deref().map(str::as_bytes);
-                match jwt::verify(&token, key, jwt::now()) {
-                    Ok(claims) => {
-                        let admission = Admission {
-                            grant: world_grant(&world, &claims),
-                            token_left: Some(credentials::token_left(&claims)),
-                        };
-                        (claims.sub, claims.name, admission)
-                    }
-                    Err(JwtError::Expired) => {
-                        return Step::Reply(error(None, "auth.expired_token"))
-                    }
-                    Err(_) => return Step::Reply(error(None, "auth.invalid_token")),
+            Credentials::ClientId(client) => (
+                format!("anon:{client}"),
+                None,
+                Vec::new(),
+                Admission::default(),
+            ),
+            Credentials::Token(token) => match self.tokens.verify(&token, jwt::now()) {
+                Ok(claims) => {
+                    let admission = Admission {
+                        grant: world_grant(&world, &claims),
+                        token_left: Some(credentials::token_left(&claims)),
+                    };
+                    let traits = claims.traits.clone().unwrap_or_default();
+                    (claims.sub, claims.name, traits, admission)
                 }
-            }
+                Err(JwtError::Expired) => return refuse("auth.expired_token"),
+                Err(_) => return refuse("auth.invalid_token"),
+            },
         };
         self.authenticated = true;
         Step::Forward(Command::Join {
@@ -139,8 +141,10 @@ impl Session {
                 world,
                 user,
                 display,
+                traits,
                 grant: admission.grant,
                 token_left: admission.token_left,
+                id: id.map(Into::into),
             },
         })
     }
@@ -162,7 +166,8 @@ fn call_id_of(received: Received<'_>) -> Option<CallId> {
     match received {
         Received::Text(text) => match decode(text) {
             Ok(Inbound::Action { id, .. }) => id.map(Into::into),
-            Ok(Inbound::Ping(_) | Inbound::Authenticate(_)) | Err(_) => None,
+            Ok(Inbound::Authenticate { id, .. }) => id.map(Into::into),
+            Ok(Inbound::Ping(_)) | Err(_) => None,
         },
         Received::Binary(_) => None,
     }
@@ -206,16 +211,25 @@ mod tests {
 
     #[test]
     fn unknown_worlds_are_told_and_closed() {
-        let steps = Session::new(ConnId(1), None, None).on_open();
+        let steps = Session::new(ConnId(1), None, jwt::Verifier::default()).on_open();
         assert!(matches!(&steps[..], [Step::Reply(_), Step::Close(close)] if close.code == 1008));
-        assert!(Session::new(ConnId(1), Some("w".into()), None)
-            .on_open()
-            .is_empty());
+        assert!(
+            Session::new(ConnId(1), Some("w".into()), jwt::Verifier::default())
+                .on_open()
+                .is_empty()
+        );
     }
 
     #[test]
     fn before_authentication() {
-        let mut session = Session::new(ConnId(1), Some("w".into()), Some("k".into()));
+        let mut session = Session::new(
+            ConnId(1),
+            Some("w".into()),
+            jwt::Verifier {
+                key: Some("k".into()),
+                ..jwt::Verifier::default()
+            },
+        );
         assert_eq!(
             text(session.on_text(r#"["ping", 12.50]"#)),
             r#"["pong",12.50]"#
@@ -267,7 +281,7 @@ mod tests {
 
     #[test]
     fn the_first_drop_is_an_error_with_the_actions_id_if_it_had_one() {
-        let mut session = Session::new(ConnId(1), Some("w".into()), None);
+        let mut session = Session::new(ConnId(1), Some("w".into()), jwt::Verifier::default());
         let with_id = Received::Text(r#"["room.send", "x-1", {"room": "r"}]"#);
         let expected = r#"["error","x-1",{"code":"protocol.rate_limited","message":"#;
         let first = session.rate_limited(with_id, Overrun::First);

@@ -1034,6 +1034,8 @@ fn shadow_kind(kind: &RecordKind, now: std::time::Instant) -> Kind {
             world: world.clone(),
             user: user.clone(),
             display: display.clone(),
+            // Only methods read traits, and a shadow calls none here.
+            traits: Vec::new(),
             since: 0,
         }),
         RecordKind::Blazing { computer, user } => Kind::Blazing(Editor {
