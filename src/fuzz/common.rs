@@ -87,6 +87,14 @@ fn model(text: &str, acked: bool) -> Verdict<Option<u16>> {
         Field::One(Some(Value::Array(_)), _) => array,
         _ => false,
     };
+    // serde_json stops at 128 levels counted from the whole payload: an
+    // `a` that reads alone but not one level deeper is at that limit,
+    // which the document does not speak of.
+    if let Field::One(Some(_), raw) = members.get("a") {
+        if serde_json::from_str::<Value>(&format!("[{}]", raw.get())).is_err() {
+            return Verdict::Undecided;
+        }
+    }
     let fields_typed = typed(members.get("password"), false)
         && typed(members.get("w"), false)
         && typed(members.get("a"), true);
