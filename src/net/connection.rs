@@ -263,7 +263,7 @@ fn index() -> String {
         "  GET /ws/concierge          concierge (also /ws, or any path with subprotocol ert-concierge)",
         "  GET /<channel>/listen      channels listener (WebSocket)",
         "  GET|POST /<channel>/emit   channels publish (HTTP)",
-        "  GET /ws/blazing            blazing (headers, or ?token=JWT&computer=ID)",
+        "  GET /ws/blazing            blazing (headers, or ?token=JWT&computer=ID; also /computer/ID)",
         "  GET /ws/echo               echo",
         "  GET /healthz               liveness",
         "  GET /metrics               Prometheus metrics",

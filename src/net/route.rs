@@ -4,7 +4,7 @@
 use super::admin;
 use super::http::Request;
 use super::pages;
-use crate::dialect::{channels, concierge, Dialect};
+use crate::dialect::{blazing, channels, concierge, Dialect};
 
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +58,8 @@ pub fn route(request: &Request) -> Route {
         // Unknown worlds are answered by the world dialect itself, in its
         // own words, once the WebSocket is open.
         path if path.starts_with("/ws/world/") => Route::WebSocket(Dialect::World),
+        // The original blazing plugin's path, which names the computer.
+        path if blazing::computer_in_path(path).is_some() => Route::WebSocket(Dialect::Blazing),
         path => match channels::split_path(path) {
             Some((_, "listen")) => Route::WebSocket(Dialect::Channels),
             Some((channel, "emit")) => Route::Emit(channel.to_string()),
@@ -122,6 +124,11 @@ mod tests {
             route(&request("/ws/concierge", &[])),
             Route::WebSocket(Dialect::Concierge)
         );
+        assert_eq!(
+            route(&request("/computer/01J9Z3K6Q8X2V4M7N5P0R1S2T3", &[])),
+            Route::WebSocket(Dialect::Blazing)
+        );
+        assert_eq!(route(&request("/computer/", &[])), Route::NotFound);
         assert_eq!(
             route(&request("/ws", &[])),
             Route::WebSocket(Dialect::Concierge)

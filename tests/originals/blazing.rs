@@ -13,6 +13,7 @@ use flate2::Compression;
 use serde_json::{json, Value};
 use switchboard::jwt::{self, Algorithm};
 use switchboard::Config;
+use tungstenite::client::IntoClientRequest;
 use tungstenite::Message;
 
 use crate::support::*;
@@ -177,4 +178,37 @@ fn the_plugins_refusals_map_to_the_documents_close_codes() {
         assert_eq!(code, 3000, "{header}");
         assert!(reason.contains("algorithm"), "{reason}");
     }
+}
+
+#[test]
+fn the_plugins_path_names_the_computer_without_the_header() {
+    let addr = start(plugin_config("path"));
+    // `BlazingWSS.identify`: the computer id from `/computer/<id>`, the
+    // token from `Authorization`, no `Blazing-Computer-Id`.
+    let token = plugin_token(Algorithm::Hs512, &linked_user("Alex", ALEX, &ALL_NEEDED));
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut request = format!("ws://{addr}/computer/{COMPUTER}")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let (ws, _) = tungstenite::client(request, stream).expect("handshake");
+    let mut by_path = Client { ws };
+    let sync = recv(&mut by_path);
+    assert_eq!(sync["payload"]["actioner"], ALEX);
+    // The same document as the header's: a client of /ws/blazing hears
+    // the path client's write.
+    let steve = plugin_token(Algorithm::Hs512, &linked_user("Steve", STEVE, &ALL_NEEDED));
+    let mut by_header = connect(addr, &steve);
+    recv(&mut by_header);
+    assert_eq!(recv(&mut by_path)["type"], "usrupd");
+    send(
+        &mut by_path,
+        r#"{"type":"write","payload":{"offset":0,"selection":0,"text":"x"}}"#,
+    );
+    let write = recv(&mut by_header);
+    assert_eq!(write["payload"]["actioner"], ALEX);
+    assert_eq!(write["payload"]["text"], "x");
 }
