@@ -369,7 +369,7 @@ fn client_ids_are_client_and_eight_token_characters_and_unique() {
 }
 
 #[test]
-fn presence_joins_updates_and_leaves_reach_exactly_the_other_listeners_of_the_channel() {
+fn presence_joins_and_leaves_reach_the_other_listeners_and_updates_every_listener_of_the_channel() {
     let addr = start(config());
     let (mut outsider, members) = Listener::join(addr, "other", "?name=o");
     assert_eq!(members, json!([]));
@@ -401,14 +401,13 @@ fn presence_joins_updates_and_leaves_reach_exactly_the_other_listeners_of_the_ch
         listener.expect(expected);
     }
 
-    // B replaces (not merges) its presence; A and C hear, B itself does not.
+    // B replaces (not merges) its presence; A and C hear, and so does B
+    // (the document's PRESENCE:UPDATED names the updater as recipient).
     let away = json!({"status": "away", "score": 3, "nested": {"x": [1, null]}});
     b.send(json!({"type": "PRESENCE:UPDATE", "payload": away}));
-    for listener in [&mut a, &mut c] {
-        let expected = listener.frame(
-            "PRESENCE:UPDATED",
-            json!({"clientID": b.id, "presence": away}),
-        );
+    let updated = json!({"clientID": b.id, "presence": away});
+    for listener in [&mut a, &mut b, &mut c] {
+        let expected = listener.frame("PRESENCE:UPDATED", updated.clone());
         listener.expect(expected);
     }
     b.assert_nothing_pending();
