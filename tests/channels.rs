@@ -246,20 +246,22 @@ fn assert_emitted(reply: &Reply, clients: &[&str]) -> String {
     assert!(is_token(&event_id, "evt_"), "bad eventID: {body}");
     assert_same(
         &body,
-        &json!({"eventID": event_id, "targeted": clients.len(), "clients": clients}),
+        &json!({"success": true, "eventID": event_id, "targeted": clients.len(), "clients": clients}),
     );
     event_id
 }
 
-/// Asserts an error answer: `status` and `{"error": <non-empty>, "code": code}`.
+/// Asserts an error answer: `status` and `{"success": false, "error":
+/// <non-empty>, "code": code}`.
 #[track_caller]
 fn assert_http_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.status, status, "{} {}", reply.head, reply.body);
     let body = reply.json();
     assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["success"], false, "{body}");
     let error = body["error"].as_str().unwrap_or_default();
     assert!(!error.is_empty(), "{body}");
-    assert_eq!(body.as_object().unwrap().len(), 2, "extra fields: {body}");
+    assert_eq!(body.as_object().unwrap().len(), 3, "extra fields: {body}");
 }
 
 /// Emits `{"round": n}` by POST to every listener of `channel` and checks
@@ -369,7 +371,7 @@ fn client_ids_are_client_and_eight_token_characters_and_unique() {
 }
 
 #[test]
-fn presence_joins_updates_and_leaves_reach_exactly_the_other_listeners_of_the_channel() {
+fn presence_joins_and_leaves_reach_the_other_listeners_and_updates_every_listener_of_the_channel() {
     let addr = start(config());
     let (mut outsider, members) = Listener::join(addr, "other", "?name=o");
     assert_eq!(members, json!([]));
@@ -401,14 +403,13 @@ fn presence_joins_updates_and_leaves_reach_exactly_the_other_listeners_of_the_ch
         listener.expect(expected);
     }
 
-    // B replaces (not merges) its presence; A and C hear, B itself does not.
+    // B replaces (not merges) its presence; A and C hear, and so does B
+    // (the document's PRESENCE:UPDATED names the updater as recipient).
     let away = json!({"status": "away", "score": 3, "nested": {"x": [1, null]}});
     b.send(json!({"type": "PRESENCE:UPDATE", "payload": away}));
-    for listener in [&mut a, &mut c] {
-        let expected = listener.frame(
-            "PRESENCE:UPDATED",
-            json!({"clientID": b.id, "presence": away}),
-        );
+    let updated = json!({"clientID": b.id, "presence": away});
+    for listener in [&mut a, &mut b, &mut c] {
+        let expected = listener.frame("PRESENCE:UPDATED", updated.clone());
         listener.expect(expected);
     }
     b.assert_nothing_pending();
@@ -793,11 +794,7 @@ fn emit_errors_have_their_status_and_code_and_deliver_nothing() {
     for body in ["{\"a\":", "not json", "{} {}", "[1,]"] {
         assert_http_error(&emit_post(addr, "room", "", body), 400, "INVALID_JSON");
     }
-    for value in ["maybe", "2"] {
-        let query = format!("?x=1&require-ack={value}");
-        assert_http_error(&emit_get(addr, "room", &query), 400, "INVALID_REQUIRE_ACK");
-    }
-    for query in ["?x=1&clients=0", "?x=1&clients=", "?x=1&clients=00"] {
+    for query in ["?x=1&clients=0", "?x=1&clients=00", "?x=1&clients=-0"] {
         assert_http_error(&emit_get(addr, "room", query), 400, "INVALID_CLIENTS");
     }
     for method in ["PUT", "DELETE", "PATCH"] {
@@ -967,7 +964,7 @@ fn clients_n_above_the_number_of_listeners_is_400_and_delivers_nothing() {
 }
 
 #[test]
-fn clients_ids_reach_exactly_those_and_unknown_ids_are_400() {
+fn clients_ids_reach_exactly_those_and_unknown_ids_are_skipped_and_named() {
     let addr = start(config());
     let mut a = Listener::on(addr, "room");
     let mut b = Listener::on(addr, "room");
@@ -989,13 +986,58 @@ fn clients_ids_reach_exactly_those_and_unknown_ids_are_400() {
     let expected = b.data(json!([2]), &event_id);
     b.expect(expected);
 
+    // Ids that do not listen to the channel (nobody's, or another
+    // channel's listener) are skipped and named, as the original server
+    // skipped them; the others still get the event.
+    let nobody = "client_nobody1";
+    for (round, (query, reached, unknown)) in [
+        (
+            format!("clients={},{nobody}", a.id),
+            vec![a.id.clone()],
+            vec![nobody.to_string()],
+        ),
+        (
+            format!("clients={},{},{}", outsider.id, c.id, outsider.id),
+            vec![c.id.clone()],
+            vec![outsider.id.clone()],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reply = emit_get(addr, "room", &format!("?round={round}&{query}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body = reply.json();
+        let event_id = body["eventID"].as_str().unwrap_or_default().to_string();
+        assert!(is_token(&event_id, "evt_"), "{body}");
+        assert_same(
+            &body,
+            &json!({
+                "success": true,
+                "eventID": event_id,
+                "targeted": reached.len(),
+                "clients": reached,
+                "unknown": unknown,
+            }),
+        );
+        for listener in [&mut a, &mut c] {
+            if reached.contains(&listener.id) {
+                let expected = listener.data(json!({"round": round.to_string()}), &event_id);
+                listener.expect(expected);
+            }
+        }
+    }
+    // None listens: nobody gets it (the document's "only"), all are named.
     for query in [
-        format!("?x=1&clients={},client_nobody1", a.id),
-        "?x=1&clients=client_nobody1".to_string(),
+        format!("?x=1&clients={nobody}"),
         format!("?x=1&clients={}", outsider.id),
-        format!("?x=1&clients={},{}", a.id, outsider.id),
     ] {
-        assert_http_error(&emit_get(addr, "room", &query), 400, "UNKNOWN_CLIENTS");
+        let reply = emit_get(addr, "room", &query);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body = reply.json();
+        assert_eq!(body["targeted"], 0, "{body}");
+        assert_eq!(body["clients"], json!([]), "{body}");
+        assert_eq!(body["unknown"].as_array().map(Vec::len), Some(1), "{body}");
     }
 
     for listener in [&mut a, &mut b, &mut c, &mut outsider] {
@@ -1053,6 +1095,7 @@ fn require_ack_waits_for_every_targeted_listener_and_lists_acks_in_order() {
     assert_same(
         &body,
         &json!({
+            "success": true,
             "eventID": event_id,
             "targeted": 2,
             "clients": [a.id, b.id],
@@ -1094,6 +1137,7 @@ fn require_ack_with_a_missing_ack_answers_408_after_the_ack_timeout() {
         "{body}"
     );
     let mut expected = json!({
+        "success": false,
         "code": "ACK_TIMEOUT",
         "eventID": event_id,
         "targeted": 2,
@@ -1143,6 +1187,7 @@ fn a_listener_vanishing_before_it_acks_settles_the_emit_at_once() {
     assert_eq!(reply.status, 408, "{}", reply.body);
     let body = reply.json();
     let mut expected = json!({
+        "success": false,
         "code": "ACK_TIMEOUT",
         "eventID": event_id,
         "targeted": 2,
@@ -1465,6 +1510,7 @@ fn require_ack_does_not_wait_for_concierge_subscribers() {
     assert_same(
         &reply.json(),
         &json!({
+            "success": true,
             "eventID": event_id,
             "targeted": 2,
             "clients": [listener.id, "ann"],
@@ -1484,7 +1530,7 @@ fn require_ack_does_not_wait_for_concierge_subscribers() {
     assert!(is_token(&event_id, "evt_"), "{body}");
     assert_eq!(
         body,
-        json!({"eventID": event_id, "targeted": 1, "clients": ["ann"], "acked": []})
+        json!({"success": true, "eventID": event_id, "targeted": 1, "clients": ["ann"], "acked": []})
     );
     assert_eq!(ann.recv()["data"], json!({"job": "5"}));
     listener.assert_nothing_pending();

@@ -269,12 +269,14 @@ fn emit(addr: SocketAddr, channel: &str, query: &str, body: &str) -> (u16, Value
 }
 
 /// Waits until node `addr` knows listener `id` on `channel`, by emitting
-/// to it by id there (a 400 until it does); the DATA that finally goes is
-/// read off the listener.
+/// to it by id there (an id the node does not know yet is skipped and
+/// named `unknown`, as the original websockets.do server did); the DATA
+/// that finally goes is read off the listener.
 fn wait_until_known(addr: SocketAddr, channel: &str, listener: &mut Listener) {
     let query = format!("?clients={}", listener.id);
     wait_until("the listener to be known on the other node", || {
-        emit(addr, channel, &query, r#"{"probe":true}"#).0 == 200
+        let (status, body) = emit(addr, channel, &query, r#"{"probe":true}"#);
+        status == 200 && body["targeted"] == 1
     });
     // Presence news of other listeners may come first.
     let data = loop {

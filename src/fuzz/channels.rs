@@ -1,7 +1,7 @@
-//! Fuzzing a channels listener: whatever it sends, it hears nothing or one
-//! `ERROR` whose code says what was wrong (`INVALID_MESSAGE`,
-//! `UNKNOWN_TYPE`, `UNSUPPORTED_TYPE`), in a frame that names it, and it
-//! stays connected; whatever its listen URL holds, it is welcomed with
+//! Fuzzing a channels listener: whatever it sends, it hears nothing, its
+//! own PRESENCE:UPDATED for a presence update, or one `ERROR` whose code
+//! says what was wrong (`INVALID_MESSAGE`, `UNKNOWN_TYPE`,
+//! `UNSUPPORTED_TYPE`), in a frame that names it, and it stays connected; whatever its listen URL holds, it is welcomed with
 //! CONNECTED or closed with 1009.
 
 use proptest::collection::vec;
@@ -19,7 +19,7 @@ use crate::dialect::{Dialect, Received};
 use crate::router::RequestError;
 
 /// The document's client messages, and server messages a client might
-/// echo back.
+/// echo back, then what the original server's clients send.
 const SEEDS: &[&str] = &[
     r#"{"type":"ACK","payload":{"eventID":"evt_gPVZZQC5"}}"#,
     r#"{"type":"PONG"}"#,
@@ -27,6 +27,9 @@ const SEEDS: &[&str] = &[
     r#"{"type":"PRESENCE:UPDATE","payload":{"username":"Cerulean"}}"#,
     r#"{"type":"DATA","payload":{"hello":"world"},"clientID":"client_fXoSDfqi","latency":0,"requires_ack":true,"eventID":"evt_gPVZZQC5"}"#,
     r#"{"type":"PING","payload":{},"latency":0,"clientID":"client_fXoSDfqi"}"#,
+    r#"{"type":"presence","payload":{"username":"Cerulean"}}"#,
+    r#"{"type":"pong"}"#,
+    r#"{"type":"ack","payload":{"eventID":"evt_gPVZZQC5"}}"#,
 ];
 
 /// The protocol's words.
@@ -47,6 +50,8 @@ const WORDS: &[&str] = &[
     "ERROR",
     "evt_gPVZZQC5",
     "username",
+    "pong",
+    "Presence:Update",
 ];
 
 fn sent() -> impl Strategy<Value = Sent> {
@@ -66,7 +71,7 @@ fn expected_error(text: &str) -> Option<&'static str> {
 }
 
 /// The types only a server sends (the document's events), which a
-/// listener is told it may not send.
+/// listener is told it may not send (in any case).
 const SERVER_TYPES: &[&str] = &[
     "DATA",
     "PING",
@@ -79,9 +84,10 @@ const SERVER_TYPES: &[&str] = &[
 /// The model of the document and the README's error codes, without
 /// [`decode`]: a listener's message is an object with a string `type`
 /// (`INVALID_MESSAGE` if not); ACK needs a `payload` object with a string
-/// `eventID`, PRESENCE:UPDATE an object `payload` of at most 4 KiB
-/// (`INVALID_MESSAGE`); PONG takes any payload; the server's types are
-/// `UNSUPPORTED_TYPE` and others `UNKNOWN_TYPE`. `None`: accepted.
+/// `eventID`, PRESENCE:UPDATE (or `presence`) an object `payload` of at
+/// most 4 KiB (`INVALID_MESSAGE`); PONG takes any payload; the server's
+/// types are `UNSUPPORTED_TYPE` and others `UNKNOWN_TYPE`; types are read
+/// in any case (DESIGN.md, the originals' clients). `None`: accepted.
 fn model(text: &str) -> Verdict<Option<&'static str>> {
     const INVALID: Option<&str> = Some("INVALID_MESSAGE");
     let tag_like = |first: &Value| first.is_string();
@@ -102,7 +108,7 @@ fn model(text: &str) -> Verdict<Option<&'static str>> {
         Field::One(_, raw) => Some((oracle::shape(raw.get()), raw.get().len())),
         _ => return Verdict::Undecided,
     };
-    Verdict::Decided(match kind.as_str() {
+    Verdict::Decided(match kind.to_ascii_uppercase().as_str() {
         "PONG" => None,
         "ACK" => match payload {
             Some((Shape::Object(payload), _)) => match payload.get("eventID") {
@@ -112,7 +118,7 @@ fn model(text: &str) -> Verdict<Option<&'static str>> {
             Some((Shape::Array(_) | Shape::Unreadable, _)) => return Verdict::Undecided,
             _ => INVALID,
         },
-        "PRESENCE:UPDATE" => match payload {
+        "PRESENCE:UPDATE" | "PRESENCE" => match payload {
             Some((Shape::Object(_), len)) => {
                 (len > MAX_PRESENCE_BYTES).then_some("INVALID_MESSAGE")
             }
@@ -181,7 +187,26 @@ fn fuzz_every_bad_message_gets_its_error_code_and_the_listener_stays() {
                         (wire.send(Received::Binary(bytes)), Some("INVALID_MESSAGE"))
                     }
                 };
+                let presence = match message {
+                    Sent::Text(text) => matches!(decode(text), Ok(Inbound::PresenceUpdate(_))),
+                    Sent::Binary(_) => false,
+                };
                 match expected {
+                    // The updater hears its own PRESENCE:UPDATED.
+                    None if presence => {
+                        prop_assert_eq!(heard.len(), 1, "{:?}: {:?}", message, heard);
+                        let updated = heard[0].json();
+                        prop_assert_eq!(&updated["type"], "PRESENCE:UPDATED", "{}", updated);
+                        prop_assert_eq!(&updated["clientID"], &me);
+                        // Read in the text: a presence nested deeper than
+                        // serde_json's `Value` goes leaves the payload raw.
+                        let about_me = format!(r#""payload":{{"clientID":{me},"#);
+                        prop_assert!(
+                            matches!(&heard[0], Heard::Text(text) if text.contains(&about_me)),
+                            "{:?}",
+                            heard[0]
+                        );
+                    }
                     None => prop_assert!(heard.is_empty(), "{message:?}: {heard:?}"),
                     Some(code) => {
                         prop_assert_eq!(heard.len(), 1, "{:?}: {:?}", message, heard);
@@ -220,6 +245,9 @@ fn the_model_reads_the_documents_examples() {
     assert_eq!(model(SEEDS[1]), Verdict::Decided(None));
     assert_eq!(model(SEEDS[3]), Verdict::Decided(None));
     assert_eq!(model(SEEDS[4]), Verdict::Decided(Some("UNSUPPORTED_TYPE")));
+    for original in &SEEDS[6..] {
+        assert_eq!(model(original), Verdict::Decided(None), "{original}");
+    }
     let big = format!(
         r#"{{"type":"PRESENCE:UPDATE","payload":{{"a":"{}"}}}}"#,
         "x".repeat(4096)

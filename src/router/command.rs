@@ -101,6 +101,9 @@ pub enum Command {
         conn: ConnId,
         /// The new presence: a JSON object.
         presence: Box<RawValue>,
+        /// Whether the member is told of its own change too, as the other
+        /// listeners of its topics are: its dialect's choice.
+        echo: bool,
     },
     /// An HTTP emit: publish to a topic's subscribers, answered on `reply`.
     Emit(Emit),

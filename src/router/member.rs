@@ -332,11 +332,13 @@ impl Router {
         }
     }
 
-    /// Replaces a member's presence and tells its channels' listeners.
+    /// Replaces a member's presence and tells its channels' listeners (and,
+    /// with `echo`, the member itself).
     pub(super) fn update_presence(
         &mut self,
         conn: ConnId,
         presence: Box<RawValue>,
+        echo: bool,
     ) -> Vec<Delivery> {
         let Some(member) = self.member_mut(conn) else {
             return Vec::new();
@@ -350,7 +352,9 @@ impl Router {
         });
         topics
             .iter()
-            .filter_map(|topic| self.presence_change(topic, conn, PresenceChange::Updated, &view))
+            .filter_map(|topic| {
+                self.presence_change(topic, conn, PresenceChange::Updated, &view, echo)
+            })
             .collect()
     }
 

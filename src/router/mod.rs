@@ -251,7 +251,11 @@ impl Router {
                 self.ack(conn, &event_id);
                 Vec::new()
             }
-            Command::UpdatePresence { conn, presence } => self.update_presence(conn, presence),
+            Command::UpdatePresence {
+                conn,
+                presence,
+                echo,
+            } => self.update_presence(conn, presence, echo),
             Command::Emit(emit) => self.emit(emit, now),
             Command::Join { conn, who } => self.join(conn, who, now),
             Command::Heartbeat { conn } => self.heartbeat(conn, now),

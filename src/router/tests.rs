@@ -720,12 +720,26 @@ fn listeners_get_the_others_and_are_announced_to_them() {
         Command::UpdatePresence {
             conn: ConnId(2),
             presence: raw(r#"{"username":"B"}"#),
+            echo: false,
         },
         2,
     );
     assert_eq!(
         presence_events(&out),
         vec![(to(&[1]), PresenceChange::Updated, b.clone())]
+    );
+    // With `echo` (the channels dialect's choice) the updater hears too.
+    let out = hub.at(
+        Command::UpdatePresence {
+            conn: ConnId(2),
+            presence: raw(r#"{"username":"b"}"#),
+            echo: true,
+        },
+        2,
+    );
+    assert_eq!(
+        presence_events(&out),
+        vec![(to(&[1, 2]), PresenceChange::Updated, b.clone())]
     );
     let out = hub.close(2);
     assert_eq!(

@@ -224,7 +224,7 @@ impl Router {
         if super::sys::is_reserved(name) {
             self.schedule_snapshots(self.now);
         }
-        self.presence_change(name, conn, PresenceChange::Joined, &view)
+        self.presence_change(name, conn, PresenceChange::Joined, &view, false)
             .into_iter()
             .collect()
     }
@@ -243,20 +243,24 @@ impl Router {
             self.share_subscription(conn, name, false);
         }
         let left = match (was_subscribed, self.member(conn).map(|m| m.view())) {
-            (true, Some(view)) => self.presence_change(name, conn, PresenceChange::Left, &view),
+            (true, Some(view)) => {
+                self.presence_change(name, conn, PresenceChange::Left, &view, false)
+            }
             _ => None,
         };
         self.prune(name);
         left.into_iter().collect()
     }
 
-    /// Tells the topic's channels listeners (other than `conn`) of a change.
+    /// Tells the topic's channels listeners of a change to `conn`: the
+    /// others, and `conn` itself too when `echo` (if it listens).
     pub(super) fn presence_change(
         &self,
         name: &str,
         conn: ConnId,
         change: PresenceChange,
         member: &MemberView,
+        echo: bool,
     ) -> Option<Delivery> {
         let to: Vec<ConnId> = self
             .topics
@@ -264,7 +268,7 @@ impl Router {
             .subscribers
             .iter()
             .copied()
-            .filter(|&c| c != conn && self.dialect_of(c) == Some(Dialect::Channels))
+            .filter(|&c| (echo || c != conn) && self.dialect_of(c) == Some(Dialect::Channels))
             .collect();
         let event = Event::Presence {
             change,

@@ -233,7 +233,8 @@ impl Router {
             let why = format!("`profile` is limited to {limit} bytes of JSON");
             return Err(RpcError::new("invalid_args", why));
         }
-        let mut out = self.update_presence(conn, profile);
+        // World clients hear of their own change in the reply, not here.
+        let mut out = self.update_presence(conn, profile, false);
         let body = json!({"user": self.user_view(conn)});
         let rooms: Vec<String> = self
             .member(conn)

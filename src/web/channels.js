@@ -71,7 +71,8 @@ function onFrame(frame) {
       break;
     case "PRESENCE:JOINED":
     case "PRESENCE:UPDATED":
-      members.set(frame.payload.clientID, frame.payload.presence);
+      // Our own update comes back too; this page lists itself apart.
+      if (frame.payload.clientID !== frame.clientID) members.set(frame.payload.clientID, frame.payload.presence);
       break;
     case "PRESENCE:LEFT":
       members.delete(frame.payload.clientID);

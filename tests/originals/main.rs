@@ -8,5 +8,7 @@
 mod support;
 
 mod blazing;
+mod channels;
+mod common;
 mod concierge;
 mod world;

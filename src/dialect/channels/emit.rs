@@ -10,6 +10,12 @@
 //! operator's `--emit-token` (every channel) or an HS256 token whose
 //! `publish` claim grants the channel; the router's one access rule
 //! decides, and a refusal is 401 (no or bad credentials) or 403.
+//!
+//! Where the document is silent this follows the original server
+//! (websockets.do), so that its emitters work unmodified: answers carry
+//! its `"success"`, an empty `clients=` is no targeting, `clients=-N` is
+//! N, ids that do not listen are skipped (and named), and any
+//! `require-ack` value but a false one asks for ACKs.
 
 use std::fmt;
 use std::net::TcpStream;
@@ -112,7 +118,7 @@ fn emit(
     for (key, value) in query_pairs(request.query.as_deref().unwrap_or("")) {
         match key.as_str() {
             "clients" => targets = parse_targets(&value)?,
-            "require-ack" => require_ack = parse_flag(&value)?,
+            "require-ack" => require_ack = parse_flag(&value),
             // A credential, not part of the payload.
             "token" => {}
             _ => {
@@ -127,28 +133,52 @@ fn emit(
         _ => Vec::new(),
     };
     let payload = payload(&body, params)?;
-    let (reply, answer) = crossbeam_channel::bounded(1);
-    let command = Command::Emit(Emit {
-        topic: channel.to_string(),
-        payload,
-        targets,
-        require_ack,
-        reply,
-        grant,
-    });
     shared.metrics.emits.increment();
-    if shared.router.send(command).is_err() {
-        return Err(error(503, "UNAVAILABLE", "the router has stopped").into());
-    }
-    match answer.recv_timeout(config.ack_timeout + ROUTER_GRACE) {
-        Ok(EmitOutcome::Refused(EmitError::Denied(denial))) => {
+    // Ids that do not listen to the channel are skipped, as the original
+    // server skipped them: the router refuses a list naming any (so that
+    // nothing goes to a list the emitter did not mean), and the emit is
+    // asked again without them. Each refusal removes at least one id and
+    // an empty list is never refused, so this ends.
+    let mut skipped: Vec<String> = Vec::new();
+    let outcome = loop {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let command = Command::Emit(Emit {
+            topic: channel.to_string(),
+            payload: payload.clone(),
+            targets: targets.clone(),
+            require_ack,
+            reply,
+            grant: grant.clone(),
+        });
+        if shared.router.send(command).is_err() {
+            return Err(error(503, "UNAVAILABLE", "the router has stopped").into());
+        }
+        match (
+            answer.recv_timeout(config.ack_timeout + ROUTER_GRACE),
+            &mut targets,
+        ) {
+            (Ok(EmitOutcome::Refused(EmitError::UnknownClients(unknown))), Targets::Named(ids)) => {
+                ids.retain(|id| !unknown.contains(id));
+                for id in unknown {
+                    if !skipped.contains(&id) {
+                        skipped.push(id);
+                    }
+                }
+            }
+            (Ok(outcome), _) => break outcome,
+            (Err(_), _) => {
+                return Err(error(500, "INTERNAL_ERROR", "the router did not answer").into())
+            }
+        }
+    };
+    match outcome {
+        EmitOutcome::Refused(EmitError::Denied(denial)) => {
             Err(Refused::Access(match (denial, credentialed) {
                 (_, true) | (Denial::Reserved, false) => Refusal::NotGranted(channel.to_string()),
                 (Denial::NotGranted, false) => Refusal::NoToken,
             }))
         }
-        Ok(outcome) => Ok(respond(outcome)),
-        Err(_) => Err(error(500, "INTERNAL_ERROR", "the router did not answer").into()),
+        outcome => Ok(respond(outcome, skipped)),
     }
 }
 
@@ -171,16 +201,22 @@ fn payload(body: &[u8], params: serde_json::Map<String, Value>) -> Result<Box<Ra
         .map_err(|e| error(400, "INVALID_JSON", &format!("the body is not JSON: {e}")))
 }
 
-/// `clients=N` (N ≥ 1) or `clients=id1,id2`.
+/// `clients=N` (N ≥ 1) or `clients=id1,id2`. As in the original server,
+/// `-N` is N (it took the absolute value), and an empty value or list is
+/// no targeting at all (it ignored one). `clients=0` asks for nobody, which
+/// the original answered by sending to everyone: refused instead.
 fn parse_targets(value: &str) -> Result<Targets, Response> {
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return match value.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(Targets::Random(n)),
-            _ => Err(error(
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // Only digits: parsing fails only on overflow, and a number too
+        // large to hold is more than the listeners there are.
+        return match digits.parse::<usize>().unwrap_or(usize::MAX) {
+            0 => Err(error(
                 400,
                 "INVALID_CLIENTS",
                 "clients=N needs N of at least 1",
             )),
+            n => Ok(Targets::Random(n)),
         };
     }
     let ids: Vec<String> = value
@@ -189,26 +225,21 @@ fn parse_targets(value: &str) -> Result<Targets, Response> {
         .filter(|id| !id.is_empty())
         .map(String::from)
         .collect();
-    if ids.is_empty() {
-        return Err(error(
-            400,
-            "INVALID_CLIENTS",
-            "clients= needs a number or client ids",
-        ));
-    }
-    Ok(Targets::Named(ids))
+    Ok(match ids.is_empty() {
+        true => Targets::All,
+        false => Targets::Named(ids),
+    })
 }
 
-fn parse_flag(value: &str) -> Result<bool, Response> {
-    match value {
-        "true" | "1" => Ok(true),
-        "false" | "0" | "" => Ok(false),
-        _ => Err(error(
-            400,
-            "INVALID_REQUIRE_ACK",
-            "require-ack is true or false",
-        )),
-    }
+/// `require-ack`: the document shows `true`; the original server asked
+/// for ACKs on any non-empty value. So does this, but for the values that
+/// say no (`false`, `0`, `no`, `off`, in any case): the original's
+/// `require-ack=false` asking for ACKs was JavaScript truthiness, and it
+/// answered success even without them, where this answers 408.
+fn parse_flag(value: &str) -> bool {
+    let no = ["", "false", "0", "no", "off"];
+    !no.iter()
+        .any(|word| value.trim().eq_ignore_ascii_case(word))
 }
 
 fn body_error(error_kind: BodyError) -> Response {
@@ -228,29 +259,32 @@ fn body_error(error_kind: BodyError) -> Response {
     }
 }
 
-/// The HTTP answer to the router's outcome.
-fn respond(outcome: EmitOutcome) -> Response {
-    match outcome {
-        EmitOutcome::Sent { event_id, targeted } => Response::json(
+/// The HTTP answer to the router's outcome; `skipped` are the ids of
+/// `clients=` that do not listen to the channel (named as `unknown`).
+/// `success` is the original server's whole answer, kept for its clients.
+fn respond(outcome: EmitOutcome, skipped: Vec<String>) -> Response {
+    let (status, mut body) = match outcome {
+        EmitOutcome::Sent { event_id, targeted } => (
             200,
-            &json!({"eventID": event_id, "targeted": targeted.len(), "clients": targeted}),
+            json!({"success": true, "eventID": event_id, "targeted": targeted.len(), "clients": targeted}),
         ),
         EmitOutcome::Acked {
             event_id,
             targeted,
             acked,
-        } => Response::json(
+        } => (
             200,
-            &json!({"eventID": event_id, "targeted": targeted.len(), "clients": targeted, "acked": acked}),
+            json!({"success": true, "eventID": event_id, "targeted": targeted.len(), "clients": targeted, "acked": acked}),
         ),
         EmitOutcome::Unacked {
             event_id,
             targeted,
             acked,
             missing,
-        } => Response::json(
+        } => (
             408,
-            &json!({
+            json!({
+                "success": false,
                 "error": "not every client acknowledged in time",
                 "code": "ACK_TIMEOUT",
                 "eventID": event_id,
@@ -273,11 +307,107 @@ fn respond(outcome: EmitOutcome) -> Response {
                 EmitError::Internal(_) => "INTERNAL_ERROR",
                 EmitError::Denied(_) => "FORBIDDEN",
             };
-            error(status, code, &refusal.to_string())
+            return error(status, code, &refusal.to_string());
         }
+    };
+    if !skipped.is_empty() {
+        body["unknown"] = json!(skipped);
     }
+    Response::json(status, &body)
 }
 
+/// An error answer: the original server's `success` and `error`, and a code.
 fn error(status: u16, code: &str, message: &str) -> Response {
-    Response::json(status, &json!({"error": message, "code": code}))
+    Response::json(
+        status,
+        &json!({"success": false, "error": message, "code": code}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(value: &str) -> u16 {
+        match parse_targets(value) {
+            Err(response) => response.status,
+            Ok(targets) => panic!("{value:?} gave {targets:?}"),
+        }
+    }
+
+    #[test]
+    fn clients_is_a_number_a_list_or_nothing() {
+        let targets = |value: &str| parse_targets(value).unwrap();
+        assert_eq!(targets("3"), Targets::Random(3));
+        // The original took the absolute value.
+        assert_eq!(targets("-2"), Targets::Random(2));
+        assert_eq!(
+            targets("99999999999999999999999"),
+            Targets::Random(usize::MAX)
+        );
+        assert_eq!(
+            targets("client_a, client_b,,"),
+            Targets::Named(vec!["client_a".into(), "client_b".into()])
+        );
+        // An empty value or list: the original ignored it.
+        for value in ["", ",", " , "] {
+            assert_eq!(targets(value), Targets::All, "{value:?}");
+        }
+        for value in ["0", "00", "-0"] {
+            assert_eq!(refused(value), 400, "{value:?}");
+        }
+        // Not a number: ids, however odd.
+        assert_eq!(targets("-"), Targets::Named(vec!["-".into()]));
+        assert_eq!(targets("1e3"), Targets::Named(vec!["1e3".into()]));
+    }
+
+    #[test]
+    fn require_ack_is_true_but_for_the_values_that_say_no() {
+        for value in ["true", "TRUE", "True", "1", "yes", "on", "2", "maybe"] {
+            assert!(parse_flag(value), "{value:?}");
+        }
+        for value in ["", "false", "FALSE", "False", "0", "no", "off", " false "] {
+            assert!(!parse_flag(value), "{value:?}");
+        }
+    }
+
+    fn body(response: &Response) -> Value {
+        serde_json::from_slice(&response.body).expect("a JSON answer")
+    }
+
+    #[test]
+    fn answers_carry_success_and_name_skipped_ids() {
+        let sent = EmitOutcome::Sent {
+            event_id: "evt_1".into(),
+            targeted: vec!["client_a".into()],
+        };
+        let response = respond(sent.clone(), Vec::new());
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            body(&response),
+            json!({"success": true, "eventID": "evt_1", "targeted": 1, "clients": ["client_a"]})
+        );
+        let response = respond(sent, vec!["client_x".into()]);
+        assert_eq!(body(&response)["unknown"], json!(["client_x"]));
+        let unacked = EmitOutcome::Unacked {
+            event_id: "evt_1".into(),
+            targeted: vec!["client_a".into()],
+            acked: Vec::new(),
+            missing: vec!["client_a".into()],
+        };
+        let response = respond(unacked, Vec::new());
+        assert_eq!(response.status, 408);
+        assert_eq!(body(&response)["success"], false);
+        let refused = respond(
+            EmitOutcome::Refused(EmitError::TooFewListeners {
+                wanted: 2,
+                listening: 1,
+            }),
+            Vec::new(),
+        );
+        assert_eq!(refused.status, 400);
+        let refused = body(&refused);
+        assert_eq!(refused["success"], false);
+        assert_eq!(refused["code"], "NOT_ENOUGH_CLIENTS");
+    }
 }

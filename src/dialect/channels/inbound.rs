@@ -1,4 +1,10 @@
 //! Decoding what a channels listener sends: ACK, PONG and PRESENCE:UPDATE.
+//!
+//! Type names are read in any case, and `presence` is another name for
+//! PRESENCE:UPDATE: the original server (websockets.do) lowercased every
+//! type before looking at it and took presence as `{"type":"presence"}`,
+//! so that is what its clients send (DESIGN.md, "Compatibility with the
+//! originals' clients").
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -32,7 +38,7 @@ struct AckPayload {
     event_id: String,
 }
 
-/// The types only the server sends.
+/// The types only the server sends, in upper case.
 const SERVER_ONLY: [&str; 6] = [
     "DATA",
     "PING",
@@ -47,7 +53,8 @@ pub fn decode(text: &str) -> Result<Inbound, RequestError> {
     let malformed = |why: String| RequestError::Malformed(why);
     let envelope: Envelope =
         serde_json::from_str(text).map_err(|e| malformed(format!("malformed message: {e}")))?;
-    match envelope.kind.as_str() {
+    // Matched in upper case; an error names the type as it was sent.
+    match envelope.kind.to_ascii_uppercase().as_str() {
         "ACK" => {
             let payload = envelope
                 .payload
@@ -59,18 +66,19 @@ pub fn decode(text: &str) -> Result<Inbound, RequestError> {
             })
         }
         "PONG" => Ok(Inbound::Pong),
-        "PRESENCE:UPDATE" => match envelope.payload {
+        "PRESENCE:UPDATE" | "PRESENCE" => match envelope.payload {
             Some(presence) if presence.get().len() > super::MAX_PRESENCE_BYTES => Err(malformed(
                 format!("presence is limited to {} bytes", super::MAX_PRESENCE_BYTES),
             )),
             Some(presence) if presence.get().trim_start().starts_with('{') => {
                 Ok(Inbound::PresenceUpdate(presence))
             }
-            _ => Err(malformed(
-                "PRESENCE:UPDATE needs an object as payload".into(),
-            )),
+            _ => Err(malformed(format!(
+                "{} needs an object as payload",
+                envelope.kind
+            ))),
         },
-        kind if SERVER_ONLY.contains(&kind) => Err(RequestError::Unsupported(envelope.kind)),
+        upper if SERVER_ONLY.contains(&upper) => Err(RequestError::Unsupported(envelope.kind)),
         _ => Err(RequestError::UnknownType(envelope.kind)),
     }
 }
@@ -96,6 +104,47 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// What websockets.do's clients send: its server lowercased the type
+    /// and took presence as `presence`.
+    #[test]
+    fn type_names_in_any_case_and_presence_as_an_alias() {
+        assert!(matches!(
+            decode(r#"{"type":"ack","payload":{"eventID":"evt_1"}}"#),
+            Ok(Inbound::Ack { event_id }) if event_id == "evt_1"
+        ));
+        for pong in ["pong", "Pong", "pOnG"] {
+            let text = format!(r#"{{"type":"{pong}"}}"#);
+            assert!(matches!(decode(&text), Ok(Inbound::Pong)), "{text}");
+        }
+        for kind in ["presence", "PRESENCE", "Presence", "presence:update"] {
+            let text = format!(r#"{{"type":"{kind}","payload":{{"username":"Cerulean"}}}}"#);
+            match decode(&text) {
+                Ok(Inbound::PresenceUpdate(presence)) => {
+                    assert_eq!(presence.get(), r#"{"username":"Cerulean"}"#, "{text}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // The alias is held to the same rules: an object, at most 4 KiB.
+        assert!(matches!(
+            decode(r#"{"type":"presence","payload":"away"}"#),
+            Err(RequestError::Malformed(_))
+        ));
+        // Errors name the type as it was sent.
+        assert_eq!(
+            decode(r#"{"type":"data"}"#).unwrap_err(),
+            RequestError::Unsupported("data".into())
+        );
+        assert_eq!(
+            decode(r#"{"type":"Presence:Updated"}"#).unwrap_err(),
+            RequestError::Unsupported("Presence:Updated".into())
+        );
+        assert_eq!(
+            decode(r#"{"type":"hello"}"#).unwrap_err(),
+            RequestError::UnknownType("hello".into())
+        );
     }
 
     #[test]

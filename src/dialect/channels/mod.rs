@@ -41,10 +41,38 @@ pub fn is_channel_name(name: &str) -> bool {
 /// Besides channel names, the reserved topic `$sys` (also spelled
 /// `%24sys`, as some clients escape `$`) can be named: listening to it
 /// is allowed, and an emit to it is refused with a reason rather than a 404.
+/// One trailing slash is allowed (`/<channel>/listen/`): the original
+/// server matched path segments, where it makes no difference.
 pub fn split_path(path: &str) -> Option<(&str, &str)> {
+    let path = path.strip_suffix('/').unwrap_or(path);
     let (channel, endpoint) = path.strip_prefix('/')?.split_once('/')?;
     if channel == SYS_TOPIC || channel == "%24sys" {
         return Some((SYS_TOPIC, endpoint));
     }
     is_channel_name(channel).then_some((channel, endpoint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_a_channel_and_an_endpoint() {
+        assert_eq!(split_path("/room/listen"), Some(("room", "listen")));
+        assert_eq!(split_path("/room/listen/"), Some(("room", "listen")));
+        assert_eq!(split_path("/room/emit/"), Some(("room", "emit")));
+        assert_eq!(split_path("/%24sys/listen"), Some((SYS_TOPIC, "listen")));
+        assert_eq!(split_path("/room/listen//"), Some(("room", "listen/")));
+        assert_eq!(split_path("/a/b/listen"), Some(("a", "b/listen")));
+        for path in [
+            "/",
+            "/room",
+            "/room/",
+            "//listen",
+            "/ro om/listen",
+            "room/listen",
+        ] {
+            assert_eq!(split_path(path), None, "{path}");
+        }
+    }
 }

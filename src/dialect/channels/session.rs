@@ -76,7 +76,14 @@ impl Session {
         Step::Forward(match decode(text) {
             Ok(Inbound::Ack { event_id }) => Command::Ack { conn, event_id },
             Ok(Inbound::Pong) => Command::Pong { conn },
-            Ok(Inbound::PresenceUpdate(presence)) => Command::UpdatePresence { conn, presence },
+            // The updater hears its own PRESENCE:UPDATED: the document's
+            // example names the updater as recipient, and the original
+            // server sent it to every listener, the updater included.
+            Ok(Inbound::PresenceUpdate(presence)) => Command::UpdatePresence {
+                conn,
+                presence,
+                echo: true,
+            },
             Err(error) => Command::Reject { conn, error },
         })
     }

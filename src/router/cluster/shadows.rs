@@ -630,7 +630,8 @@ impl Router {
                 None => Vec::new(),
             },
             Shared::Presence { conn, presence } => match self.shadow(&from, conn) {
-                Some(shadow) => self.update_presence(shadow, presence),
+                // Its own node told the member itself, if it asked.
+                Some(shadow) => self.update_presence(shadow, presence, false),
                 None => Vec::new(),
             },
             Shared::Send {
@@ -751,7 +752,7 @@ impl Router {
             .member(shadow)
             .is_some_and(|m| m.presence.get() != record.presence.get());
         if changed {
-            out.extend(self.update_presence(shadow, record.presence));
+            out.extend(self.update_presence(shadow, record.presence, false));
         }
         out
     }
