@@ -1,26 +1,22 @@
 //! Several nodes sharing one namespace through a real `redis-server`
-//! (README, "Scaling out"): cross-node delivery in every dialect, names
+//! (docs/clustering.md, "Scaling out"): cross-node delivery in every dialect, names
 //! unique under a race, presence after a node is killed, documents that
 //! converge with writers on two nodes, and a Redis restart in the middle.
 //!
-//! Needs the `redis` feature (`cargo test --features redis`, the README's
+//! Needs the `redis` feature (`cargo test --features redis`, docs/clustering.md's
 //! test command) and Debian's `redis-server` (installed by `.ci/run`).
-
-#![cfg(feature = "redis")]
-
-mod support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use crate::support::redis::Redis;
+use crate::support::*;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
-use support::redis::Redis;
-use support::*;
 use switchboard::router::Patterns;
 use switchboard::{jwt, Config};
 use tungstenite::Message;

@@ -1,8 +1,6 @@
 //! Log lines end to end: the built binary's standard error, as a terminal
 //! and as systemd's journal read it.
 
-mod support;
-
 use std::io::{BufRead, BufReader, PipeWriter};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
@@ -10,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
-use support::{Client, PATIENCE};
+use crate::support::{Client, PATIENCE};
 
 /// A `switchboard` process whose standard error comes line by line; killed
 /// when dropped.

@@ -185,7 +185,7 @@ fn the_babylon_chat_shows_your_own_line_when_it_comes_back() {
     let fetched = viewer.ask(json!({"type": "GROUP_FETCH", "name": "chat"}));
     assert_eq!(fetched["code"], "NO_SUCH_GROUP");
     // The document's field; the original server wrote `name`, which the
-    // viewer only logs (README, "Coming from ert-concierge").
+    // viewer only logs (docs/concierge.md, "Coming from ert-concierge").
     assert_eq!(fetched["group"], "chat");
     let mut host = babylon(addr, "host");
     let created = host.ask(json!({"type": "GROUP_CREATE", "name": "chat"}));
@@ -194,7 +194,7 @@ fn the_babylon_chat_shows_your_own_line_when_it_comes_back() {
     assert_eq!(heard["name"], "chat");
     let subscribed = viewer.ask(json!({"type": "SELF_SUBSCRIBE", "name": "chat"}));
     // The document's name; the viewer at ba7ddf7 waits for the original
-    // server's "SELF_SUBSCRIBED" (README, "Coming from ert-concierge").
+    // server's "SELF_SUBSCRIBED" (docs/concierge.md, "Coming from ert-concierge").
     assert_eq!(subscribed["code"], "SUBSCRIBED");
     assert_eq!(subscribed["subscribers"], json!([viewer.uuid]));
 

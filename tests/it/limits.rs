@@ -1,24 +1,22 @@
-mod support;
-
-// End-to-end tests of the limits through real sockets: the per-IP
-// connection cap (429 over it, a place freed when a connection closes),
-// and the per-connection message rate limit in every dialect: a burst over
-// it gets the dialect's own error, a client that keeps on is closed with
-// 1008, and a well-behaved client of the same server goes on unharmed.
-//
-// The rate tests run at 1 message a second with a burst of 5: a burst of
-// ten is then over the limit however slowly a loaded machine reads it
-// (another token takes a whole second), and the calm clients, which send
-// at most a handful of messages, never are.
+//! End-to-end tests of the limits through real sockets: the per-IP
+//! connection cap (429 over it, a place freed when a connection closes),
+//! and the per-connection message rate limit in every dialect: a burst over
+//! it gets the dialect's own error, a client that keeps on is closed with
+//! 1008, and a well-behaved client of the same server goes on unharmed.
+//!
+//! The rate tests run at 1 message a second with a burst of 5: a burst of
+//! ten is then over the limit however slowly a loaded machine reads it
+//! (another token takes a whole second), and the calm clients, which send
+//! at most a handful of messages, never are.
 
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::ops::Range;
 
+use crate::support::*;
 use flate2::read::GzDecoder;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::{jwt, Config};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;

@@ -1,17 +1,15 @@
-mod support;
-
-// End-to-end tests of the demo's server side (README, "See it"): the pages
-// are served, `/demo/token` exists only with `--demo` and signs with
-// `--jwt-key` or a key of the process's own, and a browser's way into the
-// blazing dialect, the query parameters `token` and `computer`, works over
-// a real socket like the headers do.
+//! End-to-end tests of the demo's server side (docs/demos.md, "See it"): the pages
+//! are served, `/demo/token` exists only with `--demo` and signs with
+//! `--jwt-key` or a key of the process's own, and a browser's way into the
+//! blazing dialect, the query parameters `token` and `computer`, works over
+//! a real socket like the headers do.
 
 use std::io::Read;
 use std::net::SocketAddr;
 
+use crate::support::*;
 use flate2::read::GzDecoder;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::{jwt, Config};
 use tungstenite::Message;
 

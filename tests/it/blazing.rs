@@ -1,12 +1,10 @@
-mod support;
-
-// End-to-end tests of the blazing dialect (`protocols/blazing.md` and the
-// decisions in DESIGN.md) through real sockets: the handshake's token and
-// computer id (3000, 3003), `sync`, `usrupd`, `move` and `write` with their
-// clamping and char-based offsets, cursors that follow edits, malformed and
-// oversized input (1007, 1009), keepalive (3008), token expiry (3000),
-// persistence across a real process restart, and concurrent writers whose
-// replayed edits converge on the server's text.
+//! End-to-end tests of the blazing dialect (`protocols/blazing.md` and the
+//! decisions in DESIGN.md) through real sockets: the handshake's token and
+//! computer id (3000, 3003), `sync`, `usrupd`, `move` and `write` with their
+//! clamping and char-based offsets, cursors that follow edits, malformed and
+//! oversized input (1007, 1009), keepalive (3008), token expiry (3000),
+//! persistence across a real process restart, and concurrent writers whose
+//! replayed edits converge on the server's text.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -14,11 +12,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::{jwt, store, Config};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::WebSocketConfig;

@@ -1,11 +1,9 @@
 //! `switchboard-bench --smoke` against a real server: every scenario at a
 //! tiny size, so the load tool keeps working. No timing is asserted.
 
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 use switchboard::Config;
 
 #[test]

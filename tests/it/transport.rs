@@ -1,13 +1,11 @@
 //! The connection machinery under stress and abuse: echo, size limits,
 //! pings during a stream, slow consumers, protocol errors, abrupt ends.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::Config;
 use tungstenite::Message;
 

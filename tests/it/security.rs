@@ -1,17 +1,16 @@
-mod support;
-// End-to-end tests of who gets in (issue 9, "Authentication and
-// authorization", and "Nothing lost"): forged, confused, expired,
-// premature, malformed and huge JWTs refused by both dialects that take
-// tokens; secrets and tokens absent from the log and from /metrics even at
-// debug level; and a concierge MESSAGE_SENT meaning the message was queued
-// to every live recipient. Name squatting, forged origins and non-owner
-// group deletion are in tests/concierge.rs; tokens limited to other
-// computers in tests/blazing.rs.
+//! End-to-end tests of who gets in (issue 9, "Authentication and
+//! authorization", and "Nothing lost"): forged, confused, expired,
+//! premature, malformed and huge JWTs refused by both dialects that take
+//! tokens; secrets and tokens absent from the log and from /metrics even at
+//! debug level; and a concierge MESSAGE_SENT meaning the message was queued
+//! to every live recipient. Name squatting, forged origins and non-owner
+//! group deletion are in tests/concierge.rs; tokens limited to other
+//! computers in tests/blazing.rs.
 
 use std::net::SocketAddr;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::{base64, jwt, Config};
 use tungstenite::Message;
 

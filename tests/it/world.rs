@@ -1,17 +1,15 @@
-mod support;
-
-// End-to-end tests of the world dialect (`protocols/world.rst` and the
-// decisions in DESIGN.md) through real sockets: unknown worlds, pings,
-// authentication by JWT or client id, the generic RPC with its correlation
-// ids, rooms (enter, leave, send) and profiles, the hub's shared methods,
-// the per-user connection limit (`connection.replaced`), the operator's
-// reload, malformed messages, and methods registered by an embedder.
+//! End-to-end tests of the world dialect (`protocols/world.rst` and the
+//! decisions in DESIGN.md) through real sockets: unknown worlds, pings,
+//! authentication by JWT or client id, the generic RPC with its correlation
+//! ids, rooms (enter, leave, send) and profiles, the hub's shared methods,
+//! the per-user connection limit (`connection.replaced`), the operator's
+//! reload, malformed messages, and methods registered by an embedder.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::router::Patterns;
 use switchboard::rpc::RpcError;
 use switchboard::{jwt, Config, Server};
@@ -84,7 +82,7 @@ fn authenticate(client: &mut Client, credentials: Value) -> Value {
 /// The `authenticated` message for user `id` (`name`) in `world`, whose
 /// rooms are `rooms` (sorted by name, each `{"name", "members"}`; in these
 /// tests every listed room is readable and writable). The rest of each
-/// room is venueless's shape, which its webapp reads (README, "Coming from
+/// room is venueless's shape, which its webapp reads (docs/world.md, "Coming from
 /// venueless").
 fn authenticated(id: &str, name: Option<&str>, world: &str, rooms: Value) -> Value {
     let rooms: Vec<Value> = rooms

@@ -1,20 +1,18 @@
-mod support;
-
-// Blazing revisions over real sockets (README, "Blazing revisions"; the
-// transformation is in src/router/document/transform.rs): `sync` and every
-// `write` carry `rev`; writes made on the same revision by several clients
-// at once all land where their writers meant; a write without `rev` applies
-// as the document says; a `rev` the server cannot place gets a `sync`; the
-// same through two nodes and Redis.
+//! Blazing revisions over real sockets (docs/revisions.md, "Blazing revisions"; the
+//! transformation is in src/router/document/transform.rs): `sync` and every
+//! `write` carry `rev`; writes made on the same revision by several clients
+//! at once all land where their writers meant; a write without `rev` applies
+//! as the document says; a `rev` the server cannot place gets a `sync`; the
+//! same through two nodes and Redis.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 
+use crate::support::*;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::{jwt, Config};
 use tungstenite::Message;
 
@@ -214,7 +212,7 @@ fn a_rev_the_server_cannot_place_gets_a_sync_and_changes_nothing() {
 #[cfg(feature = "redis")]
 #[test]
 fn writers_on_two_nodes_converge_through_the_stream() {
-    let redis = support::redis::Redis::start();
+    let redis = crate::support::redis::Redis::start();
     let node = |name: &str| {
         start(Config {
             redis: Some(redis.url()),

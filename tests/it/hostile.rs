@@ -9,15 +9,15 @@
 //! "Random" bytes come from a fixed-seed generator, so that every run
 //! sends the same bytes and a failure replays.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::{
+    config, get, metric, raw_websocket_with, start, wait_until, Concierge, PATIENCE,
+};
 use serde_json::json;
-use support::{config, get, metric, raw_websocket_with, start, wait_until, Concierge, PATIENCE};
 use switchboard::Config;
 
 /// The JWT key of the test servers, for the blazing endpoint's token.

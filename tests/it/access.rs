@@ -1,16 +1,14 @@
-mod support;
-
-// End-to-end tests of access control across the one namespace (README,
-// "Access"): on a protected hub nobody reads or writes a topic it was not
-// granted, whichever dialect writes and whichever reads; tokens in every
-// form and every way they can be wrong; the operator's emit key; public
-// channels; browser origins; clients behind a trusted proxy; refusals
-// counted; grants kept until the token expires; a reload of the policy.
+//! End-to-end tests of access control across the one namespace (README and docs/access.md,
+//! "Access"): on a protected hub nobody reads or writes a topic it was not
+//! granted, whichever dialect writes and whichever reads; tokens in every
+//! form and every way they can be wrong; the operator's emit key; public
+//! channels; browser origins; clients behind a trusted proxy; refusals
+//! counted; grants kept until the token expires; a reload of the policy.
 
 use std::net::{SocketAddr, TcpListener};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::net::forwarded::TrustedProxies;
 use switchboard::net::origin::AllowedOrigins;
 use switchboard::router::Patterns;
@@ -647,7 +645,7 @@ fn demo_tokens_grant_the_demo_channel_and_nothing_more() {
 
 /// A protected node of a cluster through `redis`.
 #[cfg(feature = "redis")]
-fn node(redis: &support::redis::Redis, name: &str) -> SocketAddr {
+fn node(redis: &crate::support::redis::Redis, name: &str) -> SocketAddr {
     let dir = std::env::temp_dir().join(format!(
         "switchboard-access-{}-{name}-{}",
         std::process::id(),
@@ -663,7 +661,7 @@ fn node(redis: &support::redis::Redis, name: &str) -> SocketAddr {
 #[cfg(feature = "redis")]
 #[test]
 fn across_nodes_a_member_gets_only_what_its_own_node_would_give_it() {
-    let redis = support::redis::Redis::start();
+    let redis = crate::support::redis::Redis::start();
     let (a, b) = (node(&redis, "a"), node(&redis, "b"));
     let news = token(json!({"channels": ["news"]}));
     let mut reader = listener(b, "news", &format!("token={news}"));

@@ -1,14 +1,12 @@
 //! Plain HTTP answers, the handshake deadline and the connection cap.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use switchboard::Config;
 
 fn status_line(response: &str) -> &str {

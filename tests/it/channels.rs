@@ -1,17 +1,15 @@
-mod support;
-
-// End-to-end tests of the channels dialect (`protocols/channels.md`)
-// through real sockets: listeners on `/<channel>/listen` with presence and
-// PING/PONG, publishers on `/<channel>/emit` (targeting, ACKs, errors), and
-// the namespace that channels share with concierge groups.
+//! End-to-end tests of the channels dialect (`protocols/channels.md`)
+//! through real sockets: listeners on `/<channel>/listen` with presence and
+//! PING/PONG, publishers on `/<channel>/emit` (targeting, ACKs, errors), and
+//! the namespace that channels share with concierge groups.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::Config;
 use tungstenite::Message;
 

@@ -1,18 +1,16 @@
-mod support;
-
-// End-to-end tests of the common dialect (`protocols/common.md`) through
-// real sockets: the HELLO / HELLO_ACK handshake and its password, the
-// heartbeat and its timeout, REQUEST / RESPONSE with nonces of every JSON
-// type, DISPATCH, the hub's built-in methods, an embedder's methods on the
-// worker pool, and the close codes for everything a client may not send.
+//! End-to-end tests of the common dialect (`protocols/common.md`) through
+//! real sockets: the HELLO / HELLO_ACK handshake and its password, the
+//! heartbeat and its timeout, REQUEST / RESPONSE with nonces of every JSON
+//! type, DISPATCH, the hub's built-in methods, an embedder's methods on the
+//! worker pool, and the close codes for everything a client may not send.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::dialect::Dialect;
 use switchboard::rpc::RpcError;
 use switchboard::{Config, Server};

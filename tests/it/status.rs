@@ -1,12 +1,10 @@
-mod support;
+//! End-to-end tests of the live status page (docs/demos.md, "See it"): `GET /`
+//! for browsers, the plain list of endpoints for everyone else, and the
+//! reserved channel `$sys` that the page listens to, which carries the
+//! router's snapshots and refuses every client's publish.
 
-// End-to-end tests of the live status page (README, "See it"): `GET /`
-// for browsers, the plain list of endpoints for everyone else, and the
-// reserved channel `$sys` that the page listens to, which carries the
-// router's snapshots and refuses every client's publish.
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 /// A `$sys` listener, past its CONNECTED.
 fn sys_listener(addr: std::net::SocketAddr) -> Client {

@@ -29,11 +29,16 @@ pub fn start(config: Config) -> SocketAddr {
     addr
 }
 
-/// A test configuration: the defaults, logging only errors.
+/// A test configuration: the defaults, logging only errors, and a data
+/// directory of its own: every test shares this one process, and two
+/// tests' documents must never meet.
 pub fn config() -> Config {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = format!("switchboard-tests-{}-{n}", std::process::id());
     Config {
         log_level: switchboard::log::Level::Error,
-        data_dir: std::env::temp_dir().join(format!("switchboard-tests-{}", std::process::id())),
+        data_dir: std::env::temp_dir().join(dir),
         ..Config::default()
     }
 }

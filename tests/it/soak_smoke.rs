@@ -3,10 +3,10 @@
 //! soak does (RSS drift after the warm-up under 5%, threads and files back
 //! to idle, no client error). The example's code is compiled into this
 //! test, so a clean `cargo test` needs nothing built beforehand; the long
-//! run is the example itself (see the README's Reliability section).
+//! run is the example itself (see docs/reliability.md).
 
 #[allow(dead_code)] // the example's `main` and parsing are not used here
-#[path = "../examples/soak/main.rs"]
+#[path = "../../examples/soak/main.rs"]
 mod soak;
 
 use std::path::PathBuf;

@@ -1,9 +1,8 @@
-mod support;
-// End-to-end tests of switchboard as a service, on the built binary: a
-// graceful shutdown on SIGTERM and SIGINT (every client of every dialect
-// gets 1001, documents are saved, the exit status is 0), systemd's
-// notification protocol on a fake NOTIFY_SOCKET, and socket activation
-// with a listener passed as file descriptor 3.
+//! End-to-end tests of switchboard as a service, on the built binary: a
+//! graceful shutdown on SIGTERM and SIGINT (every client of every dialect
+//! gets 1001, documents are saved, the exit status is 0), systemd's
+//! notification protocol on a fake NOTIFY_SOCKET, and socket activation
+//! with a listener passed as file descriptor 3.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
@@ -12,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::{jwt, store};
 use tungstenite::Message;
 

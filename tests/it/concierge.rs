@@ -1,18 +1,16 @@
-mod support;
-
-// End-to-end tests of the concierge dialect (`protocols/concierge.md`)
-// through real sockets: handshake, IDENTIFY and its close codes, `seq`
-// numbering, messages to every kind of target, groups and their life
-// cycle, the fetch payloads, and clients that leave. Creating a group does
-// not subscribe its creator, and a MESSAGE to a group or to ALL comes back
-// to its sender when the sender is a recipient, as on the original server
-// (README "Coming from ert-concierge").
+//! End-to-end tests of the concierge dialect (`protocols/concierge.md`)
+//! through real sockets: handshake, IDENTIFY and its close codes, `seq`
+//! numbering, messages to every kind of target, groups and their life
+//! cycle, the fetch payloads, and clients that leave. Creating a group does
+//! not subscribe its creator, and a MESSAGE to a group or to ALL comes back
+//! to its sender when the sender is a recipient, as on the original server
+//! (docs/concierge.md "Coming from ert-concierge").
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use switchboard::Config;
 use tungstenite::Message;
 

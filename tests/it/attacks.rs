@@ -8,10 +8,8 @@
 //!
 //! Bounds the issue states for time are asserted ten times looser (a
 //! loaded two-core machine must pass every time); the measured figure is
-//! printed, and the README quotes it. Memory bounds are asserted as stated:
+//! printed, and docs/reliability.md quotes it. Memory bounds are asserted as stated:
 //! they do not depend on the machine's load.
-
-mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,10 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::proc::{self, Usage};
+use crate::support::*;
 use flate2::{Compress, Compression, FlushCompress};
 use serde_json::{json, Value};
-use support::proc::{self, Usage};
-use support::*;
 use switchboard::jwt;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::Message;

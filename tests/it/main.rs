@@ -1,0 +1,30 @@
+//! The integration tests: one binary (it links once), a module per
+//! area. Every test starts its own server on port 0 (or the built
+//! binary, for what only a process shows) and talks to it over real
+//! sockets; `support` has the shared clients and helpers.
+
+mod support;
+
+mod access;
+mod attacks;
+mod bench_smoke;
+mod blazing;
+mod channels;
+#[cfg(feature = "redis")]
+mod cluster;
+mod common;
+mod concierge;
+mod config;
+mod demo;
+mod hostile;
+mod http;
+mod limits;
+mod log;
+mod operations;
+mod originals;
+mod revisions;
+mod security;
+mod soak_smoke;
+mod status;
+mod transport;
+mod world;
