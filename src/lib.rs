@@ -106,7 +106,7 @@
 //! - [`id`]: random UUIDs.
 //! - [`auth`]: constant-time secret comparison.
 //! - [`mod@log`]: one-line logging to standard error, with levels.
-//! - `src/fuzz/` (tests only): property tests over every decoder.
+//! - `src/tests/fuzz/` (tests only): property tests over every decoder.
 //! - `src/main.rs`: the `switchboard` binary; `src/bin/switchboard-bench.rs`:
 //!   the load tool (fan-out, idle, churn, and a baseline server of its own).
 //!
@@ -149,10 +149,10 @@ pub mod signals;
 pub mod store;
 pub mod systemd;
 
-// Property tests over every decoder and the request parser (`cargo test
-// fuzz`); see the README's "Fuzzing and hostile input".
+// Tests of the crate as a whole: the property tests over every decoder
+// and the request parser (`cargo test fuzz`).
 #[cfg(test)]
-mod fuzz;
+mod tests;
 
 pub use config::Config;
 pub use server::{Handle, Server};

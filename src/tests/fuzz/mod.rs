@@ -6,7 +6,7 @@
 //!
 //! `cargo test fuzz` runs them all with proptest's 256 cases per property;
 //! `PROPTEST_CASES=100000 cargo test --lib fuzz` is a long run (see the
-//! README's "Fuzzing and hostile input"). A failing input is shrunk to a
+//! docs/reliability.md "Fuzzing and hostile input"). A failing input is shrunk to a
 //! small one and printed, and its seed is saved under
 //! `proptest-regressions/` so that the next run tries it first.
 //!

@@ -81,7 +81,7 @@ const SERVER_TYPES: &[&str] = &[
     "PRESENCE:UPDATED",
 ];
 
-/// The model of the document and the README's error codes, without
+/// The model of the document and docs/channels.md's error codes, without
 /// [`decode`]: a listener's message is an object with a string `type`
 /// (`INVALID_MESSAGE` if not); ACK needs a `payload` object with a string
 /// `eventID`, PRESENCE:UPDATE (or `presence`) an object `payload` of at

@@ -17,7 +17,7 @@ use crate::dialect::{Dialect, Received, Session, Step};
 use crate::net::rate::Overrun;
 use crate::router::ConnId;
 
-/// The document's messages and the README's actions.
+/// The document's messages and docs/world.md's actions.
 const SEEDS: &[&str] = &[
     r#"["ping", 1501676765]"#,
     r#"["ot", 4953, {"variant": 103, "ops":[{"retain": 5}, {"insert": "foobar"}]}]"#,

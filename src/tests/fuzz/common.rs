@@ -1,6 +1,6 @@
 //! Fuzzing the common dialect: whatever a client sends, it is answered in
 //! the document's ops (a RESPONSE echoing `n` for every REQUEST) or closed
-//! with the code the README gives for what was wrong: 4001, 4002, 1007
+//! with the code docs/common.md gives for what was wrong: 4001, 4002, 1007
 //! (undecodable), 1008 (not for a client to send) or 1003 (binary).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,7 +64,7 @@ const RIGHT_ACKS: &[&str] = &[
     r#"{"op":1,"password":"s3cret","w":null,"n":7}"#,
 ];
 
-/// The model of the document (and the README's close codes for what it
+/// The model of the document (and docs/common.md's close codes for what it
 /// leaves open): the close code for a payload before (or after) a good
 /// HELLO_ACK, `None` if it is accepted. Independent of [`decode`]: every
 /// client payload is an object whose `op` is an integer (1007 if not);
@@ -127,7 +127,7 @@ fn expected(text: &str, acked: bool) -> Option<u16> {
     }
 }
 
-/// The close code the README gives for a payload before (or after) a good
+/// The close code docs/common.md gives for a payload before (or after) a good
 /// HELLO_ACK, or `None` if the payload is accepted.
 fn expected_close(text: &str, acked: bool) -> Option<u16> {
     match (decode(text), acked) {

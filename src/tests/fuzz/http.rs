@@ -98,7 +98,7 @@ fn hostile_head() -> impl Strategy<Value = Vec<u8>> {
 
 /// Everything that reads a parsed head before a WebSocket opens: none of
 /// it may panic, whatever the head holds, and each answer must be one the
-/// request's own text allows (RFC 6455 for the upgrade, the README's
+/// request's own text allows (RFC 6455 for the upgrade, the docs'
 /// endpoints for the routes).
 fn read_everything(request: &Request) -> Result<(), TestCaseError> {
     let path = request.path.as_str();

@@ -1,0 +1,6 @@
+//! Test-only code that tests the crate as a whole rather than one module:
+//! the property tests ("fuzz") over every decoder and the request parser
+//! (`cargo test fuzz`; docs/reliability.md, "Fuzzing and hostile input"). Each
+//! module's own unit tests stay beside it.
+
+mod fuzz;
