@@ -275,7 +275,7 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str, what: &str) -> Result
         .ok_or_else(|| JwtError::Malformed(format!("{what} is not base64url")))?;
     // Header and claims are JSON objects (RFC 7515 §4, RFC 7519 §4); serde
     // would also fill a struct from an array (`["HS256"]`), which no
-    // issuer writes. Found by the fuzz properties (src/fuzz/jwt.rs).
+    // issuer writes. Found by the fuzz properties (src/tests/fuzz/jwt.rs).
     if bytes.trim_ascii_start().first() != Some(&b'{') {
         return Err(JwtError::Malformed(format!("{what} is not a JSON object")));
     }
@@ -462,7 +462,7 @@ mod tests {
     #[test]
     fn header_and_claims_must_be_objects_not_arrays() {
         // serde fills a struct from an array too; a signed token with
-        // `["u1", exp]` as claims once passed (found by src/fuzz/jwt.rs).
+        // `["u1", exp]` as claims once passed (found by src/tests/fuzz/jwt.rs).
         let array_claims = token(json!(["u1", null, NOW + 60]));
         let error = verify(&array_claims, Some(KEY), NOW).unwrap_err();
         assert_eq!(

@@ -191,7 +191,7 @@ impl Writer {
     /// Answers the claims waiting, oldest first, while Redis answers. A
     /// claim Redis cannot answer within [`CLAIM_PATIENCE`] is granted by
     /// this node alone: serving clients matters more than a name unique
-    /// for sure while Redis is away (the README says so).
+    /// for sure while Redis is away (docs/clustering.md says so).
     fn claim_waiting(&mut self) {
         while let Some((conn, claim, deadline)) = self.waiting_claims.front().cloned() {
             let granted = match self.claim(&claim) {

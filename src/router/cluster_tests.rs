@@ -622,7 +622,7 @@ fn world_join(node: &mut Node, conn: u64, user: &str) -> Vec<Delivery> {
     })
 }
 
-/// README: "--world-user-connections (a user's connections to a world are
+/// docs/world.md: "--world-user-connections (a user's connections to a world are
 /// counted per node)". A user with 2 connections on b connecting once on a
 /// must not make a evict b's connections' shadows.
 #[test]

@@ -428,7 +428,7 @@ pub enum Edit {
         offset: i64,
         /// Selection from it (chars, negative to the left).
         selection: i64,
-        /// The revision the client's copy had (an extension: README,
+        /// The revision the client's copy had (an extension: docs/revisions.md,
         /// "Blazing revisions"); `None`: on the text as it is.
         #[serde(default)]
         rev: Option<u64>,

@@ -75,7 +75,7 @@ impl Router {
         }]
     }
 
-    /// The snapshot's JSON (documented in the README, "See it").
+    /// The snapshot's JSON (documented in the docs/demos.md, "See it").
     pub fn status(&self, now: Instant) -> Value {
         // Only reads: the counters belong to the threads that count.
         let count = |get: fn(&Metrics) -> u64| self.metrics.as_deref().map_or(0, get);

@@ -6,7 +6,7 @@
 // so every offset goes through Array.from.
 //
 // Editing model: the classic central-server operational-transformation
-// client (Jupiter, ot.js), on switchboard's revisions (README, "Blazing
+// client (Jupiter, ot.js), on switchboard's revisions (docs/revisions.md, "Blazing
 // revisions"). The server numbers the writes it applies; this page sends
 // each write with the revision its copy had, and the server transforms it
 // against whatever it applied since.

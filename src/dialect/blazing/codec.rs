@@ -60,7 +60,7 @@ struct Envelope {
 struct MovePayload {
     offset: i64,
     selection: i64,
-    /// The client's revision (README, "Blazing revisions").
+    /// The client's revision (docs/revisions.md, "Blazing revisions").
     #[serde(default)]
     rev: Option<u64>,
 }
@@ -70,7 +70,7 @@ struct WritePayload {
     offset: i64,
     selection: i64,
     text: String,
-    /// The client's revision (README, "Blazing revisions").
+    /// The client's revision (docs/revisions.md, "Blazing revisions").
     #[serde(default)]
     rev: Option<u64>,
 }
