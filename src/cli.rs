@@ -162,6 +162,16 @@ const FLAGS: &[Flag] = &[
         name: "listen",
         usage: "ADDR    address to listen on [127.0.0.1:8080]",
         apply: Setter::Value(|c, v| {
+            // Its form is checked now, so that --check-config catches
+            // "8080" (no host) and a start never fails on it. A host name
+            // is resolved only when binding: DNS may not be up yet here.
+            let well_formed = v.parse::<std::net::SocketAddr>().is_ok()
+                || v.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok()
+                });
+            if !well_formed {
+                return Err("HOST:PORT, an address with its port (127.0.0.1:8080, [::1]:8080)");
+            }
             c.listen = v.to_string();
             Ok(())
         }),
@@ -315,7 +325,7 @@ const FLAGS: &[Flag] = &[
             "URL            join a cluster through this Redis (redis://host:port) [none: one node]",
         apply: Setter::Value(|c, v| {
             if !cfg!(feature = "redis") {
-                return Err("this build has no Redis support: build with `--features redis`");
+                return Err("accepted by this build, which has no Redis support (build it with `--features redis`)");
             }
             c.redis = Some(v.into());
             Ok(())
@@ -323,7 +333,7 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         name: "admin-token",
-        usage: "TEXT     bearer token for POST /admin/reload [none: endpoint off]",
+        usage: "TEXT     bearer token for POST /admin/reload and /admin/close-room [none: endpoints off]",
         apply: Setter::Value(|c, v| {
             c.admin_token = Some(v.into());
             Ok(())
@@ -371,7 +381,7 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         name: "max-connections",
-        usage: "N      open WebSocket connections before upgrades get 503 [10000]",
+        usage: "N      open WebSocket connections before upgrades get 503 [10000, or what the machine allows]",
         apply: Setter::Value(|c, v| {
             c.max_connections = positive(v)?;
             Ok(())
@@ -728,13 +738,50 @@ pub fn usage() -> String {
          usage: switchboard [FLAGS]\n\nflags (each also SWITCHBOARD_<FLAG> in the environment,\n\
          and <flag> = VALUE in the --config file):\n",
     );
-    for flag in FLAGS {
-        text.push_str(&format!("  --{} {}\n", flag.name, flag.usage));
+    // `--name ARG` in one column, what it does in the next.
+    let mut rows: Vec<(String, &str)> = FLAGS
+        .iter()
+        .map(|flag| {
+            let (arg, what) = split_usage(flag.usage);
+            let head = match arg {
+                "" => format!("--{}", flag.name),
+                arg => format!("--{} {arg}", flag.name),
+            };
+            (head, what)
+        })
+        .collect();
+    rows.push(("--help".into(), "print this text"));
+    rows.push(("--version".into(), "print the version"));
+    let width = rows.iter().map(|(head, _)| head.len()).max().unwrap_or(0);
+    for (head, what) in rows {
+        text.push_str(&format!("  {head:<width$}  {what}\n"));
     }
-    text.push_str(
-        "  --help                 print this text\n  --version              print the version\n",
-    );
+    text.push_str("\nendpoints:\n");
+    let endpoints = crate::net::endpoints::ENDPOINTS;
+    let width = endpoints
+        .iter()
+        .map(|e| e.request_line().len())
+        .max()
+        .unwrap_or(0);
+    for endpoint in endpoints {
+        let line = endpoint.request_line();
+        text.push_str(&format!("  {line:<width$}  {}\n", endpoint.what));
+    }
     text
+}
+
+/// A flag's usage text split into its argument (`N`, `TEXT`; empty for a
+/// switch) and what the flag does.
+fn split_usage(usage: &str) -> (&str, &str) {
+    match usage.split_once(' ') {
+        Some((arg, what)) if !arg.is_empty() => (arg, what.trim_start()),
+        _ => ("", usage.trim_start()),
+    }
+}
+
+/// Every flag's name, for tests and tools that check the help is whole.
+pub fn flag_names() -> impl Iterator<Item = &'static str> {
+    FLAGS.iter().map(|flag| flag.name)
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@
 //! - [`net`]: sockets and bytes.
 //!   - [`net::http`]: request heads under a deadline; responses.
 //!   - [`net::route`]: which endpoint a request is for.
+//!   - [`net::endpoints`]: the one list of endpoints, printed everywhere.
 //!   - [`net::pages`]: the embedded pages: status (`src/web/status.*`),
 //!     and the demos (`src/web/editor.*`, `src/web/channels.*`).
 //!   - [`net::upgrade`]: the WebSocket opening handshake.

@@ -1,50 +1,30 @@
-//! Log lines on standard error: one line per event, each with its level.
+//! Logging: the `log` crate's facade, and switchboard's own small backend
+//! that writes one line per record on standard error.
+//!
+//! Every module logs through the facade (`log::info!(…)` after `use
+//! crate::log;`), so an embedder can install any logger it likes; the
+//! binary installs [`Backend`] ([`install`]). Records of other crates
+//! (tungstenite's) pass through the same backend, named by their target.
 //!
 //! Under systemd the journal adds the time and the program's name, and
 //! reads a line's level from a `<N>` syslog prefix, so that `journalctl -p
-//! warning` works; anywhere else a line reads `switchboard: warn: …`.
-//! The level is process-wide and atomic, so that a reload can change it
-//! while connections are logging.
+//! warning` works; anywhere else a line reads
+//! `2026-12-03T06:50:01.123Z switchboard: warn: …`, with an RFC 3339 UTC
+//! time. Fields that identify a connection are written `key=value`
+//! (`conn=17 peer=127.0.0.1:50412 dialect=channels`), never a secret. The
+//! level is process-wide and atomic, so that a reload can change it while
+//! connections are logging.
 
 use std::fmt;
+use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Writes one `error` line: something failed that an operator must see.
-#[macro_export]
-macro_rules! error {
-    ($($arg:tt)*) => {
-        $crate::log::write($crate::log::Level::Error, format_args!($($arg)*))
-    };
-}
-
-/// Writes one `warn` line: the server goes on, but not as configured.
-#[macro_export]
-macro_rules! warn {
-    ($($arg:tt)*) => {
-        $crate::log::write($crate::log::Level::Warn, format_args!($($arg)*))
-    };
-}
-
-/// Writes one `info` line: a connection came or went.
-#[macro_export]
-macro_rules! info {
-    ($($arg:tt)*) => {
-        $crate::log::write($crate::log::Level::Info, format_args!($($arg)*))
-    };
-}
-
-/// Writes one `debug` line: detail for chasing a problem.
-#[macro_export]
-macro_rules! debug {
-    ($($arg:tt)*) => {
-        $crate::log::write($crate::log::Level::Debug, format_args!($($arg)*))
-    };
-}
-
-// So that call sites read `log::info!(…)` after `use crate::log;`.
+// So that call sites read `log::info!(…)` after `use crate::log;`: the
+// facade's own macros.
 #[doc(no_inline)]
-pub use crate::{debug, error, info, warn};
+pub use ::log::{debug, error, info, warn};
 
 /// How much is logged: each level includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -104,6 +84,28 @@ impl Level {
         }
     }
 
+    /// The nearest of switchboard's levels to one of the facade's (`trace`
+    /// is `debug`).
+    fn of(level: ::log::Level) -> Level {
+        match level {
+            ::log::Level::Error => Level::Error,
+            ::log::Level::Warn => Level::Warn,
+            ::log::Level::Info => Level::Info,
+            ::log::Level::Debug | ::log::Level::Trace => Level::Debug,
+        }
+    }
+
+    /// The facade's filter that lets exactly this level and those before
+    /// it through.
+    fn filter(self) -> ::log::LevelFilter {
+        match self {
+            Level::Error => ::log::LevelFilter::Error,
+            Level::Warn => ::log::LevelFilter::Warn,
+            Level::Info => ::log::LevelFilter::Info,
+            Level::Debug => ::log::LevelFilter::Debug,
+        }
+    }
+
     /// The syslog priority journald reads from a `<N>` prefix.
     fn syslog_priority(self) -> u8 {
         match self {
@@ -123,9 +125,11 @@ impl fmt::Display for Level {
 
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 
-/// Sets the most detailed level written from now on, for every thread.
+/// Sets the most detailed level written from now on, for every thread
+/// (and the facade's filter, so that disabled records cost nothing).
 pub fn set_level(level: Level) {
     LEVEL.store(level as u8, Ordering::Relaxed);
+    ::log::set_max_level(level.filter());
 }
 
 /// The most detailed level written.
@@ -140,11 +144,46 @@ pub fn enabled(level: Level) -> bool {
     level <= self::level()
 }
 
-/// Writes one line of `level`, if that level is enabled; what the level
-/// macros call.
-pub fn write(level: Level, message: fmt::Arguments<'_>) {
-    if enabled(level) {
-        eprintln!("{}", Line::new(destination(), level, message));
+/// switchboard's logger: one line per record on standard error, at the
+/// level [`set_level`] last set.
+#[derive(Debug)]
+pub struct Backend;
+
+static BACKEND: Backend = Backend;
+
+/// Makes [`Backend`] the process's logger (the binary does; an embedder
+/// may install its own instead). Does nothing if a logger is already set.
+pub fn install() {
+    if ::log::set_logger(&BACKEND).is_ok() {
+        ::log::set_max_level(level().filter());
+    }
+}
+
+impl ::log::Log for Backend {
+    fn enabled(&self, metadata: &::log::Metadata<'_>) -> bool {
+        enabled(Level::of(metadata.level()))
+    }
+
+    fn log(&self, record: &::log::Record<'_>) {
+        let level = Level::of(record.level());
+        if !enabled(level) {
+            return;
+        }
+        // Other crates' records say whose they are.
+        let ours = record.target().starts_with("switchboard");
+        let line = Line {
+            destination: destination(),
+            time: SystemTime::now(),
+            level,
+            target: (!ours).then(|| record.target()),
+            message: *record.args(),
+        };
+        // A closed standard error is no reason to stop serving.
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+
+    fn flush(&self) {
+        let _ = std::io::stderr().flush();
     }
 }
 
@@ -199,29 +238,63 @@ fn stderr_identity() -> Option<(u64, u64)> {
 /// One log line, as written.
 struct Line<'a> {
     destination: Destination,
+    time: SystemTime,
     level: Level,
+    /// Another crate's records name it (`tungstenite::protocol`).
+    target: Option<&'a str>,
     message: fmt::Arguments<'a>,
-}
-
-impl<'a> Line<'a> {
-    fn new(destination: Destination, level: Level, message: fmt::Arguments<'a>) -> Line<'a> {
-        Line {
-            destination,
-            level,
-            message,
-        }
-    }
 }
 
 impl fmt::Display for Line<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.destination {
-            Destination::Journal => {
-                write!(f, "<{}>{}", self.level.syslog_priority(), self.message)
+            Destination::Journal => write!(f, "<{}>", self.level.syslog_priority())?,
+            Destination::Plain => {
+                write!(f, "{} switchboard: {}: ", Rfc3339(self.time), self.level)?
             }
-            Destination::Plain => write!(f, "switchboard: {}: {}", self.level, self.message),
         }
+        if let Some(target) = self.target {
+            write!(f, "{target}: ")?;
+        }
+        write!(f, "{}", self.message)
     }
+}
+
+/// A time as RFC 3339 in UTC, to the millisecond:
+/// `2026-12-03T06:50:01.123Z`.
+struct Rfc3339(SystemTime);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let seconds = since.as_secs();
+        let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+        let of_day = seconds % 86_400;
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            of_day / 3600,
+            of_day / 60 % 60,
+            of_day % 60,
+            since.subsec_millis()
+        )
+    }
+}
+
+/// The proleptic Gregorian date of a count of days since 1970-01-01
+/// (Howard Hinnant's `civil_from_days`), so that no date crate is needed.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]
@@ -257,22 +330,69 @@ mod tests {
         assert_eq!(Level::from_rust_log("loud"), None);
     }
 
+    fn line(destination: Destination, level: Level, target: Option<&str>) -> String {
+        let time = UNIX_EPOCH + std::time::Duration::from_millis(1_764_744_601_123);
+        Line {
+            destination,
+            time,
+            level,
+            target,
+            message: format_args!("x"),
+        }
+        .to_string()
+    }
+
     #[test]
     fn a_line_shows_its_level_as_its_destination_reads_it() {
-        let line =
-            |destination, level| Line::new(destination, level, format_args!("x")).to_string();
         assert_eq!(
-            line(Destination::Plain, Level::Warn),
-            "switchboard: warn: x"
+            line(Destination::Plain, Level::Warn, None),
+            "2025-12-03T06:50:01.123Z switchboard: warn: x"
         );
         assert_eq!(
-            line(Destination::Plain, Level::Info),
-            "switchboard: info: x"
+            line(
+                Destination::Plain,
+                Level::Info,
+                Some("tungstenite::protocol")
+            ),
+            "2025-12-03T06:50:01.123Z switchboard: info: tungstenite::protocol: x"
         );
+        let line = |destination, level| line(destination, level, None);
         assert_eq!(line(Destination::Journal, Level::Error), "<3>x");
         assert_eq!(line(Destination::Journal, Level::Warn), "<4>x");
         assert_eq!(line(Destination::Journal, Level::Info), "<6>x");
         assert_eq!(line(Destination::Journal, Level::Debug), "<7>x");
+    }
+
+    #[test]
+    fn times_are_rfc_3339_in_utc() {
+        let at = |seconds: u64| {
+            Rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(seconds)).to_string()
+        };
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59.000Z");
+        assert_eq!(at(1_798_761_600), "2027-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn records_go_through_the_facade_to_the_backend() {
+        // The facade's filter follows the level; the backend's `enabled`
+        // agrees with it.
+        use ::log::Log;
+        set_level(Level::Warn);
+        let metadata = |level| {
+            ::log::Metadata::builder()
+                .level(level)
+                .target("switchboard")
+                .build()
+        };
+        assert!(Backend.enabled(&metadata(::log::Level::Warn)));
+        assert!(!Backend.enabled(&metadata(::log::Level::Info)));
+        assert_eq!(::log::max_level(), ::log::LevelFilter::Warn);
+        set_level(Level::Debug);
+        assert!(Backend.enabled(&metadata(::log::Level::Trace)));
+        assert_eq!(::log::max_level(), ::log::LevelFilter::Debug);
+        set_level(Level::Info);
     }
 
     #[test]

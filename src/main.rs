@@ -1,7 +1,7 @@
 //! The `switchboard` binary: settings in, server run (or settings checked),
 //! errors out.
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use switchboard::cli::{self, Invocation};
@@ -9,26 +9,23 @@ use switchboard::systemd::{self, Notifier};
 use switchboard::{signals, Config, Server};
 
 fn main() -> ExitCode {
+    switchboard::log::install();
     let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let config = match cli::parse(args.clone(), env) {
         Ok(Invocation::Run(config)) => config,
-        Ok(Invocation::Help) => {
-            print!("{}", cli::usage());
-            return ExitCode::SUCCESS;
-        }
+        Ok(Invocation::Help) => return print(&cli::usage()),
         Ok(Invocation::Version) => {
-            println!("switchboard {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+            return print(&format!("switchboard {}\n", env!("CARGO_PKG_VERSION")))
         }
         Ok(Invocation::CheckConfig(config)) => {
-            println!("configuration OK");
+            let mut text = String::from("configuration OK\n");
             for (name, value) in config.settings() {
-                println!("{name} = {value}");
+                text += &format!("{name} = {value}\n");
             }
-            return ExitCode::SUCCESS;
+            return print(&text);
         }
         Err(error) => {
             eprintln!("switchboard: {error} (see --help)");
@@ -46,6 +43,14 @@ fn main() -> ExitCode {
 
 /// Serves until SIGTERM or SIGINT, on systemd's socket if it passed one.
 fn serve(config: Config, args: Vec<String>) -> io::Result<()> {
+    // Checked before the banner says the server is listening.
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        let dir = config.data_dir.display();
+        io::Error::new(
+            e.kind(),
+            format!("cannot use the data directory {dir} (--data-dir): {e}"),
+        )
+    })?;
     let server = match systemd::activated_listener()? {
         Some(listener) => Server::from_listener(listener, config),
         None => Server::bind(config)?,
@@ -66,11 +71,26 @@ fn serve(config: Config, args: Vec<String>) -> io::Result<()> {
             Err(error) => Err(error.to_string()),
         }
     })?;
-    println!("switchboard {} listening:", env!("CARGO_PKG_VERSION"));
+    let mut banner = format!("switchboard {} listening:\n", env!("CARGO_PKG_VERSION"));
     for endpoint in server.endpoints()? {
-        println!("  {endpoint}");
+        banner += &format!("  {endpoint}\n");
     }
+    // Nobody reading standard output is no reason not to serve.
+    let _ = io::stdout().lock().write_all(banner.as_bytes());
     server.run()
+}
+
+/// Prints `text` on standard output. A reader that stops early (`| head`)
+/// is not an error: the rest is simply not wanted.
+fn print(text: &str) -> ExitCode {
+    match io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard: cannot write to standard output: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn env(name: &str) -> Option<String> {

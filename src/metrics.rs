@@ -350,7 +350,7 @@ impl Metrics {
     /// router's queue depth (`queued`) and the process's memory and threads.
     pub fn render(&self, queued: usize) -> String {
         let mut text = String::new();
-        let scalars: [(&str, &str, &str, u64); 17] = [
+        let scalars: [(&str, &str, &str, u64); 12] = [
             (
                 "switchboard_connections_open",
                 "gauge",
@@ -364,46 +364,16 @@ impl Metrics {
                 self.connections_total.get(),
             ),
             (
-                "switchboard_connections_refused_total",
-                "counter",
-                "Upgrades refused at the connection cap",
-                self.failures(HandshakeFailure::AtCapacity),
-            ),
-            (
                 "switchboard_handshakes_open",
                 "gauge",
                 "Sockets in their HTTP exchange now",
                 self.handshakes_open.get(),
             ),
             (
-                "switchboard_handshakes_refused_total",
-                "counter",
-                "Sockets refused at the handshake cap",
-                self.failures(HandshakeFailure::Busy),
-            ),
-            (
-                "switchboard_handshake_timeouts_total",
-                "counter",
-                "Sockets cut off at the handshake deadline",
-                self.failures(HandshakeFailure::Timeout),
-            ),
-            (
-                "switchboard_messages_in_total",
-                "counter",
-                "Messages received from clients",
-                self.messages_received.total(),
-            ),
-            (
                 "switchboard_emits_total",
                 "counter",
                 "HTTP emits received",
                 self.emits.get(),
-            ),
-            (
-                "switchboard_frames_out_total",
-                "counter",
-                "Frames queued for clients by the router",
-                self.messages_sent.total(),
             ),
             (
                 "switchboard_slow_consumer_disconnects_total",
@@ -479,13 +449,13 @@ impl Metrics {
             (
                 "switchboard_messages_sent_total",
                 "counter",
-                "Frames queued for clients, by dialect",
+                "Messages sent to clients (each a frame queued for its writer), by dialect",
                 &self.messages_sent,
             ),
             (
                 "switchboard_bytes_sent_total",
                 "counter",
-                "Frame bytes queued for clients, by dialect",
+                "Bytes of the messages sent to clients (whole frames), by dialect",
                 &self.bytes_sent,
             ),
         ];
@@ -524,6 +494,39 @@ impl Metrics {
             "Threads of the process",
             process.threads,
         );
+        // One file descriptor per connection: open fds against the limit
+        // is the capacity signal.
+        scalar(
+            &mut text,
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors",
+            process.open_fds,
+        );
+        scalar(
+            &mut text,
+            "process_max_fds",
+            "gauge",
+            "The open-file limit (soft)",
+            process.max_fds,
+        );
+        let _ = write!(
+            text,
+            "# HELP process_cpu_seconds_total CPU time used, user and system\n\
+             # TYPE process_cpu_seconds_total counter\n\
+             process_cpu_seconds_total {:.2}\n\
+             # HELP process_start_time_seconds When the process started, in seconds since the Unix epoch\n\
+             # TYPE process_start_time_seconds gauge\n\
+             process_start_time_seconds {:.2}\n",
+            process.cpu_seconds, process.start_time
+        );
+        let _ = write!(
+            text,
+            "# HELP switchboard_build_info The running build (always 1)\n\
+             # TYPE switchboard_build_info gauge\n\
+             switchboard_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
         text
     }
 }
@@ -550,12 +553,20 @@ fn labelled(
     }
 }
 
-/// The process's resident memory and thread count, from /proc/self/status
-/// (zero where there is no /proc).
+/// What /proc says of this process (zeros where there is no /proc).
 struct Process {
     rss_bytes: u64,
     threads: u64,
+    open_fds: u64,
+    max_fds: u64,
+    cpu_seconds: f64,
+    start_time: f64,
 }
+
+/// Clock ticks per second in /proc's times: USER_HZ, 100 on every Linux
+/// architecture switchboard builds for (sysconf would need libc for a
+/// constant).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 impl Process {
     fn read() -> Process {
@@ -568,11 +579,53 @@ impl Process {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0)
         };
+        let (cpu_ticks, start_ticks) = stat_times();
         Process {
             rss_bytes: field("VmRSS:") * 1024,
             threads: field("Threads:"),
+            open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count() as u64),
+            max_fds: max_open_files(),
+            cpu_seconds: cpu_ticks as f64 / TICKS_PER_SECOND,
+            start_time: boot_time() as f64 + start_ticks as f64 / TICKS_PER_SECOND,
         }
     }
+}
+
+/// User plus system ticks, and the start in ticks since boot, from
+/// /proc/self/stat (fields 14, 15 and 22; the name in field 2 may hold
+/// spaces, so counting starts after its closing parenthesis).
+fn stat_times() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // Field 3 is the first after the name.
+    let field = |n: usize| -> u64 {
+        after_name
+            .split_whitespace()
+            .nth(n - 3)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field(14) + field(15), field(22))
+}
+
+/// The boot time in seconds since the epoch (`btime` in /proc/stat).
+fn boot_time() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .find_map(|line| line.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The soft open-file limit, from /proc/self/limits.
+fn max_open_files() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -605,6 +658,28 @@ mod tests {
         assert!(text.contains("switchboard_dialect_connections{dialect=\"world\"} 1\n"));
         assert!(text.contains("switchboard_handshake_failures_total{reason=\"not_found\"} 1\n"));
         assert!(text.contains("switchboard_router_queue_depth 3\n"));
+        assert!(text.contains("switchboard_build_info{version=\""));
+        if cfg!(target_os = "linux") {
+            let value = |name: &str| -> f64 {
+                let prefix = format!("{name} ");
+                let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap();
+                line[prefix.len()..].parse().unwrap()
+            };
+            assert!(value("process_open_fds") >= 3.0, "{text}");
+            assert!(
+                value("process_max_fds") >= value("process_open_fds"),
+                "{text}"
+            );
+            let started = value("process_start_time_seconds");
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            assert!(
+                started > now - 86_400.0 && started <= now + 1.0,
+                "{started} {now}"
+            );
+        }
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let family = line.split(['{', ' ']).next().unwrap();
             let family = family

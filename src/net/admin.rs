@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::log;
+
 use super::http::{Request, Response};
 use super::Shared;
 use crate::auth::secrets_match;
@@ -28,6 +30,13 @@ pub enum Action {
 /// n being how many clients were told.
 pub(crate) fn answer(action: Action, request: &Request, shared: &Shared) -> Response {
     if let Err(refusal) = authorize(request, shared) {
+        // Refusals of the operator's endpoints are worth an operator's look.
+        log::info!(
+            "admin: {} {} refused: status={}",
+            request.method,
+            request.path,
+            refusal.status
+        );
         return refusal;
     }
     let param = |name: &str| request.query_param(name);
@@ -59,6 +68,12 @@ pub(crate) fn answer(action: Action, request: &Request, shared: &Shared) -> Resp
     }
     match told.recv_timeout(ROUTER_WAIT) {
         Ok(count) => {
+            log::info!(
+                "admin: {} {}={} told={count}",
+                request.path,
+                subject.0,
+                subject.1.as_deref().unwrap_or("(all)")
+            );
             let mut body = serde_json::Map::new();
             body.insert(subject.0.to_string(), json!(subject.1));
             body.insert("told".to_string(), json!(count));

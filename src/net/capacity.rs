@@ -75,6 +75,32 @@ pub fn shortfalls(wanted: usize) -> Vec<Shortfall> {
     found
 }
 
+/// Fits `--max-connections` to the machine. The default (10,000) is lowered
+/// to what the lowest limit allows, quietly but for an info line: a default
+/// should fit the machine it runs on. A value the operator asked for is
+/// kept, with a warning per limit that stops it short. Called at start and
+/// on every reload, whose new settings come with the default again.
+pub fn fit(config: &mut crate::Config) {
+    let asked = config.max_connections;
+    let short = shortfalls(asked);
+    let default = crate::Config::default().max_connections;
+    match short.first() {
+        None => {}
+        Some(lowest) if asked == default => {
+            config.max_connections = lowest.connections.max(1) as usize;
+            crate::log::info!(
+                "max-connections = {} (the default {default} is more than {lowest})",
+                config.max_connections
+            );
+        }
+        Some(_) => {
+            for shortfall in short {
+                crate::log::warn!("--max-connections is {asked}, but {shortfall}");
+            }
+        }
+    }
+}
+
 /// What to tell an operator when a thread cannot be started.
 pub fn thread_hint() -> &'static str {
     "threads are limited by RLIMIT_NPROC, the service's TasksMax (cgroup pids.max), \

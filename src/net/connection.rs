@@ -132,7 +132,7 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
     if let Err(origin) = config.allowed_origins.check(&request) {
         shared.metrics.access_denied("http", "origin");
         log::info!(
-            "{peer}: {} refused: origin {origin} is not allowed",
+            "peer={peer} path={} reason=origin: refused: origin {origin} is not allowed",
             request.path
         );
         let why = format!("origin {origin} is not allowed here (--allowed-origins)");
@@ -140,11 +140,23 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
         return respond(&stream, &refusal, http);
     }
     drop(config);
-    let response = match route::route(&request) {
+    // The path only: a query may carry a token.
+    log::debug!(
+        "peer={peer} request=\"{} {}\"",
+        request.method,
+        request.path
+    );
+    let route = route::route(&request);
+    if let Some(allowed) = wrong_method(&route, &request.method) {
+        let refusal = Response::text(405, format!("{} takes {allowed} only\n", request.path))
+            .with_header("Allow", allowed);
+        return respond(&stream, &refusal, http);
+    }
+    let response = match route {
         Route::Health => health(shared),
         Route::Metrics => Response::text(200, shared.metrics.render(shared.router.len()))
             .with_header("Content-Type", "text/plain; version=0.0.4"),
-        Route::Index => Response::text(200, index()),
+        Route::Index => Response::text(200, super::endpoints::list()),
         Route::Page(asset) => asset.response(),
         Route::DemoToken => crate::demo::answer(&request, &shared.config()),
         Route::NotFound => {
@@ -162,6 +174,11 @@ fn serve(stream: TcpStream, shared: &Arc<Shared>, http: Slot) {
             }
         }
     };
+    let response = Response {
+        head_only: request.method == "HEAD",
+        ..response
+    };
+    log::debug!("peer={peer} status={}", response.status);
     respond(&stream, &response, http);
 }
 
@@ -175,7 +192,9 @@ fn refuse_unreadable(
     let response = match error {
         ReadError::TimedOut => {
             metrics.handshake_failed(HandshakeFailure::Timeout);
-            log::debug!("{peer}: no complete request before the handshake deadline");
+            log::debug!(
+                "peer={peer} reason=timeout: no complete request before the handshake deadline"
+            );
             Response::text(408, "request not complete before the deadline\n")
         }
         ReadError::TooLarge => {
@@ -189,6 +208,17 @@ fn refuse_unreadable(
         ReadError::Closed | ReadError::Io(_) => return,
     };
     respond(stream, &response, http);
+}
+
+/// The methods `route` takes, when `method` is not one of them. Pages and
+/// reports are read with GET (HEAD too, as HTTP requires); the admin and
+/// emit endpoints check their own methods.
+fn wrong_method(route: &Route, method: &str) -> Option<&'static str> {
+    let read_only = matches!(
+        route,
+        Route::Health | Route::Metrics | Route::Index | Route::Page(_) | Route::DemoToken
+    );
+    (read_only && method != "GET" && method != "HEAD").then_some("GET, HEAD")
 }
 
 /// Writes a plain HTTP response and ends the connection. The exchange is
@@ -249,29 +279,6 @@ const LINGER: Duration = Duration::from_secs(1);
 /// How much it may send meanwhile.
 const LINGER_BYTES: usize = 64 * 1024;
 
-fn index() -> String {
-    [
-        "switchboard",
-        "",
-        "endpoints:",
-        "  GET /                      live status page (browsers; this list otherwise)",
-        "  GET /endpoints             this list",
-        "  GET /$sys/listen           status snapshots every second (channels, read-only)",
-        "  GET /demo/editor           demo: a shared text editor (blazing; needs --demo)",
-        "  GET /demo/channels         demo: listen, presence and emits (channels)",
-        "  GET /demo/token            demo: a token for anyone (only with --demo)",
-        "  GET /ws/concierge          concierge (also /ws, or any path with subprotocol ert-concierge)",
-        "  GET /<channel>/listen      channels listener (WebSocket)",
-        "  GET|POST /<channel>/emit   channels publish (HTTP)",
-        "  GET /ws/blazing            blazing (headers, or ?token=JWT&computer=ID; also /computer/ID)",
-        "  GET /ws/echo               echo",
-        "  GET /healthz               liveness",
-        "  GET /metrics               Prometheus metrics",
-        "",
-    ]
-    .join("\n")
-}
-
 /// Completes the handshake and serves the WebSocket. On refusal, hands the
 /// stream and its HTTP slot back with the HTTP answer to send.
 fn upgrade(
@@ -299,7 +306,10 @@ fn upgrade(
             shared
                 .metrics
                 .access_denied(dialect.name(), refusal.label());
-            log::info!("{peer} {dialect}: {} refused: {refusal}", request.path);
+            log::info!(
+                "peer={peer} dialect={dialect} path={}: refused: {refusal}",
+                request.path
+            );
             let body = serde_json::json!({"error": refusal.to_string(), "code": refusal.code()});
             return Err((stream, Response::json(refusal.status(), &body), http));
         }
@@ -335,7 +345,10 @@ fn upgrade(
     drop(http); // a WebSocket now, counted by `places`
     shared.metrics.connections_total.increment();
     let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
-    log::info!("{conn} {dialect}: connected from {peer}");
+    log::info!(
+        "conn={} dialect={dialect}: connected from peer={peer}",
+        conn.0
+    );
     let open = shared.metrics.connections.of(dialect);
     open.increment();
     let ending = run(
@@ -347,7 +360,7 @@ fn upgrade(
         Arc::new(places),
     );
     open.decrement();
-    log::info!("{conn} {dialect}: disconnected: {ending}");
+    log::info!("conn={} dialect={dialect}: disconnected: {ending}", conn.0);
     Ok(())
 }
 
@@ -406,7 +419,7 @@ impl Peer {
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.forwarded, self.socket) {
-            (Some(client), Some(proxy)) => write!(f, "{client} (via {proxy})"),
+            (Some(client), Some(proxy)) => write!(f, "{client} via={proxy}"),
             (_, Some(addr)) => write!(f, "{addr}"),
             (_, None) => f.write_str("?"),
         }

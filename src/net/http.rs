@@ -289,6 +289,8 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// An answer to HEAD: the head a GET would get, without the body.
+    pub head_only: bool,
 }
 
 impl Response {
@@ -298,6 +300,7 @@ impl Response {
             status,
             headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
             body: body.into().into_bytes(),
+            head_only: false,
         }
     }
 
@@ -307,27 +310,39 @@ impl Response {
             status,
             headers: vec![("Content-Type", "application/json".into())],
             body: format!("{body}\n").into_bytes(),
+            head_only: false,
         }
     }
 
-    /// Adds a header.
+    /// Sets a header, replacing any of the same name: a response never
+    /// carries one header twice.
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self.headers.push((name, value.into()));
         self
     }
 
-    /// Writes the response, head and body, in one go.
+    /// Writes the response, head and body, in one go. `Connection` always
+    /// says `close` (there is no keep-alive), joined to what the response
+    /// set (`upgrade`, on a 426) rather than sent twice.
     pub fn write_to(&self, mut out: impl Write) -> io::Result<()> {
         let mut bytes = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        let mut connection = String::from("close");
         for (name, value) in &self.headers {
+            if name.eq_ignore_ascii_case("connection") {
+                connection = format!("{value}, close");
+                continue;
+            }
             bytes.push_str(&format!("{name}: {value}\r\n"));
         }
         bytes.push_str(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            "Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
             self.body.len()
         ));
         let mut bytes = bytes.into_bytes();
-        bytes.extend_from_slice(&self.body);
+        if !self.head_only {
+            bytes.extend_from_slice(&self.body);
+        }
         out.write_all(&bytes)?;
         out.flush()
     }

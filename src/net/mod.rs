@@ -7,6 +7,7 @@
 //! - [`pages`] serves the embedded status and demo pages and their assets,
 //! - [`upgrade`] answers the WebSocket handshake,
 //! - [`connection`] runs a socket's reader and writer threads,
+//! - [`endpoints`] is the one list of endpoints (`GET /`, the banner, `--help`),
 //! - [`per_ip`] counts each peer address's connections against its cap,
 //! - [`rate`] is the token bucket behind the message rate limit,
 //! - [`outbox`] is the bounded queue between the router and a writer,
@@ -16,6 +17,7 @@
 pub(crate) mod admin;
 pub mod capacity;
 pub mod connection;
+pub mod endpoints;
 pub mod forwarded;
 pub mod frame;
 pub mod http;

@@ -72,6 +72,7 @@ impl Asset {
                 ("Cache-Control", "no-cache".into()),
             ],
             body: body.as_bytes().to_vec(),
+            head_only: false,
         }
     }
 }

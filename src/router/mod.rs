@@ -496,7 +496,11 @@ impl Router {
         if let Some(metrics) = &self.metrics {
             metrics.access_denied(dialect, denial.label());
         }
-        crate::log::info!("{conn} {dialect}: may not {access} {topic:?}: {denial}");
+        crate::log::info!(
+            "conn={} dialect={dialect} reason={}: may not {access} {topic:?}: {denial}",
+            conn.0,
+            denial.label()
+        );
     }
 
     /// [`Router::may`] as a request's refusal.

@@ -250,7 +250,7 @@ fn deliver(
 /// if it has any, then the close frame. A client too slow to read gets only
 /// the close frame, in place of everything still queued.
 fn say_goodbye(router: &Router, conn: ConnId, peer: &Peer, why: &Disconnect, close: Option<Frame>) {
-    log::info!("{conn} {}: closing: {why}", peer.dialect);
+    log::info!("conn={} dialect={}: closing: {why}", conn.0, peer.dialect);
     let close = close.unwrap_or_else(|| generic_close(why));
     if let Disconnect::TooSlow = why {
         peer.outbox.abort(close);

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::demo;
 use crate::log;
 use crate::metrics::Metrics;
+use crate::net::endpoints::ENDPOINTS;
 use crate::net::{capacity, Shared};
 use crate::router::thread::Watchdog;
 use crate::router::{self, Command, Router, Settings};
@@ -53,7 +54,12 @@ pub struct Server {
 impl Server {
     /// Binds `config.listen`.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let listener = TcpListener::bind(&config.listen)?;
+        let listener = TcpListener::bind(&config.listen).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} (--listen): {e}", config.listen),
+            )
+        })?;
         Ok(Server::from_listener(listener, config))
     }
 
@@ -94,28 +100,26 @@ impl Server {
     /// The endpoints, as URLs, for printing at start.
     pub fn endpoints(&self) -> io::Result<Vec<String>> {
         let addr = self.local_addr()?;
-        Ok(vec![
-            format!(
-                "ws://{addr}/ws/concierge  (concierge; or any path with subprotocol ert-concierge)"
-            ),
-            format!("ws://{addr}/<channel>/listen  (channels listener)"),
-            format!("http://{addr}/<channel>/emit  (channels publish: GET or POST)"),
-            format!("ws://{addr}/ws/common     (common)"),
-            format!(
-                "ws://{addr}/ws/world/<world>  (world; worlds: {})",
-                self.config.worlds.join(", ")
-            ),
-            format!(
-                "ws://{addr}/ws/blazing    (blazing; documents in {})",
-                self.config.data_dir.display()
-            ),
-            format!("ws://{addr}/ws/echo       (echo)"),
-            format!("http://{addr}/healthz     (liveness)"),
-            format!("http://{addr}/metrics     (Prometheus metrics)"),
-            format!("http://{addr}/            (status page, in a browser)"),
-            format!("http://{addr}/demo/editor  (demo: shared editor; needs --demo)"),
-            format!("http://{addr}/demo/channels  (demo: channels)"),
-        ])
+        let width = ENDPOINTS
+            .iter()
+            .map(|e| e.url(addr).len())
+            .max()
+            .unwrap_or(0);
+        Ok(ENDPOINTS
+            .iter()
+            .map(|endpoint| {
+                let what = match endpoint.path {
+                    "/ws/world/<world>" => format!("world: {}", self.config.worlds.join(", ")),
+                    "/ws/blazing" => format!(
+                        "{}; documents in {}",
+                        endpoint.what,
+                        self.config.data_dir.display()
+                    ),
+                    _ => endpoint.what.to_string(),
+                };
+                format!("{:<width$}  {what}", endpoint.url(addr))
+            })
+            .collect())
     }
 
     /// A handle that stops or reconfigures this server once it runs
@@ -152,15 +156,16 @@ impl Server {
         let demo_key = demo::process_key().map_err(io::Error::other)?;
         warn_open(&config);
         warn_demo(&mut config, &demo_key);
-        for shortfall in capacity::shortfalls(config.max_connections) {
-            log::warn!(
-                "--max-connections is {}, but {shortfall}",
-                config.max_connections
-            );
-        }
+        capacity::fit(&mut config);
         let metrics = Arc::new(Metrics::default());
         let (commands, inbox) = crossbeam_channel::bounded(COMMAND_QUEUE);
-        let store = Store::start(config.data_dir.clone(), commands.clone())?;
+        let store = Store::start(config.data_dir.clone(), commands.clone()).map_err(|e| {
+            let dir = config.data_dir.display();
+            io::Error::new(
+                e.kind(),
+                format!("cannot use the data directory {dir} (--data-dir): {e}"),
+            )
+        })?;
         let mut router = Router::new(settings(&config))
             .with_policy(config.policy())
             .with_store(store)
@@ -187,7 +192,15 @@ impl Server {
         notify(&notifier, "READY=1");
         // `_keep_open` is a sender of our own: without it, dropping every
         // `Handle` would read as a shutdown request.
-        for request in &requests {
+        loop {
+            let request = match requests.recv_timeout(STATUS_EVERY) {
+                Ok(request) => request,
+                Err(RecvTimeoutError::Timeout) => {
+                    notify(&notifier, &status(&shared.metrics));
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             match request {
                 Control::Reload(mut new) => {
                     notify(&notifier, "RELOADING=1");
@@ -268,6 +281,18 @@ fn warn_open(config: &Config) {
             config.listen
         );
     }
+}
+
+/// How often `systemctl status` is told how busy the server is.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// The `STATUS=` line `systemctl status` shows.
+fn status(metrics: &Metrics) -> String {
+    format!(
+        "STATUS={} connections, {} topics",
+        metrics.connections_open.get(),
+        metrics.topics.get()
+    )
 }
 
 fn notify(notifier: &Option<Notifier>, state: &str) {

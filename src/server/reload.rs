@@ -29,6 +29,7 @@ pub(crate) fn apply(shared: &Shared, mut new: Config) {
             log::warn!("reload: {name} changes only with a restart; keeping the old value");
         }
     }
+    crate::net::capacity::fit(&mut new);
     let changed = changed_settings(&old, &new);
     log::set_level(new.log_level);
     let worlds = worlds_to_reload(&old, &new);

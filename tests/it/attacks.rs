@@ -242,7 +242,10 @@ fn slowloris_is_cut_off_at_the_deadline_while_a_normal_client_connects() {
     assert!(first >= HANDSHAKE_DEADLINE, "cut off early: {first:?}");
     let back = proc::wait_for_baseline(pid, baseline);
     assert_eq!(
-        metric(addr, "switchboard_handshake_timeouts_total"),
+        metric(
+            addr,
+            "switchboard_handshake_failures_total{reason=\"timeout\"}"
+        ),
         SLOWLORIS as u64
     );
     let (median, worst) = (percentile(&mut joins, 50), percentile(&mut joins, 100));
@@ -338,7 +341,13 @@ fn a_flood_over_the_connection_caps_is_refused_quickly_and_holds_nothing() {
         admitted.extend((0..CAP - PER_IP).map(|i| Concierge::join(v6, &format!("v6_{i}"))));
         // ...until the server-wide cap.
         let (median, worst) = flood(v6, 100, "HTTP/1.1 503 Service Unavailable");
-        assert_eq!(metric(v6, "switchboard_connections_refused_total"), 100);
+        assert_eq!(
+            metric(
+                v6,
+                "switchboard_handshake_failures_total{reason=\"at_capacity\"}"
+            ),
+            100
+        );
         cap_figure = format!("100 upgrades over --max-connections got 503 in {median:.2} ms (median), {worst:.2} ms at most");
     }
     // The refused hold nothing: two threads per admitted connection.

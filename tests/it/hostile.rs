@@ -296,7 +296,10 @@ fn random_bytes_instead_of_a_request_get_400_or_408_and_the_server_serves_on() {
         still_serves(addr, &format!("random request {seed}"));
     }
     assert_eq!(
-        metric(addr, "switchboard_handshake_timeouts_total"),
+        metric(
+            addr,
+            "switchboard_handshake_failures_total{reason=\"timeout\"}"
+        ),
         timed_out
     );
     let failures: u64 = ["malformed", "timeout", "too_large"]

@@ -167,7 +167,13 @@ fn trickling_client_is_cut_off_at_the_handshake_deadline() {
         elapsed < Duration::from_secs(15),
         "not cut off at the deadline: {elapsed:?}"
     );
-    assert_eq!(metric(addr, "switchboard_handshake_timeouts_total"), 1);
+    assert_eq!(
+        metric(
+            addr,
+            "switchboard_handshake_failures_total{reason=\"timeout\"}"
+        ),
+        1
+    );
 }
 
 #[test]
@@ -200,7 +206,13 @@ fn connection_cap_refuses_upgrades_with_503_until_a_slot_frees() {
         Err(other) => panic!("expected HTTP 503, got {other}"),
         Ok(_) => panic!("third connection accepted over a cap of 2"),
     }
-    assert_eq!(metric(addr, "switchboard_connections_refused_total"), 1);
+    assert_eq!(
+        metric(
+            addr,
+            "switchboard_handshake_failures_total{reason=\"at_capacity\"}"
+        ),
+        1
+    );
     // Plain HTTP is not capped.
     assert_eq!(status_line(&get(addr, "/healthz")), "HTTP/1.1 200 OK");
     first.close();
@@ -228,7 +240,12 @@ fn sockets_over_the_handshake_cap_get_503_at_once() {
     wait_until("the slots to free", || {
         status_line(&get(addr, "/healthz")) == "HTTP/1.1 200 OK"
     });
-    assert!(metric(addr, "switchboard_handshakes_refused_total") >= 1);
+    assert!(
+        metric(
+            addr,
+            "switchboard_handshake_failures_total{reason=\"busy\"}"
+        ) >= 1
+    );
     // A slot is given back just after its answer is written, so the last
     // request's may still be held for an instant.
     let mut echo = None;
@@ -239,4 +256,131 @@ fn sockets_over_the_handshake_cap_get_503_at_once() {
     let mut echo = echo.unwrap();
     echo.send_text("through");
     assert_eq!(echo.recv().into_text().unwrap().as_str(), "through");
+}
+
+/// The header lines of a response, names lower-cased.
+fn header_names(response: &str) -> Vec<String> {
+    let head = response.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .collect()
+}
+
+#[test]
+fn no_response_carries_a_header_twice_and_every_status_has_its_phrase() {
+    let addr = start(Config {
+        admin_token: Some("adm".into()),
+        ..config()
+    });
+    let requests = [
+        ("GET /healthz HTTP/1.1\r\n\r\n", "200 OK"),
+        ("GET /metrics HTTP/1.1\r\n\r\n", "200 OK"),
+        ("GET / HTTP/1.1\r\n\r\n", "200 OK"),
+        ("GET /ws/concierge HTTP/1.1\r\n\r\n", "426 Upgrade Required"),
+        ("GET /nope HTTP/1.1\r\n\r\n", "404 Not Found"),
+        ("DELETE /metrics HTTP/1.1\r\n\r\n", "405 Method Not Allowed"),
+        (
+            "POST /admin/reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "401 Unauthorized",
+        ),
+        (
+            "GET /admin/reload HTTP/1.1\r\n\r\n",
+            "405 Method Not Allowed",
+        ),
+        ("garbage\r\n\r\n", "400 Bad Request"),
+    ];
+    for (request, status) in requests {
+        let response = http(addr, request);
+        assert_eq!(
+            status_line(&response),
+            format!("HTTP/1.1 {status}"),
+            "{request:?}"
+        );
+        let mut names = header_names(&response);
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "{request:?}: {response}");
+    }
+    // The 426 keeps its `Connection: upgrade` with the close, in one line.
+    let upgrade_required = get(addr, "/ws/echo");
+    assert!(
+        upgrade_required.contains("Connection: Upgrade, close\r\n"),
+        "{upgrade_required}"
+    );
+}
+
+#[test]
+fn a_wrong_method_is_405_with_allow_and_head_gets_the_head_only() {
+    let addr = start(config());
+    for path in ["/metrics", "/healthz", "/", "/endpoints"] {
+        let response = http(addr, &format!("DELETE {path} HTTP/1.1\r\n\r\n"));
+        assert_eq!(status_line(&response), "HTTP/1.1 405 Method Not Allowed");
+        assert!(response.contains("Allow: GET, HEAD\r\n"), "{response}");
+    }
+    let head = http(addr, "HEAD /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(status_line(&head), "HTTP/1.1 200 OK");
+    assert!(head.contains("Content-Length: 3\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body: {head:?}");
+}
+
+/// A small parser of the Prometheus text format, enough to check what a
+/// scraper relies on.
+#[test]
+fn metrics_parse_with_help_and_type_for_every_family_and_no_fact_twice() {
+    let addr = start(config());
+    let response = get(addr, "/metrics");
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    let mut help = std::collections::BTreeSet::new();
+    let mut types = std::collections::BTreeMap::new();
+    let mut series = std::collections::BTreeSet::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').unwrap();
+            assert!(!text.is_empty(), "{line}");
+            assert!(help.insert(name.to_string()), "HELP twice: {name}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(
+                types.insert(name.to_string(), kind.to_string()).is_none(),
+                "TYPE twice: {name}"
+            );
+        } else {
+            let (key, value) = line.rsplit_once(' ').unwrap();
+            value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+            let family = key.split('{').next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    family
+                        .strip_suffix(s)
+                        .filter(|f| types.get(*f).is_some_and(|k| k == "histogram"))
+                })
+                .unwrap_or(family);
+            assert!(types.contains_key(family), "no TYPE for {family}");
+            assert!(help.contains(family), "no HELP for {family}");
+            assert!(series.insert(key.to_string()), "{key} twice");
+        }
+    }
+    for gone in [
+        "switchboard_messages_in_total",
+        "switchboard_frames_out_total",
+        "switchboard_connections_refused_total",
+        "switchboard_handshakes_refused_total",
+        "switchboard_handshake_timeouts_total",
+    ] {
+        assert!(!types.contains_key(gone), "{gone} repeats another series");
+    }
+    for wanted in [
+        "process_open_fds",
+        "process_max_fds",
+        "process_cpu_seconds_total",
+        "process_start_time_seconds",
+        "switchboard_build_info",
+    ] {
+        assert!(types.contains_key(wanted), "{wanted} missing");
+    }
 }

@@ -165,7 +165,13 @@ fn a_third_websocket_from_one_address_gets_429_until_one_of_two_closes() {
         2
     );
     // Plain HTTP is not counted, and the server-wide cap was never reached.
-    assert_eq!(metric(addr, "switchboard_connections_refused_total"), 0);
+    assert_eq!(
+        metric(
+            addr,
+            "switchboard_handshake_failures_total{reason=\"at_capacity\"}"
+        ),
+        0
+    );
     assert_eq!(metric(addr, "switchboard_connections_open"), 2);
 
     // The close is processed on the server's own time: retry until then.

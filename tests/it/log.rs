@@ -99,7 +99,28 @@ fn a_connection_is_logged_at_info_with_its_level_named() {
     let server = Server::start(&["--log-level", "info"], &[], false);
     Client::connect(server.addr, "/ws/echo").close();
     let line = server.line_with("connected from");
-    assert!(line.starts_with("switchboard: info: "), "{line}");
+    // `2026-12-03T06:50:01.123Z switchboard: info: …`
+    let (time, rest) = line.split_once(' ').unwrap();
+    assert!(rest.starts_with("switchboard: info: "), "{line}");
+    assert_rfc3339(time);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, today or so.
+fn assert_rfc3339(time: &str) {
+    let bytes = time.as_bytes();
+    assert_eq!(bytes.len(), 24, "{time}");
+    for (i, byte) in bytes.iter().enumerate() {
+        match i {
+            4 | 7 => assert_eq!(*byte, b'-', "{time}"),
+            10 => assert_eq!(*byte, b'T', "{time}"),
+            13 | 16 => assert_eq!(*byte, b':', "{time}"),
+            19 => assert_eq!(*byte, b'.', "{time}"),
+            23 => assert_eq!(*byte, b'Z', "{time}"),
+            _ => assert!(byte.is_ascii_digit(), "{time}"),
+        }
+    }
+    let year: u32 = time[..4].parse().unwrap();
+    assert!((2025..2100).contains(&year), "{time}");
 }
 
 #[test]
@@ -121,6 +142,26 @@ fn rust_log_debug_shows_debug_lines() {
     // Connects and says nothing: the handshake deadline passes.
     let silent = TcpStream::connect(server.addr).expect("connect");
     let line = server.line_with("no complete request before the handshake deadline");
-    assert!(line.starts_with("switchboard: debug: "), "{line}");
+    assert!(line.contains(" switchboard: debug: "), "{line}");
     drop(silent);
+}
+
+#[test]
+fn at_debug_every_http_request_and_its_answer_are_logged_without_the_query() {
+    let server = Server::start(&["--log-level", "debug"], &[], false);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /healthz?token=s3cret HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let request = server.line_with("request=\"GET /healthz\"");
+    assert!(
+        request.contains(" switchboard: debug: peer=127.0.0.1:"),
+        "{request}"
+    );
+    assert!(!request.contains("s3cret"), "{request}");
+    let status = server.line_with("status=200");
+    assert!(status.contains("peer=127.0.0.1:"), "{status}");
 }

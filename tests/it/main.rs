@@ -25,6 +25,7 @@ mod originals;
 mod revisions;
 mod security;
 mod soak_smoke;
+mod startup;
 mod status;
 mod transport;
 mod world;

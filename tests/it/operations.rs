@@ -167,6 +167,14 @@ fn notifications_until(socket: &UnixDatagram, last: &str) -> Vec<String> {
     loop {
         let n = socket.recv(&mut buf).expect("a notification");
         let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // `STATUS=` lines come every few seconds whatever else happens.
+        if message.starts_with("STATUS=") && last != "STATUS=" {
+            continue;
+        }
+        if message.starts_with(last) && last == "STATUS=" {
+            seen.push(message);
+            return seen;
+        }
         seen.push(message.clone());
         if message == last {
             return seen;
@@ -223,6 +231,11 @@ fn a_service_manager_hears_ready_watchdog_reloading_and_stopping() {
     let pings = notifications_until(&manager, "WATCHDOG=1");
     assert_eq!(pings, ["WATCHDOG=1"]);
     assert_eq!(notifications_until(&manager, "WATCHDOG=1"), ["WATCHDOG=1"]);
+
+    // `systemctl status` shows how busy the server is.
+    let status = notifications_until(&manager, "STATUS=");
+    let status: Vec<&String> = status.iter().filter(|m| *m != "WATCHDOG=1").collect();
+    assert_eq!(status, ["STATUS=1 connections, 0 topics"]);
 
     server.signal("HUP");
     let reload = notifications_until(&manager, "READY=1");
