@@ -107,6 +107,7 @@ usage: switchboard-bench <fanout|idle|churn|baseline> [flags]
                        [ws://127.0.0.1:8080/ws/concierge]
   --server-pid PID     also report the server's CPU time, memory and threads
   --no-subprotocol     do not offer the ert-concierge subprotocol
+  --pin                server (--server-pid) on CPU 0, the bench on the others
   --smoke              tiny sizes; exit 1 unless everything was delivered
 fanout and baseline:
   --subscribers S      [1000]     --messages M        [20000]
@@ -210,6 +211,9 @@ struct Options {
     seconds: Duration,
     workers: usize,
     smoke: bool,
+    /// Pin the server (`--server-pid`) to CPU 0 and this process to the
+    /// other CPUs, so that a many-threaded server is measured on one core.
+    pin: bool,
 }
 
 impl Default for Options {
@@ -231,6 +235,7 @@ impl Default for Options {
             seconds: Duration::from_secs(5),
             workers: 2,
             smoke: false,
+            pin: false,
         }
     }
 }
@@ -302,6 +307,7 @@ fn parse_args(args: Vec<String>) -> Res<(Option<Scenario>, Options)> {
             "--smoke" => {}
             "--compare" => options.compare = true,
             "--no-subprotocol" => options.subprotocol = false,
+            "--pin" => options.pin = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -320,7 +326,49 @@ fn parse_args(args: Vec<String>) -> Res<(Option<Scenario>, Options)> {
     if options.subscribers == 0 || options.workers == 0 {
         return Err("--subscribers and --workers must be at least 1".into());
     }
+    if options.pin {
+        pin(options.server_pid)?;
+    }
     Ok((scenario, options))
+}
+
+/// `--pin`: every thread of the server (`server_pid`) on CPU 0, this
+/// process on the others. Done before the bench starts its threads, which
+/// inherit the mask; the server's new connection threads inherit its
+/// accept thread's.
+fn pin(server_pid: Option<u32>) -> Res<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        return Err("--pin needs at least two CPUs".into());
+    }
+    set_affinity(0, 1..cpus)?;
+    if let Some(pid) = server_pid {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let tid: i32 = task?.file_name().to_string_lossy().parse()?;
+            set_affinity(tid, 0..1)?;
+        }
+    }
+    println!("pinned: server on CPU 0, bench on CPUs 1..{}", cpus - 1);
+    Ok(())
+}
+
+/// sched_setaffinity(2) for thread `tid` (0: the calling thread).
+#[allow(unsafe_code)]
+fn set_affinity(tid: i32, cpus: std::ops::Range<usize>) -> Res<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes only
+    // within it for CPUs below CPU_SETSIZE (checked), and the pointer and
+    // size passed are the set's own.
+    let result = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus.filter(|&cpu| cpu < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if result != 0 {
+        return Err(format!("sched_setaffinity({tid}): {}", std::io::Error::last_os_error()).into());
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

@@ -477,7 +477,12 @@ fn run(
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
-    let outbox = Arc::new(Outbox::new(config.max_queued_bytes));
+    // The router writes through to the socket while the writer is idle
+    // (net/outbox.rs, "Write-through").
+    let outbox = Arc::new(Outbox::writing_through(
+        config.max_queued_bytes,
+        stream.clone(),
+    ));
     // The reader holds `done_tx` and drops it when it ends; the writer waits
     // on `done_rx` after its close frame. No value is ever sent.
     let (done_tx, done_rx) = bounded::<()>(0);

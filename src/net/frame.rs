@@ -123,6 +123,16 @@ impl Frame {
         self.head.as_deref().into_iter().chain([&*self.shared])
     }
 
+    /// What is left of the frame once its first `written` bytes are on the
+    /// wire (a copy of the rest: a write-through cut short is rare).
+    pub fn rest_after(&self, written: usize) -> Frame {
+        let rest: Vec<u8> = self.slices().flatten().skip(written).copied().collect();
+        Frame {
+            head: None,
+            shared: rest.into(),
+        }
+    }
+
     /// The frame's bytes in one buffer (a copy; for tests and rare paths).
     pub fn to_vec(&self) -> Vec<u8> {
         self.slices().flatten().copied().collect()

@@ -11,6 +11,7 @@
 //! - [`per_ip`] counts each peer address's connections against its cap,
 //! - [`rate`] is the token bucket behind the message rate limit,
 //! - [`outbox`] is the bounded queue between the router and a writer,
+//! - [`send_now`] is the one write that never waits (the router's write-through),
 //! - [`frame`] encodes outgoing frames once, for every recipient,
 //! - [`capacity`] reads the machine limits that cap the connections.
 
@@ -27,6 +28,7 @@ pub mod pages;
 pub mod per_ip;
 pub mod rate;
 pub mod route;
+pub mod send_now;
 pub mod upgrade;
 
 use std::sync::atomic::AtomicU64;

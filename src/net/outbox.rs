@@ -13,12 +13,30 @@
 //!
 //! The writer takes everything queued in one go ([`Outbox::next_batch`]) and
 //! writes it with a single flush.
+//!
+//! **Write-through.** Waking a writer thread per recipient costs a context
+//! switch per recipient: a publish to 1,000 subscribers would wake 1,000
+//! threads. So when the router pushes a frame onto an outbox that is empty
+//! and whose writer is not writing, it hands the frame straight to the
+//! kernel ([`send_now`](super::send_now::send_now), which never waits);
+//! only what the kernel does not take is queued, and only then is the
+//! writer woken. The invariant that keeps frames whole and in order: the
+//! socket's write side has one owner at a time, decided under the outbox's
+//! lock. The writer owns it from taking a batch until it comes back to an
+//! empty queue (`writing`); the router only while it holds the lock, and
+//! only if the queue is empty and the writer is not writing. Whatever part
+//! of a frame the router could not send is queued first, so the writer
+//! continues exactly where it stopped.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::net::TcpStream;
+use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
 use super::frame::Frame;
+use super::send_now::send_now;
 
 /// Why a push did not enqueue the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +60,10 @@ pub struct Outbox {
     changed: Condvar,
     /// Queued bytes above which pushes fail (`try_push`) or wait (`push_wait`).
     budget: usize,
+    /// The connection's socket, for writing through; `None` writes every
+    /// frame through the writer. Shared with the connection, which owns
+    /// and closes the socket; this is only another handle on it.
+    socket: Option<Arc<TcpStream>>,
 }
 
 struct State {
@@ -51,6 +73,9 @@ struct State {
     /// Closed by [`Outbox::abort`]: the writer should give up on frames it
     /// is still trying to write.
     aborted: bool,
+    /// The writer holds a batch it is writing: the socket's write side is
+    /// its until it comes back for more and finds nothing.
+    writing: bool,
 }
 
 impl Outbox {
@@ -64,9 +89,20 @@ impl Outbox {
                 queued_bytes: 0,
                 closed: false,
                 aborted: false,
+                writing: false,
             }),
             changed: Condvar::new(),
             budget,
+            socket: None,
+        }
+    }
+
+    /// Like [`new`](Outbox::new), writing through to `socket` when it can
+    /// (see the module's "Write-through").
+    pub fn writing_through(budget: usize, socket: Arc<TcpStream>) -> Outbox {
+        Outbox {
+            socket: Some(socket),
+            ..Outbox::new(budget)
         }
     }
 
@@ -91,6 +127,19 @@ impl Outbox {
             return Err(PushError::Full);
         }
         let was_empty = state.queue.is_empty();
+        if was_empty && !state.writing {
+            if let Some(socket) = &self.socket {
+                // The write side is ours while the lock is held.
+                match write_through(socket, &frame) {
+                    Through::Whole => return Ok(false),
+                    Through::Part(rest) => {
+                        state.enqueue(rest);
+                        return Ok(true);
+                    }
+                    Through::Nothing => {}
+                }
+            }
+        }
         state.enqueue(frame);
         Ok(was_empty)
     }
@@ -148,6 +197,9 @@ impl Outbox {
     /// outbox is closed and everything queued has been taken.
     pub fn next_batch(&self) -> Option<VecDeque<Frame>> {
         let mut state = self.state.lock();
+        // The last batch is written: the write side is free until the
+        // writer takes another.
+        state.writing = false;
         while state.queue.is_empty() && !state.closed {
             self.changed.wait(&mut state);
         }
@@ -155,6 +207,7 @@ impl Outbox {
             return None;
         }
         state.queued_bytes = 0;
+        state.writing = true;
         let batch = std::mem::take(&mut state.queue);
         drop(state);
         self.changed.notify_all();
@@ -188,6 +241,26 @@ impl std::fmt::Debug for Outbox {
             .field("bytes", &state.queued_bytes)
             .field("closed", &state.closed)
             .finish()
+    }
+}
+
+/// What a write-through did.
+enum Through {
+    /// The whole frame is on its way.
+    Whole,
+    /// Some of it: the rest, for the writer.
+    Part(Frame),
+    /// None of it (the send buffer is full, or the socket failed: the
+    /// writer finds out which).
+    Nothing,
+}
+
+fn write_through(socket: &TcpStream, frame: &Frame) -> Through {
+    let slices: Vec<IoSlice<'_>> = frame.slices().map(IoSlice::new).collect();
+    match send_now(socket, &slices) {
+        Ok(sent) if sent == frame.len() => Through::Whole,
+        Ok(0) | Err(_) => Through::Nothing,
+        Ok(sent) => Through::Part(frame.rest_after(sent)),
     }
 }
 
@@ -252,6 +325,98 @@ mod tests {
         assert_eq!(first.len(), 1);
         assert_eq!(pusher.join().unwrap(), Ok(()));
         assert_eq!(outbox.next_batch().unwrap()[0], Frame::text("e"));
+    }
+
+    /// A connected pair: the outbox writes through to `.0`; `.1` reads.
+    fn pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (theirs, _) = listener.accept().unwrap();
+        (Arc::new(ours), theirs)
+    }
+
+    fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+        use std::io::Read;
+        let mut bytes = vec![0; n];
+        stream.read_exact(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn an_idle_writer_is_not_woken_the_frame_goes_straight_out() {
+        let (ours, mut theirs) = pair();
+        let outbox = Outbox::writing_through(1 << 20, ours);
+        let frame = Frame::text("hello");
+        assert_eq!(
+            outbox.try_push_quietly(frame.clone()),
+            Ok(false),
+            "no wake needed"
+        );
+        assert_eq!(read_exactly(&mut theirs, frame.len()), frame.to_vec());
+        // Nothing was queued for the writer.
+        outbox.shut();
+        assert!(outbox.next_batch().is_none());
+    }
+
+    #[test]
+    fn while_the_writer_writes_frames_queue_behind_its_batch() {
+        let (ours, _theirs) = pair();
+        let outbox = Outbox::writing_through(1 << 20, ours);
+        outbox.push_wait(Frame::text("first")).unwrap();
+        // The writer takes "first" and is writing it: the write side is
+        // the writer's, so "second" must queue rather than overtake.
+        let batch = outbox.next_batch().unwrap();
+        assert_eq!(outbox.try_push_quietly(Frame::text("second")), Ok(true));
+        assert_eq!(batch.len(), 1);
+        // Once the writer comes back, it gets "second"; the write side is
+        // free again only after that batch.
+        let next = outbox.next_batch().unwrap();
+        assert_eq!(next[0], Frame::text("second"));
+        assert_eq!(outbox.try_push_quietly(Frame::text("third")), Ok(true));
+    }
+
+    #[test]
+    fn what_the_kernel_does_not_take_is_queued_whole_and_in_order() {
+        let (ours, mut theirs) = pair();
+        let outbox = Outbox::writing_through(64 << 20, ours);
+        // Nobody reads: the send buffer fills; the frame it cuts short is
+        // queued from where it stopped, and later frames behind it.
+        let payload = "z".repeat(256 * 1024);
+        let mut pushed = Vec::new();
+        let mut woke = false;
+        for i in 0..64 {
+            let frame = Frame::text(&format!("{i:02}{payload}"));
+            pushed.push(frame.clone());
+            if outbox.try_push_quietly(frame).unwrap() {
+                woke = true;
+                break;
+            }
+        }
+        assert!(woke, "the buffers never filled");
+        for i in pushed.len()..pushed.len() + 3 {
+            let frame = Frame::text(&format!("{i:02}{payload}"));
+            pushed.push(frame.clone());
+            outbox.try_push_quietly(frame).unwrap();
+        }
+        // The writer's part: write what is queued, in order.
+        let writer = std::thread::spawn({
+            let outbox = Arc::new(outbox);
+            move || {
+                use std::io::Write;
+                let socket = outbox.socket.clone().unwrap();
+                while let Some(batch) = outbox.next_batch() {
+                    for frame in batch {
+                        (&*socket).write_all(&frame.to_vec()).unwrap();
+                    }
+                    if outbox.state.lock().queue.is_empty() {
+                        outbox.shut();
+                    }
+                }
+            }
+        });
+        let expected: Vec<u8> = pushed.iter().flat_map(Frame::to_vec).collect();
+        assert_eq!(read_exactly(&mut theirs, expected.len()), expected);
+        writer.join().unwrap();
     }
 
     #[test]

@@ -1,0 +1,73 @@
+//! A write that never waits: what the router thread uses to hand a frame
+//! straight to the kernel (see [`super::outbox`], "write-through").
+//!
+//! The socket stays in blocking mode for its reader and writer threads
+//! (`O_NONBLOCK` is shared by every descriptor of one socket, so setting it
+//! would make the reader's reads fail too). `MSG_DONTWAIT` makes this one
+//! call non-blocking instead, and `MSG_NOSIGNAL` turns a peer that has gone
+//! into an `EPIPE` error rather than a signal.
+
+use std::io::{self, IoSlice};
+use std::net::TcpStream;
+
+/// Sends as much of `slices` (in order) as the socket's send buffer takes
+/// now, without waiting. Returns how many bytes went; `WouldBlock` when
+/// none could.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn send_now(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (std
+    // guarantees it), the slices outlive the call, and the message header
+    // is zeroed but for its iovec fields, as sendmsg(2) expects.
+    let sent = unsafe {
+        let mut header: libc::msghdr = std::mem::zeroed();
+        header.msg_iov = slices.as_ptr() as *mut libc::iovec;
+        header.msg_iovlen = slices.len() as _;
+        libc::sendmsg(
+            socket.as_raw_fd(),
+            &header,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    match sent {
+        -1 => Err(io::Error::last_os_error()),
+        n => Ok(n as usize),
+    }
+}
+
+/// Elsewhere there is no write-through: every frame goes to the writer.
+#[cfg(not(target_os = "linux"))]
+pub fn send_now(_socket: &TcpStream, _slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    Err(io::ErrorKind::WouldBlock.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    #[test]
+    fn sends_what_fits_and_never_waits() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server_side, _) = listener.accept().unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut total = 0;
+        // Nobody reads: the buffers fill, and then a send takes nothing
+        // rather than waiting.
+        loop {
+            match send_now(&client, &[IoSlice::new(b"ab"), IoSlice::new(&chunk)]) {
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(total < 1 << 30, "the buffers never filled");
+        }
+        assert!(total > 0);
+        let mut first = [0u8; 2];
+        server_side.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"ab");
+    }
+}
