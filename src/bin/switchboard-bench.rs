@@ -366,7 +366,11 @@ fn set_affinity(tid: i32, cpus: std::ops::Range<usize>) -> Res<()> {
         libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
     };
     if result != 0 {
-        return Err(format!("sched_setaffinity({tid}): {}", std::io::Error::last_os_error()).into());
+        return Err(format!(
+            "sched_setaffinity({tid}): {}",
+            std::io::Error::last_os_error()
+        )
+        .into());
     }
     Ok(())
 }

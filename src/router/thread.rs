@@ -114,7 +114,7 @@ fn run(
             guarded_step(&mut router, &mut peers, Some(next), metrics, &mut wakes);
         }
         for outbox in wakes.drain(..) {
-            outbox.wake();
+            outbox.flush_or_wake();
         }
         if let Some(link) = &link {
             for record in router.take_outgoing() {
