@@ -69,7 +69,9 @@
 //!   - `router/publish.rs`: messages, emits and their acknowledgements.
 //!   - `router/rpc.rs`: calls: built-in methods, and handing off the rest.
 //!   - `router/world.rs`: RPC members: heartbeats, worlds, rooms, profiles.
-//!   - `router/blazing.rs`, `router/document.rs`: shared documents and edits.
+//!   - `router/documents.rs`: shared documents (the registry, saves);
+//!     `router/documents/text.rs`: one text and its cursors;
+//!     `router/documents/transform.rs`: late writes moved over earlier ones.
 //!   - `router/timer.rs`: deadlines, in one ordered set.
 //!   - `router/shutdown.rs`: every client's going-away, every document saved.
 //!   - [`router::cluster`]: other nodes' members as shadows; what this

@@ -59,7 +59,7 @@ pub struct Editor {
     /// The user (token `sub`): the `actioner` others see.
     pub user: String,
     /// Its cursor.
-    pub cursor: super::document::Cursor,
+    pub cursor: super::documents::text::Cursor,
     /// When it joined.
     pub joined: Instant,
     /// How long its token had left then.

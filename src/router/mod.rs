@@ -19,16 +19,15 @@
 //!   channel of the same name are the same topic;
 //! - **messages** (`publish.rs`): concierge MESSAGEs, HTTP emits, and the
 //!   acknowledgements emits may wait for;
-//! - **documents** (`blazing.rs`, `document.rs`): blazing's shared texts;
+//! - **documents** (`documents.rs`, and `documents/text.rs` for one text): blazing's shared texts;
 //! - **shutdown** (`shutdown.rs`): the going-away of every client;
 //! - **timers** (`timer.rs`): identify, heartbeat and ack deadlines, PING
 //!   rounds, token expiries, document saves.
 
 pub mod access;
-mod blazing;
 pub mod cluster;
 pub mod command;
-mod document;
+mod documents;
 pub mod event;
 mod member;
 mod publish;
@@ -102,7 +101,7 @@ pub struct Router {
     /// When the router started, for `hub.info`'s uptime.
     started: Instant,
     /// Shared documents being edited (or not yet saved), by computer id.
-    documents: HashMap<String, blazing::Document>,
+    documents: HashMap<String, documents::Document>,
     /// Where documents are saved, if anywhere.
     store: Option<crate::store::Store>,
     /// World authentications so far, to order a user's connections.

@@ -1,5 +1,5 @@
 //! Blazing revisions over real sockets (docs/revisions.md, "Blazing revisions"; the
-//! transformation is in src/router/document/transform.rs): `sync` and every
+//! transformation is in src/router/documents/transform.rs): `sync` and every
 //! `write` carry `rev`; writes made on the same revision by several clients
 //! at once all land where their writers meant; a write without `rev` applies
 //! as the document says; a `rev` the server cannot place gets a `sync`; the

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 
 use proptest::prelude::*;
 
+use super::text::{Base, Text};
 use super::transform::{apply, transform, Op};
-use super::{Base, Text};
 
 /// A write as the server broadcasts it.
 #[derive(Debug, Clone)]

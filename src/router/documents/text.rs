@@ -3,7 +3,7 @@
 //!
 //! The text counts the writes applied to it (its revision) and keeps the
 //! last ones, so that a write made on an older revision is transformed
-//! against those applied since ([`transform`]) before it is applied: two
+//! against those applied since ([`super::transform`]) before it is applied: two
 //! people typing at once both keep their text. A write without a revision
 //! applies at its literal offsets, as the protocol document says.
 //!
@@ -12,11 +12,9 @@
 //! never be split inside one. Offsets and selections out of range are
 //! clamped to the text, never refused and never a panic.
 
-pub mod transform;
-
 use std::collections::VecDeque;
 
-use transform::Op;
+use super::transform::{self, Op};
 
 /// A cursor: a position and a selection, to the left (negative) or right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -482,9 +480,6 @@ mod tests {
         );
     }
 }
-
-#[cfg(test)]
-mod convergence_tests;
 
 /// What transformation costs: five writers taking turns, each writing on
 /// the revision it saw before the other four wrote (so every write is

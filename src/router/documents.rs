@@ -1,19 +1,29 @@
 //! Shared documents (blazing): one per computer id, edited by its users in
 //! one total order, the router's, so every client that applies the
 //! broadcast edits in order holds the server's text.
+//!
+//! This file is the registry: which documents exist, who edits them, when
+//! they are saved and forgotten. One document's text and cursors are in
+//! [`text`]; how a late write is moved over the writes applied since is in
+//! [`transform`].
+
+#[cfg(test)]
+mod convergence_tests;
+pub mod text;
+pub mod transform;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cluster::{DocumentEntry, Outgoing, StreamId};
-use super::document::{shift, Base, Cursor, Stale, Text};
 use super::member::{Editor, Identity, Kind};
 use super::{
     Access, ConnId, Delivery, Disconnect, DocumentEvent, DocumentSnapshot, Edit, Event, Grant,
     Router, Timer,
 };
 use crate::store::Snapshot;
+use text::{shift, Base, Cursor, Stale, Text};
 
 /// How long after an edit a document is saved, at the latest.
 const SAVE_DELAY: Duration = Duration::from_secs(1);
