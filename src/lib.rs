@@ -64,11 +64,13 @@
 //!     operator's policy.
 //!   - [`router::command`]: what connections ask.
 //!   - [`router::event`]: what connections are told.
-//!   - `router/member.rs`: members join, stay alive, change presence, leave.
+//!   - `router/member.rs`: members join, stay alive (PINGs, heartbeats),
+//!     change presence, leave.
 //!   - `router/topic.rs`: topics (groups and channels) and their life.
 //!   - `router/publish.rs`: messages, emits and their acknowledgements.
 //!   - `router/rpc.rs`: calls: built-in methods, and handing off the rest.
-//!   - `router/world.rs`: RPC members: heartbeats, worlds, rooms, profiles.
+//!   - `router/rooms.rs`: worlds and their rooms: authenticating, entering,
+//!     talking, profiles, reloads.
 //!   - `router/documents.rs`: shared documents (the registry, saves);
 //!     `router/documents/text.rs`: one text and its cursors;
 //!     `router/documents/transform.rs`: late writes moved over earlier ones.

@@ -1,16 +1,18 @@
 //! Members: identified clients of every dialect, and how they join, stay
-//! alive, change presence and leave.
+//! alive (channels' PINGs, common's HEARTBEATs), change presence and leave.
 
 use std::collections::hash_map::Entry;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde_json::json;
 use serde_json::value::RawValue;
 
+use super::rpc::raw;
 use super::{
-    Access, Addressee, ClientInfo, Conn, ConnId, Delivery, Disconnect, Event, Grant, MemberView,
-    PresenceChange, Router, Seq, Timer,
+    Access, Addressee, ClientInfo, Conn, ConnId, Delivery, Disconnect, Event, Grant, Joiner,
+    MemberView, PresenceChange, Router, Seq, Timer,
 };
 use crate::dialect::Dialect;
 use crate::id::{self, Uuid};
@@ -324,6 +326,88 @@ impl Router {
     }
 
     /// A PONG: the round trip since the PING is the member's new latency.
+    pub(super) fn join(&mut self, conn: ConnId, who: Joiner, now: Instant) -> Vec<Delivery> {
+        match who {
+            Joiner::Common => self.join_common(conn, now),
+            Joiner::World {
+                world,
+                user,
+                display,
+                traits,
+                grant,
+                token_left,
+                id,
+            } => {
+                self.world_joins += 1;
+                let since = self.world_joins;
+                let user = WorldUser {
+                    world,
+                    user,
+                    display,
+                    traits,
+                    since,
+                };
+                let out = self.join_world(conn, user, grant, id);
+                self.expire_token(conn, token_left, now);
+                out
+            }
+            Joiner::Blazing {
+                computer,
+                user,
+                display,
+                token_left,
+                grant,
+                stored,
+            } => self.join_document(
+                conn,
+                computer,
+                user,
+                display,
+                (token_left, grant),
+                stored,
+                now,
+            ),
+        }
+    }
+
+    /// A common client's HELLO_ACK: from now on it must HEARTBEAT.
+    fn join_common(&mut self, conn: ConnId, now: Instant) -> Vec<Delivery> {
+        let Some(Conn::Unidentified { deadline }) = self.conns.get(&conn) else {
+            return Vec::new();
+        };
+        self.timers.cancel(*deadline, Timer::Identify(conn));
+        let heartbeat_due = now + self.heartbeat_window();
+        let tags = vec!["common".to_string()];
+        let kind = Kind::Common { heartbeat_due };
+        // It proved the hub's password: a trusted service, like a
+        // concierge client (without a secret, only what is public).
+        let identity = Identity::new("common_", None, tags, self.policy.service_grant());
+        if let Err(refusal) = self.enroll(conn, identity, raw(&json!({})).into(), kind) {
+            return refusal;
+        }
+        self.timers.set(heartbeat_due, Timer::Heartbeat(conn));
+        Vec::new()
+    }
+
+    /// A common client's HEARTBEAT: answered, and the deadline moves on.
+    pub(super) fn heartbeat(&mut self, conn: ConnId, now: Instant) -> Vec<Delivery> {
+        let window = self.heartbeat_window();
+        let Some(Kind::Common { heartbeat_due }) = self.member_mut(conn).map(|m| &mut m.kind)
+        else {
+            return Vec::new();
+        };
+        let old = std::mem::replace(heartbeat_due, now + window);
+        self.timers.cancel(old, Timer::Heartbeat(conn));
+        self.timers.set(now + window, Timer::Heartbeat(conn));
+        vec![Delivery::one(conn, Event::HeartbeatAck)]
+    }
+
+    /// How long a common client may go without a HEARTBEAT: the interval
+    /// it was told, and a second of slack for the network.
+    pub(super) fn heartbeat_window(&self) -> std::time::Duration {
+        self.settings.heartbeat_interval + std::time::Duration::from_secs(1)
+    }
+
     pub(super) fn pong(&mut self, conn: ConnId, now: Instant) {
         if let Some(Kind::Channels(liveness)) = self.member_mut(conn).map(|m| &mut m.kind) {
             if let Some(sent) = liveness.ping_sent.take() {

@@ -19,6 +19,8 @@
 //!   channel of the same name are the same topic;
 //! - **messages** (`publish.rs`): concierge MESSAGEs, HTTP emits, and the
 //!   acknowledgements emits may wait for;
+//! - **rooms** (`rooms.rs`): world clients' worlds and rooms (room `R` of
+//!   world `W` is topic `W/R`);
 //! - **documents** (`documents.rs`, and `documents/text.rs` for one text): blazing's shared texts;
 //! - **shutdown** (`shutdown.rs`): the going-away of every client;
 //! - **timers** (`timer.rs`): identify, heartbeat and ack deadlines, PING
@@ -31,13 +33,13 @@ mod documents;
 pub mod event;
 mod member;
 mod publish;
+mod rooms;
 mod rpc;
 mod shutdown;
 pub mod sys;
 pub mod thread;
 mod timer;
 mod topic;
-mod world;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

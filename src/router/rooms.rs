@@ -1,14 +1,12 @@
-//! The RPC dialects' members: common clients joining and heartbeating, and
-//! world clients authenticating, moving between rooms, talking in them and
-//! changing their profile. Room `R` of world `W` is topic `W/R`.
-
-use std::time::Instant;
+//! Rooms: world clients authenticating into a world, moving between its
+//! rooms, talking in them and changing their profile. Room `R` of world
+//! `W` is topic `W/R`.
 
 use serde_json::{json, Value};
 
 use super::member::{Identity, Kind, WorldUser};
 use super::rpc::{arg, raw, Outcome};
-use super::{Access, Conn, ConnId, Delivery, Disconnect, Event, Grant, Joiner, Router, Timer};
+use super::{Access, ConnId, Delivery, Disconnect, Event, Grant, Router};
 use crate::dialect::Dialect;
 use crate::rpc::RpcError;
 
@@ -16,91 +14,9 @@ use crate::rpc::RpcError;
 const MAX_ROOM_LEN: usize = 128;
 
 impl Router {
-    pub(super) fn join(&mut self, conn: ConnId, who: Joiner, now: Instant) -> Vec<Delivery> {
-        match who {
-            Joiner::Common => self.join_common(conn, now),
-            Joiner::World {
-                world,
-                user,
-                display,
-                traits,
-                grant,
-                token_left,
-                id,
-            } => {
-                self.world_joins += 1;
-                let since = self.world_joins;
-                let user = WorldUser {
-                    world,
-                    user,
-                    display,
-                    traits,
-                    since,
-                };
-                let out = self.join_world(conn, user, grant, id);
-                self.expire_token(conn, token_left, now);
-                out
-            }
-            Joiner::Blazing {
-                computer,
-                user,
-                display,
-                token_left,
-                grant,
-                stored,
-            } => self.join_document(
-                conn,
-                computer,
-                user,
-                display,
-                (token_left, grant),
-                stored,
-                now,
-            ),
-        }
-    }
-
-    /// A common client's HELLO_ACK: from now on it must HEARTBEAT.
-    fn join_common(&mut self, conn: ConnId, now: Instant) -> Vec<Delivery> {
-        let Some(Conn::Unidentified { deadline }) = self.conns.get(&conn) else {
-            return Vec::new();
-        };
-        self.timers.cancel(*deadline, Timer::Identify(conn));
-        let heartbeat_due = now + self.heartbeat_window();
-        let tags = vec!["common".to_string()];
-        let kind = Kind::Common { heartbeat_due };
-        // It proved the hub's password: a trusted service, like a
-        // concierge client (without a secret, only what is public).
-        let identity = Identity::new("common_", None, tags, self.policy.service_grant());
-        if let Err(refusal) = self.enroll(conn, identity, raw(&json!({})).into(), kind) {
-            return refusal;
-        }
-        self.timers.set(heartbeat_due, Timer::Heartbeat(conn));
-        Vec::new()
-    }
-
-    /// A common client's HEARTBEAT: answered, and the deadline moves on.
-    pub(super) fn heartbeat(&mut self, conn: ConnId, now: Instant) -> Vec<Delivery> {
-        let window = self.heartbeat_window();
-        let Some(Kind::Common { heartbeat_due }) = self.member_mut(conn).map(|m| &mut m.kind)
-        else {
-            return Vec::new();
-        };
-        let old = std::mem::replace(heartbeat_due, now + window);
-        self.timers.cancel(old, Timer::Heartbeat(conn));
-        self.timers.set(now + window, Timer::Heartbeat(conn));
-        vec![Delivery::one(conn, Event::HeartbeatAck)]
-    }
-
-    /// How long a common client may go without a HEARTBEAT: the interval
-    /// it was told, and a second of slack for the network.
-    pub(super) fn heartbeat_window(&self) -> std::time::Duration {
-        self.settings.heartbeat_interval + std::time::Duration::from_secs(1)
-    }
-
     /// A world client authenticated. If its user now has more connections
     /// to the world than allowed, the oldest is replaced.
-    fn join_world(
+    pub(super) fn join_world(
         &mut self,
         conn: ConnId,
         user: WorldUser,
