@@ -12,7 +12,7 @@
 use std::net::TcpListener;
 
 use serde_json::{json, Value};
-use switchboard::rpc::{Caller, RpcError};
+use switchboard::methods::{Caller, RpcError};
 use switchboard::{Config, Server};
 use tungstenite::Message;
 

@@ -68,7 +68,7 @@
 //!     change presence, leave.
 //!   - `router/topic.rs`: topics (groups and channels) and their life.
 //!   - `router/publish.rs`: messages, emits and their acknowledgements.
-//!   - `router/rpc.rs`: calls: built-in methods, and handing off the rest.
+//!   - `router/calls.rs`: calls: built-in methods, and handing off the rest.
 //!   - `router/rooms.rs`: worlds and their rooms: authenticating, entering,
 //!     talking, profiles, reloads.
 //!   - `router/documents.rs`: shared documents (the registry, saves);
@@ -97,7 +97,8 @@
 //!   - `cluster/bus.rs`: the other nodes' records, to the router.
 //!   - `cluster/documents.rs`: the documents' streams, to the router.
 //!   - `cluster/keys.rs`: the Redis keys and the scripts that change them.
-//! - [`rpc`]: methods callers invoke; the embedder's worker pool.
+//! - [`methods`]: the embedder's methods and the worker pool that runs
+//!   them, off the router thread.
 //! - [`jwt`]: HMAC-signed tokens (HS256/384/512), issuer and audience checks.
 //! - [`demo`]: `/demo/token`, tokens for anyone (`--demo` only).
 //! - [`store`]: saving shared documents to disk, atomically.
@@ -145,10 +146,10 @@ pub mod dialect;
 pub mod flat_toml;
 pub mod id;
 pub mod jwt;
+pub mod methods;
 pub mod metrics;
 pub mod net;
 pub mod router;
-pub mod rpc;
 pub mod server;
 pub mod signals;
 pub mod store;

@@ -129,16 +129,16 @@ pub enum Command {
         /// The arguments, as the client sent them.
         args: serde_json::Value,
         /// Where the answer goes; `None`: no answer wanted.
-        reply: Option<crate::rpc::ReplyTo>,
+        reply: Option<crate::methods::ReplyTo>,
     },
     /// An embedder's method finished (sent by an RPC worker).
     Answer {
         /// The connection that called.
         conn: ConnId,
         /// Where the answer goes; `None` for a call that wants none.
-        reply: Option<crate::rpc::ReplyTo>,
+        reply: Option<crate::methods::ReplyTo>,
         /// What the method returned.
-        result: Result<serde_json::Value, crate::rpc::RpcError>,
+        result: Result<serde_json::Value, crate::methods::RpcError>,
     },
     /// The operator asks the clients of a world (or of every world) to
     /// reload; the number told is sent on `reply`.
@@ -412,7 +412,7 @@ pub enum Joiner {
         /// authenticated with one.
         token_left: Option<Duration>,
         /// The `authenticate` message's correlation id, for the answer.
-        id: Option<crate::rpc::CallId>,
+        id: Option<crate::methods::CallId>,
     },
 }
 

@@ -149,7 +149,7 @@ impl Router {
             token_left,
             expires,
         };
-        let presence = super::rpc::raw(&serde_json::json!({"user": user})).into();
+        let presence = super::calls::raw(&serde_json::json!({"user": user})).into();
         let tags = vec!["blazing".to_string(), computer.clone()];
         let kind = Kind::Blazing(editor);
         let identity = Identity::new("blazing_", display, tags, grant);

@@ -103,14 +103,14 @@ pub enum Event {
     /// The answer to a call (common RESPONSE, world success or error).
     Reply {
         /// The call's correlation id, if it had one.
-        id: Option<crate::rpc::CallId>,
+        id: Option<crate::methods::CallId>,
         /// What it returned.
-        result: Result<serde_json::Value, crate::rpc::RpcError>,
+        result: Result<serde_json::Value, crate::methods::RpcError>,
     },
     /// A world client is authenticated.
     Authenticated {
         /// The `authenticate` message's correlation id, if it had one.
-        id: Option<crate::rpc::CallId>,
+        id: Option<crate::methods::CallId>,
         /// `user.config`: the user as others see it.
         user: serde_json::Value,
         /// `world.config`: the world and its rooms.

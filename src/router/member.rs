@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::rpc::raw;
+use super::calls::raw;
 use super::{
     Access, Addressee, ClientInfo, Conn, ConnId, Delivery, Disconnect, Event, Grant, Joiner,
     MemberView, PresenceChange, Router, Seq, Timer,

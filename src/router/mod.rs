@@ -27,6 +27,7 @@
 //!   rounds, token expiries, document saves.
 
 pub mod access;
+mod calls;
 pub mod cluster;
 pub mod command;
 mod documents;
@@ -34,7 +35,6 @@ pub mod event;
 mod member;
 mod publish;
 mod rooms;
-mod rpc;
 mod shutdown;
 pub mod sys;
 pub mod thread;
@@ -99,7 +99,7 @@ pub struct Router {
     /// Whether a PING round is scheduled (while channels members exist).
     pinging: bool,
     /// The embedder's methods and the workers that run them, if any.
-    pool: Option<crate::rpc::Pool>,
+    pool: Option<crate::methods::Pool>,
     /// When the router started, for `hub.info`'s uptime.
     started: Instant,
     /// Shared documents being edited (or not yet saved), by computer id.
@@ -148,7 +148,7 @@ pub struct Addressee<'a> {
 
 impl Router {
     /// The same hub, running an embedder's methods on `pool`.
-    pub fn with_pool(self, pool: crate::rpc::Pool) -> Router {
+    pub fn with_pool(self, pool: crate::methods::Pool) -> Router {
         Router {
             pool: Some(pool),
             ..self

@@ -4,11 +4,11 @@
 
 use serde_json::{json, Value};
 
+use super::calls::{arg, raw, Outcome};
 use super::member::{Identity, Kind, WorldUser};
-use super::rpc::{arg, raw, Outcome};
 use super::{Access, ConnId, Delivery, Disconnect, Event, Grant, Router};
 use crate::dialect::Dialect;
-use crate::rpc::RpcError;
+use crate::methods::RpcError;
 
 /// The longest room name accepted.
 const MAX_ROOM_LEN: usize = 128;
@@ -21,7 +21,7 @@ impl Router {
         conn: ConnId,
         user: WorldUser,
         grant: Grant,
-        id: Option<crate::rpc::CallId>,
+        id: Option<crate::methods::CallId>,
     ) -> Vec<Delivery> {
         if self.conns.contains_key(&conn) {
             return Vec::new(); // the session authenticates once

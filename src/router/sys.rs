@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::rpc::raw;
+use super::calls::raw;
 use super::{Delivery, Event, Message, Origin, Router, Target, Timer};
 use crate::metrics::Metrics;
 

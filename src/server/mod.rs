@@ -19,12 +19,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::config::Config;
 use crate::demo;
 use crate::log;
+use crate::methods::{Caller, Methods, Pool, RpcError};
 use crate::metrics::Metrics;
 use crate::net::endpoints::ENDPOINTS;
 use crate::net::{capacity, Shared};
 use crate::router::thread::Watchdog;
 use crate::router::{self, Command, Router, Settings};
-use crate::rpc::{Caller, Methods, Pool, RpcError};
 use crate::store::Store;
 use crate::systemd::{self, Notifier};
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use serde_json::{json, Value};
 use switchboard::dialect::Dialect;
-use switchboard::rpc::RpcError;
+use switchboard::methods::RpcError;
 use switchboard::{Config, Server};
 use tungstenite::Message;
 

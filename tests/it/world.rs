@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::support::*;
 use serde_json::{json, Value};
+use switchboard::methods::RpcError;
 use switchboard::router::Patterns;
-use switchboard::rpc::RpcError;
 use switchboard::{jwt, Config, Server};
 use tungstenite::Message;
 

@@ -10,10 +10,10 @@ use super::inbound::{decode, Payload};
 use super::render::render;
 use crate::auth::secrets_match;
 use crate::dialect::{Received, Step};
+use crate::methods::{CallId, RpcError};
 use crate::net::frame::Frame;
 use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, Event, Joiner};
-use crate::rpc::{CallId, RpcError};
 
 /// A common connection, from the HELLO on.
 #[derive(Debug)]
@@ -111,7 +111,7 @@ impl Session {
                 conn,
                 method,
                 args,
-                reply: Some(crate::rpc::ReplyTo {
+                reply: Some(crate::methods::ReplyTo {
                     id: Some(nonce.into()),
                 }),
             },

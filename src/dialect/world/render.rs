@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 
+use crate::methods::RpcError;
 use crate::net::frame::{Close, Frame};
 use crate::router::{Disconnect, Event, Message, Origin, Target};
-use crate::rpc::RpcError;
 
 /// The frame a world client receives for `event`, or `None` for events
 /// that mean nothing to it.

@@ -9,10 +9,10 @@ use super::inbound::{decode, Credentials, Inbound};
 use crate::dialect::credentials::{self, Admission};
 use crate::dialect::{Received, Step};
 use crate::jwt::{self, JwtError};
+use crate::methods::{CallId, ReplyTo, RpcError};
 use crate::net::frame::{Close, Frame};
 use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, Event, Grant, Joiner, Patterns};
-use crate::rpc::{CallId, ReplyTo, RpcError};
 
 /// A world connection.
 #[derive(Debug)]

@@ -180,8 +180,8 @@ impl Router {
         conn: ConnId,
         method: &str,
         args: &serde_json::Value,
-        run: impl FnOnce(&mut Router) -> crate::router::rpc::Outcome,
-    ) -> crate::router::rpc::Outcome {
+        run: impl FnOnce(&mut Router) -> crate::router::calls::Outcome,
+    ) -> crate::router::calls::Outcome {
         let replicated = is_replicated_call(method) && !conn.is_shadow();
         let was_quiet = match (&mut self.cluster, replicated) {
             (Some(cluster), true) => std::mem::replace(&mut cluster.quiet, true),

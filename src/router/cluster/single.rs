@@ -3,8 +3,8 @@
 //! none of the cluster's logic (`shadows.rs` has the real ones).
 
 use super::{Outgoing, Shared};
+use crate::methods::RpcError;
 use crate::router::{ConnId, Delivery, Router};
-use crate::rpc::RpcError;
 
 impl Router {
     /// Nothing to hand to a Redis link.

@@ -6,7 +6,7 @@
 use std::net::{SocketAddr, TcpListener};
 
 use serde_json::{json, Value};
-use switchboard::rpc::RpcError;
+use switchboard::methods::RpcError;
 use switchboard::{jwt, Config, Server};
 
 use crate::support::*;

@@ -1,5 +1,6 @@
-//! Remote procedure calls that both RPC dialects (common's REQUEST and
-//! DISPATCH, world's `[action, id, payload]`) serve.
+//! The embedder's methods: what callers of both RPC dialects (common's
+//! REQUEST and DISPATCH, world's `[action, id, payload]`) may invoke
+//! beyond the hub's built-ins, and the worker pool that runs them.
 //!
 //! A call names a method. The router answers the hub's built-in methods
 //! (`hub.publish`, `hub.topics`, ...) itself. Methods an embedder registers

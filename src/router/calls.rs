@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::member::Kind;
 use super::{Access, ConnId, Delivery, Denial, Event, Message, Origin, Router, Target};
-use crate::rpc::{Caller, Job, ReplyTo, RpcError};
+use crate::methods::{Caller, Job, ReplyTo, RpcError};
 
 /// Calls of an embedder's methods one connection may have running.
 const MAX_CALLS_IN_FLIGHT: usize = 16;
