@@ -90,13 +90,13 @@
 //!   - [`dialect::common`]: the common protocol (op-coded RPC).
 //!   - [`dialect::world`]: the world protocol (JSON-array RPC).
 //!   - [`dialect::blazing`]: the blazing protocol (a shared text document).
-//! - `cluster` (feature `redis`): the Redis link of a node in a cluster,
+//! - `redis_link` (feature `redis`): the Redis link of a node in a cluster,
 //!   three threads talking to the router over channels.
-//!   - `cluster/writer.rs`: publishes, claims names, appends document
+//!   - `redis_link/writer.rs`: publishes, claims names, appends document
 //!     edits, keeps the heartbeat, watches the other nodes'.
-//!   - `cluster/bus.rs`: the other nodes' records, to the router.
-//!   - `cluster/documents.rs`: the documents' streams, to the router.
-//!   - `cluster/keys.rs`: the Redis keys and the scripts that change them.
+//!   - `redis_link/bus.rs`: the other nodes' records, to the router.
+//!   - `redis_link/documents.rs`: the documents' streams, to the router.
+//!   - `redis_link/keys.rs`: the Redis keys and the scripts that change them.
 //! - [`methods`]: the embedder's methods and the worker pool that runs
 //!   them, off the router thread.
 //! - [`jwt`]: HMAC-signed tokens (HS256/384/512), issuer and audience checks.
@@ -138,8 +138,6 @@ pub mod log;
 pub mod auth;
 pub mod base64;
 pub mod cli;
-#[cfg(feature = "redis")]
-pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod dialect;
@@ -149,6 +147,8 @@ pub mod jwt;
 pub mod methods;
 pub mod metrics;
 pub mod net;
+#[cfg(feature = "redis")]
+pub mod redis_link;
 pub mod router;
 pub mod server;
 pub mod signals;

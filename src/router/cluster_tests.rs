@@ -292,7 +292,7 @@ fn an_announce_replaces_what_was_known_of_a_node() {
     b.router.take_outgoing();
     a.news(Inbound::Bus {
         from: "b".into(),
-        record: super::cluster::Shared::Hello,
+        record: super::cluster::Record::Hello,
         received: Instant::now(),
     });
     a.relay(&mut b);

@@ -430,7 +430,7 @@ impl Router {
         member.presence = presence.into();
         let view = member.view();
         let topics: Vec<String> = member.subscriptions.iter().cloned().collect();
-        self.share(conn, |conn| super::cluster::Shared::Presence {
+        self.share(conn, |conn| super::cluster::Record::Presence {
             conn,
             presence: view.presence.as_ref().to_owned(),
         });

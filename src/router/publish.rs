@@ -67,7 +67,7 @@ impl Router {
             .next_event_id()
             .map_err(|e| RequestError::Malformed(e.to_string()))?;
         // Built only when the cluster takes it: nothing copied on one node.
-        self.share(conn, |conn| super::cluster::Shared::Send {
+        self.share(conn, |conn| super::cluster::Record::Send {
             conn,
             target: target.clone(),
             data: data.clone(),

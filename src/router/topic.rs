@@ -105,7 +105,7 @@ impl Router {
             uuid: creator.uuid,
         });
         topic.nickname = nickname.clone();
-        self.share(conn, |conn| super::cluster::Shared::Created {
+        self.share(conn, |conn| super::cluster::Record::Created {
             conn,
             topic: name.clone(),
             nickname,
@@ -129,7 +129,7 @@ impl Router {
             return Err(RequestError::NotOwner(name));
         }
         let topic = name.clone();
-        self.share(conn, |conn| super::cluster::Shared::Deleted { conn, topic });
+        self.share(conn, |conn| super::cluster::Record::Deleted { conn, topic });
         Ok(self.delete_group(&name, Deletion::Requested { owner: conn, seq }))
     }
 

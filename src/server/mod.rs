@@ -347,7 +347,7 @@ fn join_cluster(
     metrics: Arc<Metrics>,
 ) -> io::Result<(Router, LinkQueue)> {
     let node = crate::id::token("node_", 8).map_err(|e| io::Error::other(e.to_string()))?;
-    let link = crate::cluster::start(url, node.clone(), commands, metrics)
+    let link = crate::redis_link::start(url, node.clone(), commands, metrics)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     Ok((router.with_cluster(node), Some(link.outgoing)))
 }

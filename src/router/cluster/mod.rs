@@ -8,7 +8,7 @@
 //! therefore cover every node without asking anyone.
 //!
 //! What a local member does that others must see goes out as a
-//! [`Shared`] record on the cluster bus (Redis pub/sub), in this router's
+//! [`Record`] on the cluster bus (Redis pub/sub), in this router's
 //! order; the other routers apply it to the member's shadow. Membership
 //! changes are replicated as their effect (joined, subscribed, owns a
 //! group, left), messages as the request (a MESSAGE, an emit, a world
@@ -54,7 +54,7 @@ impl ConnId {
 #[derive(Debug)]
 pub enum Outgoing {
     /// Publish on the bus, for every other node.
-    Publish(Shared),
+    Publish(Record),
     /// Claim a name or a group for `conn`; answered by
     /// [`Inbound::Claimed`].
     Claim {
@@ -222,23 +222,23 @@ impl Outgoing {
     }
 }
 
-impl Shared {
+impl Record {
     /// About how many bytes of payload the record holds.
     fn weight(&self) -> usize {
         match self {
-            Shared::Send { data, .. } => data.get().len(),
-            Shared::Emit { payload, .. } => payload.get().len(),
-            Shared::Presence { presence, .. } => presence.get().len(),
-            Shared::Call { args, .. } => json_weight(args),
-            Shared::Joined(member) => member.weight(),
-            Shared::Announce { members } => members.iter().map(MemberRecord::weight).sum(),
-            Shared::Hello
-            | Shared::Left { .. }
-            | Shared::Subscribed { .. }
-            | Shared::Unsubscribed { .. }
-            | Shared::Created { .. }
-            | Shared::Deleted { .. }
-            | Shared::Ack { .. } => 0,
+            Record::Send { data, .. } => data.get().len(),
+            Record::Emit { payload, .. } => payload.get().len(),
+            Record::Presence { presence, .. } => presence.get().len(),
+            Record::Call { args, .. } => json_weight(args),
+            Record::Joined(member) => member.weight(),
+            Record::Announce { members } => members.iter().map(MemberRecord::weight).sum(),
+            Record::Hello
+            | Record::Left { .. }
+            | Record::Subscribed { .. }
+            | Record::Unsubscribed { .. }
+            | Record::Created { .. }
+            | Record::Deleted { .. }
+            | Record::Ack { .. } => 0,
         }
     }
 }
@@ -272,7 +272,7 @@ pub enum Inbound {
         /// The node that published it.
         from: String,
         /// What it says.
-        record: Shared,
+        record: Record,
         /// When it arrived: proof that its node was alive then.
         received: Instant,
     },
@@ -382,7 +382,7 @@ pub struct DocumentEntry {
 /// A record on the cluster bus. `conn` is always the publishing node's
 /// own connection number.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Shared {
+pub enum Record {
     /// The node (re)joined: every node answers with an `Announce`.
     Hello,
     /// Every member the node holds now; replaces what others knew of it.
@@ -495,7 +495,7 @@ pub struct MemberRecord {
     /// Its presence.
     pub presence: Box<RawValue>,
     /// Its dialect and what that dialect needs.
-    pub kind: RecordKind,
+    pub kind: KindRecord,
     /// The topics it subscribes to.
     pub subscriptions: Vec<String>,
     /// The groups it owns, with their display names.
@@ -504,7 +504,7 @@ pub struct MemberRecord {
 
 /// A member's dialect, on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum RecordKind {
+pub enum KindRecord {
     /// concierge.
     Concierge,
     /// channels.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use super::{Claimable, Inbound, MemberRecord, Outgoing, RecordKind, Shared, SHADOW_BASE};
+use super::{Claimable, Inbound, KindRecord, MemberRecord, Outgoing, Record, SHADOW_BASE};
 use crate::id::Uuid;
 use crate::router::member::{Editor, Kind, Liveness, Member, WorldUser};
 use crate::router::{
@@ -156,14 +156,14 @@ impl Router {
         }
         let topic = topic.to_string();
         self.share(conn, |conn| match subscribed {
-            true => Shared::Subscribed { conn, topic },
-            false => Shared::Unsubscribed { conn, topic },
+            true => Record::Subscribed { conn, topic },
+            false => Record::Unsubscribed { conn, topic },
         });
     }
 
     /// Publishes what local member `conn` did, unless it is a shadow (its
     /// own node published it) or a replicated call is running.
-    pub(in crate::router) fn share(&mut self, conn: ConnId, record: impl FnOnce(u64) -> Shared) {
+    pub(in crate::router) fn share(&mut self, conn: ConnId, record: impl FnOnce(u64) -> Record) {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
@@ -197,7 +197,7 @@ impl Router {
                 .and_then(|id| id.as_str())
                 .map(str::to_string);
             let (method, args) = (method.to_string(), args.clone());
-            self.share(conn, |conn| Shared::Call {
+            self.share(conn, |conn| Record::Call {
                 conn,
                 method,
                 args,
@@ -306,7 +306,7 @@ impl Router {
         member_name: &str,
         concierge: bool,
     ) {
-        self.share(conn, |conn| Shared::Left { conn });
+        self.share(conn, |conn| Record::Left { conn });
         if concierge && !conn.is_shadow() {
             let claim = Claimable::Name(member_name.to_string());
             self.tell_link(Outgoing::Release { claim });
@@ -328,7 +328,7 @@ impl Router {
     fn announce(&mut self) {
         if !self.cluster.as_ref().is_some_and(|c| c.leaving) {
             let members = self.local_records();
-            self.tell_link(Outgoing::Publish(Shared::Announce { members }));
+            self.tell_link(Outgoing::Publish(Record::Announce { members }));
         }
     }
 
@@ -349,7 +349,7 @@ impl Router {
     /// (an empty announcement), and it no longer announces any.
     pub(in crate::router) fn leave_cluster(&mut self) {
         let members = Vec::new();
-        self.tell_link(Outgoing::Publish(Shared::Announce { members }));
+        self.tell_link(Outgoing::Publish(Record::Announce { members }));
         if let Some(cluster) = &mut self.cluster {
             cluster.leaving = true;
         }
@@ -415,7 +415,7 @@ impl Router {
             return;
         }
         if let Some(record) = self.record(conn) {
-            self.share(conn, |_| Shared::Joined(record));
+            self.share(conn, |_| Record::Joined(record));
         }
     }
 
@@ -468,7 +468,7 @@ impl Router {
             .filter(|(_, t)| t.owner.is_some_and(|o| !o.conn.is_shadow()))
             .map(|(name, _)| Claimable::Group(name.clone()));
         let claims: Vec<Claimable> = names.chain(groups).collect();
-        self.tell_link(Outgoing::Publish(Shared::Hello));
+        self.tell_link(Outgoing::Publish(Record::Hello));
         self.announce();
         if !claims.is_empty() {
             self.tell_link(Outgoing::Reclaim { claims });
@@ -596,28 +596,28 @@ impl Router {
     }
 
     /// Applies another node's record to its shadows.
-    fn apply(&mut self, from: String, record: Shared) -> Vec<Delivery> {
+    fn apply(&mut self, from: String, record: Record) -> Vec<Delivery> {
         let now = self.now;
         match record {
-            Shared::Hello => {
+            Record::Hello => {
                 self.announce();
                 Vec::new()
             }
-            Shared::Announce { members } => self.announced(&from, members),
-            Shared::Joined(record) => self.admit_shadow(&from, record),
-            Shared::Left { conn } => match self.shadow(&from, conn) {
+            Record::Announce { members } => self.announced(&from, members),
+            Record::Joined(record) => self.admit_shadow(&from, record),
+            Record::Left { conn } => match self.shadow(&from, conn) {
                 Some(shadow) => self.forget_shadow(shadow),
                 None => Vec::new(),
             },
-            Shared::Subscribed { conn, topic } => self
+            Record::Subscribed { conn, topic } => self
                 .shadow(&from, conn)
                 .map(|s| self.join_topic(s, &topic))
                 .unwrap_or_default(),
-            Shared::Unsubscribed { conn, topic } => self
+            Record::Unsubscribed { conn, topic } => self
                 .shadow(&from, conn)
                 .map(|s| self.leave_topic(s, &topic))
                 .unwrap_or_default(),
-            Shared::Created {
+            Record::Created {
                 conn,
                 topic,
                 nickname,
@@ -625,16 +625,16 @@ impl Router {
                 Some(shadow) => self.create_for_shadow(shadow, topic, nickname),
                 None => Vec::new(),
             },
-            Shared::Deleted { conn, topic } => match self.shadow(&from, conn) {
+            Record::Deleted { conn, topic } => match self.shadow(&from, conn) {
                 Some(shadow) => self.delete(shadow, 0, topic).unwrap_or_default(),
                 None => Vec::new(),
             },
-            Shared::Presence { conn, presence } => match self.shadow(&from, conn) {
+            Record::Presence { conn, presence } => match self.shadow(&from, conn) {
                 // Its own node told the member itself, if it asked.
                 Some(shadow) => self.update_presence(shadow, presence, false),
                 None => Vec::new(),
             },
-            Shared::Send {
+            Record::Send {
                 conn,
                 target,
                 data,
@@ -642,20 +642,20 @@ impl Router {
             } => self.with_event_id(Some(event_id), |r| {
                 r.shadow_sends(&from, conn, target, data)
             }),
-            Shared::Emit {
+            Record::Emit {
                 topic,
                 payload,
                 event_id,
                 to,
                 require_ack,
             } => self.remote_emit(topic, payload, event_id, to, require_ack),
-            Shared::Ack { conn, event_id } => {
+            Record::Ack { conn, event_id } => {
                 if let Some(shadow) = self.shadow(&from, conn) {
                     self.ack(shadow, &event_id);
                 }
                 Vec::new()
             }
-            Shared::Call {
+            Record::Call {
                 conn,
                 method,
                 args,
@@ -912,7 +912,7 @@ impl Router {
         if self.cluster.is_none() {
             return;
         }
-        let record = Shared::Emit {
+        let record = Record::Emit {
             topic: topic.to_string(),
             payload: payload.to_owned(),
             event_id: event_id.to_string(),
@@ -943,15 +943,15 @@ impl Router {
     fn record(&self, conn: ConnId) -> Option<MemberRecord> {
         let member = self.member(conn)?;
         let kind = match &member.kind {
-            Kind::Concierge => RecordKind::Concierge,
-            Kind::Channels(_) => RecordKind::Channels,
-            Kind::Common { .. } => RecordKind::Common,
-            Kind::World(user) => RecordKind::World {
+            Kind::Concierge => KindRecord::Concierge,
+            Kind::Channels(_) => KindRecord::Channels,
+            Kind::Common { .. } => KindRecord::Common,
+            Kind::World(user) => KindRecord::World {
                 world: user.world.clone(),
                 user: user.user.clone(),
                 display: user.display.clone(),
             },
-            Kind::Blazing(editor) => RecordKind::Blazing {
+            Kind::Blazing(editor) => KindRecord::Blazing {
                 computer: editor.computer.clone(),
                 user: editor.user.clone(),
             },
@@ -989,7 +989,7 @@ impl Router {
     pub(in crate::router) fn share_ack(&mut self, conn: ConnId, event_id: &str) {
         if !self.acks.contains_key(event_id) {
             let event_id = event_id.to_string();
-            self.share(conn, |conn| Shared::Ack { conn, event_id });
+            self.share(conn, |conn| Record::Ack { conn, event_id });
         }
     }
 
@@ -1019,15 +1019,15 @@ impl Router {
 
 /// A shadow's dialect part: no timers, no liveness of its own (its node
 /// keeps those).
-fn shadow_kind(kind: &RecordKind, now: std::time::Instant) -> Kind {
+fn shadow_kind(kind: &KindRecord, now: std::time::Instant) -> Kind {
     match kind {
-        RecordKind::Concierge => Kind::Concierge,
-        RecordKind::Channels => Kind::Channels(Liveness {
+        KindRecord::Concierge => Kind::Concierge,
+        KindRecord::Channels => Kind::Channels(Liveness {
             latency_ms: 0,
             ping_sent: None,
         }),
-        RecordKind::Common => Kind::Common { heartbeat_due: now },
-        RecordKind::World {
+        KindRecord::Common => Kind::Common { heartbeat_due: now },
+        KindRecord::World {
             world,
             user,
             display,
@@ -1039,7 +1039,7 @@ fn shadow_kind(kind: &RecordKind, now: std::time::Instant) -> Kind {
             traits: Vec::new(),
             since: 0,
         }),
-        RecordKind::Blazing { computer, user } => Kind::Blazing(Editor {
+        KindRecord::Blazing { computer, user } => Kind::Blazing(Editor {
             computer: computer.clone(),
             user: user.clone(),
             cursor: Default::default(),

@@ -2,7 +2,7 @@
 //! rest of the router calls do nothing, so that the default binary carries
 //! none of the cluster's logic (`shadows.rs` has the real ones).
 
-use super::{Outgoing, Shared};
+use super::{Outgoing, Record};
 use crate::methods::RpcError;
 use crate::router::{ConnId, Delivery, Router};
 
@@ -22,7 +22,7 @@ impl Router {
 
     pub(in crate::router) fn tell_link(&mut self, _item: Outgoing) {}
 
-    pub(in crate::router) fn share(&mut self, _conn: ConnId, _record: impl FnOnce(u64) -> Shared) {}
+    pub(in crate::router) fn share(&mut self, _conn: ConnId, _record: impl FnOnce(u64) -> Record) {}
 
     pub(in crate::router) fn share_subscription(&mut self, _: ConnId, _: &str, _: bool) {}
 

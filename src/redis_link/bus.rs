@@ -11,7 +11,7 @@ use super::keys::Keys;
 use super::{Connection, Role};
 use crate::log;
 use crate::metrics::Metrics;
-use crate::router::cluster::{Inbound, Shared};
+use crate::router::cluster::{Inbound, Record};
 use crate::router::Command;
 
 /// How long a read waits before the connection is checked with a PING.
@@ -23,7 +23,7 @@ pub struct Envelope {
     /// The node that published it.
     pub from: String,
     /// What it says.
-    pub record: Shared,
+    pub record: Record,
 }
 
 /// The bus thread's state.

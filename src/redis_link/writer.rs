@@ -151,7 +151,7 @@ impl Writer {
     }
 
     /// Publishes a record on the bus; with Redis away it is dropped.
-    fn publish(&mut self, record: &crate::router::cluster::Shared) {
+    fn publish(&mut self, record: &crate::router::cluster::Record) {
         let envelope = Envelope {
             from: self.keys.node.clone(),
             record: record.clone(),
