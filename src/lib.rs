@@ -64,6 +64,8 @@
 //!     operator's policy.
 //!   - [`router::command`]: what connections ask.
 //!   - [`router::event`]: what connections are told.
+//!   - [`router::Dialect`] (`router/dialect.rs`): which protocol a member
+//!     speaks; `dialect` adds each protocol's closes to it.
 //!   - `router/member.rs`: members join, stay alive (PINGs, heartbeats),
 //!     change presence, leave.
 //!   - `router/topic.rs`: topics (groups and channels) and their life.

@@ -66,7 +66,7 @@ impl RpcError {
 impl RpcError {
     /// The answer to a call the message rate limit dropped: `rate_limited`.
     pub fn rate_limited() -> RpcError {
-        RpcError::new("rate_limited", crate::dialect::RATE_LIMITED_MESSAGE)
+        RpcError::new("rate_limited", crate::router::RATE_LIMITED_MESSAGE)
     }
 }
 

@@ -14,7 +14,6 @@ pub mod concierge;
 pub mod credentials;
 pub mod world;
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -22,65 +21,12 @@ use crate::net::frame::{Close, Frame};
 use crate::net::http::Request;
 use crate::net::rate::Overrun;
 use crate::router::{Addressee, Command, ConnId, Disconnect, Event};
+// Which protocol a connection speaks is member state, kept by the router;
+// the protocols themselves, and their closes, are here.
+pub use crate::router::Dialect;
 use credentials::{Admission, Refusal};
 
-/// The protocol a WebSocket connection speaks, chosen at the handshake.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// `/ws/echo`: every message comes straight back (for conformance tests).
-    Echo,
-    /// `/ws/concierge` or subprotocol `ert-concierge`.
-    Concierge,
-    /// `/<channel>/listen`.
-    Channels,
-    /// `/ws/common`.
-    Common,
-    /// `/ws/world/<world>`.
-    World,
-    /// `/ws/blazing`.
-    Blazing,
-}
-
 impl Dialect {
-    /// Every dialect, in a fixed order.
-    pub const ALL: [Dialect; 6] = [
-        Dialect::Echo,
-        Dialect::Concierge,
-        Dialect::Channels,
-        Dialect::Common,
-        Dialect::World,
-        Dialect::Blazing,
-    ];
-
-    /// The dialect's name, as used in logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Dialect::Echo => "echo",
-            Dialect::Concierge => "concierge",
-            Dialect::Channels => "channels",
-            Dialect::Common => "common",
-            Dialect::World => "world",
-            Dialect::Blazing => "blazing",
-        }
-    }
-
-    /// The dialect's position in [`Dialect::ALL`], for per-dialect tables.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Whether the dialect's connections are registered with the router.
-    pub fn uses_router(self) -> bool {
-        match self {
-            Dialect::Echo => false,
-            Dialect::Concierge
-            | Dialect::Channels
-            | Dialect::Common
-            | Dialect::World
-            | Dialect::Blazing => true,
-        }
-    }
-
     /// The close for a client silent for `limit` despite keepalive pings:
     /// blazing's 3008 "keepalive timeout"; the other documents have none,
     /// so they use 1001 (going away).
@@ -123,12 +69,6 @@ impl Dialect {
 /// sockets, and no release or integration-test build can reach them.
 #[cfg(test)]
 pub(crate) const TEST_PANIC: &str = "switchboard: fail here (cfg(test) only)";
-
-impl fmt::Display for Dialect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Whether a `dialect` connection asked for by `request` may be upgraded,
 /// and with what grant: answered before the upgrade, so that a refusal is
@@ -303,11 +243,6 @@ pub fn rate_limit_close() -> Close {
 
 /// The reason given with [`rate_limit_close`].
 pub const RATE_LIMIT_CLOSE_REASON: &str = "rate limit: kept sending too fast after being told";
-
-/// What a client's first dropped message of an episode is told, in the
-/// dialects whose error carries a text.
-pub const RATE_LIMITED_MESSAGE: &str =
-    "rate limit: too many messages; this one and more sent too fast are dropped";
 
 /// An event rendered for one dialect: once for all its recipients.
 pub enum Rendered {

@@ -11,8 +11,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use super::Dialect;
 use super::*;
-use crate::dialect::Dialect;
 use crate::net::outbox::Outbox;
 
 const SETTINGS: Settings = Settings {

@@ -9,7 +9,7 @@ use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
 
 use super::access::{Denial, Grant, Policy};
-use crate::dialect::Dialect;
+use super::Dialect;
 use crate::net::outbox::Outbox;
 
 /// A connection's number, unique for the life of the server process.

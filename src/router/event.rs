@@ -304,6 +304,12 @@ pub struct TopicInfo {
     pub subscribers: Vec<Uuid>,
 }
 
+/// What a client's first dropped message of an episode is told (the
+/// text of [`RequestError::RateLimited`], and of the RPC dialects' error
+/// for a dropped call), in the dialects whose error carries a text.
+pub const RATE_LIMITED_MESSAGE: &str =
+    "rate limit: too many messages; this one and more sent too fast are dropped";
+
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {
@@ -361,7 +367,7 @@ impl fmt::Display for RequestError {
             RequestError::Unsupported(kind) => write!(f, "{kind} is sent by the server, not to it"),
             RequestError::UnknownType(kind) => write!(f, "unknown message type {kind:?}"),
             RequestError::Malformed(why) => f.write_str(why),
-            RequestError::RateLimited => f.write_str(crate::dialect::RATE_LIMITED_MESSAGE),
+            RequestError::RateLimited => f.write_str(RATE_LIMITED_MESSAGE),
         }
     }
 }

@@ -10,12 +10,18 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::calls::raw;
+use super::Dialect;
 use super::{
     Access, Addressee, ClientInfo, Conn, ConnId, Delivery, Disconnect, Event, Grant, Joiner,
     MemberView, PresenceChange, Router, Seq, Timer,
 };
-use crate::dialect::Dialect;
 use crate::id::{self, Uuid};
+
+/// The largest presence a member may have, in bytes of JSON: presence
+/// goes to every member of a topic on every join, so it stays small. The
+/// channels dialect refuses a larger one before the router sees it; a
+/// world profile (a presence too) is refused here.
+pub const MAX_PRESENCE_BYTES: usize = 4096;
 
 /// An identified client.
 #[derive(Debug)]

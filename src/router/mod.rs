@@ -30,6 +30,7 @@ pub mod access;
 mod calls;
 pub mod cluster;
 pub mod command;
+mod dialect;
 mod documents;
 pub mod event;
 mod member;
@@ -48,17 +49,18 @@ pub use access::{Access, Denial, Grant, Patterns, Policy};
 pub use command::{
     Command, ConnId, Edit, Emit, EmitError, EmitOutcome, Joiner, Request, Seq, Target, Targets,
 };
+pub use dialect::Dialect;
 pub use event::{
     ClientInfo, Delivery, Disconnect, DocumentEvent, DocumentSnapshot, Event, MemberView, Message,
-    Origin, PresenceChange, RequestError, TopicChange, TopicInfo,
+    Origin, PresenceChange, RequestError, TopicChange, TopicInfo, RATE_LIMITED_MESSAGE,
 };
 use member::Member;
+pub use member::MAX_PRESENCE_BYTES;
 use publish::PendingAck;
 pub use shutdown::Drain;
 use timer::{Timer, Timers};
 use topic::Topic;
 
-use crate::dialect::Dialect;
 use crate::id::Uuid;
 
 /// The router's timing rules.

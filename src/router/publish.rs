@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
+use super::Dialect;
 use super::{
     Access, ClientInfo, ConnId, Delivery, Emit, EmitError, EmitOutcome, Event, Message, Origin,
     RequestError, Router, Seq, Target, Targets, Timer,
 };
-use crate::dialect::Dialect;
 use crate::id::{self, Uuid};
 
 /// An emit waiting for ACKs.

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use super::calls::{arg, raw, Outcome};
 use super::member::{Identity, Kind, WorldUser};
+use super::Dialect;
 use super::{Access, ConnId, Delivery, Disconnect, Event, Grant, Router};
-use crate::dialect::Dialect;
 use crate::methods::RpcError;
 
 /// The longest room name accepted.
@@ -144,7 +144,7 @@ impl Router {
         };
         // The profile is the member's presence, sent to others on every
         // change: kept as small as channels keep theirs.
-        let limit = crate::dialect::channels::MAX_PRESENCE_BYTES;
+        let limit = super::MAX_PRESENCE_BYTES;
         if profile.get().len() > limit {
             let why = format!("`profile` is limited to {limit} bytes of JSON");
             return Err(RpcError::new("invalid_args", why));

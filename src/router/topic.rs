@@ -9,11 +9,11 @@
 
 use std::collections::BTreeSet;
 
+use super::Dialect;
 use super::{
     Access, ClientInfo, ConnId, Delivery, Event, MemberView, PresenceChange, RequestError, Router,
     Seq, TopicChange, TopicInfo,
 };
-use crate::dialect::Dialect;
 use crate::id::Uuid;
 
 /// A named set of subscribers that messages to the topic fan out to.

@@ -20,9 +20,8 @@ pub use session::Session;
 
 use crate::router::sys::SYS_TOPIC;
 
-/// The largest presence a listener may have, in bytes of JSON: presence
-/// goes to every member of the channel on every join, so it stays small.
-pub const MAX_PRESENCE_BYTES: usize = 4096;
+// The largest presence is the router's rule (it also caps world profiles).
+pub use crate::router::MAX_PRESENCE_BYTES;
 
 /// The longest channel name accepted.
 pub const MAX_CHANNEL_LEN: usize = 128;
