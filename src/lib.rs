@@ -80,8 +80,10 @@
 //!   - `router/shutdown.rs`: every client's going-away, every document saved.
 //!   - [`router::cluster`]: other nodes' members as shadows; what this
 //!     node's members do, as records for the other nodes (`--redis`):
-//!     the records in `mod.rs`, the logic in `shadows.rs` (feature
-//!     `redis`), do-nothing hooks in `single.rs` (without it).
+//!     the records in `mod.rs`; with feature `redis`, what this node
+//!     tells the others in `outgoing.rs`, the claims of names in
+//!     `claims.rs`, the other nodes' members in `shadows.rs`; without it,
+//!     do-nothing hooks in `single.rs`.
 //!   - [`router::thread`]: the loop around the router; delivery; the
 //!     systemd watchdog; handing cluster records to the Redis link.
 //! - [`dialect`]: the protocols; [`dialect::credentials`] turns what a

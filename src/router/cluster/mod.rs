@@ -529,12 +529,17 @@ pub enum KindRecord {
     },
 }
 
-// The logic: in a build with the `redis` feature, the shadows and the
-// records; without it, hooks that do nothing, so that the default binary
-// carries none of it.
+// The logic: in a build with the `redis` feature, what this node tells
+// the others (`outgoing.rs`), the claims of names (`claims.rs`) and the
+// other nodes' members (`shadows.rs`); without it, hooks that do nothing,
+// so that the default binary carries none of it.
+#[cfg(feature = "redis")]
+mod claims;
+#[cfg(feature = "redis")]
+mod outgoing;
+#[cfg(feature = "redis")]
+pub use outgoing::Cluster;
 #[cfg(feature = "redis")]
 mod shadows;
-#[cfg(feature = "redis")]
-pub use shadows::Cluster;
 #[cfg(not(feature = "redis"))]
 mod single;

@@ -1,424 +1,21 @@
-//! The shadows of other nodes' members, and the records this node
-//! publishes for the others: the cluster's logic on the router's side
-//! (module docs in `mod.rs`).
+//! The shadows of other nodes' members: what the other nodes' records do
+//! to this router, who is still there, and their messages delivered to
+//! this node's connections (module docs in `mod.rs`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use super::{Claimable, Inbound, KindRecord, MemberRecord, Outgoing, Record, SHADOW_BASE};
+use super::{Claimable, Inbound, KindRecord, MemberRecord, Outgoing, Record};
 use crate::id::Uuid;
-use crate::router::member::{Editor, Kind, Liveness, Member, WorldUser};
+use crate::router::member::{Editor, Kind, Liveness, WorldUser};
 use crate::router::{
-    ClientInfo, Command, Conn, ConnId, Delivery, Disconnect, DocumentEvent, Event, Message, Origin,
-    RequestError, Router, Target, Targets,
+    ClientInfo, ConnId, Delivery, DocumentEvent, Event, Message, Origin, Router, Target, Targets,
 };
 
-/// This node's part in a cluster.
-#[derive(Debug)]
-pub struct Cluster {
-    /// This node's id (random, per process).
-    node: String,
-    /// Records for the Redis link, in the order they arose.
-    outgoing: Vec<Outgoing>,
-    /// Shadows by (node, that node's connection number).
-    shadows: HashMap<(String, u64), ConnId>,
-    /// The other way round.
-    homes: HashMap<ConnId, (String, u64)>,
-    next_shadow: u64,
-    /// Claims waiting for Redis's answer, one per connection at most (its
-    /// later frames wait with it).
-    claims: HashMap<ConnId, Pending>,
-    /// Set while a replicated call runs, so that what it does on the way
-    /// (joining a room, a new profile) is not replicated a second time.
-    quiet: bool,
-    /// The event id the message being replayed had on its own node, for
-    /// the replay to use: recipients on every node see the same id.
-    replay_event_id: Option<String>,
-    /// Set once the node is shutting down: it announces nobody any more.
-    leaving: bool,
-    /// Whether the next periodic announcement is scheduled.
-    announcing: bool,
-    /// When each other node's latest record arrived.
-    heard: HashMap<String, Instant>,
-    /// Document edits this node has sent to streams so far.
-    edits: u64,
-}
-
-/// How often a node announces its members unasked. Records are delivered
-/// at most once: one lost while Redis was away for this node's writer or
-/// another's bus is mended by the next announcement at the latest.
-pub const ANNOUNCE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// A claim waiting for Redis's answer.
-#[derive(Debug)]
-struct Pending {
-    /// What the client asked for.
-    request: Claiming,
-    /// The client's frames after it, held until the answer, then handled
-    /// in order: as on one node, where they follow the HELLO (or the
-    /// group's creation).
-    held: Vec<Command>,
-}
-
-/// What a pending claim is for.
-#[derive(Debug)]
-enum Claiming {
-    /// An IDENTIFY.
-    Name {
-        name: String,
-        nickname: Option<String>,
-        tags: Vec<String>,
-    },
-    /// A GROUP_CREATE, in the frame numbered `seq`.
-    Group {
-        seq: crate::router::Seq,
-        topic: String,
-        nickname: Option<String>,
-    },
-}
-
-/// Frames a client may send after IDENTIFY (or GROUP_CREATE) before
-/// Redis answers the claim; more are refused as too fast.
-const MAX_HELD: usize = 256;
-
-/// The methods whose calls other nodes replay: they tell other clients
-/// something. The rest only read, or are the embedder's (which runs them
-/// once, on the caller's node).
-fn is_replicated_call(method: &str) -> bool {
-    matches!(
-        method,
-        "room.enter" | "room.leave" | "room.send" | "user.update" | "hub.publish"
-    )
-}
-
-impl Cluster {
-    /// A node `node` with nothing to say yet.
-    pub fn new(node: String) -> Cluster {
-        Cluster {
-            node,
-            outgoing: Vec::new(),
-            shadows: HashMap::new(),
-            homes: HashMap::new(),
-            next_shadow: SHADOW_BASE,
-            claims: HashMap::new(),
-            quiet: false,
-            replay_event_id: None,
-            leaving: false,
-            announcing: false,
-            heard: HashMap::new(),
-            edits: 0,
-        }
-    }
-}
-
 impl Router {
-    /// The same hub, as node `node` of a cluster.
-    pub fn with_cluster(self, node: String) -> Router {
-        Router {
-            cluster: Some(Cluster::new(node)),
-            ..self
-        }
-    }
-
-    /// What the Redis link is to do, in order; empty when not clustered.
-    pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
-        self.cluster
-            .as_mut()
-            .map(|c| std::mem::take(&mut c.outgoing))
-            .unwrap_or_default()
-    }
-
-    /// Whether edits to documents go through their streams.
-    pub(in crate::router) fn clustered(&self) -> bool {
-        self.cluster.is_some()
-    }
-
-    /// Queues a record for the link.
-    pub(in crate::router) fn tell_link(&mut self, item: Outgoing) {
-        if let Some(cluster) = &mut self.cluster {
-            cluster.outgoing.push(item);
-        }
-    }
-
-    /// A subscription change other nodes hear of: not to `$sys`, whose
-    /// snapshots each node makes for its own listeners.
-    pub(in crate::router) fn share_subscription(
-        &mut self,
-        conn: ConnId,
-        topic: &str,
-        subscribed: bool,
-    ) {
-        if crate::router::sys::is_reserved(topic) {
-            return;
-        }
-        let topic = topic.to_string();
-        self.share(conn, |conn| match subscribed {
-            true => Record::Subscribed { conn, topic },
-            false => Record::Unsubscribed { conn, topic },
-        });
-    }
-
-    /// Publishes what local member `conn` did, unless it is a shadow (its
-    /// own node published it) or a replicated call is running.
-    pub(in crate::router) fn share(&mut self, conn: ConnId, record: impl FnOnce(u64) -> Record) {
-        let Some(cluster) = &mut self.cluster else {
-            return;
-        };
-        if conn.is_shadow() || cluster.quiet {
-            return;
-        }
-        cluster.outgoing.push(Outgoing::Publish(record(conn.0)));
-    }
-
-    /// Publishes a whole call of local member `conn` if others replay it,
-    /// running `run` quietly (its side effects travel as the call).
-    pub(in crate::router) fn share_call(
-        &mut self,
-        conn: ConnId,
-        method: &str,
-        args: &serde_json::Value,
-        run: impl FnOnce(&mut Router) -> crate::router::calls::Outcome,
-    ) -> crate::router::calls::Outcome {
-        let replicated = is_replicated_call(method) && !conn.is_shadow();
-        let was_quiet = match (&mut self.cluster, replicated) {
-            (Some(cluster), true) => std::mem::replace(&mut cluster.quiet, true),
-            _ => return run(self),
-        };
-        let result = run(self);
-        if let Some(cluster) = &mut self.cluster {
-            cluster.quiet = was_quiet;
-        }
-        if let Ok((answer, _)) = &result {
-            let event_id = answer
-                .get("eventID")
-                .and_then(|id| id.as_str())
-                .map(str::to_string);
-            let (method, args) = (method.to_string(), args.clone());
-            self.share(conn, |conn| Record::Call {
-                conn,
-                method,
-                args,
-                event_id,
-            });
-        }
-        result
-    }
-
-    /// The id for a new message: the replayed message's own, or a fresh one.
-    pub(in crate::router) fn next_event_id(&mut self) -> Result<String, getrandom::Error> {
-        match self.cluster.as_mut().and_then(|c| c.replay_event_id.take()) {
-            Some(id) => Ok(id),
-            None => crate::router::publish::event_id(),
-        }
-    }
-
-    /// Replays `run` with the message id it had on its own node.
-    fn with_event_id<T>(&mut self, id: Option<String>, run: impl FnOnce(&mut Router) -> T) -> T {
-        if let Some(cluster) = &mut self.cluster {
-            cluster.replay_event_id = id;
-        }
-        let result = run(self);
-        if let Some(cluster) = &mut self.cluster {
-            cluster.replay_event_id = None;
-        }
-        result
-    }
-
-    /// Starts claiming `name` for `conn`, if clustered; `false` when the
-    /// caller is to go on at once (a single node).
-    pub(in crate::router) fn claim(
-        &mut self,
-        conn: ConnId,
-        name: &str,
-        nickname: &Option<String>,
-        tags: &[String],
-    ) -> bool {
-        let Some(cluster) = &mut self.cluster else {
-            return false;
-        };
-        let request = Claiming::Name {
-            name: name.to_string(),
-            nickname: nickname.clone(),
-            tags: tags.to_vec(),
-        };
-        let held = Vec::new();
-        cluster.claims.insert(conn, Pending { request, held });
-        let claim = Claimable::Name(name.to_string());
-        cluster.outgoing.push(Outgoing::Claim { conn, claim });
-        true
-    }
-
-    /// Starts claiming group `topic` for member `conn`'s GROUP_CREATE
-    /// (frame `seq`), if clustered and nobody here owns it: the member's
-    /// later frames wait for the answer. `None` when the caller is to go
-    /// on as on one node; a refusal when another member of this node is
-    /// claiming the group.
-    pub(in crate::router) fn claim_group(
-        &mut self,
-        conn: ConnId,
-        seq: crate::router::Seq,
-        topic: &str,
-        nickname: &Option<String>,
-    ) -> Option<Result<Vec<Delivery>, RequestError>> {
-        let owned = self.topics.get(topic).is_some_and(|t| t.owner.is_some());
-        let cluster = self.cluster.as_mut()?;
-        if owned || conn.is_shadow() {
-            return None; // refused (or replayed) as on one node
-        }
-        // Another member of this node claims it already: Redis would grant
-        // the node the same group twice.
-        let claimed_here = cluster
-            .claims
-            .values()
-            .any(|p| matches!(&p.request, Claiming::Group { topic: t, .. } if t == topic));
-        if claimed_here {
-            return Some(Err(RequestError::TopicExists(self.known_group(topic))));
-        }
-        let request = Claiming::Group {
-            seq,
-            topic: topic.to_string(),
-            nickname: nickname.clone(),
-        };
-        let held = Vec::new();
-        cluster.claims.insert(conn, Pending { request, held });
-        let claim = Claimable::Group(topic.to_string());
-        cluster.outgoing.push(Outgoing::Claim { conn, claim });
-        Some(Ok(Vec::new()))
-    }
-
-    /// A group owned by `owner` is gone: if the owner is this node's, the
-    /// group's name is free again.
-    pub(in crate::router) fn release_group(&mut self, owner: ConnId, topic: &str) {
-        if self.cluster.is_some() && !owner.is_shadow() {
-            let claim = Claimable::Group(topic.to_string());
-            self.tell_link(Outgoing::Release { claim });
-        }
-    }
-
-    /// A local member left: the others forget its shadow, and its name is
-    /// free again.
-    pub(in crate::router) fn share_leave(
-        &mut self,
-        conn: ConnId,
-        member_name: &str,
-        concierge: bool,
-    ) {
-        self.share(conn, |conn| Record::Left { conn });
-        if concierge && !conn.is_shadow() {
-            let claim = Claimable::Name(member_name.to_string());
-            self.tell_link(Outgoing::Release { claim });
-        }
-    }
-
-    /// The periodic announcement is due: it goes out, and the next one is
-    /// scheduled.
-    pub(in crate::router) fn announce_round(&mut self, now: std::time::Instant) -> Vec<Delivery> {
-        if let Some(cluster) = &mut self.cluster {
-            cluster.announcing = false;
-        }
-        self.announce();
-        self.schedule_announcements(now);
-        Vec::new()
-    }
-
-    /// Announces this node's members, unless it is shutting down.
-    fn announce(&mut self) {
-        if !self.cluster.as_ref().is_some_and(|c| c.leaving) {
-            let members = self.local_records();
-            self.tell_link(Outgoing::Publish(Record::Announce { members }));
-        }
-    }
-
-    /// Schedules the next periodic announcement, unless one is scheduled
-    /// or the node is shutting down.
-    fn schedule_announcements(&mut self, now: std::time::Instant) {
-        let Some(cluster) = &mut self.cluster else {
-            return;
-        };
-        if !cluster.announcing && !cluster.leaving {
-            cluster.announcing = true;
-            self.timers
-                .set(now + ANNOUNCE_EVERY, crate::router::Timer::Announce);
-        }
-    }
-
-    /// The node is shutting down: the others forget its members at once
-    /// (an empty announcement), and it no longer announces any.
-    pub(in crate::router) fn leave_cluster(&mut self) {
-        let members = Vec::new();
-        self.tell_link(Outgoing::Publish(Record::Announce { members }));
-        if let Some(cluster) = &mut self.cluster {
-            cluster.leaving = true;
-        }
-    }
-
-    /// A new command or timer: whatever a failed step left half done (a
-    /// panic inside a replicated call, caught by the router thread) is
-    /// undone, so that it cannot silence this node's records for good.
-    pub(in crate::router) fn begin_step(&mut self) {
-        if let Some(cluster) = &mut self.cluster {
-            cluster.quiet = false;
-            cluster.replay_event_id = None;
-        }
-    }
-
-    /// This node's next edit number, for a document stream entry.
-    pub(in crate::router) fn next_edit_seq(&mut self) -> u64 {
-        match &mut self.cluster {
-            Some(cluster) => {
-                cluster.edits += 1;
-                cluster.edits
-            }
-            None => 0,
-        }
-    }
-
-    /// A client's frame that arrives while its name is being claimed waits
-    /// for the answer: `Err` with what to tell the client now (nothing, or
-    /// a refusal past [`MAX_HELD`]). Any other command goes on (`Ok`).
-    pub(in crate::router) fn hold_while_claiming(
-        &mut self,
-        command: Command,
-    ) -> Result<Command, Vec<Delivery>> {
-        let (conn, seq) = match &command {
-            Command::Request { conn, seq, .. } => (*conn, Some(*seq)),
-            Command::Reject { conn, .. } => (*conn, None),
-            _ => return Ok(command),
-        };
-        let pending = self.cluster.as_mut().and_then(|c| c.claims.get_mut(&conn));
-        let Some(Pending { held, .. }) = pending else {
-            return Ok(command);
-        };
-        if held.len() < MAX_HELD {
-            held.push(command);
-            return Err(Vec::new());
-        }
-        let error = crate::router::RequestError::RateLimited;
-        Err(vec![Delivery::one(conn, Event::Refused { seq, error })])
-    }
-
-    /// Whether a connection of this node is claiming `name` now.
-    pub(in crate::router) fn claiming(&self, name: &str) -> bool {
-        self.cluster.as_ref().is_some_and(|c| {
-            c.claims
-                .values()
-                .any(|p| matches!(&p.request, Claiming::Name { name: n, .. } if n == name))
-        })
-    }
-
-    /// A local member joined: the others make it a shadow.
-    pub(in crate::router) fn share_join(&mut self, conn: ConnId) {
-        if self.cluster.is_none() || conn.is_shadow() {
-            return;
-        }
-        if let Some(record) = self.record(conn) {
-            self.share(conn, |_| Record::Joined(record));
-        }
-    }
-
     /// Applies what the Redis link reports.
     pub(in crate::router) fn cluster_event(&mut self, inbound: Inbound) -> Vec<Delivery> {
         match inbound {
@@ -457,7 +54,7 @@ impl Router {
     }
 
     /// After (re)connecting: hello, who is here, names and documents.
-    fn rejoin(&mut self) {
+    pub(super) fn rejoin(&mut self) {
         let names = self
             .local_members()
             .filter(|(_, m)| matches!(m.kind, Kind::Concierge))
@@ -485,118 +82,8 @@ impl Router {
         self.schedule_announcements(self.now);
     }
 
-    /// Redis's answer to a claim: the name or group is taken up or
-    /// refused, then the frames that waited are handled if the client is
-    /// (still) a member. A claim stays pending until its answer comes,
-    /// even if its connection has gone: a late grant is then given back
-    /// rather than held for as long as this node lives.
-    fn claimed(&mut self, conn: ConnId, granted: bool) -> Vec<Delivery> {
-        let pending = self.cluster.as_mut().and_then(|c| c.claims.remove(&conn));
-        let Some(Pending { request, held }) = pending else {
-            return Vec::new();
-        };
-        let mut out = match request {
-            Claiming::Name {
-                name,
-                nickname,
-                tags,
-            } => self.claimed_name(conn, granted, name, nickname, tags),
-            Claiming::Group {
-                seq,
-                topic,
-                nickname,
-            } => self.claimed_group(conn, granted, seq, topic, nickname),
-        };
-        if self.member(conn).is_some() {
-            for command in held {
-                out.extend(self.handle(command, self.now));
-            }
-        }
-        out
-    }
-
-    /// A GROUP_CREATE's claim answered: the group is created as on one
-    /// node, or refused as existing.
-    fn claimed_group(
-        &mut self,
-        conn: ConnId,
-        granted: bool,
-        seq: crate::router::Seq,
-        topic: String,
-        nickname: Option<String>,
-    ) -> Vec<Delivery> {
-        let Some(creator) = self.member(conn).map(|m| m.info.clone()) else {
-            if granted {
-                self.give_group_back(&topic); // its creator left meanwhile
-            }
-            return Vec::new();
-        };
-        let created = match granted {
-            true => self.create(conn, seq, &creator, topic.clone(), nickname),
-            false => Err(RequestError::TopicExists(self.known_group(&topic))),
-        };
-        created.unwrap_or_else(|error| {
-            if granted {
-                self.give_group_back(&topic);
-            }
-            let seq = Some(seq);
-            vec![Delivery::one(conn, Event::Refused { seq, error })]
-        })
-    }
-
-    /// A group granted but not created: its name goes back, unless a
-    /// member of this node owns it (Redis grants a node its own again).
-    fn give_group_back(&mut self, topic: &str) {
-        let owner = self.topics.get(topic).and_then(|t| t.owner);
-        if owner.is_none_or(|o| o.conn.is_shadow()) {
-            let claim = Claimable::Group(topic.to_string());
-            self.tell_link(Outgoing::Release { claim });
-        }
-    }
-
-    /// A group as this node knows it; by name alone if another node's
-    /// record of it has not arrived yet.
-    fn known_group(&self, name: &str) -> crate::router::TopicInfo {
-        match self.topics.get(name) {
-            Some(topic) => self.topic_info(name, topic),
-            None => crate::router::TopicInfo {
-                name: name.to_string(),
-                nickname: None,
-                owner: None,
-                subscribers: Vec::new(),
-            },
-        }
-    }
-
-    /// An IDENTIFY's claim answered: the client becomes a member, or is
-    /// told the name is taken.
-    fn claimed_name(
-        &mut self,
-        conn: ConnId,
-        granted: bool,
-        name: String,
-        nickname: Option<String>,
-        tags: Vec<String>,
-    ) -> Vec<Delivery> {
-        let waiting = matches!(self.conns.get(&conn), Some(Conn::Unidentified { .. }));
-        let holder = self.names.get(&name).copied();
-        if waiting && granted && holder.is_none() {
-            return self.admit_concierge(conn, name, nickname, tags);
-        }
-        // Granted but not used: give it back, unless a member of this node
-        // holds it (Redis grants a node's own name again).
-        if granted && holder.is_none_or(ConnId::is_shadow) {
-            let claim = Claimable::Name(name.clone());
-            self.tell_link(Outgoing::Release { claim });
-        }
-        match waiting {
-            true => self.evict(conn, Disconnect::NameTaken(name)),
-            false => Vec::new(),
-        }
-    }
-
     /// Applies another node's record to its shadows.
-    fn apply(&mut self, from: String, record: Record) -> Vec<Delivery> {
+    pub(super) fn apply(&mut self, from: String, record: Record) -> Vec<Delivery> {
         let now = self.now;
         match record {
             Record::Hello => {
@@ -669,14 +156,14 @@ impl Router {
         }
     }
 
-    fn shadow(&self, node: &str, conn: u64) -> Option<ConnId> {
+    pub(super) fn shadow(&self, node: &str, conn: u64) -> Option<ConnId> {
         let cluster = self.cluster.as_ref()?;
         cluster.shadows.get(&(node.to_string(), conn)).copied()
     }
 
     /// Makes `record` (a member of `node`) a shadow here, with its
     /// subscriptions and groups; local clients hear of it as of any member.
-    fn admit_shadow(&mut self, node: &str, record: MemberRecord) -> Vec<Delivery> {
+    pub(super) fn admit_shadow(&mut self, node: &str, record: MemberRecord) -> Vec<Delivery> {
         if let Some(shadow) = self.shadow(node, record.conn) {
             return self.reconcile(shadow, record);
         }
@@ -719,7 +206,7 @@ impl Router {
 
     /// Brings a shadow's groups, subscriptions and presence to what its
     /// node says.
-    fn reconcile(&mut self, shadow: ConnId, record: MemberRecord) -> Vec<Delivery> {
+    pub(super) fn reconcile(&mut self, shadow: ConnId, record: MemberRecord) -> Vec<Delivery> {
         // Groups it no longer owns (a deletion that never arrived) go.
         let gone: Vec<String> = self
             .topics
@@ -758,7 +245,7 @@ impl Router {
     }
 
     /// A node's full list of members: shadows it no longer lists go.
-    fn announced(&mut self, node: &str, members: Vec<MemberRecord>) -> Vec<Delivery> {
+    pub(super) fn announced(&mut self, node: &str, members: Vec<MemberRecord>) -> Vec<Delivery> {
         let listed: BTreeSet<u64> = members.iter().map(|m| m.conn).collect();
         let stale: Vec<ConnId> = self.shadows_of(node, |conn| !listed.contains(&conn));
         let mut out: Vec<Delivery> = stale
@@ -773,7 +260,7 @@ impl Router {
 
     /// Drops the shadows of every node not among `live` that has not been
     /// heard from since `checked`.
-    fn live_nodes(&mut self, live: &[String], checked: Instant) -> Vec<Delivery> {
+    pub(super) fn live_nodes(&mut self, live: &[String], checked: Instant) -> Vec<Delivery> {
         let Some(cluster) = &self.cluster else {
             return Vec::new();
         };
@@ -788,7 +275,7 @@ impl Router {
         gone.iter().flat_map(|node| self.node_gone(node)).collect()
     }
 
-    fn node_gone(&mut self, node: &str) -> Vec<Delivery> {
+    pub(super) fn node_gone(&mut self, node: &str) -> Vec<Delivery> {
         if let Some(cluster) = &mut self.cluster {
             cluster.heard.remove(node);
         }
@@ -800,7 +287,7 @@ impl Router {
     }
 
     /// `node`'s shadows whose connection number passes `keep`.
-    fn shadows_of(&self, node: &str, keep: impl Fn(u64) -> bool) -> Vec<ConnId> {
+    pub(super) fn shadows_of(&self, node: &str, keep: impl Fn(u64) -> bool) -> Vec<ConnId> {
         let Some(cluster) = &self.cluster else {
             return Vec::new();
         };
@@ -814,7 +301,7 @@ impl Router {
         shadows
     }
 
-    fn forget_shadow(&mut self, shadow: ConnId) -> Vec<Delivery> {
+    pub(super) fn forget_shadow(&mut self, shadow: ConnId) -> Vec<Delivery> {
         if let Some(cluster) = &mut self.cluster {
             if let Some(home) = cluster.homes.remove(&shadow) {
                 cluster.shadows.remove(&home);
@@ -825,7 +312,7 @@ impl Router {
 
     /// A shadow's group: created here as it was there (a group another
     /// member here created meanwhile stays that member's).
-    fn create_for_shadow(
+    pub(super) fn create_for_shadow(
         &mut self,
         shadow: ConnId,
         topic: String,
@@ -846,7 +333,7 @@ impl Router {
             .unwrap_or_default()
     }
 
-    fn shadow_sends(
+    pub(super) fn shadow_sends(
         &mut self,
         node: &str,
         conn: u64,
@@ -865,7 +352,7 @@ impl Router {
 
     /// Another node's emit, for this node's subscribers of the topic (or
     /// those of them it chose).
-    fn remote_emit(
+    pub(super) fn remote_emit(
         &mut self,
         topic: String,
         payload: Box<RawValue>,
@@ -925,61 +412,6 @@ impl Router {
         self.tell_link(Outgoing::Publish(record));
     }
 
-    /// Every local member, as records.
-    fn local_records(&self) -> Vec<MemberRecord> {
-        let mut conns: Vec<ConnId> = self.local_members().map(|(c, _)| c).collect();
-        conns.sort();
-        conns.into_iter().filter_map(|c| self.record(c)).collect()
-    }
-
-    fn local_members(&self) -> impl Iterator<Item = (ConnId, &Member)> + '_ {
-        self.conns.iter().filter_map(|(&conn, state)| match state {
-            Conn::Member(member) if !conn.is_shadow() => Some((conn, member)),
-            _ => None,
-        })
-    }
-
-    /// A local member as other nodes learn of it.
-    fn record(&self, conn: ConnId) -> Option<MemberRecord> {
-        let member = self.member(conn)?;
-        let kind = match &member.kind {
-            Kind::Concierge => KindRecord::Concierge,
-            Kind::Channels(_) => KindRecord::Channels,
-            Kind::Common { .. } => KindRecord::Common,
-            Kind::World(user) => KindRecord::World {
-                world: user.world.clone(),
-                user: user.user.clone(),
-                display: user.display.clone(),
-            },
-            Kind::Blazing(editor) => KindRecord::Blazing {
-                computer: editor.computer.clone(),
-                user: editor.user.clone(),
-            },
-        };
-        let owns = self
-            .topics
-            .iter()
-            .filter(|(_, t)| t.owner.is_some_and(|o| o.conn == conn))
-            .map(|(name, t)| (name.clone(), t.nickname.clone()))
-            .collect();
-        Some(MemberRecord {
-            conn: conn.0,
-            name: member.info.name.clone(),
-            nickname: member.info.nickname.clone(),
-            uuid: member.info.uuid.to_string(),
-            tags: member.info.tags.clone(),
-            presence: member.presence.as_ref().to_owned(),
-            kind,
-            subscriptions: member
-                .subscriptions
-                .iter()
-                .filter(|topic| !crate::router::sys::is_reserved(topic))
-                .cloned()
-                .collect(),
-            owns,
-        })
-    }
-
     /// This node's id, when clustered.
     pub(in crate::router) fn node(&self) -> Option<&str> {
         self.cluster.as_ref().map(|c| c.node.as_str())
@@ -995,7 +427,7 @@ impl Router {
 
     /// A shadow's document user joined: its cursor is shown here, and
     /// local editors see `usrupd`.
-    fn shadow_joins_document(&mut self, computer: &str, user: String) -> Vec<Delivery> {
+    pub(super) fn shadow_joins_document(&mut self, computer: &str, user: String) -> Vec<Delivery> {
         let already_here = self.user_in_room(computer, &user);
         let Some(editors) = self.documents.get_mut(computer).map(|d| {
             d.remote_joined(&user);

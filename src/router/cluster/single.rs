@@ -1,6 +1,7 @@
 //! A build without the `redis` feature: one node, always. The hooks the
 //! rest of the router calls do nothing, so that the default binary carries
-//! none of the cluster's logic (`shadows.rs` has the real ones).
+//! none of the cluster's logic (`outgoing.rs`, `claims.rs` and `shadows.rs`
+//! have the real ones).
 
 use super::{Outgoing, Record};
 use crate::methods::RpcError;
