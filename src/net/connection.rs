@@ -60,7 +60,7 @@ use super::capacity;
 use super::forwarded::TrustedProxies;
 use super::frame::{Close, Frame};
 use super::http::{self, ReadError, Request, Response};
-use super::outbox::Outbox;
+use super::outbox::{Opened, Outbox};
 use super::per_ip::PeerPlace;
 use super::rate::{MessageLimit, Overrun, Rate, Verdict};
 use super::route::{self, Route};
@@ -503,12 +503,16 @@ fn run(
     }
     let registered = dialect.uses_router();
     if registered {
-        let open = Command::Open {
+        // The outbox first: the router thread takes it before it handles
+        // the `Open` sent after it, so the router's first frame for this
+        // connection has somewhere to go.
+        let opened = Opened {
             conn,
             dialect,
             outbox: outbox.clone(),
         };
-        if shared.router.send(open).is_err() {
+        let open = Command::Open { conn, dialect };
+        if shared.opened.send(opened).is_err() || shared.router.send(open).is_err() {
             outbox.close(Frame::close(&Close::new(1011, "router stopped")));
             return Ending::Refused("router stopped".into());
         }
@@ -895,7 +899,8 @@ mod tests {
     fn healthz_is_503_when_the_router_does_not_answer() {
         // A command channel nobody reads: a router stuck on one command.
         let (router, _stuck) = crossbeam_channel::bounded(1);
-        let shared = Shared::new(Config::default(), router, Arc::default());
+        let opened = crossbeam_channel::unbounded().0;
+        let shared = Shared::new(Config::default(), router, opened, Arc::default());
         let response = health(&shared);
         assert_eq!(response.status, 503);
         assert_eq!(response.body, b"the router is not answering\n");
@@ -908,7 +913,8 @@ mod tests {
             Ok(Command::Probe { reply }) => reply.send(()).is_ok(),
             _ => false,
         });
-        let shared = Shared::new(Config::default(), router, Arc::default());
+        let opened = crossbeam_channel::unbounded().0;
+        let shared = Shared::new(Config::default(), router, opened, Arc::default());
         assert_eq!(health(&shared).status, 200);
         assert!(answering.join().unwrap());
     }

@@ -3,7 +3,7 @@
 //! router that panics loses only the command that hit the bug, counts it,
 //! and goes on. The failures are injected through hooks that exist only in
 //! the crate's own test builds (`dialect::TEST_PANIC`,
-//! `router::thread::TEST_PANIC_METHOD`).
+//! `router::TEST_PANIC_METHOD`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,7 +14,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
 use crate::dialect::TEST_PANIC;
-use crate::router::thread::TEST_PANIC_METHOD;
+use crate::router::TEST_PANIC_METHOD;
 use crate::{Config, Server};
 
 const PATIENCE: Duration = Duration::from_secs(20);

@@ -40,6 +40,7 @@ use parking_lot::RwLock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::router::Command;
+use outbox::Opened;
 use per_ip::PerIpLimit;
 
 /// What every connection thread shares.
@@ -52,6 +53,9 @@ pub(crate) struct Shared {
     /// router thread stops once every sender is dropped, which with the
     /// accept thread holding one means: never, while the server accepts.
     pub router: Sender<Command>,
+    /// Where a new connection's outbox goes, to the router thread, before
+    /// its `Command::Open` (see [`Opened`]).
+    pub opened: Sender<Opened>,
     pub metrics: Arc<Metrics>,
     /// Open WebSockets by peer address, counted while
     /// `--max-connections-per-ip` caps them (a reload that turns the cap on
@@ -62,11 +66,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The state of a server that starts with `config`.
-    pub fn new(config: Config, router: Sender<Command>, metrics: Arc<Metrics>) -> Shared {
+    /// The state of a server that starts with `config`, whose connections
+    /// send their commands on `router` and their outboxes on `opened`.
+    pub fn new(
+        config: Config,
+        router: Sender<Command>,
+        opened: Sender<Opened>,
+        metrics: Arc<Metrics>,
+    ) -> Shared {
         Shared {
             config: RwLock::new(Arc::new(config)),
             router,
+            opened,
             metrics,
             per_ip: PerIpLimit::new(),
             next_conn: AtomicU64::new(1),

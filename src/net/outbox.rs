@@ -40,6 +40,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::frame::Frame;
 use super::send_now::send_now;
+use crate::router::{ConnId, Dialect};
 
 /// The largest frame the router writes through itself. A wake-up costs
 /// about what copying a few kilobytes does; a larger frame is cheaper to
@@ -56,6 +57,20 @@ pub enum PushError {
     Full,
     /// The connection is closing; nothing more will be written.
     Closed,
+}
+
+/// A new connection's outbox, for the router thread, which delivers the
+/// router's frames: sent before the router hears of the connection
+/// (`Command::Open`), so that its frames have somewhere to go. The router
+/// itself never sees an outbox.
+#[derive(Debug)]
+pub struct Opened {
+    /// The connection.
+    pub conn: ConnId,
+    /// The protocol it speaks: how the router's events are rendered for it.
+    pub dialect: Dialect,
+    /// Where its frames go, until the router hears `Command::Closed`.
+    pub outbox: Arc<Outbox>,
 }
 
 /// The bounded queue of frames waiting for a connection's writer thread.

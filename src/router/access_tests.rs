@@ -4,7 +4,6 @@
 //! or sent by someone who may not write.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -13,7 +12,6 @@ use serde_json::value::RawValue;
 
 use super::Dialect;
 use super::*;
-use crate::net::outbox::Outbox;
 
 const SETTINGS: Settings = Settings {
     identify_timeout: Duration::from_secs(5),
@@ -129,12 +127,7 @@ impl Hub {
     fn open(&mut self, dialect: Dialect) -> ConnId {
         let conn = ConnId(self.next);
         self.next += 1;
-        let outbox = Arc::new(Outbox::new(1 << 16));
-        self.handle(Command::Open {
-            conn,
-            dialect,
-            outbox,
-        });
+        self.handle(Command::Open { conn, dialect });
         conn
     }
 

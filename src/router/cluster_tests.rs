@@ -1,14 +1,12 @@
 //! The router's side of a cluster, checked without Redis or sockets: two
 //! routers, and the records of one handed to the other as the bus would.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::value::RawValue;
 
 use super::cluster::{Appended, Claimable, DocumentEntry, Inbound, Outgoing, StreamId};
 use super::*;
-use crate::net::outbox::Outbox;
 
 const SETTINGS: Settings = Settings {
     identify_timeout: Duration::from_secs(5),
@@ -47,13 +45,8 @@ impl Node {
     }
 
     fn open(&mut self, conn: u64, dialect: Dialect) {
-        let outbox = Arc::new(Outbox::new(1024));
         let conn = ConnId(conn);
-        self.handle(Command::Open {
-            conn,
-            dialect,
-            outbox,
-        });
+        self.handle(Command::Open { conn, dialect });
     }
 
     /// Identifies `conn` as `name`; Redis grants it. Returns the uuid.

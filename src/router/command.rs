@@ -1,7 +1,6 @@
 //! What connections ask of the router: the `Command`s on its one channel.
 
 use std::fmt;
-use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -10,7 +9,6 @@ use serde_json::value::RawValue;
 
 use super::access::{Denial, Grant, Policy};
 use super::Dialect;
-use crate::net::outbox::Outbox;
 
 /// A connection's number, unique for the life of the server process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,8 +34,6 @@ pub enum Command {
         conn: ConnId,
         /// The protocol it speaks.
         dialect: Dialect,
-        /// Where frames for it go. Held by the router thread until `Closed`.
-        outbox: Arc<Outbox>,
     },
     /// A client asks to join the namespace under `name`.
     Identify {

@@ -5,8 +5,9 @@
 //! Neither does any I/O (the one exception: an HTTP emit's answer goes back
 //! on the channel its command carried), and both take the current time as an
 //! argument, so every rule of the hub is tested here without a socket or a
-//! clock. The thread that feeds the router and delivers its output lives in
-//! [`thread`].
+//! clock. The thread that feeds the router and delivers its output is the
+//! layer above, which knows the dialects and the sockets
+//! (`server/router_thread.rs`); the router imports neither.
 //!
 //! Who may read or write which topic is decided in one place,
 //! [`access`], and asked by every way in (`Router::may`).
@@ -38,7 +39,6 @@ mod publish;
 mod rooms;
 mod shutdown;
 pub mod sys;
-pub mod thread;
 mod timer;
 mod topic;
 
@@ -125,6 +125,11 @@ pub struct Router {
     #[cfg(feature = "redis")]
     cluster: Option<cluster::Cluster>,
 }
+
+/// The method whose call makes the router fail, in the crate's own test
+/// builds only (the router thread must survive it: `net/crash_tests.rs`).
+#[cfg(test)]
+pub(crate) const TEST_PANIC_METHOD: &str = "test.fail_the_router";
 
 #[derive(Debug)]
 enum Conn {
@@ -213,11 +218,7 @@ impl Router {
         // has the check.
         #[cfg(test)]
         if let Command::Call { method, .. } = &command {
-            assert_ne!(
-                method,
-                thread::TEST_PANIC_METHOD,
-                "a test asked the router to fail"
-            );
+            assert_ne!(method, TEST_PANIC_METHOD, "a test asked the router to fail");
         }
         self.now = now;
         self.begin_step();
@@ -226,7 +227,7 @@ impl Router {
             Err(now_said) => return now_said,
         };
         match command {
-            Command::Open { conn, dialect, .. } => self.open(conn, dialect, now),
+            Command::Open { conn, dialect } => self.open(conn, dialect, now),
             Command::Identify {
                 conn,
                 name,

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 use super::*;
-use crate::net::outbox::Outbox;
 use crate::router::command::Edit;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,7 +40,6 @@ impl Hub {
         let open = Command::Open {
             conn: ConnId(conn),
             dialect: Dialect::Concierge,
-            outbox: Arc::new(Outbox::new(1024)),
         };
         assert!(self.at(open, 0).is_empty());
     }
@@ -623,7 +621,6 @@ impl Hub {
         let open = Command::Open {
             conn: ConnId(conn),
             dialect: Dialect::Channels,
-            outbox: Arc::new(Outbox::new(1024)),
         };
         assert!(self.at(open, 0).is_empty());
         let listen = Command::Listen {
@@ -685,7 +682,6 @@ fn listeners_get_the_others_and_are_announced_to_them() {
     let open = Command::Open {
         conn: ConnId(reply_to_b),
         dialect: Dialect::Channels,
-        outbox: Arc::new(Outbox::new(1024)),
     };
     hub.at(open, 0);
     let out = hub.at(
@@ -1074,7 +1070,6 @@ impl Hub {
         let open = Command::Open {
             conn: ConnId(conn),
             dialect: Dialect::Blazing,
-            outbox: Arc::new(Outbox::new(1024)),
         };
         self.at(open, secs);
         let who = Joiner::Blazing {

@@ -2,10 +2,16 @@
 //! and the life of the whole: start, reload, graceful shutdown.
 //!
 //! - `accept.rs`: the accept loop, on a thread of its own;
+//! - [`router_thread`]: the loop around the router, and delivery of what it
+//!   says to the connections. It is here, above `net`, `dialect` and
+//!   `router`, because it is the one place that needs all three (events
+//!   rendered by dialect, pushed onto net's outboxes); the router itself
+//!   imports neither;
 //! - `reload.rs`: applying new settings to a running server.
 
 mod accept;
 pub mod reload;
+pub mod router_thread;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -23,10 +29,10 @@ use crate::methods::{Caller, Methods, Pool, RpcError};
 use crate::metrics::Metrics;
 use crate::net::endpoints::ENDPOINTS;
 use crate::net::{capacity, Shared};
-use crate::router::thread::Watchdog;
-use crate::router::{self, Command, Router, Settings};
+use crate::router::{Command, Router, Settings};
 use crate::store::Store;
 use crate::systemd::{self, Notifier};
+use router_thread::Watchdog;
 
 /// Commands that may wait for the router before readers block. Readers
 /// blocking on a busy router is the back-pressure that keeps it from
@@ -184,9 +190,17 @@ impl Server {
             }
             _ => None,
         };
-        router::thread::spawn(router, inbox, metrics.clone(), watchdog, link)?;
+        // Unbounded: one entry per connection, taken on every turn of the
+        // router thread, so a connection never waits to send it.
+        let (opened, outboxes) = crossbeam_channel::unbounded();
+        let queues = router_thread::Queues {
+            commands: inbox,
+            opened: outboxes,
+            link,
+        };
+        router_thread::spawn(router, queues, metrics.clone(), watchdog)?;
         let address = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config, commands, metrics));
+        let shared = Arc::new(Shared::new(config, commands, opened, metrics));
         let stopping = Arc::new(AtomicBool::new(false));
         accept::spawn(listener, shared.clone(), stopping.clone())?;
         notify(&notifier, "READY=1");

@@ -5,7 +5,6 @@
 //! thousands of messages a second and check every answer.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::value::RawValue;
@@ -15,7 +14,6 @@ use crate::config::Config;
 use crate::dialect::{self, Dialect, Received, Session, Step};
 use crate::net::frame::Frame;
 use crate::net::http::Request;
-use crate::net::outbox::Outbox;
 use crate::router::{ConnId, Event, Router};
 
 /// A frame as the client reads it.
@@ -134,11 +132,7 @@ impl Wire {
             now: Instant::now(),
             closed: false,
         };
-        let open = crate::router::Command::Open {
-            conn,
-            dialect,
-            outbox: Arc::new(Outbox::new(config.max_queued_bytes)),
-        };
+        let open = crate::router::Command::Open { conn, dialect };
         let mut heard = wire.forward(open);
         for step in wire.session.on_open() {
             heard.extend(wire.take(step));

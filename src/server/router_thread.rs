@@ -5,6 +5,10 @@
 //! recipients and pushes the shared frame onto their outboxes. Pushes never
 //! block: a client whose outbox is full is disconnected as too slow, and
 //! the router forgets it at once.
+//!
+//! The router knows connections only by number; which outbox a number's
+//! frames go to is kept here, from the connection's [`Opened`] (sent just
+//! before its `Command::Open`) to its `Command::Closed`.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{self, AssertUnwindSafe};
@@ -14,20 +18,20 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::cluster::LinkQueue;
-use super::{Command, ConnId, Delivery, Disconnect, Event, Router};
 use crate::dialect::{self, Dialect, Rendered};
 use crate::log;
 use crate::metrics::Metrics;
 use crate::net::frame::{Close, Frame};
-use crate::net::outbox::{Outbox, PushError};
+use crate::net::outbox::{Opened, Outbox, PushError};
+use crate::router::cluster::LinkQueue;
+use crate::router::{Command, ConnId, Delivery, Disconnect, Event, Router};
 use crate::systemd::Notifier;
 
 /// Where a connection's frames go.
 struct Peer {
     dialect: Dialect,
     /// Shared with the connection's reader and writer; the router thread
-    /// holds it from `Open` to `Closed` and only ever `try_push`es.
+    /// holds it from `Opened` to `Closed` and only ever `try_push`es.
     outbox: Arc<Outbox>,
 }
 
@@ -63,29 +67,38 @@ impl Watchdog {
 /// Commands handled, at most, before the writers they fed are woken.
 const BATCH: usize = 16;
 
+/// What the router thread reads and writes besides the router.
+#[derive(Debug)]
+pub struct Queues {
+    /// Every connection's commands (and the saver's, the workers', the
+    /// Redis link's, the operator's).
+    pub commands: Receiver<Command>,
+    /// New connections' outboxes, each sent before its `Command::Open`.
+    pub opened: Receiver<Opened>,
+    /// In a cluster, where what the other nodes must hear goes (the Redis
+    /// link's writer thread, which ends when this thread drops it).
+    pub link: Option<LinkQueue>,
+}
+
 /// Starts the router thread. It runs until every sender of `commands` is
 /// dropped, which happens only when the server itself is dropped.
-/// In a cluster, what the other nodes must hear goes to `link` (the Redis
-/// link's writer thread, which ends when this thread drops it).
 pub fn spawn(
     router: Router,
-    commands: Receiver<Command>,
+    queues: Queues,
     metrics: Arc<Metrics>,
     watchdog: Option<Watchdog>,
-    link: Option<LinkQueue>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("router".into())
-        .spawn(move || run(router, commands, &metrics, watchdog, link))
+        .spawn(move || run(router, &queues, &metrics, watchdog))
 }
 
-fn run(
-    mut router: Router,
-    commands: Receiver<Command>,
-    metrics: &Metrics,
-    mut watchdog: Option<Watchdog>,
-    link: Option<LinkQueue>,
-) {
+fn run(mut router: Router, queues: &Queues, metrics: &Metrics, mut watchdog: Option<Watchdog>) {
+    let Queues {
+        commands,
+        opened,
+        link,
+    } = queues;
     let mut peers: HashMap<ConnId, Peer> = HashMap::new();
     // Outboxes pushed to since the writers were last woken.
     let mut wakes: Vec<Arc<Outbox>> = Vec::new();
@@ -109,14 +122,20 @@ fn run(
         // Whatever else is already waiting is handled before the writers
         // are woken, so that under load each writer wakes once for the
         // frames of several commands rather than once per frame.
-        guarded_step(&mut router, &mut peers, command, metrics, &mut wakes);
+        let mut turn = Turn {
+            peers: &mut peers,
+            opened,
+            metrics,
+            wakes: &mut wakes,
+        };
+        guarded_step(&mut router, &mut turn, command);
         for next in commands.try_iter().take(BATCH - 1) {
-            guarded_step(&mut router, &mut peers, Some(next), metrics, &mut wakes);
+            guarded_step(&mut router, &mut turn, Some(next));
         }
         for outbox in wakes.drain(..) {
             outbox.flush_or_wake();
         }
-        if let Some(link) = &link {
+        if let Some(link) = link {
             for record in router.take_outgoing() {
                 // Never wait on Redis: a full queue loses the record.
                 if !link.try_send(record) {
@@ -127,76 +146,60 @@ fn run(
     }
 }
 
-/// The method whose call makes the router fail, in the crate's own test
-/// builds only.
-#[cfg(test)]
-pub(crate) const TEST_PANIC_METHOD: &str = "test.fail_the_router";
+/// What one turn of the loop works with besides the router.
+struct Turn<'a> {
+    /// Where each connection's frames go.
+    peers: &'a mut HashMap<ConnId, Peer>,
+    /// New connections' outboxes, taken before each step.
+    opened: &'a Receiver<Opened>,
+    metrics: &'a Metrics,
+    /// Outboxes pushed to since the writers were last woken.
+    wakes: &'a mut Vec<Arc<Outbox>>,
+}
 
 /// One step, guarded: the router is shared by every client, so a bug in
 /// one rule must not stop the hub. The command that hit it is lost and
 /// logged; the rest of the state is left as the rule left it.
-fn guarded_step(
-    router: &mut Router,
-    peers: &mut HashMap<ConnId, Peer>,
-    command: Option<Command>,
-    metrics: &Metrics,
-    wakes: &mut Vec<Arc<Outbox>>,
-) {
-    let step = panic::catch_unwind(AssertUnwindSafe(|| {
-        step(router, peers, command, metrics, wakes)
-    }));
+fn guarded_step(router: &mut Router, turn: &mut Turn<'_>, command: Option<Command>) {
+    let step = panic::catch_unwind(AssertUnwindSafe(|| step(router, turn, command)));
     if step.is_err() {
-        metrics.router_panics.increment();
+        turn.metrics.router_panics.increment();
         log::error!("the router failed on a command (a bug); it goes on without it");
     }
 }
 
 /// One turn of the loop: due timers, then the command (if any), then
 /// delivery of everything they caused.
-fn step(
-    router: &mut Router,
-    peers: &mut HashMap<ConnId, Peer>,
-    command: Option<Command>,
-    metrics: &Metrics,
-    wakes: &mut Vec<Arc<Outbox>>,
-) {
+fn step(router: &mut Router, turn: &mut Turn<'_>, command: Option<Command>) {
     let now = Instant::now();
+    // A connection's outbox was sent before its `Open`, so it is here by
+    // the time the router handles that `Open` and addresses it.
+    for Opened {
+        conn,
+        dialect,
+        outbox,
+    } in turn.opened.try_iter()
+    {
+        turn.peers.insert(conn, Peer { dialect, outbox });
+    }
     // Deadlines first, also when commands keep arriving (a busy channel
     // never times out), so that a late IDENTIFY finds its connection
     // already closed.
     let mut deliveries = router.expire(now);
     let handled = command.is_some();
     if let Some(command) = command {
-        track(peers, &command);
+        if let Command::Closed { conn } = &command {
+            turn.peers.remove(conn);
+        }
         deliveries.extend(router.handle(command, now));
     }
-    deliver(router, peers, deliveries, metrics, wakes);
+    let metrics = turn.metrics;
+    deliver(router, turn.peers, deliveries, metrics, turn.wakes);
     if handled {
         metrics.command_time.observe(now.elapsed());
     }
     metrics.topics.set(router.topic_count() as u64);
     metrics.documents.set(router.document_count() as u64);
-}
-
-/// Keeps the table of outboxes in step with the connections.
-fn track(peers: &mut HashMap<ConnId, Peer>, command: &Command) {
-    match command {
-        Command::Open {
-            conn,
-            dialect,
-            outbox,
-        } => {
-            let peer = Peer {
-                dialect: *dialect,
-                outbox: outbox.clone(),
-            };
-            peers.insert(*conn, peer);
-        }
-        Command::Closed { conn } => {
-            peers.remove(conn);
-        }
-        _ => {}
-    }
 }
 
 fn deliver(
