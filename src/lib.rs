@@ -26,11 +26,16 @@
 //! channel. The **router thread** applies the command to the
 //! [`router::Router`] (plain data, no I/O), which answers with
 //! [`router::Delivery`]s: an [`router::Event`] and its recipients. The
-//! router thread renders each event once per dialect into a
-//! [`net::frame::Frame`] and pushes that shared frame onto every
-//! recipient's [`net::outbox::Outbox`] without ever blocking. Each
+//! router thread ([`server::router_thread`]) renders each event once per
+//! dialect into a [`net::frame::Frame`] and pushes that shared frame onto
+//! every recipient's [`net::outbox::Outbox`] without ever blocking. Each
 //! recipient's **writer thread** takes everything queued and writes it in
 //! one system call.
+//!
+//! Imports run one way: `net` → `dialect` → `router`. The router knows
+//! connections by number and protocols by name ([`router::Dialect`]);
+//! only the router thread, in `server`, holds all three
+//! (`src/tests/layers.rs` checks the router's side).
 //!
 //! Who may read or write which topic is one rule, [`router::access`]:
 //! each dialect turns what its client shows (a secret, a token, nothing)
@@ -42,6 +47,10 @@
 //! - [`server`]: binds or adopts the listener, starts the router and the
 //!   accept thread (`server/accept.rs`); reload ([`server::reload`]) and
 //!   graceful shutdown, on the thread that calls `run`.
+//!   - [`server::router_thread`]: the loop around the router; rendering
+//!     and delivery onto the outboxes (the one place that knows net,
+//!     dialect and router); the systemd watchdog; handing cluster records
+//!     to the Redis link.
 //! - [`net`]: sockets and bytes.
 //!   - [`net::http`]: request heads under a deadline; responses.
 //!   - [`net::route`]: which endpoint a request is for.
@@ -63,6 +72,8 @@
 //!   - [`router::access`]: the one access rule: grants, patterns, the
 //!     operator's policy.
 //!   - [`router::command`]: what connections ask.
+//!   - `router/control.rs`: what the server, the operator and the saver
+//!     ask ([`router::Control`]: probe, reload, shutdown, flush, …).
 //!   - [`router::event`]: what connections are told.
 //!   - [`router::Dialect`] (`router/dialect.rs`): which protocol a member
 //!     speaks; `dialect` adds each protocol's closes to it.
@@ -84,8 +95,6 @@
 //!     tells the others in `outgoing.rs`, the claims of names in
 //!     `claims.rs`, the other nodes' members in `shadows.rs`; without it,
 //!     do-nothing hooks in `single.rs`.
-//!   - [`router::thread`]: the loop around the router; delivery; the
-//!     systemd watchdog; handing cluster records to the Redis link.
 //! - [`dialect`]: the protocols; [`dialect::credentials`] turns what a
 //!   client shows into its grant.
 //!   - [`dialect::concierge`]: the concierge protocol.

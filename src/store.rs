@@ -3,7 +3,7 @@
 //! The router never touches the disk: it hands snapshots to a saver thread
 //! (about once a second while a document is edited, and as soon as its
 //! last user leaves; never more than one per document at a time), which
-//! writes each one atomically and reports back with [`Command::Saved`]; a
+//! writes each one atomically and reports back with [`Control::Saved`]; a
 //! failed save is tried again a few seconds later. A document is loaded by the
 //! connection that joins it, on its own thread, before the router sees it.
 //!
@@ -22,7 +22,7 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::log;
-use crate::router::Command;
+use crate::router::{Command, Control};
 
 /// A document's text at one version, to be saved.
 #[derive(Debug, Clone)]
@@ -107,11 +107,11 @@ fn save_all(dir: &Path, queue: &Receiver<Job>, router: &Sender<Command>) {
             // The router keeps the document and tries again later.
             log::error!("cannot save {}: {error}", path.display());
         }
-        let report = Command::Saved {
+        let report = Command::Control(Control::Saved {
             computer: snapshot.computer,
             version: snapshot.version,
             written: result.is_ok(),
-        };
+        });
         // At shutdown the router may be gone before the last reports: the
         // remaining snapshots are still written.
         let _ = router.send(report);
@@ -178,11 +178,11 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(20))
             .unwrap()
         {
-            Command::Saved {
+            Command::Control(Control::Saved {
                 computer,
                 version,
                 written,
-            } => assert_eq!((computer.as_str(), version, written), ("pc-1", 3, true)),
+            }) => assert_eq!((computer.as_str(), version, written), ("pc-1", 3, true)),
             other => panic!("{other:?}"),
         }
         assert_eq!(load(&dir, "pc-1").unwrap().as_deref(), Some("héllo 🦀"));

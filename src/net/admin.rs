@@ -12,7 +12,7 @@ use crate::log;
 use super::http::{Request, Response};
 use super::Shared;
 use crate::auth::secrets_match;
-use crate::router::Command;
+use crate::router::{Command, Control};
 
 /// How long an endpoint waits for the router's count.
 const ROUTER_WAIT: Duration = Duration::from_secs(5);
@@ -45,10 +45,10 @@ pub(crate) fn answer(action: Action, request: &Request, shared: &Shared) -> Resp
         Action::Reload => {
             let world = param("world");
             (
-                Command::Reload {
+                Command::Control(Control::Reload {
                     world: world.clone(),
                     reply,
-                },
+                }),
                 ("world", world),
             )
         }
@@ -56,10 +56,10 @@ pub(crate) fn answer(action: Action, request: &Request, shared: &Shared) -> Resp
             let Some(computer) = param("computer") else {
                 return Response::text(400, "name the room: ?computer=<id>\n");
             };
-            let command = Command::CloseRoom {
+            let command = Command::Control(Control::CloseRoom {
                 computer: computer.clone(),
                 reply,
-            };
+            });
             (command, ("computer", Some(computer)))
         }
     };

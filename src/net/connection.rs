@@ -69,7 +69,7 @@ use super::Shared;
 use crate::dialect::{self, channels, concierge, Dialect, Received, Session, Step};
 use crate::log;
 use crate::metrics::{Counter, HandshakeFailure, Metrics};
-use crate::router::{Command, ConnId};
+use crate::router::{Command, ConnId, Control};
 
 /// Stack of the thread that reads the request and then the WebSocket. It
 /// parses JSON: serde_json stops nesting at 128 levels, and the dialects
@@ -260,7 +260,10 @@ const HEALTH_DEADLINE: Duration = Duration::from_secs(1);
 /// [`HEALTH_DEADLINE`], 503 when it is stuck or gone (a full command queue
 /// counts as stuck).
 fn health(shared: &Shared) -> Response {
-    match shared.ask_router(|reply| Command::Probe { reply }, HEALTH_DEADLINE) {
+    match shared.ask_router(
+        |reply| Command::Control(Control::Probe { reply }),
+        HEALTH_DEADLINE,
+    ) {
         // Redis being away leaves this node serving its own clients, so
         // it stays healthy; the body says what is missing.
         Some(()) if shared.metrics.cluster.enabled() && !shared.metrics.cluster.redis_up() => {
@@ -719,7 +722,11 @@ impl Reader<'_> {
     /// command this reader sent, and queued their frames.
     fn let_router_catch_up(&self) {
         let (done, caught_up) = bounded(1);
-        if self.router.send(Command::Flush { done }).is_ok() {
+        if self
+            .router
+            .send(Command::Control(Control::Flush { done }))
+            .is_ok()
+        {
             let _ = caught_up.recv_timeout(CLOSE_GRACE);
         }
     }
@@ -910,7 +917,7 @@ mod tests {
     fn healthz_is_200_when_the_router_answers() {
         let (router, inbox) = crossbeam_channel::bounded(1);
         let answering = std::thread::spawn(move || match inbox.recv() {
-            Ok(Command::Probe { reply }) => reply.send(()).is_ok(),
+            Ok(Command::Control(Control::Probe { reply })) => reply.send(()).is_ok(),
             _ => false,
         });
         let opened = crossbeam_channel::unbounded().0;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
 
-use super::access::{Denial, Grant, Policy};
+use super::access::{Denial, Grant};
+pub use super::control::Control;
 use super::Dialect;
 
 /// A connection's number, unique for the life of the server process.
@@ -136,41 +137,6 @@ pub enum Command {
         /// What the method returned.
         result: Result<serde_json::Value, crate::methods::RpcError>,
     },
-    /// The operator asks the clients of a world (or of every world) to
-    /// reload; the number told is sent on `reply`.
-    Reload {
-        /// The world, or `None` for all.
-        world: Option<String>,
-        /// Where the count goes.
-        reply: Sender<usize>,
-    },
-    /// `/healthz` asks whether the router is turning: it answers at once.
-    Probe {
-        /// Where the answer goes.
-        reply: Sender<()>,
-    },
-    /// The operator reloaded the settings: new timing rules and a new
-    /// access policy (for members admitted from now on).
-    Reconfigure {
-        /// The rules from now on.
-        settings: super::Settings,
-        /// What the operator opens from now on.
-        policy: Policy,
-    },
-    /// The server is stopping: every connection gets its dialect's
-    /// going-away close, and every unsaved document goes to the saver.
-    Shutdown {
-        /// Where the [`Drain`](super::Drain) goes.
-        reply: Sender<super::Drain>,
-    },
-    /// The operator closes a blazing document's room: its clients are
-    /// disconnected ("room closed by admin"); the count goes on `reply`.
-    CloseRoom {
-        /// The document's computer id.
-        computer: String,
-        /// Where the count goes.
-        reply: Sender<usize>,
-    },
     /// A blazing client edits, moves its cursor, or asks for a sync.
     Edit {
         /// The editing connection.
@@ -178,23 +144,9 @@ pub enum Command {
         /// What it does.
         edit: Edit,
     },
-    /// The saver thread's report on a document snapshot.
-    Saved {
-        /// The document's computer id.
-        computer: String,
-        /// The snapshot's version.
-        version: u64,
-        /// Whether it is on disk (else it failed and is to be retried).
-        written: bool,
-    },
-    /// Answered on `done` as soon as the router gets to it: by then every
-    /// command sent before it has been handled and its frames queued. A
-    /// reader about to close its connection sends it first, so that what
-    /// the router still owes the client goes out before the close frame.
-    Flush {
-        /// Where the answer goes (one slot: the router never waits).
-        done: Sender<()>,
-    },
+    /// What the server, the operator or the saver asks of the router
+    /// itself, rather than a client of the namespace.
+    Control(Control),
     /// The connection's socket is gone (its reader thread has ended).
     Closed {
         /// The connection that ended.

@@ -31,6 +31,7 @@ pub mod access;
 mod calls;
 pub mod cluster;
 pub mod command;
+mod control;
 mod dialect;
 mod documents;
 pub mod event;
@@ -47,7 +48,8 @@ use std::time::{Duration, Instant};
 
 pub use access::{Access, Denial, Grant, Patterns, Policy};
 pub use command::{
-    Command, ConnId, Edit, Emit, EmitError, EmitOutcome, Joiner, Request, Seq, Target, Targets,
+    Command, ConnId, Control, Edit, Emit, EmitError, EmitOutcome, Joiner, Request, Seq, Target,
+    Targets,
 };
 pub use dialect::Dialect;
 pub use event::{
@@ -275,42 +277,7 @@ impl Router {
                 result,
             } => self.answer(conn, reply, result),
             Command::Edit { conn, edit } => self.edit(conn, edit, now),
-            Command::CloseRoom { computer, reply } => {
-                let (closed, out) = self.close_room(&computer);
-                let _ = reply.try_send(closed); // the asker may have given up
-                out
-            }
-            Command::Saved {
-                computer,
-                version,
-                written,
-            } => {
-                self.saved(&computer, version, written, now);
-                Vec::new()
-            }
-            Command::Reload { world, reply } => {
-                let (told, out) = self.reload(world.as_deref());
-                let _ = reply.try_send(told); // the asker may have given up
-                out
-            }
-            Command::Probe { reply } => {
-                let _ = reply.try_send(()); // the asker may have given up
-                Vec::new()
-            }
-            Command::Reconfigure { settings, policy } => {
-                self.settings = settings;
-                self.policy = policy;
-                Vec::new()
-            }
-            Command::Shutdown { reply } => {
-                let (drain, out) = self.shutdown();
-                let _ = reply.try_send(drain); // the asker may have given up
-                out
-            }
-            Command::Flush { done } => {
-                let _ = done.try_send(()); // the reader may have given up
-                Vec::new()
-            }
+            Command::Control(control) => self.control(control),
             Command::Closed { conn } => self.forget(conn),
             #[cfg(feature = "redis")]
             Command::Cluster(inbound) => self.cluster_event(*inbound),

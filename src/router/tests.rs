@@ -1138,11 +1138,11 @@ fn one_snapshot_at_a_time_goes_to_the_saver_and_failures_are_retried() {
     assert!(next_save(&saves).is_none());
     // The first fails: it is tried again later, with the newer text.
     hub.at(
-        Command::Saved {
+        Command::Control(Control::Saved {
             computer: "pc".into(),
             version: 1,
             written: false,
-        },
+        }),
         3,
     );
     assert!(next_save(&saves).is_none());
@@ -1163,11 +1163,11 @@ fn a_saved_document_lingers_so_a_late_join_with_a_stale_file_gets_the_newer_text
     hub.close(1);
     let snapshot = next_save(&saves).expect("saved when the last user left");
     hub.at(
-        Command::Saved {
+        Command::Control(Control::Saved {
             computer: "pc".into(),
             version: snapshot.version,
             written: true,
-        },
+        }),
         3,
     );
     // A join whose connection read the file before that save arrives now.
@@ -1218,12 +1218,16 @@ fn a_flush_is_answered_at_once_and_delivers_nothing() {
     let mut hub = Hub::new();
     hub.join(1, "ann");
     let (done, answered) = crossbeam_channel::bounded(1);
-    assert!(hub.at(Command::Flush { done }, 1).is_empty());
+    assert!(hub
+        .at(Command::Control(Control::Flush { done }), 1)
+        .is_empty());
     assert_eq!(answered.try_recv(), Ok(()));
     // An answer nobody waits for any more is no harm.
     let (done, answered) = crossbeam_channel::bounded(1);
     drop(answered);
-    assert!(hub.at(Command::Flush { done }, 2).is_empty());
+    assert!(hub
+        .at(Command::Control(Control::Flush { done }), 2)
+        .is_empty());
 }
 
 #[test]

@@ -29,7 +29,7 @@ use crate::methods::{Caller, Methods, Pool, RpcError};
 use crate::metrics::Metrics;
 use crate::net::endpoints::ENDPOINTS;
 use crate::net::{capacity, Shared};
-use crate::router::{Command, Router, Settings};
+use crate::router::{self, Command, Router, Settings};
 use crate::store::Store;
 use crate::systemd::{self, Notifier};
 use router_thread::Watchdog;
@@ -321,7 +321,10 @@ fn notify(notifier: &Option<Notifier>, state: &str) {
 /// threads, which stop waiting for a close reply after a grace period).
 fn drain(shared: &Shared) {
     let started = Instant::now();
-    match shared.ask_router(|reply| Command::Shutdown { reply }, SHUTDOWN_GRACE) {
+    match shared.ask_router(
+        |reply| Command::Control(router::Control::Shutdown { reply }),
+        SHUTDOWN_GRACE,
+    ) {
         Some(drain) => {
             log::info!(
                 "shutting down: {} clients told to go away, {} documents to save",

@@ -16,7 +16,7 @@ use super::settings;
 use crate::config::Config;
 use crate::log;
 use crate::net::Shared;
-use crate::router::Command;
+use crate::router::{Command, Control};
 
 /// How long a reload waits for the router to count the world clients told.
 const ROUTER_WAIT: Duration = Duration::from_secs(5);
@@ -36,10 +36,10 @@ pub(crate) fn apply(shared: &Shared, mut new: Config) {
     let router_settings = settings(&new);
     let new_policy = new.policy();
     shared.set_config(new);
-    let _ = shared.router.send(Command::Reconfigure {
+    let _ = shared.router.send(Command::Control(Control::Reconfigure {
         settings: router_settings,
         policy: new_policy,
-    });
+    }));
     let told: usize = worlds
         .into_iter()
         .map(|world| tell_world(shared, world))
@@ -161,7 +161,10 @@ pub fn worlds_to_reload(old: &Config, new: &Config) -> Vec<Option<String>> {
 /// world); returns how many were told.
 fn tell_world(shared: &Shared, world: Option<String>) -> usize {
     shared
-        .ask_router(|reply| Command::Reload { world, reply }, ROUTER_WAIT)
+        .ask_router(
+            |reply| Command::Control(Control::Reload { world, reply }),
+            ROUTER_WAIT,
+        )
         .unwrap_or(0)
 }
 
