@@ -10,6 +10,7 @@
 //! - `hub.presence` (`topic`): a topic's members, `[{"name", "presence"}]`.
 //! - `hub.info`: the server, `{"server", "version", "uptime_s", ...}`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +19,18 @@ use serde_json::{json, Value};
 
 use super::member::Kind;
 use super::{Access, ConnId, Delivery, Denial, Event, Message, Origin, Router, Target};
-use crate::methods::{Caller, Job, ReplyTo, RpcError};
+use crate::methods::{Caller, Job, Pool, ReplyTo, RpcError};
+
+/// The embedder's methods, as the router sees them: the workers that run
+/// them (if the embedder registered any), and each connection's calls
+/// running there. Only this file uses them.
+#[derive(Debug, Default)]
+pub(super) struct Embedder {
+    /// The embedder's methods and the workers that run them, if any.
+    pub(super) pool: Option<Pool>,
+    /// Calls running, per connection (at most [`MAX_CALLS_IN_FLIGHT`]).
+    running: HashMap<ConnId, usize>,
+}
 
 /// Calls of an embedder's methods one connection may have running.
 const MAX_CALLS_IN_FLIGHT: usize = 16;
@@ -84,10 +96,10 @@ impl Router {
         reply: Option<ReplyTo>,
         result: Result<Value, RpcError>,
     ) -> Vec<Delivery> {
-        if let Some(running) = self.calls_in_flight.get_mut(&conn) {
+        if let Some(running) = self.embedder.running.get_mut(&conn) {
             *running -= 1;
             if *running == 0 {
-                self.calls_in_flight.remove(&conn);
+                self.embedder.running.remove(&conn);
             }
         }
         match (reply, self.member(conn)) {
@@ -115,16 +127,16 @@ impl Router {
         reply: Option<ReplyTo>,
     ) -> Result<(), RpcError> {
         let unknown = || RpcError::new("unknown_method", format!("no method is called {name:?}"));
-        let pool = self.pool.as_ref().ok_or_else(unknown)?;
+        let pool = self.embedder.pool.as_ref().ok_or_else(unknown)?;
         let method = pool.method(name).ok_or_else(unknown)?.clone();
         let caller = self.caller(conn).ok_or_else(unknown)?;
-        let running = self.calls_in_flight.get(&conn).copied().unwrap_or(0);
+        let running = self.embedder.running.get(&conn).copied().unwrap_or(0);
         if running >= MAX_CALLS_IN_FLIGHT {
             let why = format!("{MAX_CALLS_IN_FLIGHT} of your calls are still running");
             return Err(RpcError::new("busy", why));
         }
         pool.submit(Job::new(method, caller, args.clone(), conn, reply))?;
-        *self.calls_in_flight.entry(conn).or_insert(0) += 1;
+        *self.embedder.running.entry(conn).or_insert(0) += 1;
         Ok(())
     }
 

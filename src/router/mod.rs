@@ -22,10 +22,19 @@
 //!   acknowledgements emits may wait for;
 //! - **rooms** (`rooms.rs`): world clients' worlds and rooms (room `R` of
 //!   world `W` is topic `W/R`);
-//! - **documents** (`documents.rs`, and `documents/text.rs` for one text): blazing's shared texts;
+//! - **documents** (`documents.rs`, and `documents/text.rs` for one
+//!   text): blazing's shared texts;
+//! - **calls** (`calls.rs`): the hub's built-in methods, world actions,
+//!   and the embedder's methods handed to their workers;
 //! - **shutdown** (`shutdown.rs`): the going-away of every client;
 //! - **timers** (`timer.rs`): identify, heartbeat and ack deadlines, PING
 //!   rounds, token expiries, document saves.
+//!
+//! What comes in: [`Command`]s from connections (`command.rs`) and
+//! [`Control`] requests from the server, the operator and the saver
+//! (`control.rs`). Which protocol a member speaks is a [`Dialect`]
+//! (`dialect.rs`); how each protocol renders events is not the router's
+//! business.
 
 pub mod access;
 mod calls;
@@ -102,8 +111,9 @@ pub struct Router {
     timers: Timers,
     /// Whether a PING round is scheduled (while channels members exist).
     pinging: bool,
-    /// The embedder's methods and the workers that run them, if any.
-    pool: Option<crate::methods::Pool>,
+    /// The embedder's methods, their workers and the calls running there
+    /// (`calls.rs`).
+    embedder: calls::Embedder,
     /// When the router started, for `hub.info`'s uptime.
     started: Instant,
     /// Shared documents being edited (or not yet saved), by computer id.
@@ -112,8 +122,6 @@ pub struct Router {
     store: Option<crate::store::Store>,
     /// World authentications so far, to order a user's connections.
     world_joins: u64,
-    /// Embedder's method calls running, per connection.
-    calls_in_flight: HashMap<ConnId, usize>,
     /// Whether the `$sys` snapshot timer is scheduled (while `$sys` has
     /// subscribers).
     sys_ticking: bool,
@@ -157,11 +165,9 @@ pub struct Addressee<'a> {
 
 impl Router {
     /// The same hub, running an embedder's methods on `pool`.
-    pub fn with_pool(self, pool: crate::methods::Pool) -> Router {
-        Router {
-            pool: Some(pool),
-            ..self
-        }
+    pub fn with_pool(mut self, pool: crate::methods::Pool) -> Router {
+        self.embedder.pool = Some(pool);
+        self
     }
 
     /// The same hub, saving documents with `store`.
@@ -199,12 +205,11 @@ impl Router {
             acks: HashMap::new(),
             timers: Timers::default(),
             pinging: false,
-            pool: None,
+            embedder: calls::Embedder::default(),
             started: Instant::now(),
             documents: HashMap::new(),
             store: None,
             world_joins: 0,
-            calls_in_flight: HashMap::new(),
             sys_ticking: false,
             metrics: None,
             now: Instant::now(),
