@@ -84,8 +84,11 @@
 //!   - `router/calls.rs`: calls: built-in methods, and handing off the rest.
 //!   - `router/rooms.rs`: worlds and their rooms: authenticating, entering,
 //!     talking, profiles, reloads.
-//!   - `router/documents.rs`: shared documents (the registry, saves);
-//!     `router/documents/text.rs`: one text and its cursors;
+//!   - `router/documents.rs`: shared documents (the registry: joining,
+//!     editing, leaving); `router/documents/saving.rs`: when they are
+//!     saved and forgotten; `router/documents/streams.rs`: their Redis
+//!     streams in a cluster; `router/documents/text.rs`: one text and its
+//!     cursors;
 //!     `router/documents/transform.rs`: late writes moved over earlier ones.
 //!   - `router/timer.rs`: deadlines, in one ordered set.
 //!   - `router/shutdown.rs`: every client's going-away, every document saved.

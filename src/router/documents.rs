@@ -2,13 +2,17 @@
 //! one total order, the router's, so every client that applies the
 //! broadcast edits in order holds the server's text.
 //!
-//! This file is the registry: which documents exist, who edits them, when
-//! they are saved and forgotten. One document's text and cursors are in
-//! [`text`]; how a late write is moved over the writes applied since is in
-//! [`transform`].
+//! This file is the registry: which documents exist, who joins, edits and
+//! leaves them. When they are saved and forgotten is in `saving.rs`; how
+//! a cluster edits them through Redis streams in `streams.rs`. One
+//! document's text and cursors are in [`text`]; how a late write is moved
+//! over the writes applied since is in [`transform`].
 
 #[cfg(test)]
 mod convergence_tests;
+mod saving;
+#[cfg(feature = "redis")]
+mod streams;
 pub mod text;
 pub mod transform;
 
@@ -22,15 +26,7 @@ use super::{
     Access, ConnId, Delivery, Disconnect, DocumentEvent, DocumentSnapshot, Edit, Event, Grant,
     Router, Timer,
 };
-use crate::store::Snapshot;
 use text::{shift, Base, Cursor, Stale, Text};
-
-/// How long after an edit a document is saved, at the latest.
-const SAVE_DELAY: Duration = Duration::from_secs(1);
-/// How long after a failed save it is tried again.
-const SAVE_RETRY: Duration = Duration::from_secs(5);
-/// How long a saved document nobody edits stays in memory.
-const KEEP_UNUSED: Duration = Duration::from_secs(60);
 
 /// A computer's document and who is editing it.
 #[derive(Debug)]
@@ -443,18 +439,6 @@ impl Router {
         }]))
     }
 
-    /// Schedules a save of a document that changed, unless one is due.
-    fn schedule_save(&mut self, computer: &str, now: Instant) {
-        let Some(document) = self.documents.get_mut(computer) else {
-            return;
-        };
-        if document.save_due.is_none() {
-            document.save_due = Some(now + SAVE_DELAY);
-            self.timers
-                .set(now + SAVE_DELAY, Timer::Save(computer.to_string()));
-        }
-    }
-
     /// The operator closes `computer`'s room: every editor is disconnected.
     /// Returns how many were.
     pub(super) fn close_room(&mut self, computer: &str) -> (usize, Vec<Delivery>) {
@@ -504,137 +488,6 @@ impl Router {
         }]
     }
 
-    /// Hands a snapshot of the document to the saver if it changed since
-    /// its last save. One snapshot per document is with the saver at a
-    /// time (a newer version follows when it reports back), so the saver's
-    /// queue holds at most one copy of each document.
-    pub(super) fn save(&mut self, computer: &str, now: Instant) {
-        let Some(document) = self.documents.get_mut(computer) else {
-            return;
-        };
-        if let Some(due) = document.save_due.take() {
-            self.timers.cancel(due, Timer::Save(computer.to_string()));
-        }
-        if document.saving {
-            return;
-        }
-        if let (Some(id), true) = (document.stream, document.version != document.saved) {
-            let text: Arc<str> = Arc::from(document.text.as_str());
-            let (computer, count) = (computer.to_string(), document.count);
-            self.tell_link(Outgoing::Snapshot {
-                computer,
-                text,
-                id,
-                count,
-            });
-        }
-        let Some(document) = self.documents.get_mut(computer) else {
-            return;
-        };
-        if document.version == document.saved {
-            if document.editors.is_empty() {
-                self.timers
-                    .set(now + KEEP_UNUSED, Timer::Forget(computer.to_string()));
-            }
-            return;
-        }
-        match &self.store {
-            Some(_) => {
-                document.saving = true;
-                let version = document.version;
-                let Some(snapshot) = self.snapshot(computer) else {
-                    return;
-                };
-                if let Some(store) = &self.store {
-                    store.save(Snapshot {
-                        computer: computer.to_string(),
-                        text: snapshot.text.clone(),
-                        version,
-                    });
-                }
-            }
-            // Without a store, memory is the only copy: it stays.
-            None => document.saved = document.version,
-        }
-    }
-
-    /// Hands every document with unsaved edits to the saver now, whether
-    /// or not a save is due or under way (the saver writes in order, so
-    /// the newest text is written last). Returns how many.
-    pub(super) fn save_everything(&mut self) -> usize {
-        let Some(store) = self.store.clone() else {
-            return 0;
-        };
-        let unsaved: Vec<String> = self
-            .documents
-            .iter()
-            .filter(|(_, d)| d.version != d.saved)
-            .map(|(computer, _)| computer.clone())
-            .collect();
-        for computer in &unsaved {
-            let version = self.documents.get(computer).map_or(0, |d| d.version);
-            if let Some(snapshot) = self.snapshot(computer) {
-                store.save(Snapshot {
-                    computer: computer.clone(),
-                    text: snapshot.text.clone(),
-                    version,
-                });
-            }
-        }
-        unsaved.len()
-    }
-
-    /// The saver's report on a snapshot: written, or failed (then it is
-    /// tried again later). Newer edits since are saved next.
-    pub(super) fn saved(&mut self, computer: &str, version: u64, written: bool, now: Instant) {
-        let Some(document) = self.documents.get_mut(computer) else {
-            return;
-        };
-        document.saving = false;
-        if written {
-            document.saved = document.saved.max(version);
-        } else if document.save_due.is_none() {
-            document.save_due = Some(now + SAVE_RETRY);
-            self.timers
-                .set(now + SAVE_RETRY, Timer::Save(computer.to_string()));
-            return;
-        }
-        if document.save_due.is_none() {
-            self.save(computer, now);
-        }
-    }
-
-    /// Drops a document nobody has edited or joined for [`KEEP_UNUSED`]
-    /// since it was saved. Keeping it that long means a connection that
-    /// read the file just before the last save still finds the newer text
-    /// here when its join arrives.
-    pub(super) fn forget_document(&mut self, computer: &str) {
-        let idle = self.documents.get(computer).is_some_and(|d| {
-            d.editors.is_empty() && !d.saving && d.saved == d.version && d.save_due.is_none()
-        });
-        if idle && self.store.is_some() {
-            self.documents.remove(computer);
-            let computer = computer.to_string();
-            self.tell_link(Outgoing::Unfollow { computer });
-        }
-    }
-
-    /// The document's text at its current version, made once per version.
-    fn snapshot(&mut self, computer: &str) -> Option<Arc<DocumentSnapshot>> {
-        let document = self.documents.get_mut(computer)?;
-        match &document.snapshot {
-            Some((version, snapshot)) if *version == document.version => Some(snapshot.clone()),
-            _ => {
-                let snapshot = Arc::new(DocumentSnapshot {
-                    text: Arc::from(document.text.as_str()),
-                    encoded: std::sync::OnceLock::new(),
-                });
-                document.snapshot = Some((document.version, snapshot.clone()));
-                Some(snapshot)
-            }
-        }
-    }
-
     /// Whether `user` has a connection editing `computer`'s document, on
     /// this node or (in a cluster) another.
     pub(super) fn user_in_room(&self, computer: &str, user: &str) -> bool {
@@ -658,185 +511,6 @@ impl Router {
             Kind::Blazing(editor) => Some(editor),
             _ => None,
         }
-    }
-}
-
-/// Documents in a cluster: the stream's entries, applied in its order.
-#[cfg(feature = "redis")]
-impl Router {
-    /// Every followed document's text, the last entry it includes and
-    /// that entry's number.
-    pub(super) fn document_snapshots(&self) -> Vec<(String, Arc<str>, StreamId, u64)> {
-        let mut snapshots: Vec<(String, Arc<str>, StreamId, u64)> = self
-            .documents
-            .iter()
-            .filter_map(|(computer, d)| {
-                let id = d.stream?;
-                Some((computer.clone(), Arc::from(d.text.as_str()), id, d.count))
-            })
-            .collect();
-        snapshots.sort_by(|a, b| a.0.cmp(&b.0));
-        snapshots
-    }
-
-    /// The cluster's text of a document this node (again) starts from: it
-    /// replaces this node's copy, and the editors here get a fresh `sync`
-    /// (always when it is read again: the entries after it follow, and
-    /// some of them may have been shown already).
-    pub(super) fn document_base(
-        &mut self,
-        computer: &str,
-        text: String,
-        id: StreamId,
-        count: u64,
-    ) -> Vec<Delivery> {
-        let now = self.now;
-        let Some(document) = self.documents.get_mut(computer) else {
-            return Vec::new(); // no longer followed
-        };
-        let again = std::mem::replace(&mut document.based, true);
-        document.stream = Some(id);
-        document.count = count;
-        if document.text.as_str() == text && !again {
-            return Vec::new();
-        }
-        document.text = Text::new(text);
-        document.text.rebase(count);
-        document.version += 1;
-        let editors: Vec<ConnId> = document.editors.iter().copied().collect();
-        for &conn in &editors {
-            if let Some(editor) = self.editor_mut(conn) {
-                editor.cursor = Cursor::default();
-            }
-        }
-        self.schedule_save(computer, now);
-        editors
-            .into_iter()
-            .flat_map(|conn| self.sync(conn, now))
-            .collect()
-    }
-
-    /// Applies a document's stream entries, each once, in order: an entry
-    /// from a connection here is that connection's edit, as on a single
-    /// node; any other is applied to the text and shown to the editors.
-    /// Entries read with a base (`with_base`) follow it whatever their
-    /// numbers; later ones must be numbered one after another, and a gap
-    /// (entries a restarted Redis lost) makes the node read the base again.
-    pub(super) fn document_entries(
-        &mut self,
-        computer: &str,
-        entries: super::cluster::Entries,
-        with_base: bool,
-    ) -> Vec<Delivery> {
-        let mut out = Vec::new();
-        for appended in entries {
-            let Some(document) = self.documents.get_mut(computer) else {
-                return out;
-            };
-            // Before the base, nothing applies; at or below it, already in.
-            if document.stream.is_none_or(|last| appended.id <= last) {
-                continue;
-            }
-            if !with_base && appended.number != document.count + 1 {
-                out.extend(self.read_base_again(computer));
-                return out;
-            }
-            document.stream = Some(appended.id);
-            document.count = appended.number;
-            out.extend(self.apply_entry(computer, appended.entry));
-        }
-        out
-    }
-
-    /// Entries are missing: the node stops applying the document's entries
-    /// until its base, read again, arrives.
-    fn read_base_again(&mut self, computer: &str) -> Vec<Delivery> {
-        let Some(document) = self.documents.get_mut(computer) else {
-            return Vec::new();
-        };
-        document.stream = None;
-        let text = document.text.as_str().to_string();
-        let computer = computer.to_string();
-        self.tell_link(Outgoing::Follow { computer, text });
-        Vec::new()
-    }
-
-    /// One entry of `computer`'s stream, applied.
-    fn apply_entry(&mut self, computer: &str, entry: DocumentEntry) -> Vec<Delivery> {
-        let now = self.now;
-        let own = self.node().map(str::to_string);
-        let conn = ConnId(entry.conn);
-        let from_here = own.as_deref() == Some(entry.node.as_str());
-        let here = from_here && self.editor(conn).is_some_and(|e| e.computer == computer);
-        let writer = match (here, from_here) {
-            (true, _) => Writer::Here(conn),
-            (false, true) => Writer::Gone,
-            (false, false) => Writer::OtherNode,
-        };
-        match entry.edit {
-            Edit::Sync => Vec::new(), // never appended
-            Edit::Move {
-                offset, selection, ..
-            } if here => self.move_cursor(conn, (offset, selection, None), now),
-            Edit::Move {
-                offset, selection, ..
-            } => self.remote_move(computer, entry.user, offset, selection),
-            Edit::Write {
-                offset,
-                selection,
-                text,
-                ..
-            } => {
-                // The stream's order is the server's order: a write placed
-                // on the entries its node had applied is transformed
-                // against the ones after them, the same way on every node.
-                let mark = self.documents.get(computer).map(|d| d.count);
-                let base = entry.after.map_or(Base::Literal, Base::Mark);
-                let write = (offset, selection, text.as_str(), base);
-                let applied =
-                    self.apply_write(computer, (writer, mark), entry.user.clone(), write, now);
-                let applied = match applied {
-                    // Older than this node keeps (it took a later base):
-                    // at its offsets, as a write without a revision.
-                    Err(_) => {
-                        let write = (offset, selection, text.as_str(), Base::Literal);
-                        self.apply_write(computer, (writer, mark), entry.user, write, now)
-                    }
-                    done => done,
-                };
-                match applied {
-                    Ok(Some(out)) => out,
-                    // Every node refuses the same over-long write; the
-                    // writer's own node closes the writer.
-                    Ok(None) if here => self.evict(conn, too_large(&self.settings)),
-                    Ok(None) | Err(_) => Vec::new(),
-                }
-            }
-        }
-    }
-
-    /// Another node's user moved its cursor: the editors here see it.
-    fn remote_move(
-        &mut self,
-        computer: &str,
-        user: String,
-        offset: i64,
-        selection: i64,
-    ) -> Vec<Delivery> {
-        let Some(document) = self.documents.get_mut(computer) else {
-            return Vec::new();
-        };
-        let cursor = document.text.clamp(offset, selection);
-        document.place_remote(&user, cursor);
-        let moved = DocumentEvent::Move {
-            actioner: user,
-            offset: cursor.offset,
-            selection: cursor.selection,
-        };
-        vec![Delivery {
-            to: document.editors.iter().copied().collect(),
-            event: Event::Document(moved),
-        }]
     }
 }
 
