@@ -43,13 +43,17 @@
 //!   accept thread (`server/accept.rs`); reload ([`server::reload`]) and
 //!   graceful shutdown, on the thread that calls `run`.
 //! - [`net`]: sockets and bytes.
-//!   - [`net::http`]: request heads under a deadline; responses.
+//!   - [`net::http`]: request heads ([`net::http::ClientRequest`]) under a
+//!     deadline; responses.
 //!   - [`net::route`]: which endpoint a request is for.
 //!   - [`net::endpoints`]: the one list of endpoints, printed everywhere.
 //!   - [`net::pages`]: the embedded pages: status (`src/web/status.*`),
 //!     and the demos (`src/web/editor.*`, `src/web/channels.*`).
 //!   - [`net::upgrade`]: the WebSocket opening handshake.
-//!   - [`net::connection`]: a socket's reader and writer threads.
+//!   - [`net::connection`]: one socket's life, from accept to close.
+//!   - [`net::dispatch`]: the HTTP request every socket starts with, and
+//!     the checks before an upgrade.
+//!   - [`net::reader`], [`net::writer`]: a WebSocket's two threads.
 //!   - [`net::outbox`]: the bounded queue between router and writer.
 //!   - [`net::frame`]: outgoing frames, encoded once.
 //!   - [`net::capacity`]: the machine limits that cap the connections.

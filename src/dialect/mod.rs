@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::net::frame::{Close, Frame};
-use crate::net::http::Request;
+use crate::net::http::ClientRequest;
 use crate::net::rate::Overrun;
 use crate::router::{Addressee, Command, ConnId, Disconnect, Event};
 use credentials::{Admission, Refusal};
@@ -135,7 +135,11 @@ impl fmt::Display for Dialect {
 /// an HTTP status. Only channels listeners are decided here; the other
 /// dialects authenticate inside the WebSocket, in their own words
 /// (concierge's IDENTIFY, world's `authenticate`, blazing's close 3000).
-pub fn admit(dialect: Dialect, request: &Request, config: &Config) -> Result<Admission, Refusal> {
+pub fn admit(
+    dialect: Dialect,
+    request: &ClientRequest,
+    config: &Config,
+) -> Result<Admission, Refusal> {
     match dialect {
         Dialect::Channels => channels::admission::admit(request, config),
         Dialect::Echo
@@ -190,7 +194,7 @@ impl Session {
         dialect: Dialect,
         conn: ConnId,
         config: &Config,
-        request: &Request,
+        request: &ClientRequest,
         admission: Admission,
     ) -> Session {
         match dialect {
@@ -372,7 +376,7 @@ mod tests {
     use super::*;
 
     fn session(dialect: Dialect) -> Session {
-        let request = Request {
+        let request = ClientRequest {
             method: "GET".into(),
             path: "/lobby/listen".into(),
             query: None,

@@ -134,13 +134,13 @@ mod tests {
     #[test]
     fn every_route_is_listed_and_every_listed_path_is_routed() {
         use super::super::route::{route, Route};
-        use crate::net::http::Request;
+        use crate::net::http::ClientRequest;
         for endpoint in ENDPOINTS {
             let path = endpoint
                 .path
                 .replace("<channel>", "room")
                 .replace("<world>", "default");
-            let request = Request {
+            let request = ClientRequest {
                 method: endpoint.methods.split('|').next().unwrap_or("GET").into(),
                 path,
                 query: None,

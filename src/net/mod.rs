@@ -6,7 +6,9 @@
 //! - [`route`] picks the endpoint,
 //! - [`pages`] serves the embedded status and demo pages and their assets,
 //! - [`upgrade`] answers the WebSocket handshake,
-//! - [`connection`] runs a socket's reader and writer threads,
+//! - [`connection`] is one socket's life: the HTTP exchange
+//!   ([`dispatch`]), then for a WebSocket its [`reader`] and [`writer`]
+//!   threads,
 //! - [`endpoints`] is the one list of endpoints (`GET /`, the banner, `--help`),
 //! - [`per_ip`] counts each peer address's connections against its cap,
 //! - [`rate`] is the token bucket behind the message rate limit,
@@ -18,6 +20,7 @@
 pub(crate) mod admin;
 pub mod capacity;
 pub mod connection;
+pub mod dispatch;
 pub mod endpoints;
 pub mod forwarded;
 pub mod frame;
@@ -27,9 +30,11 @@ pub mod outbox;
 pub mod pages;
 pub mod per_ip;
 pub mod rate;
+pub mod reader;
 pub mod route;
 pub mod send_now;
 pub mod upgrade;
+pub mod writer;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -42,8 +47,10 @@ use crate::metrics::Metrics;
 use crate::router::Command;
 use per_ip::PerIpLimit;
 
-/// What every connection thread shares.
-pub(crate) struct Shared {
+/// What every connection thread shares: the server's context (named for
+/// what it is, not for how it is held; `Shared` also meant the cluster's
+/// records).
+pub(crate) struct Context {
     /// The settings, replaced whole by a reload; a connection reads them
     /// once, as it starts, and keeps that copy.
     config: RwLock<Arc<Config>>,
@@ -61,10 +68,10 @@ pub(crate) struct Shared {
     pub next_conn: AtomicU64,
 }
 
-impl Shared {
+impl Context {
     /// The state of a server that starts with `config`.
-    pub fn new(config: Config, router: Sender<Command>, metrics: Arc<Metrics>) -> Shared {
-        Shared {
+    pub fn new(config: Config, router: Sender<Command>, metrics: Arc<Metrics>) -> Context {
+        Context {
             config: RwLock::new(Arc::new(config)),
             router,
             metrics,

@@ -21,7 +21,7 @@ use crate::demo;
 use crate::log;
 use crate::metrics::Metrics;
 use crate::net::endpoints::ENDPOINTS;
-use crate::net::{capacity, Shared};
+use crate::net::{capacity, Context};
 use crate::router::thread::Watchdog;
 use crate::router::{self, Command, Router, Settings};
 use crate::rpc::{Caller, Methods, Pool, RpcError};
@@ -186,7 +186,7 @@ impl Server {
         };
         router::thread::spawn(router, inbox, metrics.clone(), watchdog, link)?;
         let address = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config, commands, metrics));
+        let shared = Arc::new(Context::new(config, commands, metrics));
         let stopping = Arc::new(AtomicBool::new(false));
         accept::spawn(listener, shared.clone(), stopping.clone())?;
         notify(&notifier, "READY=1");
@@ -305,7 +305,7 @@ fn notify(notifier: &Option<Notifier>, state: &str) {
 /// gives the clients until [`SHUTDOWN_GRACE`] to close. Clients that are
 /// slower are cut off by the process's exit (or, embedded, by their writer
 /// threads, which stop waiting for a close reply after a grace period).
-fn drain(shared: &Shared) {
+fn drain(shared: &Context) {
     let started = Instant::now();
     match shared.ask_router(|reply| Command::Shutdown { reply }, SHUTDOWN_GRACE) {
         Some(drain) => {
