@@ -54,6 +54,9 @@
 //!   - [`net::dispatch`]: the HTTP request every socket starts with, and
 //!     the checks before an upgrade.
 //!   - [`net::reader`], [`net::writer`]: a WebSocket's two threads.
+//!   - [`net::stream`]: a client's bytes, plain or through TLS.
+//!   - `net/tls.rs` (feature `tls`): certificates, the handshake, and one
+//!     TLS session shared by a connection's two threads.
 //!   - [`net::outbox`]: the bounded queue between router and writer.
 //!   - [`net::frame`]: outgoing frames, encoded once.
 //!   - [`net::capacity`]: the machine limits that cap the connections.

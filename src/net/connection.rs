@@ -51,7 +51,6 @@
 //! with; [`super::reader`] and [`super::writer`] are the two threads.
 
 use std::io::{self, Write};
-use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
@@ -68,6 +67,7 @@ use super::outbox::Outbox;
 use super::per_ip::PeerPlace;
 use super::rate::Rate;
 use super::reader::{ReadHalf, Reader};
+use super::stream::Stream;
 use super::writer::{self, WRITER_STACK, WRITE_POLL};
 use super::Context;
 use crate::dialect::{self, Dialect, Session};
@@ -94,11 +94,14 @@ const READ_CHUNK: usize = 1024;
 /// Starts a thread that serves `stream` from its first byte to its last,
 /// unless `--max-handshakes` sockets are already in their handshake: then
 /// the socket gets a 503 (if its buffer takes it at once) and is closed.
-pub(crate) fn spawn(stream: TcpStream, context: Arc<Context>) -> io::Result<()> {
+pub(crate) fn spawn(stream: std::net::TcpStream, context: Arc<Context>) -> io::Result<()> {
     let max = context.config().max_handshakes;
     let Some(handshake) = Slot::reserve(&context.metrics, |m| &m.handshakes_open, max) else {
         context.metrics.handshake_failed(HandshakeFailure::Busy);
         let _ = stream.set_nonblocking(true);
+        if context.speaks_tls() {
+            return Ok(()); // a plain answer would be noise to a TLS client
+        }
         let _ = Response::text(503, "too many handshakes in progress\n")
             .with_header("Retry-After", "1")
             .write_to(&stream);
@@ -164,7 +167,7 @@ impl Drop for Slot {
 
 /// Runs an upgraded connection: starts the writer, reads until the end.
 pub(super) fn run(
-    stream: TcpStream,
+    stream: Stream,
     (mut request, admission): (ClientRequest, dialect::credentials::Admission),
     conn: ConnId,
     dialect: Dialect,
@@ -174,14 +177,15 @@ pub(super) fn run(
     let config = context.config();
     // Failing to set these options leaves defaults that still work.
     let _ = stream.set_write_timeout(Some(WRITE_POLL));
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let stream = Arc::new(stream);
     // The router writes through to the socket while the writer is idle
-    // (net/outbox.rs, "Write-through").
-    let outbox = Arc::new(Outbox::writing_through(
-        config.max_queued_bytes,
-        stream.clone(),
-    ));
+    // (net/outbox.rs, "Write-through"): plaintext frames, so never to a
+    // TLS socket, whose bytes only the writer may seal (net/tls.rs).
+    let outbox = Arc::new(match stream.is_tls() {
+        true => Outbox::new(config.max_queued_bytes),
+        false => Outbox::writing_through(config.max_queued_bytes, stream.tcp().clone()),
+    });
     // The reader holds `done_tx` and drops it when it ends; the writer waits
     // on `done_rx` after its close frame. No value is ever sent.
     let (done_tx, done_rx) = bounded::<()>(0);

@@ -15,6 +15,7 @@ use super::forwarded::TrustedProxies;
 use super::http::{self, ClientRequest, ReadError, Response};
 use super::per_ip::PeerPlace;
 use super::route::{self, Route};
+use super::stream::Stream;
 use super::upgrade;
 use super::Context;
 use crate::dialect::{self, channels, concierge, Dialect};
@@ -24,9 +25,13 @@ use crate::router::{Command, ConnId};
 
 /// Serves one socket. `http` counts it among the sockets in their HTTP
 /// exchange until it has been answered, or upgraded to a WebSocket.
-pub(super) fn serve(stream: TcpStream, context: &Arc<Context>, http: Slot) {
-    let mut peer = Peer::of(&stream);
+pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) {
+    let mut peer = Peer::of(&tcp);
     let deadline = Instant::now() + context.config().handshake_timeout;
+    let stream = match secure(tcp, context, deadline, peer) {
+        Ok(stream) => stream,
+        Err(refused) => return respond_nothing(&refused, http),
+    };
     let request = match http::read_request(&stream, deadline) {
         Ok(request) => request,
         Err(error) => return refuse_unreadable(&stream, peer, error, &context.metrics, http),
@@ -86,13 +91,7 @@ pub(super) fn serve(stream: TcpStream, context: &Arc<Context>, http: Slot) {
     respond(&stream, &response, http);
 }
 
-fn refuse_unreadable(
-    stream: &TcpStream,
-    peer: Peer,
-    error: ReadError,
-    metrics: &Metrics,
-    http: Slot,
-) {
+fn refuse_unreadable(stream: &Stream, peer: Peer, error: ReadError, metrics: &Metrics, http: Slot) {
     let response = match error {
         ReadError::TimedOut => {
             metrics.handshake_failed(HandshakeFailure::Timeout);
@@ -128,10 +127,44 @@ fn wrong_method(route: &Route, method: &str) -> Option<&'static str> {
 /// Writes a plain HTTP response and ends the connection. The exchange is
 /// over once the answer is written, so `http` is given back before the
 /// lingering close.
-fn respond(mut stream: &TcpStream, response: &Response, http: Slot) {
+fn respond(mut stream: &Stream, response: &Response, http: Slot) {
     let _ = stream.set_write_timeout(Some(RESPONSE_WRITE_TIMEOUT));
     // The client may be gone already; there is nobody to tell.
     let _ = response.write_to(&mut stream);
+    let _ = stream.shutdown(Shutdown::Write);
+    drop(http);
+    linger(stream);
+}
+
+/// The stream a request is read from: the socket itself, or with
+/// `--tls-cert` a TLS session over it, its handshake done by `deadline`.
+/// A socket whose handshake failed is handed back, its refusal (if any)
+/// already written.
+#[cfg_attr(not(feature = "tls"), allow(clippy::unnecessary_wraps))]
+fn secure(
+    tcp: TcpStream,
+    context: &Context,
+    deadline: Instant,
+    peer: Peer,
+) -> Result<Stream, Stream> {
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = context.tls() {
+        return acceptor
+            .accept(tcp, deadline, &context.metrics)
+            .map_err(|(tcp, failure)| {
+                log::debug!(
+                    "peer={peer} reason={}: TLS handshake failed",
+                    failure.label()
+                );
+                Stream::plain(tcp)
+            });
+    }
+    let _ = (context, deadline, peer);
+    Ok(Stream::plain(tcp))
+}
+
+/// Ends an exchange whose answer, if any, is written already.
+fn respond_nothing(stream: &Stream, http: Slot) {
     let _ = stream.shutdown(Shutdown::Write);
     drop(http);
     linger(stream);
@@ -141,7 +174,7 @@ fn respond(mut stream: &TcpStream, response: &Response, http: Slot) {
 /// most [`LINGER`] and [`LINGER_BYTES`]. Closing a socket with unread input
 /// makes the kernel send a reset, which can destroy the response before the
 /// client has read it (the "lingering close" of HTTP servers).
-fn linger(mut stream: &TcpStream) {
+fn linger(mut stream: &Stream) {
     let until = Instant::now() + LINGER;
     let mut drained = 0;
     let mut sink = [0u8; 1024];
@@ -186,14 +219,14 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// Completes the handshake and serves the WebSocket. On refusal, hands the
 /// stream and its HTTP slot back with the HTTP answer to send.
 fn upgrade(
-    mut stream: TcpStream,
+    stream: Stream,
     peer: Peer,
     request: ClientRequest,
     dialect: Dialect,
     deadline: Instant,
     context: &Arc<Context>,
     http: Slot,
-) -> Result<(), (TcpStream, Response, Slot)> {
+) -> Result<(), (Stream, Response, Slot)> {
     let accept = match upgrade::accept_key(&request) {
         Ok(accept) => accept,
         Err(refusal) => {
@@ -239,7 +272,7 @@ fn upgrade(
     let left = deadline.saturating_duration_since(Instant::now());
     let sent = stream
         .set_write_timeout(Some(left.max(Duration::from_millis(100))))
-        .and_then(|()| stream.write_all(&head));
+        .and_then(|()| (&stream).write_all(&head));
     if sent.is_err() {
         return Ok(()); // the client left mid-handshake
     }
@@ -336,7 +369,7 @@ mod tests {
     fn healthz_is_503_when_the_router_does_not_answer() {
         // A command channel nobody reads: a router stuck on one command.
         let (router, _stuck) = crossbeam_channel::bounded(1);
-        let context = Context::new(Config::default(), router, Arc::default());
+        let context = Context::new(Config::default(), router, Arc::default()).unwrap();
         let response = health(&context);
         assert_eq!(response.status, 503);
         assert_eq!(response.body, b"the router is not answering\n");
@@ -349,7 +382,7 @@ mod tests {
             Ok(Command::Probe { reply }) => reply.send(()).is_ok(),
             _ => false,
         });
-        let context = Context::new(Config::default(), router, Arc::default());
+        let context = Context::new(Config::default(), router, Arc::default()).unwrap();
         assert_eq!(health(&context).status, 200);
         assert!(answering.join().unwrap());
     }

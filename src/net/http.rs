@@ -6,7 +6,8 @@
 //! framed by its `Content-Length` and the end of the connection.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+
+use super::stream::Stream;
 use std::time::Instant;
 
 /// The largest request head accepted, in bytes.
@@ -91,7 +92,7 @@ pub enum ReadError {
 
 /// Reads one request head from `stream`, giving up at `deadline` however
 /// the bytes trickle in: each read may wait only for the time that is left.
-pub fn read_request(mut stream: &TcpStream, deadline: Instant) -> Result<ClientRequest, ReadError> {
+pub fn read_request(mut stream: &Stream, deadline: Instant) -> Result<ClientRequest, ReadError> {
     let mut head = Vec::with_capacity(1024);
     // On the heap, not the stack: stack pages a thread has touched stay
     // resident for the life of the connection, a freed buffer does not.
@@ -181,7 +182,7 @@ pub enum BodyError {
 /// Reads the body announced by `Content-Length` (none: empty), at most
 /// `limit` bytes, by `deadline`.
 pub fn read_body(
-    mut stream: &TcpStream,
+    mut stream: &Stream,
     request: &ClientRequest,
     limit: usize,
     deadline: Instant,

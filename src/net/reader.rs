@@ -4,7 +4,6 @@
 //! limit, and hands each message to its dialect's session.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use super::connection::{Ending, CLOSE_GRACE};
 use super::frame::{Close, Frame};
 use super::outbox::Outbox;
 use super::rate::{MessageLimit, Overrun, Rate, Verdict};
+use super::stream::Stream;
 use crate::dialect::{self, Dialect, Received, Session, Step};
 use crate::log;
 use crate::metrics::Metrics;
@@ -24,7 +24,7 @@ use crate::router::Command;
 
 /// The reading side of the shared socket. Writes are discarded on purpose:
 /// see the module documentation.
-pub(super) struct ReadHalf(pub(super) Arc<TcpStream>);
+pub(super) struct ReadHalf(pub(super) Arc<Stream>);
 
 impl Read for ReadHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

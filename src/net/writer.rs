@@ -13,6 +13,7 @@ use crossbeam_channel::Receiver;
 use super::connection::{Places, CLOSE_GRACE};
 use super::frame::Frame;
 use super::outbox::Outbox;
+use super::stream::Stream;
 
 /// Stack of the writer thread, which only moves bytes.
 pub(super) const WRITER_STACK: usize = 64 * 1024;
@@ -20,11 +21,13 @@ pub(super) const WRITER_STACK: usize = 64 * 1024;
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a blocked write wakes to check whether it should give up.
 pub(super) const WRITE_POLL: Duration = Duration::from_millis(250);
+/// The most slices one `writev` takes: 32 frames, spliced ones included.
+const MAX_SLICES: usize = 64;
 
 /// The writer thread: writes batches until the outbox is closed and empty,
 /// then ends the connection.
 pub(super) fn write_until_closed(
-    stream: &TcpStream,
+    stream: &Stream,
     outbox: &Outbox,
     reader_done: &Receiver<()>,
     places: Arc<Places>,
@@ -51,24 +54,36 @@ pub(super) fn write_until_closed(
 /// blocked on a client that the router has meanwhile dropped as too slow
 /// (checked every [`WRITE_POLL`], the socket's send timeout).
 fn write_frames<'a>(
-    mut stream: &TcpStream,
+    stream: &Stream,
     frames: impl Iterator<Item = &'a Frame>,
     outbox: &Outbox,
 ) -> io::Result<()> {
-    const MAX_SLICES: usize = 64;
-    let mut frames = frames.peekable();
-    while frames.peek().is_some() {
-        // A frame is one slice, or two when spliced.
-        let mut slices: Vec<IoSlice<'_>> = frames
-            .by_ref()
-            .take(MAX_SLICES / 2)
-            .flat_map(Frame::slices)
-            .map(IoSlice::new)
-            .collect();
-        let mut unsent = &mut slices[..];
+    #[cfg(feature = "tls")]
+    if let Some(tls) = stream.session() {
+        // Sealed whole, the session locked for that only; then written
+        // like any other bytes (net/tls.rs, "One session, two threads").
+        let plaintext: Vec<&[u8]> = frames.flat_map(Frame::slices).collect();
+        let sealed = tls.seal(&plaintext)?;
+        return write_slices(stream.tcp(), std::iter::once(&sealed[..]), outbox);
+    }
+    // A frame is one slice, or two when spliced.
+    write_slices(stream.tcp(), frames.flat_map(Frame::slices), outbox)
+}
+
+/// Writes `slices` to the socket as they are, [`MAX_SLICES`] per call.
+fn write_slices<'a>(
+    mut tcp: &TcpStream,
+    slices: impl Iterator<Item = &'a [u8]>,
+    outbox: &Outbox,
+) -> io::Result<()> {
+    let mut slices = slices.peekable();
+    while slices.peek().is_some() {
+        let mut chunk: Vec<IoSlice<'_>> =
+            slices.by_ref().take(MAX_SLICES).map(IoSlice::new).collect();
+        let mut unsent = &mut chunk[..];
         let mut progress = Instant::now();
         while !unsent.is_empty() {
-            match stream.write_vectored(unsent) {
+            match tcp.write_vectored(unsent) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     IoSlice::advance_slices(&mut unsent, written);

@@ -186,7 +186,7 @@ impl Server {
         };
         router::thread::spawn(router, inbox, metrics.clone(), watchdog, link)?;
         let address = listener.local_addr()?;
-        let shared = Arc::new(Context::new(config, commands, metrics));
+        let shared = Arc::new(Context::new(config, commands, metrics)?);
         let stopping = Arc::new(AtomicBool::new(false));
         accept::spawn(listener, shared.clone(), stopping.clone())?;
         notify(&notifier, "READY=1");

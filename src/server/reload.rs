@@ -30,6 +30,7 @@ pub(crate) fn apply(shared: &Context, mut new: Config) {
         }
     }
     crate::net::capacity::fit(&mut new);
+    shared.reload_tls(&mut new);
     let changed = changed_settings(&old, &new);
     log::set_level(new.log_level);
     let worlds = worlds_to_reload(&old, &new);

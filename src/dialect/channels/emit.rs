@@ -18,7 +18,6 @@
 //! `require-ack` value but a false one asks for ACKs.
 
 use std::fmt;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -29,6 +28,7 @@ use crate::config::Config;
 use crate::dialect::credentials::{self, Refusal};
 use crate::log;
 use crate::net::http::{query_pairs, read_body, BodyError, ClientRequest, Response};
+use crate::net::stream::Stream;
 use crate::net::Context;
 use crate::router::{Command, Denial, Emit, EmitError, EmitOutcome, Grant, Patterns, Targets};
 
@@ -38,7 +38,7 @@ const ROUTER_GRACE: Duration = Duration::from_secs(10);
 
 /// Answers an emit request to `channel` from `client` (for the log).
 pub(crate) fn answer(
-    stream: &TcpStream,
+    stream: &Stream,
     request: &ClientRequest,
     channel: &str,
     shared: &Context,
@@ -99,7 +99,7 @@ fn emitter(request: &ClientRequest, config: &Config) -> Result<(Grant, bool), Re
 }
 
 fn emit(
-    stream: &TcpStream,
+    stream: &Stream,
     request: &ClientRequest,
     channel: &str,
     shared: &Context,

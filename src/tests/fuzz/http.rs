@@ -237,6 +237,7 @@ fn read_over_a_socket(bytes: &[u8], pieces: usize) -> Result<ClientRequest, Read
     };
     // Generous: the test fails if the server waits for it, not by time.
     let deadline = Instant::now() + Duration::from_secs(60);
+    let server = crate::net::stream::Stream::plain(server);
     let outcome = read_request(&server, deadline);
     drop(server);
     writer.join().expect("the writer ends");
