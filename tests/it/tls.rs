@@ -472,3 +472,141 @@ fn half_finished_handshakes_are_cut_at_the_deadline() {
     let _ = huge.read_to_end(&mut Vec::new());
     assert!(started.elapsed() < deadline, "took {:?}", started.elapsed());
 }
+
+// ---------------------------------------------------------------------------
+// What TLS costs (run by hand, against a release build; docs/tls.md, "Cost")
+// ---------------------------------------------------------------------------
+
+/// A connection either way, for the cost measurement.
+enum Either {
+    Plain(Box<WebSocket<TcpStream>>),
+    Tls(Box<WebSocket<Tls>>),
+}
+
+impl Either {
+    fn connect(addr: SocketAddr, pki: Option<&Pki>, path: &str) -> Either {
+        match pki {
+            Some(pki) => Either::Tls(Box::new(Wss::connect(addr, pki, path).ws)),
+            None => Either::Plain(Box::new(support::Client::connect(addr, path).ws)),
+        }
+    }
+
+    fn send(&mut self, text: String) {
+        match self {
+            Either::Plain(ws) => ws.send(Message::text(text)).unwrap(),
+            Either::Tls(ws) => ws.send(Message::text(text)).unwrap(),
+        }
+    }
+
+    fn read(&mut self) -> Message {
+        match self {
+            Either::Plain(ws) => ws.read().unwrap(),
+            Either::Tls(ws) => ws.read().unwrap(),
+        }
+    }
+}
+
+/// The CPU time `pid` has used, user and system, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// Idle memory per connection and the fan-out's server CPU, with and
+/// without TLS, in one run. `SWITCHBOARD_BIN` names the binary (a release
+/// build with `--features tls`); by default the test build's.
+///
+/// ```text
+/// cargo build --release --features tls
+/// SWITCHBOARD_BIN=target/release/switchboard cargo test --features tls --test it tls_cost -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn tls_cost() {
+    const IDLE: usize = 1000;
+    const LISTENERS: usize = 100;
+    const EMITS: usize = 200;
+    let bin = std::env::var("SWITCHBOARD_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_string());
+    let dir = scratch("cost");
+    let pki = Pki::new(&dir, None);
+    for tls in [false, true] {
+        let mut command = std::process::Command::new(&bin);
+        command.args(["--listen", "127.0.0.1:0", "--quiet"]);
+        command.args(["--max-connections", "20000"]);
+        command.arg("--data-dir").arg(dir.join("data"));
+        if tls {
+            command.arg("--tls-cert").arg(&pki.cert);
+            command.arg("--tls-key").arg(&pki.key);
+        }
+        let server = Process::spawn(command);
+        let (addr, pid) = (server.addr, server.child.id());
+        let pki = tls.then_some(&pki);
+        let before = support::proc::wait_for_socket_threads(pid, 0).0;
+        let mut idle: Vec<Either> = (0..IDLE)
+            .map(|i| {
+                let mut client = Either::connect(addr, pki, "/ws/concierge");
+                client.send(
+                    json!({"type": "IDENTIFY", "name": format!("idle_{i}"), "version": "0.1.0"})
+                        .to_string(),
+                );
+                assert!(matches!(client.read(), Message::Text(_)));
+                client
+            })
+            .collect();
+        let (held, _) = support::proc::wait_for_socket_threads(pid, 2 * IDLE as u64);
+        std::thread::sleep(Duration::from_secs(1));
+        let held = support::proc::usage(pid).rss_kib.max(held.rss_kib);
+        let per_connection = (held - before.rss_kib) as f64 / IDLE as f64;
+        idle.clear();
+        support::proc::wait_for_socket_threads(pid, 0);
+
+        let listeners: Vec<_> = (0..LISTENERS)
+            .map(|_| {
+                let mut client = Either::connect(addr, pki, "/fan/listen");
+                assert!(matches!(client.read(), Message::Text(_))); // CONNECTED
+                std::thread::spawn(move || {
+                    let mut got = 0;
+                    while got < EMITS {
+                        if let Message::Text(_) = client.read() {
+                            got += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let payload = json!({"data": "x".repeat(1000)}).to_string();
+        let request = format!(
+            "POST /fan/emit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+            payload.len()
+        );
+        let (cpu, started) = (cpu_seconds(pid), Instant::now());
+        for _ in 0..EMITS {
+            let reply = match pki {
+                Some(pki) => https(addr, pki, &request),
+                None => support::http(addr, &request),
+            };
+            assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        }
+        for listener in listeners {
+            listener.join().unwrap();
+        }
+        let (wall, cpu) = (started.elapsed(), cpu_seconds(pid) - cpu);
+        let deliveries = (LISTENERS * EMITS) as f64;
+        println!(
+            "{}: idle {per_connection:.1} KiB/connection ({IDLE} concierge); fan-out {EMITS} emits x {LISTENERS} listeners (1 kB): {:.2} s, server CPU {:.2} s, {:.1} us CPU/delivery",
+            if tls { "tls" } else { "plain" },
+            wall.as_secs_f64(),
+            cpu,
+            cpu * 1e6 / deliveries
+        );
+    }
+}
