@@ -86,6 +86,9 @@ pub enum CliError {
         /// What was expected.
         expected: &'static str,
     },
+    /// `--tls-cert` without `--tls-key`, or the other way round, from
+    /// whichever sources.
+    TlsHalf,
 }
 
 /// A line of the config file, shown as `path:line` as compilers do.
@@ -118,6 +121,9 @@ impl fmt::Display for CliError {
             }
             CliError::FileSyntax { at, problem } => write!(f, "{at}: {problem}"),
             CliError::UnknownKey { at, key } => write!(f, "{at}: unknown key {key:?}"),
+            CliError::TlsHalf => {
+                f.write_str("--tls-cert and --tls-key go together: give both files, or neither")
+            }
             CliError::NotInFile { at, key } => write!(
                 f,
                 "{at}: unknown key {key:?}: --{key} works on the command line only, not in the file"
@@ -332,6 +338,28 @@ const FLAGS: &[Flag] = &[
         }),
     },
     Flag {
+        name: "tls-cert",
+        usage: "FILE        serve https:// and wss:// with this PEM certificate chain (needs --tls-key) [none: plain]",
+        apply: Setter::Value(|c, v| {
+            if !cfg!(feature = "tls") {
+                return Err("accepted by this build, which has no TLS support (build it with `--features tls`)");
+            }
+            c.tls_cert = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
+        name: "tls-key",
+        usage: "FILE         the PEM private key of --tls-cert; re-read with it on SIGHUP [none]",
+        apply: Setter::Value(|c, v| {
+            if !cfg!(feature = "tls") {
+                return Err("accepted by this build, which has no TLS support (build it with `--features tls`)");
+            }
+            c.tls_key = Some(v.into());
+            Ok(())
+        }),
+    },
+    Flag {
         name: "admin-token",
         usage: "TEXT     bearer token for POST /admin/reload and /admin/close-room [none: endpoints off]",
         apply: Setter::Value(|c, v| {
@@ -501,6 +529,9 @@ pub fn parse(
         let first = !seen.contains(&flag.name);
         seen.push(flag.name);
         apply(flag, &mut config, value, format!("--{}", flag.name), first)?;
+    }
+    if config.tls_cert.is_some() != config.tls_key.is_some() {
+        return Err(CliError::TlsHalf);
     }
     let check = given
         .iter()
@@ -788,6 +819,7 @@ pub fn flag_names() -> impl Iterator<Item = &'static str> {
 mod tests {
     use super::*;
 
+    use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn invoke(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, CliError> {
@@ -1162,7 +1194,7 @@ mod tests {
             let placeholder = flag.usage.split_whitespace().next().unwrap_or("");
             let known = match flag.apply {
                 Setter::Value(_) => [
-                    "N", "TEXT", "ADDR", "DIR", "LEVEL", "URL", "PATTERNS", "LIST", "CIDRS",
+                    "N", "TEXT", "ADDR", "DIR", "LEVEL", "URL", "PATTERNS", "LIST", "CIDRS", "FILE",
                 ]
                 .contains(&placeholder),
                 Setter::List(_) => placeholder == "NAME",
@@ -1184,6 +1216,24 @@ mod tests {
             }
             (false, Err(error)) => assert!(error.to_string().contains("--features redis")),
             (with_feature, other) => panic!("feature {with_feature}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_needs_a_build_with_the_tls_feature_and_both_files() {
+        let parsed = run(&["--tls-cert", "c.pem", "--tls-key", "k.pem"], &[]);
+        match (cfg!(feature = "tls"), parsed) {
+            (true, Ok(config)) => assert_eq!(
+                config.tls_files(),
+                Some((Path::new("c.pem"), Path::new("k.pem")))
+            ),
+            (false, Err(error)) => assert!(error.to_string().contains("--features tls")),
+            (with_feature, other) => panic!("feature {with_feature}: {other:?}"),
+        }
+        if cfg!(feature = "tls") {
+            let half = run(&["--tls-cert", "c.pem"], &[]).unwrap_err();
+            assert_eq!(half, CliError::TlsHalf);
+            assert!(half.to_string().contains("--tls-key"), "{half}");
         }
     }
 
@@ -1211,9 +1261,11 @@ mod tests {
         }
         // A build without Redis support refuses `redis` (tested below).
         let with_redis = cfg!(feature = "redis");
+        let with_tls = cfg!(feature = "tls");
         let uncommented: String = uncommented
             .lines()
             .filter(|line| with_redis || !line.starts_with("redis ="))
+            .filter(|line| with_tls || !line.starts_with("tls-"))
             .map(|line| format!("{line}\n"))
             .collect();
         let all = from_file(&uncommented).unwrap();
@@ -1224,6 +1276,10 @@ mod tests {
                 // Off by default; the example shows a local Redis.
                 (false, "redis") if with_redis => {
                     assert_eq!(value, "\"redis://127.0.0.1:6379\"")
+                }
+                // Off by default; the example shows certbot's paths.
+                (false, "tls-cert" | "tls-key") if with_tls => {
+                    assert!(value.contains("/etc/letsencrypt/live/"), "{name}")
                 }
                 (false, _) => assert_eq!(value, default, "{name}"),
             }

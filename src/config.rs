@@ -1,5 +1,6 @@
 //! The server's settings, with their defaults.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +104,12 @@ pub struct Config {
     /// `redis://host:port/db`); `None`, the default: a single node.
     /// Needs a build with the `redis` feature.
     pub redis: Option<String>,
+    /// The certificate chain served over TLS, PEM, the server's own
+    /// certificate first (`--tls-cert`); `None`, the default: plain TCP.
+    /// Needs a build with the `tls` feature, and `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert`, PEM (`--tls-key`).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -140,6 +147,8 @@ impl Default for Config {
             rate_limit: None,
             rate_burst: None,
             redis: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -166,6 +175,12 @@ impl Config {
         }
     }
 
+    /// The certificate chain and key files to serve TLS with, when both
+    /// are set (the command line refuses one without the other).
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
     /// The router's access policy for these settings.
     pub fn policy(&self) -> Policy {
         Policy {
@@ -187,6 +202,10 @@ impl Config {
         };
         // An unset limit is written as the 0 that sets it so.
         let or_zero = |limit: Option<u64>| limit.unwrap_or(0).to_string();
+        let path = |path: &Option<PathBuf>| match path {
+            Some(path) => quoted(&path.display().to_string()),
+            None => "(none)".to_string(),
+        };
         let worlds: Vec<String> = self.worlds.iter().map(|w| quoted(w)).collect();
         vec![
             ("listen", quoted(&self.listen)),
@@ -238,6 +257,8 @@ impl Config {
                     None => "(none)".to_string(),
                 },
             ),
+            ("tls-cert", path(&self.tls_cert)),
+            ("tls-key", path(&self.tls_key)),
         ]
     }
 }

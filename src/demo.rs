@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::id::{self, Uuid};
 use crate::jwt;
-use crate::net::http::{Request, Response};
+use crate::net::http::{ClientRequest, Response};
 
 /// How long a demo token lasts, in seconds: long enough for a session of
 /// trying things out; the editor fetches a new one when it expires.
@@ -75,7 +75,7 @@ pub fn fill_key(config: &mut Config, key: &Arc<str>) -> bool {
 /// `editor.DOC` its page lists people on, and the channels demo's
 /// `CHANNEL` (default `lobby`) to listen and emit to. A name that is not
 /// a channel name is refused (400), so no pattern is ever granted.
-pub fn answer(request: &Request, config: &Config) -> Response {
+pub fn answer(request: &ClientRequest, config: &Config) -> Response {
     if !config.demo {
         return Response::text(
             404,

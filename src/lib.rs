@@ -52,13 +52,20 @@
 //!     dialect and router); the systemd watchdog; handing cluster records
 //!     to the Redis link.
 //! - [`net`]: sockets and bytes.
-//!   - [`net::http`]: request heads under a deadline; responses.
+//!   - [`net::http`]: request heads ([`net::http::ClientRequest`]) under a
+//!     deadline; responses.
 //!   - [`net::route`]: which endpoint a request is for.
 //!   - [`net::endpoints`]: the one list of endpoints, printed everywhere.
 //!   - [`net::pages`]: the embedded pages: status (`src/web/status.*`),
 //!     and the demos (`src/web/editor.*`, `src/web/channels.*`).
 //!   - [`net::upgrade`]: the WebSocket opening handshake.
-//!   - [`net::connection`]: a socket's reader and writer threads.
+//!   - [`net::connection`]: one socket's life, from accept to close.
+//!   - [`net::dispatch`]: the HTTP request every socket starts with, and
+//!     the checks before an upgrade.
+//!   - [`net::reader`], [`net::writer`]: a WebSocket's two threads.
+//!   - [`net::stream`]: a client's bytes, plain or through TLS.
+//!   - `net/tls.rs` (feature `tls`): certificates, the handshake, and one
+//!     TLS session shared by a connection's two threads.
 //!   - [`net::outbox`]: the bounded queue between router and writer.
 //!   - [`net::frame`]: outgoing frames, encoded once.
 //!   - [`net::capacity`]: the machine limits that cap the connections.

@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use switchboard::cli::{self, Invocation};
+use switchboard::net::endpoints;
 use switchboard::systemd::{self, Notifier};
 use switchboard::{signals, Config, Server};
 
@@ -51,6 +52,18 @@ fn serve(config: Config, args: Vec<String>) -> io::Result<()> {
             format!("cannot use the data directory {dir} (--data-dir): {e}"),
         )
     })?;
+    // Checked before the banner too: a certificate that cannot be served
+    // must not be announced as listening.
+    #[cfg(feature = "tls")]
+    if let Some((cert, key)) = config.tls_files() {
+        switchboard::net::tls::Acceptor::load(cert, key).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot serve TLS: {e}"),
+            )
+        })?;
+    }
+    let tls = config.tls_files().is_some();
     let server = match systemd::activated_listener()? {
         Some(listener) => Server::from_listener(listener, config),
         None => Server::bind(config)?,
@@ -73,6 +86,10 @@ fn serve(config: Config, args: Vec<String>) -> io::Result<()> {
     })?;
     let mut banner = format!("switchboard {} listening:\n", env!("CARGO_PKG_VERSION"));
     for endpoint in server.endpoints()? {
+        let endpoint = match tls {
+            true => endpoints::over_tls(&endpoint),
+            false => endpoint,
+        };
         banner += &format!("  {endpoint}\n");
     }
     // Nobody reading standard output is no reason not to serve.

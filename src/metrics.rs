@@ -83,6 +83,51 @@ pub enum HandshakeFailure {
     Busy,
 }
 
+/// Why a TLS handshake failed (`--tls-cert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// Not finished before the handshake deadline.
+    Timeout,
+    /// The client spoke plain text (HTTP) to the TLS port.
+    Plaintext,
+    /// More handshake bytes than any real client sends.
+    TooLarge,
+    /// The client refused this server's certificate (an alert saying so).
+    Certificate,
+    /// No protocol version or cipher suite in common.
+    Incompatible,
+    /// Any other broken handshake.
+    Protocol,
+    /// The client left before the handshake was done.
+    Closed,
+}
+
+impl TlsFailure {
+    /// Every reason, in the order they are rendered.
+    pub const ALL: [TlsFailure; 7] = [
+        TlsFailure::Timeout,
+        TlsFailure::Plaintext,
+        TlsFailure::TooLarge,
+        TlsFailure::Certificate,
+        TlsFailure::Incompatible,
+        TlsFailure::Protocol,
+        TlsFailure::Closed,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Plaintext => "plaintext",
+            TlsFailure::TooLarge => "too_large",
+            TlsFailure::Certificate => "certificate",
+            TlsFailure::Incompatible => "incompatible",
+            TlsFailure::Protocol => "protocol",
+            TlsFailure::Closed => "closed",
+        }
+    }
+}
+
 impl HandshakeFailure {
     /// Every reason, in the order they are rendered.
     pub const ALL: [HandshakeFailure; 7] = [
@@ -167,6 +212,10 @@ pub struct Metrics {
     /// (the refusals at the caps and the timeouts among them, which
     /// `/metrics` also shows as series of their own).
     handshake_failures: [Counter; HandshakeFailure::ALL.len()],
+    /// TLS handshakes completed (`--tls-cert`).
+    pub tls_handshakes: Counter,
+    /// TLS handshakes failed, by [`TlsFailure`].
+    tls_failures: [Counter; TlsFailure::ALL.len()],
     /// Complete messages received, by dialect.
     pub messages_received: PerDialect,
     /// Payload bytes of those messages, by dialect.
@@ -336,6 +385,16 @@ impl Metrics {
             .sum()
     }
 
+    /// Counts a failed TLS handshake.
+    pub fn tls_failed(&self, why: TlsFailure) {
+        self.tls_failures[why as usize].increment();
+    }
+
+    /// How many TLS handshakes failed for `why`.
+    pub fn tls_failures(&self, why: TlsFailure) -> u64 {
+        self.tls_failures[why as usize].get()
+    }
+
     /// Counts a failed exchange.
     pub fn handshake_failed(&self, why: HandshakeFailure) {
         self.handshake_failures[why as usize].increment();
@@ -472,6 +531,9 @@ impl Metrics {
             "reason",
             &failures,
         );
+        if cfg!(feature = "tls") {
+            self.render_tls(&mut text);
+        }
         self.render_denials(&mut text);
         self.command_time.render(
             &mut text,
@@ -537,6 +599,27 @@ fn scalar(text: &mut String, name: &str, kind: &str, help: &str, value: u64) {
         text,
         "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
     );
+}
+
+impl Metrics {
+    /// The TLS series: only a build that can serve TLS shows them.
+    fn render_tls(&self, text: &mut String) {
+        let name = "switchboard_tls_handshakes_total";
+        let _ = write!(
+            text,
+            "# HELP {name} TLS handshakes completed\n# TYPE {name} counter\n{name} {}\n",
+            self.tls_handshakes.get()
+        );
+        let failures = TlsFailure::ALL.map(|f| (f.label(), self.tls_failures(f)));
+        labelled(
+            text,
+            "switchboard_tls_handshake_failures_total",
+            "counter",
+            "Failed TLS handshakes, by reason",
+            "reason",
+            &failures,
+        );
+    }
 }
 
 fn labelled(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::jwt::{self, Claims, JwtError};
-use crate::net::http::Request;
+use crate::net::http::ClientRequest;
 use crate::router::{Grant, Patterns};
 
 /// What a client was admitted with.
@@ -81,7 +81,7 @@ impl fmt::Display for Refusal {
 /// The bearer token of `request`: its `Authorization: Bearer …` header,
 /// else its `token` query parameter (browsers cannot set headers on a
 /// WebSocket).
-pub fn bearer(request: &Request) -> Option<String> {
+pub fn bearer(request: &ClientRequest) -> Option<String> {
     request
         .header("authorization")
         .and_then(|value| value.trim().strip_prefix("Bearer "))

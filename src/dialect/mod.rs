@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::net::frame::{Close, Frame};
-use crate::net::http::Request;
+use crate::net::http::ClientRequest;
 use crate::net::rate::Overrun;
 use crate::router::{Addressee, Command, ConnId, Disconnect, Event};
 // Which protocol a connection speaks is member state, kept by the router;
@@ -75,7 +75,11 @@ pub(crate) const TEST_PANIC: &str = "switchboard: fail here (cfg(test) only)";
 /// an HTTP status. Only channels listeners are decided here; the other
 /// dialects authenticate inside the WebSocket, in their own words
 /// (concierge's IDENTIFY, world's `authenticate`, blazing's close 3000).
-pub fn admit(dialect: Dialect, request: &Request, config: &Config) -> Result<Admission, Refusal> {
+pub fn admit(
+    dialect: Dialect,
+    request: &ClientRequest,
+    config: &Config,
+) -> Result<Admission, Refusal> {
     match dialect {
         Dialect::Channels => channels::admission::admit(request, config),
         Dialect::Echo
@@ -130,7 +134,7 @@ impl Session {
         dialect: Dialect,
         conn: ConnId,
         config: &Config,
-        request: &Request,
+        request: &ClientRequest,
         admission: Admission,
     ) -> Session {
         match dialect {
@@ -307,7 +311,7 @@ mod tests {
     use super::*;
 
     fn session(dialect: Dialect) -> Session {
-        let request = Request {
+        let request = ClientRequest {
             method: "GET".into(),
             path: "/lobby/listen".into(),
             query: None,

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::log;
 
-use super::http::{Request, Response};
-use super::Shared;
+use super::http::{ClientRequest, Response};
+use super::Context;
 use crate::auth::secrets_match;
 use crate::router::{Command, Control};
 
@@ -28,8 +28,8 @@ pub enum Action {
 
 /// Answers an admin endpoint: `{"world" or "computer": …, "told": n}`,
 /// n being how many clients were told.
-pub(crate) fn answer(action: Action, request: &Request, shared: &Shared) -> Response {
-    if let Err(refusal) = authorize(request, shared) {
+pub(crate) fn answer(action: Action, request: &ClientRequest, context: &Context) -> Response {
+    if let Err(refusal) = authorize(request, context) {
         // Refusals of the operator's endpoints are worth an operator's look.
         log::info!(
             "admin: {} {} refused: status={}",
@@ -63,7 +63,7 @@ pub(crate) fn answer(action: Action, request: &Request, shared: &Shared) -> Resp
             (command, ("computer", Some(computer)))
         }
     };
-    if shared.router.send(command).is_err() {
+    if context.router.send(command).is_err() {
         return Response::text(503, "the router has stopped\n");
     }
     match told.recv_timeout(ROUTER_WAIT) {
@@ -84,8 +84,8 @@ pub(crate) fn answer(action: Action, request: &Request, shared: &Shared) -> Resp
 }
 
 /// `POST` with `Authorization: Bearer <--admin-token>`, else the refusal.
-fn authorize(request: &Request, shared: &Shared) -> Result<(), Response> {
-    let Some(expected) = &shared.config().admin_token else {
+fn authorize(request: &ClientRequest, context: &Context) -> Result<(), Response> {
+    let Some(expected) = &context.config().admin_token else {
         return Err(Response::text(
             404,
             "admin endpoints are off: start with --admin-token\n",

@@ -112,6 +112,16 @@ impl Endpoint {
     }
 }
 
+/// `url` as a server speaking TLS serves it: `wss://` for `ws://`,
+/// `https://` for `http://`.
+pub fn over_tls(url: &str) -> String {
+    match url.split_once("://") {
+        Some(("ws", rest)) => format!("wss://{rest}"),
+        Some(("http", rest)) => format!("https://{rest}"),
+        _ => url.to_string(),
+    }
+}
+
 /// The list as `GET /endpoints` writes it: one aligned line per endpoint.
 pub fn list() -> String {
     let width = ENDPOINTS
@@ -132,15 +142,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tls_urls_have_the_secure_schemes() {
+        assert_eq!(over_tls("ws://h:1/ws/common"), "wss://h:1/ws/common");
+        assert_eq!(over_tls("http://h:1/metrics  x"), "https://h:1/metrics  x");
+        assert_eq!(over_tls("wss://h/x"), "wss://h/x");
+    }
+
+    #[test]
     fn every_route_is_listed_and_every_listed_path_is_routed() {
         use super::super::route::{route, Route};
-        use crate::net::http::Request;
+        use crate::net::http::ClientRequest;
         for endpoint in ENDPOINTS {
             let path = endpoint
                 .path
                 .replace("<channel>", "room")
                 .replace("<world>", "default");
-            let request = Request {
+            let request = ClientRequest {
                 method: endpoint.methods.split('|').next().unwrap_or("GET").into(),
                 path,
                 query: None,

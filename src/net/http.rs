@@ -6,7 +6,8 @@
 //! framed by its `Content-Length` and the end of the connection.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+
+use super::stream::Stream;
 use std::time::Instant;
 
 /// The largest request head accepted, in bytes.
@@ -16,7 +17,7 @@ const MAX_HEADERS: usize = 64;
 
 /// A parsed request head.
 #[derive(Debug)]
-pub struct Request {
+pub struct ClientRequest {
     /// `GET`, `POST`, ...
     pub method: String,
     /// The path, without the query string.
@@ -32,7 +33,7 @@ pub struct Request {
     pub leftover: Vec<u8>,
 }
 
-impl Request {
+impl ClientRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -91,7 +92,7 @@ pub enum ReadError {
 
 /// Reads one request head from `stream`, giving up at `deadline` however
 /// the bytes trickle in: each read may wait only for the time that is left.
-pub fn read_request(mut stream: &TcpStream, deadline: Instant) -> Result<Request, ReadError> {
+pub fn read_request(mut stream: &Stream, deadline: Instant) -> Result<ClientRequest, ReadError> {
     let mut head = Vec::with_capacity(1024);
     // On the heap, not the stack: stack pages a thread has touched stay
     // resident for the life of the connection, a freed buffer does not.
@@ -127,7 +128,7 @@ fn is_timeout_or_interrupt(error: &io::Error) -> bool {
 
 /// Parses a complete head, or says that more bytes are needed (`None`).
 /// `read_request` calls it on everything read so far, after every read.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Request>, ReadError> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Option<ClientRequest>, ReadError> {
     // On the heap for the same reason as `chunk` above.
     let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -155,7 +156,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Request>, ReadError> {
             (h.name.to_ascii_lowercase(), value)
         })
         .collect();
-    Ok(Some(Request {
+    Ok(Some(ClientRequest {
         method: method.to_string(),
         path: path.to_string(),
         query,
@@ -181,8 +182,8 @@ pub enum BodyError {
 /// Reads the body announced by `Content-Length` (none: empty), at most
 /// `limit` bytes, by `deadline`.
 pub fn read_body(
-    mut stream: &TcpStream,
-    request: &Request,
+    mut stream: &Stream,
+    request: &ClientRequest,
     limit: usize,
     deadline: Instant,
 ) -> Result<Vec<u8>, BodyError> {
@@ -222,7 +223,7 @@ pub fn read_body(
 
 /// The body length from `Content-Length`: digits only, and every copy of
 /// the header the same (RFC 9110 §8.6); none means no body.
-fn content_length(request: &Request) -> Result<usize, BodyError> {
+fn content_length(request: &ClientRequest) -> Result<usize, BodyError> {
     let mut lengths = request
         .headers
         .iter()

@@ -6,11 +6,15 @@
 //! - [`route`] picks the endpoint,
 //! - [`pages`] serves the embedded status and demo pages and their assets,
 //! - [`upgrade`] answers the WebSocket handshake,
-//! - [`connection`] runs a socket's reader and writer threads,
+//! - [`connection`] is one socket's life: the HTTP exchange
+//!   ([`dispatch`]), then for a WebSocket its [`reader`] and [`writer`]
+//!   threads,
 //! - [`endpoints`] is the one list of endpoints (`GET /`, the banner, `--help`),
 //! - [`per_ip`] counts each peer address's connections against its cap,
 //! - [`rate`] is the token bucket behind the message rate limit,
 //! - [`outbox`] is the bounded queue between the router and a writer,
+//! - [`stream`] is a client's bytes, plain or (feature `tls`) through
+//!   [`tls`], whose opening comment says how two threads share a session,
 //! - [`send_now`] is the one write that never waits (the router's write-through),
 //! - [`frame`] encodes outgoing frames once, for every recipient,
 //! - [`capacity`] reads the machine limits that cap the connections.
@@ -18,6 +22,7 @@
 pub(crate) mod admin;
 pub mod capacity;
 pub mod connection;
+pub mod dispatch;
 pub mod endpoints;
 pub mod forwarded;
 pub mod frame;
@@ -27,10 +32,16 @@ pub mod outbox;
 pub mod pages;
 pub mod per_ip;
 pub mod rate;
+pub mod reader;
 pub mod route;
 pub mod send_now;
+pub mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod upgrade;
+pub mod writer;
 
+use std::io;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -38,13 +49,16 @@ use crossbeam_channel::Sender;
 use parking_lot::RwLock;
 
 use crate::config::Config;
+use crate::log;
 use crate::metrics::Metrics;
 use crate::router::Command;
 use outbox::Opened;
 use per_ip::PerIpLimit;
 
-/// What every connection thread shares.
-pub(crate) struct Shared {
+/// What every connection thread shares: the server's context (named for
+/// what it is, not for how it is held; `Shared` also meant the cluster's
+/// records).
+pub(crate) struct Context {
     /// The settings, replaced whole by a reload; a connection reads them
     /// once, as it starts, and keeps that copy.
     config: RwLock<Arc<Config>>,
@@ -63,25 +77,87 @@ pub(crate) struct Shared {
     pub per_ip: Arc<PerIpLimit>,
     /// The next connection number.
     pub next_conn: AtomicU64,
+    /// The certificate and key TLS connections are served with, when the
+    /// server speaks TLS (`--tls-cert`).
+    #[cfg(feature = "tls")]
+    tls: Option<tls::Acceptor>,
 }
 
-impl Shared {
+impl Context {
     /// The state of a server that starts with `config`, whose connections
-    /// send their commands on `router` and their outboxes on `opened`.
+    /// send their commands on `router` and their outboxes on `opened`. Fails if
+    /// `config` asks for TLS and its files cannot be served, or this build
+    /// cannot serve TLS at all.
     pub fn new(
         config: Config,
         router: Sender<Command>,
         opened: Sender<Opened>,
         metrics: Arc<Metrics>,
-    ) -> Shared {
-        Shared {
+    ) -> io::Result<Context> {
+        #[cfg(feature = "tls")]
+        let tls = match config.tls_files() {
+            Some((cert, key)) => Some(tls::Acceptor::load(cert, key).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("cannot serve TLS: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        if config.tls_files().is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this build has no TLS support (build it with `--features tls`)",
+            ));
+        }
+        Ok(Context {
             config: RwLock::new(Arc::new(config)),
             router,
             opened,
             metrics,
             per_ip: PerIpLimit::new(),
             next_conn: AtomicU64::new(1),
+            #[cfg(feature = "tls")]
+            tls,
+        })
+    }
+
+    /// The TLS acceptor, if the server speaks TLS.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&tls::Acceptor> {
+        self.tls.as_ref()
+    }
+
+    /// Whether the server speaks TLS on its port.
+    pub fn speaks_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Applies a reload's `--tls-cert` and `--tls-key` (SIGHUP): the files
+    /// are read again, and new connections use them; a pair that does not
+    /// load is refused and logged, and the old one stays. Turning TLS on
+    /// or off needs a restart (the port would change what it speaks under
+    /// its clients): `new` then gets the old files back.
+    pub fn reload_tls(&self, new: &mut Config) {
+        let old = self.config();
+        let (kept_cert, kept_key) = (old.tls_cert.clone(), old.tls_key.clone());
+        #[cfg(feature = "tls")]
+        if let (Some(acceptor), Some((cert, key))) = (&self.tls, new.tls_files()) {
+            match acceptor.reload(cert, key) {
+                Ok(()) => log::info!("reload: TLS certificate read from {}", cert.display()),
+                Err(e) => log::error!("reload: {e}; the old certificate and key stay"),
+            }
+            return;
         }
+        if new.tls_files().is_some() != old.tls_files().is_some() {
+            log::warn!("reload: tls-cert and tls-key turn TLS on or off only with a restart; keeping the old values");
+        }
+        new.tls_cert = kept_cert;
+        new.tls_key = kept_key;
     }
 
     /// The current settings.

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use super::http::Request;
+use super::http::ClientRequest;
 
 /// The origins the operator allows besides the server's own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl AllowedOrigins {
     /// Whether `request` may be served: it has no `Origin`, or its origin
     /// is the server's own (its host is the request's `Host`), or listed.
     /// The refusal names the origin.
-    pub fn check(&self, request: &Request) -> Result<(), String> {
+    pub fn check(&self, request: &ClientRequest) -> Result<(), String> {
         let Some(origin) = request.header("origin") else {
             return Ok(());
         };
@@ -80,8 +80,8 @@ impl fmt::Display for AllowedOrigins {
 mod tests {
     use super::*;
 
-    fn request(headers: &[(&str, &str)]) -> Request {
-        Request {
+    fn request(headers: &[(&str, &str)]) -> ClientRequest {
+        ClientRequest {
             method: "GET".into(),
             path: "/x/listen".into(),
             query: None,

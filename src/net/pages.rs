@@ -5,7 +5,7 @@
 //! offline. Every page uses the hub's public endpoints like any client:
 //! the status page reads the reserved channel `$sys`.
 
-use super::http::{Request, Response};
+use super::http::{ClientRequest, Response};
 
 /// One embedded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub enum Asset {
 
 impl Asset {
     /// The asset at `path`, if any (`/` only for clients that take HTML).
-    pub fn at(path: &str, request: &Request) -> Option<Asset> {
+    pub fn at(path: &str, request: &ClientRequest) -> Option<Asset> {
         match path {
             "/" if wants_html(request) => Some(Asset::StatusPage),
             "/status.js" => Some(Asset::StatusScript),
@@ -79,7 +79,7 @@ impl Asset {
 
 /// Whether the client asks for HTML, as browsers do; curl and scripts
 /// (no `Accept`, or `*/*`) keep getting the plain list of endpoints.
-fn wants_html(request: &Request) -> bool {
+fn wants_html(request: &ClientRequest) -> bool {
     request
         .tokens("accept")
         .any(|t| t.split(';').next().is_some_and(|m| m.trim() == "text/html"))

@@ -2,7 +2,7 @@
 //! the subprotocols the client offers.
 
 use super::admin;
-use super::http::Request;
+use super::http::ClientRequest;
 use super::pages;
 use crate::dialect::{blazing, channels, concierge, Dialect};
 
@@ -34,7 +34,7 @@ pub enum Route {
 /// Picks the route for `request`. A WebSocket upgrade offering the
 /// `ert-concierge` subprotocol is concierge whatever its path; so is `/ws`,
 /// the original concierge's path.
-pub fn route(request: &Request) -> Route {
+pub fn route(request: &ClientRequest) -> Route {
     let is_upgrade = request.has_token("upgrade", "websocket");
     if is_upgrade && offers(request, concierge::SUBPROTOCOL) {
         return Route::WebSocket(Dialect::Concierge);
@@ -69,7 +69,7 @@ pub fn route(request: &Request) -> Route {
 }
 
 /// Whether the client lists `protocol` in `Sec-WebSocket-Protocol`.
-pub fn offers(request: &Request, protocol: &str) -> bool {
+pub fn offers(request: &ClientRequest, protocol: &str) -> bool {
     request
         .tokens("sec-websocket-protocol")
         .any(|offered| offered == protocol)
@@ -79,8 +79,8 @@ pub fn offers(request: &Request, protocol: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn request(path: &str, headers: &[(&str, &str)]) -> Request {
-        Request {
+    fn request(path: &str, headers: &[(&str, &str)]) -> ClientRequest {
+        ClientRequest {
             method: "GET".into(),
             path: path.into(),
             query: None,

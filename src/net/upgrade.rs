@@ -2,7 +2,7 @@
 
 use tungstenite::handshake::derive_accept_key;
 
-use super::http::{Request, Response};
+use super::http::{ClientRequest, Response};
 
 /// Why a request cannot be upgraded; each maps to an HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl Refusal {
 
 /// Checks an upgrade request; on success returns the `Sec-WebSocket-Accept`
 /// value to answer with.
-pub fn accept_key(request: &Request) -> Result<String, Refusal> {
+pub fn accept_key(request: &ClientRequest) -> Result<String, Refusal> {
     if !request.has_token("upgrade", "websocket") {
         return Err(Refusal::NotAnUpgrade);
     }
@@ -80,8 +80,8 @@ pub fn switching_protocols(accept: &str, subprotocol: Option<&str>) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn request(headers: &[(&str, &str)]) -> Request {
-        Request {
+    fn request(headers: &[(&str, &str)]) -> ClientRequest {
+        ClientRequest {
             method: "GET".into(),
             path: "/ws/echo".into(),
             query: None,

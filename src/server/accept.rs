@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::log;
-use crate::net::{connection, Shared};
+use crate::net::{connection, Context};
 
 /// How long the stopping server tries to reach its own listener.
 const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -18,7 +18,7 @@ const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
 /// thread ends, after [`stop`].
 pub fn spawn(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     stopping: Arc<AtomicBool>,
 ) -> io::Result<()> {
     thread::Builder::new()
@@ -27,7 +27,7 @@ pub fn spawn(
         .map(drop)
 }
 
-fn accept_until_stopped(listener: &TcpListener, shared: &Arc<Shared>, stopping: &AtomicBool) {
+fn accept_until_stopped(listener: &TcpListener, shared: &Arc<Context>, stopping: &AtomicBool) {
     loop {
         let accepted = listener.accept();
         if stopping.load(Ordering::SeqCst) {

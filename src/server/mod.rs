@@ -28,7 +28,7 @@ use crate::log;
 use crate::methods::{Caller, Methods, Pool, RpcError};
 use crate::metrics::Metrics;
 use crate::net::endpoints::ENDPOINTS;
-use crate::net::{capacity, Shared};
+use crate::net::{capacity, Context};
 use crate::router::{self, Command, Router, Settings};
 use crate::store::Store;
 use crate::systemd::{self, Notifier};
@@ -165,6 +165,18 @@ impl Server {
         capacity::fit(&mut config);
         let metrics = Arc::new(Metrics::default());
         let (commands, inbox) = crossbeam_channel::bounded(COMMAND_QUEUE);
+        // Unbounded: one entry per connection, taken on every turn of the
+        // router thread, so a connection never waits to send it.
+        let (opened, outboxes) = crossbeam_channel::unbounded();
+        // Before any thread starts: a certificate that does not load stops
+        // the start with nothing left running.
+        let shared = Arc::new(Context::new(
+            config,
+            commands.clone(),
+            opened,
+            metrics.clone(),
+        )?);
+        let config = shared.config();
         let store = Store::start(config.data_dir.clone(), commands.clone()).map_err(|e| {
             let dir = config.data_dir.display();
             io::Error::new(
@@ -190,9 +202,6 @@ impl Server {
             }
             _ => None,
         };
-        // Unbounded: one entry per connection, taken on every turn of the
-        // router thread, so a connection never waits to send it.
-        let (opened, outboxes) = crossbeam_channel::unbounded();
         let queues = router_thread::Queues {
             commands: inbox,
             opened: outboxes,
@@ -200,7 +209,6 @@ impl Server {
         };
         router_thread::spawn(router, queues, metrics.clone(), watchdog)?;
         let address = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config, commands, opened, metrics));
         let stopping = Arc::new(AtomicBool::new(false));
         accept::spawn(listener, shared.clone(), stopping.clone())?;
         notify(&notifier, "READY=1");
@@ -319,7 +327,7 @@ fn notify(notifier: &Option<Notifier>, state: &str) {
 /// gives the clients until [`SHUTDOWN_GRACE`] to close. Clients that are
 /// slower are cut off by the process's exit (or, embedded, by their writer
 /// threads, which stop waiting for a close reply after a grace period).
-fn drain(shared: &Shared) {
+fn drain(shared: &Context) {
     let started = Instant::now();
     match shared.ask_router(
         |reply| Command::Control(router::Control::Shutdown { reply }),

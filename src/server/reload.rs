@@ -15,14 +15,14 @@ use std::time::Duration;
 use super::settings;
 use crate::config::Config;
 use crate::log;
-use crate::net::Shared;
+use crate::net::Context;
 use crate::router::{Command, Control};
 
 /// How long a reload waits for the router to count the world clients told.
 const ROUTER_WAIT: Duration = Duration::from_secs(5);
 
 /// Applies `new` to the running server.
-pub(crate) fn apply(shared: &Shared, mut new: Config) {
+pub(crate) fn apply(shared: &Context, mut new: Config) {
     let old = shared.config();
     for (name, kept) in keep_restart_only(&old, &mut new) {
         if kept {
@@ -30,6 +30,7 @@ pub(crate) fn apply(shared: &Shared, mut new: Config) {
         }
     }
     crate::net::capacity::fit(&mut new);
+    shared.reload_tls(&mut new);
     let changed = changed_settings(&old, &new);
     log::set_level(new.log_level);
     let worlds = worlds_to_reload(&old, &new);
@@ -159,7 +160,7 @@ pub fn worlds_to_reload(old: &Config, new: &Config) -> Vec<Option<String>> {
 
 /// Sends `connection.reload` to the clients of `world` (`None`: of every
 /// world); returns how many were told.
-fn tell_world(shared: &Shared, world: Option<String>) -> usize {
+fn tell_world(shared: &Context, world: Option<String>) -> usize {
     shared
         .ask_router(
             |reply| Command::Control(Control::Reload { world, reply }),

@@ -39,8 +39,9 @@ export async function startServer(name, demo = true, extra = []) {
     const timer = setTimeout(() => fail(new Error("the server printed no address: " + printed)), PATIENCE);
     child.stdout.on("data", (chunk) => {
       printed += chunk;
-      const found = printed.match(/http:\/\/(127\.0\.0\.1:\d+)\/healthz/);
-      if (found) { clearTimeout(timer); done("http://" + found[1]); }
+      // https:// when the server speaks TLS (tls.test.mjs).
+      const found = printed.match(/(https?):\/\/(127\.0\.0\.1:\d+)\/healthz/);
+      if (found) { clearTimeout(timer); done(found[1] + "://" + found[2]); }
     });
     child.on("exit", (code) => { clearTimeout(timer); fail(new Error("the server exited: " + code)); });
   });
@@ -59,9 +60,9 @@ export async function startServer(name, demo = true, extra = []) {
 
 /**
  * Debian's Chromium, headless, with a fresh empty profile and nothing that
- * reaches out to the network on its own.
+ * reaches out to the network on its own; `extra` flags added.
  */
-export async function launchBrowser() {
+export async function launchBrowser(extra = []) {
   const profile = mkdtempSync(join(tmpdir(), "switchboard-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -70,6 +71,7 @@ export async function launchBrowser() {
     args: [
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      ...extra,
     ],
   });
   context.setDefaultTimeout(PATIENCE);
@@ -104,13 +106,13 @@ export function until(page, condition, arg) {
  * browser first, so the server stops at once; the server even when the
  * browser fails to start).
  */
-export async function setUp(t, name, demo = true, extra = []) {
+export async function setUp(t, name, demo = true, extra = [], browserFlags = []) {
   const server = await startServer(name, demo, extra);
   let browser = null;
   t.after(async () => {
     if (browser) await browser.close();
     await server.stop();
   });
-  browser = await launchBrowser();
+  browser = await launchBrowser(browserFlags);
   return { base: server.base, context: browser.context };
 }

@@ -27,5 +27,7 @@ mod security;
 mod soak_smoke;
 mod startup;
 mod status;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 mod world;

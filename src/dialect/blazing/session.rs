@@ -11,7 +11,7 @@ use crate::dialect::credentials;
 use crate::dialect::Step;
 use crate::jwt::{self, JwtError};
 use crate::net::frame::Close;
-use crate::net::http::Request;
+use crate::net::http::ClientRequest;
 use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, Edit, Grant, Joiner};
 use crate::store;
@@ -38,7 +38,7 @@ impl Session {
     /// A session for `conn`, opened with `request`. Browsers cannot set
     /// handshake headers, so the query parameters `token` and `computer`
     /// stand in for them; a header wins over its parameter.
-    pub fn new(conn: ConnId, request: &Request, config: &crate::config::Config) -> Session {
+    pub fn new(conn: ConnId, request: &ClientRequest, config: &crate::config::Config) -> Session {
         let parameter = |name: &str| request.query_param(name);
         Session {
             conn,

@@ -10,13 +10,13 @@
 
 use crate::config::Config;
 use crate::dialect::credentials::{self, Admission, Refusal};
-use crate::net::http::Request;
+use crate::net::http::ClientRequest;
 use crate::router::{Access, Policy};
 
 /// What a listener on `request`'s channel is admitted with, or why not.
 /// On an open hub tokens are not looked at: everyone is admitted, as
 /// before any credential was configured.
-pub fn admit(request: &Request, config: &Config) -> Result<Admission, Refusal> {
+pub fn admit(request: &ClientRequest, config: &Config) -> Result<Admission, Refusal> {
     let policy: Policy = config.policy();
     if !policy.protected {
         return Ok(Admission::default());

@@ -18,7 +18,6 @@
 //! `require-ack` value but a false one asks for ACKs.
 
 use std::fmt;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -28,8 +27,9 @@ use crate::auth::secrets_match;
 use crate::config::Config;
 use crate::dialect::credentials::{self, Refusal};
 use crate::log;
-use crate::net::http::{query_pairs, read_body, BodyError, Request, Response};
-use crate::net::Shared;
+use crate::net::http::{query_pairs, read_body, BodyError, ClientRequest, Response};
+use crate::net::stream::Stream;
+use crate::net::Context;
 use crate::router::{Command, Denial, Emit, EmitError, EmitOutcome, Grant, Patterns, Targets};
 
 /// How much longer than the ack timeout the HTTP thread waits for the
@@ -38,10 +38,10 @@ const ROUTER_GRACE: Duration = Duration::from_secs(10);
 
 /// Answers an emit request to `channel` from `client` (for the log).
 pub(crate) fn answer(
-    stream: &TcpStream,
-    request: &Request,
+    stream: &Stream,
+    request: &ClientRequest,
     channel: &str,
-    shared: &Shared,
+    shared: &Context,
     (deadline, client): (Instant, &dyn fmt::Display),
 ) -> Response {
     match emit(stream, request, channel, shared, deadline) {
@@ -76,7 +76,7 @@ impl From<Response> for Refused {
 
 /// What the emitter's credentials grant, and whether it showed any. On an
 /// open hub they are not looked at.
-fn emitter(request: &Request, config: &Config) -> Result<(Grant, bool), Refusal> {
+fn emitter(request: &ClientRequest, config: &Config) -> Result<(Grant, bool), Refusal> {
     if !config.protected() {
         return Ok((Grant::anonymous(), false));
     }
@@ -99,10 +99,10 @@ fn emitter(request: &Request, config: &Config) -> Result<(Grant, bool), Refusal>
 }
 
 fn emit(
-    stream: &TcpStream,
-    request: &Request,
+    stream: &Stream,
+    request: &ClientRequest,
     channel: &str,
-    shared: &Shared,
+    shared: &Context,
     deadline: Instant,
 ) -> Result<Response, Refused> {
     if request.method != "GET" && request.method != "POST" {

@@ -7,7 +7,7 @@ use super::inbound::{decode, Inbound};
 use crate::dialect::credentials::Admission;
 use crate::dialect::Step;
 use crate::net::frame::Close;
-use crate::net::http::{query_pairs, Request};
+use crate::net::http::{query_pairs, ClientRequest};
 use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, RequestError};
 
@@ -30,7 +30,7 @@ impl Session {
     /// A listener for the channel in `request`'s path (`/<channel>/listen`,
     /// checked by the route), with presence from its query parameters (but
     /// `token`, its credential), admitted with `admission`.
-    pub fn new(conn: ConnId, request: &Request, admission: Admission) -> Session {
+    pub fn new(conn: ConnId, request: &ClientRequest, admission: Admission) -> Session {
         let channel = super::split_path(&request.path)
             .map(|(channel, _)| channel.to_string())
             .unwrap_or_default();

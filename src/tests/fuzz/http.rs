@@ -15,7 +15,9 @@ use proptest::prelude::*;
 use super::check;
 use super::mutate::{byte_mutation, mutate_bytes};
 use crate::dialect::Dialect;
-use crate::net::http::{parse, query_pairs, read_request, ReadError, Request, MAX_HEAD_BYTES};
+use crate::net::http::{
+    parse, query_pairs, read_request, ClientRequest, ReadError, MAX_HEAD_BYTES,
+};
 use crate::net::route::{offers, route, Route};
 use crate::net::upgrade::accept_key;
 
@@ -100,7 +102,7 @@ fn hostile_head() -> impl Strategy<Value = Vec<u8>> {
 /// it may panic, whatever the head holds, and each answer must be one the
 /// request's own text allows (RFC 6455 for the upgrade, the docs'
 /// endpoints for the routes).
-fn read_everything(request: &Request) -> Result<(), TestCaseError> {
+fn read_everything(request: &ClientRequest) -> Result<(), TestCaseError> {
     let path = request.path.as_str();
     let upgrade = request.has_token("upgrade", "websocket");
     match route(request) {
@@ -214,7 +216,7 @@ fn fuzz_a_valid_head_is_read_back_exactly_however_it_is_cut() {
 
 /// Sends `bytes` over a real socket in `pieces` writes, then closes the
 /// writing side, and reads a request head from the other end.
-fn read_over_a_socket(bytes: &[u8], pieces: usize) -> Result<Request, ReadError> {
+fn read_over_a_socket(bytes: &[u8], pieces: usize) -> Result<ClientRequest, ReadError> {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let mut client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
     let (server, _) = listener.accept().expect("accept");
@@ -235,6 +237,7 @@ fn read_over_a_socket(bytes: &[u8], pieces: usize) -> Result<Request, ReadError>
     };
     // Generous: the test fails if the server waits for it, not by time.
     let deadline = Instant::now() + Duration::from_secs(60);
+    let server = crate::net::stream::Stream::plain(server);
     let outcome = read_request(&server, deadline);
     drop(server);
     writer.join().expect("the writer ends");

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::dialect::{self, Dialect, Received, Session, Step};
 use crate::net::frame::Frame;
-use crate::net::http::Request;
+use crate::net::http::ClientRequest;
 use crate::router::{ConnId, Event, Router};
 
 /// A frame as the client reads it.
@@ -94,8 +94,8 @@ pub fn heard(frame: &Frame) -> Heard {
 }
 
 /// A request head for `path` with `headers`, as the handshake parsed it.
-pub fn request(path: &str, query: Option<&str>, headers: &[(&str, &str)]) -> Request {
-    Request {
+pub fn request(path: &str, query: Option<&str>, headers: &[(&str, &str)]) -> ClientRequest {
+    ClientRequest {
         method: "GET".into(),
         path: path.into(),
         query: query.map(String::from),
@@ -122,7 +122,7 @@ pub struct Wire {
 impl Wire {
     /// Opens a `dialect` connection made with `request` on a server with
     /// `config`; returns it and what the client hears at once.
-    pub fn open(dialect: Dialect, config: &Config, request: &Request) -> (Wire, Vec<Heard>) {
+    pub fn open(dialect: Dialect, config: &Config, request: &ClientRequest) -> (Wire, Vec<Heard>) {
         let conn = ConnId(1);
         let mut wire = Wire {
             router: Router::new(crate::server::settings(config)),

@@ -378,9 +378,10 @@ impl Process {
                 .lines()
                 .map_while(Result::ok)
             {
-                let addr = line
-                    .trim()
-                    .strip_prefix("ws://")
+                let line = line.trim();
+                // `wss://` when the server speaks TLS (tests/it/tls.rs).
+                let addr = (line.strip_prefix("ws://"))
+                    .or_else(|| line.strip_prefix("wss://"))
                     .and_then(|rest| rest.split_once("/ws/concierge"))
                     .and_then(|(addr, _)| addr.parse::<SocketAddr>().ok());
                 if let Some(addr) = addr {

@@ -1,0 +1,262 @@
+//! The reader thread of a WebSocket: reads the client's frames, answers
+//! pings and closes through the outbox (never on the socket: see
+//! [`super::connection`], "Why exactly one thread writes"), applies the rate
+//! limit, and hands each message to its dialect's session.
+
+use std::io::{self, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Sender};
+use tungstenite::protocol::WebSocket;
+use tungstenite::{Error as WsError, Message};
+
+use super::connection::{Ending, CLOSE_GRACE};
+use super::frame::{Close, Frame};
+use super::outbox::Outbox;
+use super::rate::{MessageLimit, Overrun, Rate, Verdict};
+use super::stream::Stream;
+use crate::dialect::{self, Dialect, Received, Session, Step};
+use crate::log;
+use crate::metrics::Metrics;
+use crate::router::{Command, Control};
+
+/// The reading side of the shared socket. Writes are discarded on purpose:
+/// see the module documentation.
+pub(super) struct ReadHalf(pub(super) Arc<Stream>);
+
+impl Read for ReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for ReadHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the reader thread needs besides the socket and the session.
+pub(super) struct Reader<'a> {
+    pub outbox: &'a Outbox,
+    pub router: &'a Sender<Command>,
+    pub metrics: &'a Metrics,
+    pub max_message_bytes: usize,
+    /// Silence after which the server pings; twice this ends the connection.
+    pub keepalive: Duration,
+    /// The message rate limit, if `--rate-limit` sets one.
+    pub rate: Option<Rate>,
+}
+
+impl Reader<'_> {
+    /// Reads messages until the connection ends. If this side closed it,
+    /// then waits (briefly) for the client's closing reply.
+    pub fn read_until_end(&self, ws: &mut WebSocket<ReadHalf>, session: &mut Session) -> Ending {
+        // Each read waits at most one keepalive interval: a timeout is the
+        // reader's cue to ping a silent client, or to give up on it.
+        let _ = ws.get_ref().0.set_read_timeout(Some(self.keepalive));
+        let opening = session
+            .on_open()
+            .into_iter()
+            .find_map(|step| self.take(step));
+        let ending = match opening {
+            Some(ending) => ending,
+            None => self.read_messages(ws, session),
+        };
+        if let Ending::ServerClosed(_) = ending {
+            await_close_reply(ws);
+        }
+        ending
+    }
+
+    fn count_in(&self, dialect: Dialect, bytes: usize) {
+        self.metrics.messages_received.of(dialect).increment();
+        self.metrics.bytes_received.of(dialect).add(bytes as u64);
+    }
+
+    fn read_messages(&self, ws: &mut WebSocket<ReadHalf>, session: &mut Session) -> Ending {
+        let mut last_heard = Instant::now();
+        let mut limit = self.rate.map(|rate| MessageLimit::new(rate, last_heard));
+        loop {
+            let message = match ws.read() {
+                Ok(message) => message,
+                Err(WsError::Io(e)) if is_timeout(&e) => {
+                    if last_heard.elapsed() >= 2 * self.keepalive {
+                        return self.close(session.dialect().silence_close(2 * self.keepalive));
+                    }
+                    // Fails only for a client that is too slow or leaving:
+                    // either way it is on its way out.
+                    let _ = self.outbox.try_push(Frame::ping(b""));
+                    continue;
+                }
+                Err(error) => return self.fail(error),
+            };
+            last_heard = Instant::now();
+            let dialect = session.dialect();
+            let step = match message {
+                Message::Text(text) => {
+                    self.count_in(dialect, text.len());
+                    self.receive(session, &mut limit, Received::Text(&text), last_heard)
+                }
+                Message::Binary(bytes) => {
+                    self.count_in(dialect, bytes.len());
+                    self.receive(session, &mut limit, Received::Binary(&bytes), last_heard)
+                }
+                Message::Ping(payload) => Some(Step::Reply(Frame::pong(&payload))),
+                Message::Pong(_) | Message::Frame(_) => None,
+                Message::Close(frame) => {
+                    let code = frame.map(|f| u16::from(f.code));
+                    self.outbox.close(Frame::close_reply(code));
+                    return Ending::ClientClosed(code);
+                }
+            };
+            if let Some(ending) = step.and_then(|step| self.take(step)) {
+                return ending;
+            }
+        }
+    }
+
+    /// Hands one complete client message, received at `now`, to the
+    /// session, unless the rate limit drops it: then the session says what
+    /// its client hears about that, if anything.
+    fn receive(
+        &self,
+        session: &mut Session,
+        limit: &mut Option<MessageLimit>,
+        received: Received<'_>,
+        now: Instant,
+    ) -> Option<Step> {
+        // Already counted, with its dialect, by `count_in`.
+        let verdict = limit
+            .as_mut()
+            .map_or(Verdict::Pass, |limit| limit.check(now));
+        let dialect = session.dialect();
+        match verdict {
+            Verdict::Pass => self.protect(dialect, || Some(session.on_message(received))),
+            Verdict::Drop(overrun) => {
+                self.metrics.messages_rate_limited.increment();
+                if overrun == Overrun::Persisting {
+                    self.metrics.rate_limit_disconnects.increment();
+                    // Some dialects' notice went through the router, and a
+                    // flood reaches this point long before the router
+                    // gets to it: without this the close would overtake it.
+                    self.let_router_catch_up();
+                }
+                self.protect(dialect, || session.rate_limited(received, overrun))
+            }
+        }
+    }
+
+    /// Waits (at most [`CLOSE_GRACE`]) until the router has handled every
+    /// command this reader sent, and queued their frames.
+    fn let_router_catch_up(&self) {
+        let (done, caught_up) = bounded(1);
+        if self
+            .router
+            .send(Command::Control(Control::Flush { done }))
+            .is_ok()
+        {
+            let _ = caught_up.recv_timeout(CLOSE_GRACE);
+        }
+    }
+
+    /// Carries out one step; returns how the connection ended if it did.
+    fn take(&self, step: Step) -> Option<Ending> {
+        match step {
+            Step::Forward(command) => match self.router.send(command) {
+                Ok(()) => None,
+                Err(_) => Some(self.close(Close::new(1011, "router stopped"))),
+            },
+            // Refused only once the outbox is closed, when the connection
+            // is ending anyway: keep reading until it does.
+            Step::Reply(frame) => {
+                let _ = self.outbox.push_wait(frame);
+                None
+            }
+            Step::Close(close) => Some(self.close(close)),
+        }
+    }
+
+    /// Runs a session's handler so that a bug in it ends only this
+    /// connection: a panic tells the client (in its dialect's words, if it
+    /// has any) and closes with its dialect's internal-error code (1011,
+    /// concierge's 4000), and every other connection goes on.
+    fn protect(&self, dialect: Dialect, handle: impl FnOnce() -> Option<Step>) -> Option<Step> {
+        match panic::catch_unwind(AssertUnwindSafe(handle)) {
+            Ok(step) => step,
+            Err(_) => {
+                log::error!("{dialect}: a message handler failed; closing the connection");
+                if let Some(notice) = dialect::fatal_notice(dialect) {
+                    let _ = self.outbox.push_wait(notice);
+                }
+                Some(Step::Close(dialect.internal_error_close()))
+            }
+        }
+    }
+
+    fn close(&self, close: Close) -> Ending {
+        self.outbox.close(Frame::close(&close));
+        Ending::ServerClosed(close)
+    }
+
+    /// Ends the connection after a read error, with the RFC 6455 close code
+    /// for the error where the peer can still hear it.
+    /// The stream's framing is unknown after such an error, so these closes
+    /// do not wait for the client's reply (see [`await_close_reply`]).
+    fn fail(&self, error: WsError) -> Ending {
+        use tungstenite::error::ProtocolError;
+        let ending = match error {
+            WsError::Capacity(_) => self.close(Close::new(
+                1009,
+                format!(
+                    "message too big: the limit is {} bytes",
+                    self.max_message_bytes
+                ),
+            )),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                Ending::Gone("closed without a close frame".into())
+            }
+            WsError::Protocol(error) => self.close(Close::new(1002, error.to_string())),
+            WsError::Utf8(_) => self.close(Close::new(1007, "text message is not valid UTF-8")),
+            WsError::AttackAttempt => self.close(Close::new(1008, "attack attempt")),
+            WsError::Io(error) => Ending::Gone(error.to_string()),
+            WsError::ConnectionClosed | WsError::AlreadyClosed => Ending::Gone("closed".into()),
+            other => self.close(Close::new(1011, other.to_string())),
+        };
+        match ending {
+            Ending::ServerClosed(close) => Ending::Failed(close),
+            other => other,
+        }
+    }
+}
+
+/// After this side's close frame, reads (and drops) what the client still
+/// sends until its closing reply arrives, for at most [`CLOSE_GRACE`].
+/// Closing a socket with unread input makes the kernel send a reset, which
+/// on some networks destroys the close frame before the client reads it.
+fn await_close_reply(ws: &mut WebSocket<ReadHalf>) {
+    let until = Instant::now() + CLOSE_GRACE;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || ws.get_ref().0.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match ws.read() {
+            Ok(Message::Close(_)) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
