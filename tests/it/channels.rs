@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::support::json::assert_same;
 use crate::support::*;
 use serde_json::{json, Value};
 use switchboard::Config;
@@ -27,42 +28,6 @@ fn sorted_strings(value: &Value) -> Vec<String> {
         .collect();
     items.sort();
     items
-}
-
-/// `value` with every array under a `subscribers` key sorted, and every
-/// `members` array sorted by `clientID`.
-fn normalized(mut value: Value) -> Value {
-    match &mut value {
-        Value::Object(map) => {
-            for (key, child) in map.iter_mut() {
-                *child = normalized(child.take());
-                if let Value::Array(items) = child {
-                    if key == "subscribers" || key == "clients" {
-                        items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-                    } else if key == "members" {
-                        items.sort_by(|a, b| a["clientID"].as_str().cmp(&b["clientID"].as_str()));
-                    }
-                }
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                *item = normalized(item.take());
-            }
-        }
-        _ => {}
-    }
-    value
-}
-
-/// Asserts equality, the order of subscribers, clients and members aside.
-#[track_caller]
-fn assert_same(actual: &Value, expected: &Value) {
-    assert_eq!(
-        normalized(actual.clone()),
-        normalized(expected.clone()),
-        "\nactual:   {actual}\nexpected: {expected}"
-    );
 }
 
 /// A channels listener that has received its CONNECTED frame.

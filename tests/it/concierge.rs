@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::json::assert_same;
 use crate::support::*;
 use serde_json::{json, Value};
 use switchboard::Config;
@@ -35,40 +36,6 @@ fn first_frame_close(addr: SocketAddr, text: &str) -> (u16, String) {
         "close {code} for {text:?} has no reason"
     );
     (code, reason)
-}
-
-/// `value` with every `subscribers` array sorted, so that payloads can be
-/// compared exactly without depending on the order subscribers are listed in.
-fn normalized(mut value: Value) -> Value {
-    match &mut value {
-        Value::Object(map) => {
-            for (key, child) in map.iter_mut() {
-                match child {
-                    Value::Array(items) if key == "subscribers" => {
-                        items.sort_by(|a, b| a.as_str().cmp(&b.as_str()))
-                    }
-                    _ => *child = normalized(child.take()),
-                }
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                *item = normalized(item.take());
-            }
-        }
-        _ => {}
-    }
-    value
-}
-
-/// Asserts that two payloads are equal, subscriber order aside.
-#[track_caller]
-fn assert_payload(actual: &Value, expected: &Value) {
-    assert_eq!(
-        normalized(actual.clone()),
-        normalized(expected.clone()),
-        "\nactual:   {actual}\nexpected: {expected}"
-    );
 }
 
 /// A group's fields as the server describes them: `nickname` only when set.
@@ -742,10 +709,10 @@ fn message_to_a_group_reaches_every_subscriber_the_sender_included_with_the_grou
         "target": {"type": "GROUP", "group": "g"},
         "data": {"n": 1},
     });
-    assert_payload(&ann.recv(), &expected);
+    assert_same(&ann.recv(), &expected);
     assert_sent(&ann.recv(), 2);
-    assert_payload(&bob.recv(), &expected);
-    assert_payload(&carl.recv(), &expected);
+    assert_same(&bob.recv(), &expected);
+    assert_same(&carl.recv(), &expected);
 
     // From a plain subscriber: the owner gets it, and so does the sender.
     bob.send(message(to_group("g"), json!({"n": 2})));
@@ -755,10 +722,10 @@ fn message_to_a_group_reaches_every_subscriber_the_sender_included_with_the_grou
         "target": {"type": "GROUP", "group": "g"},
         "data": {"n": 2},
     });
-    assert_payload(&bob.recv(), &expected);
+    assert_same(&bob.recv(), &expected);
     assert_sent(&bob.recv(), 1);
-    assert_payload(&ann.recv(), &expected);
-    assert_payload(&carl.recv(), &expected);
+    assert_same(&ann.recv(), &expected);
+    assert_same(&carl.recv(), &expected);
 
     assert_nothing_pending(&mut ann, 3);
     assert_nothing_pending(&mut bob, 2);
@@ -779,7 +746,7 @@ fn a_non_subscriber_may_send_to_a_group() {
 
     // The sender is not subscribed, so it is not a recipient.
     assert_sent(&bob.ask(message(to_group("g"), json!("knock"))), 0);
-    assert_payload(
+    assert_same(
         &ann.recv(),
         &json!({
             "type": "MESSAGE",
@@ -1062,17 +1029,17 @@ fn creating_an_existing_group_is_group_already_created_with_its_current_fields()
     bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"}));
 
     let fields = group("g", Some("Gee"), &ann, &[&bob]);
-    assert_payload(
+    assert_same(
         &bob.ask(json!({"type": "GROUP_CREATE", "name": "g", "nickname": "Other"})),
         &group_status("GROUP_ALREADY_CREATED", fields.clone(), Some(1)),
     );
-    assert_payload(
+    assert_same(
         &ann.ask(json!({"type": "GROUP_CREATE", "name": "g"})),
         &group_status("GROUP_ALREADY_CREATED", fields.clone(), Some(1)),
     );
     // Nothing changed and nobody was told anything.
     assert_nothing_pending(&mut ann, 2);
-    assert_payload(
+    assert_same(
         &bob.ask(json!({"type": "GROUP_FETCH", "name": "g"})),
         &with(fields, json!({"type": "GROUP_FETCH_RESULT", "seq": 2})),
     );
@@ -1086,11 +1053,11 @@ fn subscribe_and_unsubscribe_answer_with_the_updated_group_and_show_in_self_fetc
     let mut bob = Concierge::join(addr, "bob");
     let mut carl = Concierge::join(addr, "carl");
 
-    assert_payload(
+    assert_same(
         &bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"})),
         &group_status("SUBSCRIBED", group("g", None, &ann, &[&bob]), Some(0)),
     );
-    assert_payload(
+    assert_same(
         &carl.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"})),
         &group_status(
             "SUBSCRIBED",
@@ -1103,7 +1070,7 @@ fn subscribe_and_unsubscribe_answer_with_the_updated_group_and_show_in_self_fetc
         json!(["g"])
     );
 
-    assert_payload(
+    assert_same(
         &bob.ask(json!({"type": "SELF_UNSUBSCRIBE", "name": "g"})),
         &group_status("UNSUBSCRIBED", group("g", None, &ann, &[&carl]), Some(2)),
     );
@@ -1111,7 +1078,7 @@ fn subscribe_and_unsubscribe_answer_with_the_updated_group_and_show_in_self_fetc
         bob.ask(json!({"type": "SELF_FETCH"}))["subscriptions"],
         json!([])
     );
-    assert_payload(
+    assert_same(
         &ann.ask(json!({"type": "GROUP_FETCH", "name": "g"})),
         &with(
             group("g", None, &ann, &[&carl]),
@@ -1130,11 +1097,11 @@ fn subscribing_twice_lists_the_subscriber_once() {
     ann.ask(json!({"type": "GROUP_CREATE", "name": "g"}));
     let mut bob = Concierge::join(addr, "bob");
     let expected = group("g", None, &ann, &[&bob]);
-    assert_payload(
+    assert_same(
         &bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"})),
         &group_status("SUBSCRIBED", expected.clone(), Some(0)),
     );
-    assert_payload(
+    assert_same(
         &bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"})),
         &group_status("SUBSCRIBED", expected, Some(1)),
     );
@@ -1178,12 +1145,12 @@ fn the_owner_may_unsubscribe_from_its_own_group_and_still_delete_it() {
     ann.ask(json!({"type": "GROUP_CREATE", "name": "g"}));
     let mut bob = Concierge::join(addr, "bob");
     bob.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"}));
-    assert_payload(
+    assert_same(
         &ann.ask(json!({"type": "SELF_SUBSCRIBE", "name": "g"})),
         &group_status("SUBSCRIBED", group("g", None, &ann, &[&ann, &bob]), Some(1)),
     );
 
-    assert_payload(
+    assert_same(
         &ann.ask(json!({"type": "SELF_UNSUBSCRIBE", "name": "g"})),
         &group_status("UNSUBSCRIBED", group("g", None, &ann, &[&bob]), Some(2)),
     );
@@ -1216,7 +1183,7 @@ fn group_delete_by_a_non_owner_is_bad_and_the_group_survives() {
         "BAD",
         Some(1),
     );
-    assert_payload(
+    assert_same(
         &bob.ask(json!({"type": "GROUP_FETCH", "name": "g"})),
         &with(
             group("g", None, &ann, &[&bob]),
@@ -1249,27 +1216,27 @@ fn group_delete_by_the_owner_unsubscribes_subscribers_and_tells_everyone() {
     let fields = group("g", Some("Gee"), &ann, &[&ann, &bob, &carl]);
 
     // The owner was subscribed: UNSUBSCRIBED then GROUP_DELETED, both with seq.
-    assert_payload(
+    assert_same(
         &ann.recv(),
         &group_status("UNSUBSCRIBED", fields.clone(), Some(4)),
     );
-    assert_payload(
+    assert_same(
         &ann.recv(),
         &group_status("GROUP_DELETED", fields.clone(), Some(4)),
     );
     // Other subscribers: the same without seq.
     for subscriber in [&mut bob, &mut carl] {
-        assert_payload(
+        assert_same(
             &subscriber.recv(),
             &group_status("UNSUBSCRIBED", fields.clone(), None),
         );
-        assert_payload(
+        assert_same(
             &subscriber.recv(),
             &group_status("GROUP_DELETED", fields.clone(), None),
         );
     }
     // Everyone else only hears of the deletion.
-    assert_payload(&dave.recv(), &group_status("GROUP_DELETED", fields, None));
+    assert_same(&dave.recv(), &group_status("GROUP_DELETED", fields, None));
 
     assert_nothing_pending(&mut ann, 5);
     assert_nothing_pending(&mut dave, 0);
@@ -1476,7 +1443,7 @@ fn a_departing_subscriber_is_removed_from_the_group_and_the_group_stays() {
         seq += 1;
         result["subscribers"].as_array().unwrap().len() == 1
     });
-    assert_payload(
+    assert_same(
         &ann.ask(json!({"type": "GROUP_FETCH", "name": "g"})),
         &with(
             group("g", None, &ann, &[&carl]),
@@ -1548,7 +1515,7 @@ fn group_fetch_returns_the_group_with_seq() {
         json!({"type": "GROUP_FETCH_RESULT", "name": "plain", "owner_uuid": ann.uuid, "subscribers": [], "seq": 1})
     );
     assert!(plain.get("nickname").is_none(), "{plain}");
-    assert_payload(
+    assert_same(
         &bob.ask(json!({"type": "GROUP_FETCH", "name": "named"})),
         &json!({
             "type": "GROUP_FETCH_RESULT",
@@ -1587,8 +1554,8 @@ fn group_fetch_all_lists_every_group_sorted_by_name() {
         ],
         "seq": 2,
     });
-    assert_payload(&bob.ask(json!({"type": "GROUP_FETCH_ALL"})), &expected);
-    assert_payload(
+    assert_same(&bob.ask(json!({"type": "GROUP_FETCH_ALL"})), &expected);
+    assert_same(
         &ann.ask(json!({"type": "GROUP_FETCH_ALL"})),
         &with(expected, json!({"seq": 3})),
     );
