@@ -1,11 +1,21 @@
 //! Process-wide counters, served as Prometheus text at `GET /metrics`:
 //! plain atomics that any thread bumps without a lock, rendered on demand.
+//!
+//! - this file: the counters, and what each thread calls to bump them;
+//! - `render.rs`: the Prometheus text exposition of all of them;
+//! - `process.rs`: what `/proc` says of the process (memory, threads,
+//!   file descriptors, CPU time).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::dialect::Dialect;
+
+mod process;
+mod render;
+
+use render::scalar;
 
 /// A counter or gauge shared by all threads.
 #[derive(Debug, Default)]
@@ -351,20 +361,6 @@ impl ClusterMetrics {
 }
 
 impl Metrics {
-    fn render_denials(&self, text: &mut String) {
-        let name = "switchboard_access_denied_total";
-        let _ = writeln!(
-            text,
-            "# HELP {name} Requests and messages refused by the access rules, by dialect (http: emits) and reason\n# TYPE {name} counter"
-        );
-        for ((place, reason), n) in self.access_denied.lock().iter() {
-            let _ = writeln!(
-                text,
-                "{name}{{dialect=\"{place}\",reason=\"{reason}\"}} {n}"
-            );
-        }
-    }
-
     /// Counts a refusal of the access rules: `place` is a dialect's name
     /// or `http`; `reason` says why (`no_token`, `bad_token`, …).
     pub fn access_denied(&self, place: &'static str, reason: &'static str) {
@@ -404,311 +400,6 @@ impl Metrics {
     pub fn failures(&self, why: HandshakeFailure) -> u64 {
         self.handshake_failures[why as usize].get()
     }
-
-    /// The counters in Prometheus' text exposition format, with the
-    /// router's queue depth (`queued`) and the process's memory and threads.
-    pub fn render(&self, queued: usize) -> String {
-        let mut text = String::new();
-        let scalars: [(&str, &str, &str, u64); 12] = [
-            (
-                "switchboard_connections_open",
-                "gauge",
-                "WebSocket connections open now",
-                self.connections_open.get(),
-            ),
-            (
-                "switchboard_connections_total",
-                "counter",
-                "WebSocket connections accepted",
-                self.connections_total.get(),
-            ),
-            (
-                "switchboard_handshakes_open",
-                "gauge",
-                "Sockets in their HTTP exchange now",
-                self.handshakes_open.get(),
-            ),
-            (
-                "switchboard_emits_total",
-                "counter",
-                "HTTP emits received",
-                self.emits.get(),
-            ),
-            (
-                "switchboard_slow_consumer_disconnects_total",
-                "counter",
-                "Clients disconnected for a full outbound queue",
-                self.slow_consumers.get(),
-            ),
-            (
-                "switchboard_router_panics_total",
-                "counter",
-                "Commands the router failed on (bugs)",
-                self.router_panics.get(),
-            ),
-            (
-                "switchboard_topics",
-                "gauge",
-                "Topics (groups, channels, rooms) that exist",
-                self.topics.get(),
-            ),
-            (
-                "switchboard_documents",
-                "gauge",
-                "Shared documents held in memory",
-                self.documents.get(),
-            ),
-            (
-                "switchboard_router_queue_depth",
-                "gauge",
-                "Commands waiting for the router",
-                queued as u64,
-            ),
-            (
-                "switchboard_connections_refused_per_ip_total",
-                "counter",
-                "Upgrades refused at the per-IP connection cap",
-                self.connections_refused_per_ip.get(),
-            ),
-            (
-                "switchboard_messages_rate_limited_total",
-                "counter",
-                "Client messages dropped over the rate limit",
-                self.messages_rate_limited.get(),
-            ),
-            (
-                "switchboard_rate_limit_disconnects_total",
-                "counter",
-                "Clients closed for staying over the rate limit",
-                self.rate_limit_disconnects.get(),
-            ),
-        ];
-        for (name, kind, help, value) in scalars {
-            scalar(&mut text, name, kind, help, value);
-        }
-        let dialects: [(&str, &str, &str, &PerDialect); 5] = [
-            (
-                "switchboard_dialect_connections",
-                "gauge",
-                "WebSocket connections open now, by dialect",
-                &self.connections,
-            ),
-            (
-                "switchboard_messages_received_total",
-                "counter",
-                "Messages received from clients, by dialect",
-                &self.messages_received,
-            ),
-            (
-                "switchboard_bytes_received_total",
-                "counter",
-                "Payload bytes received from clients, by dialect",
-                &self.bytes_received,
-            ),
-            (
-                "switchboard_messages_sent_total",
-                "counter",
-                "Messages sent to clients (each a frame queued for its writer), by dialect",
-                &self.messages_sent,
-            ),
-            (
-                "switchboard_bytes_sent_total",
-                "counter",
-                "Bytes of the messages sent to clients (whole frames), by dialect",
-                &self.bytes_sent,
-            ),
-        ];
-        for (name, kind, help, counters) in dialects {
-            let values = Dialect::ALL.map(|d| (d.name(), counters.of(d).get()));
-            labelled(&mut text, name, kind, help, "dialect", &values);
-        }
-        let failures = HandshakeFailure::ALL.map(|f| (f.label(), self.failures(f)));
-        labelled(
-            &mut text,
-            "switchboard_handshake_failures_total",
-            "counter",
-            "Failed HTTP exchanges and WebSocket handshakes, by reason",
-            "reason",
-            &failures,
-        );
-        if cfg!(feature = "tls") {
-            self.render_tls(&mut text);
-        }
-        self.render_denials(&mut text);
-        self.command_time.render(
-            &mut text,
-            "switchboard_router_command_seconds",
-            "Time the router took over each command, deliveries included",
-        );
-        self.cluster.render(&mut text);
-        let process = Process::read();
-        scalar(
-            &mut text,
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory",
-            process.rss_bytes,
-        );
-        scalar(
-            &mut text,
-            "process_threads",
-            "gauge",
-            "Threads of the process",
-            process.threads,
-        );
-        // One file descriptor per connection: open fds against the limit
-        // is the capacity signal.
-        scalar(
-            &mut text,
-            "process_open_fds",
-            "gauge",
-            "Open file descriptors",
-            process.open_fds,
-        );
-        scalar(
-            &mut text,
-            "process_max_fds",
-            "gauge",
-            "The open-file limit (soft)",
-            process.max_fds,
-        );
-        let _ = write!(
-            text,
-            "# HELP process_cpu_seconds_total CPU time used, user and system\n\
-             # TYPE process_cpu_seconds_total counter\n\
-             process_cpu_seconds_total {:.2}\n\
-             # HELP process_start_time_seconds When the process started, in seconds since the Unix epoch\n\
-             # TYPE process_start_time_seconds gauge\n\
-             process_start_time_seconds {:.2}\n",
-            process.cpu_seconds, process.start_time
-        );
-        let _ = write!(
-            text,
-            "# HELP switchboard_build_info The running build (always 1)\n\
-             # TYPE switchboard_build_info gauge\n\
-             switchboard_build_info{{version=\"{}\"}} 1\n",
-            env!("CARGO_PKG_VERSION")
-        );
-        text
-    }
-}
-
-fn scalar(text: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    // Writing to a String cannot fail.
-    let _ = write!(
-        text,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-    );
-}
-
-impl Metrics {
-    /// The TLS series: only a build that can serve TLS shows them.
-    fn render_tls(&self, text: &mut String) {
-        let name = "switchboard_tls_handshakes_total";
-        let _ = write!(
-            text,
-            "# HELP {name} TLS handshakes completed\n# TYPE {name} counter\n{name} {}\n",
-            self.tls_handshakes.get()
-        );
-        let failures = TlsFailure::ALL.map(|f| (f.label(), self.tls_failures(f)));
-        labelled(
-            text,
-            "switchboard_tls_handshake_failures_total",
-            "counter",
-            "Failed TLS handshakes, by reason",
-            "reason",
-            &failures,
-        );
-    }
-}
-
-fn labelled(
-    text: &mut String,
-    name: &str,
-    kind: &str,
-    help: &str,
-    label: &str,
-    values: &[(&str, u64)],
-) {
-    let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
-    for (value_of_label, value) in values {
-        let _ = writeln!(text, "{name}{{{label}=\"{value_of_label}\"}} {value}");
-    }
-}
-
-/// What /proc says of this process (zeros where there is no /proc).
-struct Process {
-    rss_bytes: u64,
-    threads: u64,
-    open_fds: u64,
-    max_fds: u64,
-    cpu_seconds: f64,
-    start_time: f64,
-}
-
-/// Clock ticks per second in /proc's times: USER_HZ, 100 on every Linux
-/// architecture switchboard builds for (sysconf would need libc for a
-/// constant).
-const TICKS_PER_SECOND: f64 = 100.0;
-
-impl Process {
-    fn read() -> Process {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
-        let (cpu_ticks, start_ticks) = stat_times();
-        Process {
-            rss_bytes: field("VmRSS:") * 1024,
-            threads: field("Threads:"),
-            open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count() as u64),
-            max_fds: max_open_files(),
-            cpu_seconds: cpu_ticks as f64 / TICKS_PER_SECOND,
-            start_time: boot_time() as f64 + start_ticks as f64 / TICKS_PER_SECOND,
-        }
-    }
-}
-
-/// User plus system ticks, and the start in ticks since boot, from
-/// /proc/self/stat (fields 14, 15 and 22; the name in field 2 may hold
-/// spaces, so counting starts after its closing parenthesis).
-fn stat_times() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    // Field 3 is the first after the name.
-    let field = |n: usize| -> u64 {
-        after_name
-            .split_whitespace()
-            .nth(n - 3)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field(14) + field(15), field(22))
-}
-
-/// The boot time in seconds since the epoch (`btime` in /proc/stat).
-fn boot_time() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    stat.lines()
-        .find_map(|line| line.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The soft open-file limit, from /proc/self/limits.
-fn max_open_files() -> u64 {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    limits
-        .lines()
-        .find_map(|line| line.strip_prefix("Max open files"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
