@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::connection::{self, Places, Slot};
 use super::forwarded::TrustedProxies;
-use super::http::{self, ClientRequest, ReadError, Response};
+use super::http::{self, ReadError, Response};
 use super::per_ip::PeerPlace;
 use super::route::{self, Route};
 use super::stream::Stream;
@@ -22,6 +22,7 @@ use crate::dialect::{self, channels, concierge, Dialect};
 use crate::log;
 use crate::metrics::{HandshakeFailure, Metrics};
 use crate::router::{Command, ConnId, Control};
+use crate::wire::request::ClientRequest;
 
 /// Serves one socket. `http` counts it among the sockets in their HTTP
 /// exchange until it has been answered, or upgraded to a WebSocket.

@@ -16,7 +16,8 @@
 //! - [`stream`] is a client's bytes, plain or (feature `tls`) through
 //!   [`tls`], whose opening comment says how two threads share a session,
 //! - [`send_now`] is the one write that never waits (the router's write-through),
-//! - [`frame`] encodes outgoing frames once, for every recipient,
+//! - the frames these write and the request heads they read are values in
+//!   `crate::wire`, where the dialects build and read them too,
 //! - [`capacity`] reads the machine limits that cap the connections.
 
 pub(crate) mod admin;
@@ -25,7 +26,6 @@ pub mod connection;
 pub mod dispatch;
 pub mod endpoints;
 pub mod forwarded;
-pub mod frame;
 pub mod http;
 pub mod origin;
 pub mod outbox;

@@ -27,10 +27,11 @@ use crate::auth::secrets_match;
 use crate::config::Config;
 use crate::dialect::credentials::{self, Refusal};
 use crate::log;
-use crate::net::http::{query_pairs, read_body, BodyError, ClientRequest, Response};
+use crate::net::http::{read_body, BodyError, Response};
 use crate::net::stream::Stream;
 use crate::net::Context;
 use crate::router::{Command, Denial, Emit, EmitError, EmitOutcome, Grant, Patterns, Targets};
+use crate::wire::request::{query_pairs, ClientRequest};
 
 /// How much longer than the ack timeout the HTTP thread waits for the
 /// router before answering 500 itself.
