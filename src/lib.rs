@@ -77,11 +77,14 @@
 //!   - [`net::forwarded`]: the client behind a trusted proxy
 //!     (`X-Forwarded-For`).
 //!   - `net/admin.rs`: the operator's endpoints.
+//!   - [`net::emit`]: the channels emit endpoint's I/O (the body, the
+//!     wait on the router, the response).
 //! - [`wire`]: what travels on the wire, as values (no I/O): shared by
 //!   `net` and `dialect`.
 //!   - [`wire::frame`]: outgoing frames, encoded once, and close codes.
 //!   - [`wire::request`]: a parsed request head
-//!     ([`wire::request::ClientRequest`]) and its query string.
+//!     ([`wire::request::ClientRequest`]), its query string, and why a
+//!     body could not be read.
 //! - [`router`]: the single owner of state, one namespace for all dialects.
 //!   - [`router::access`]: the one access rule: grants, patterns, the
 //!     operator's policy.
@@ -116,7 +119,8 @@
 //!   client shows into its grant.
 //!   - [`dialect::concierge`]: the concierge protocol.
 //!   - [`dialect::channels`]: the channels protocol, WebSocket and HTTP
-//!     (who may listen is decided before the upgrade, in `admission.rs`).
+//!     (who may listen is decided before the upgrade, in `admission.rs`;
+//!     what an HTTP emit means and how it is answered, in `emit.rs`).
 //!   - [`dialect::common`]: the common protocol (op-coded RPC).
 //!   - [`dialect::world`]: the world protocol (JSON-array RPC).
 //!   - [`dialect::blazing`]: the blazing protocol (a shared text document).

@@ -18,7 +18,7 @@ use super::route::{self, Route};
 use super::stream::Stream;
 use super::upgrade;
 use super::Context;
-use crate::dialect::{self, channels, concierge, Dialect};
+use crate::dialect::{self, concierge, Dialect};
 use crate::log;
 use crate::metrics::{HandshakeFailure, Metrics};
 use crate::router::{Command, ConnId, Control};
@@ -75,7 +75,7 @@ pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) {
         }
         Route::Admin(action) => super::admin::answer(action, &request, context),
         Route::Emit(channel) => {
-            channels::emit::answer(&stream, &request, &channel, context, (deadline, &peer))
+            super::emit::answer(&stream, &request, &channel, context, (deadline, &peer))
         }
         Route::WebSocket(dialect) => {
             match upgrade(stream, peer, request, dialect, deadline, context, http) {

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use super::stream::Stream;
-use crate::wire::request::ClientRequest;
+use crate::wire::request::{BodyError, ClientRequest};
 
 /// The largest request head accepted, in bytes.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -107,19 +107,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<ClientRequest>, ReadError> {
         headers,
         leftover: bytes[head_len..].to_vec(),
     }))
-}
-
-/// Why a request body could not be read.
-#[derive(Debug)]
-pub enum BodyError {
-    /// `Content-Length` is over the limit (413).
-    TooLarge,
-    /// The body is chunked: only `Content-Length` bodies are read (411).
-    LengthRequired,
-    /// `Content-Length` is not a number, or given twice differently (400).
-    BadLength,
-    /// The deadline passed, or the client left, before the body arrived.
-    Incomplete,
 }
 
 /// Reads the body announced by `Content-Length` (none: empty), at most

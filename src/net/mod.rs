@@ -3,6 +3,8 @@
 //!
 //! - [`http`] reads request heads under a deadline and writes responses,
 //! - `admin` answers the operator's endpoints,
+//! - [`emit`] reads a channels emit and writes its answer (what it means
+//!   is the channels dialect's),
 //! - [`route`] picks the endpoint,
 //! - [`pages`] serves the embedded status and demo pages and their assets,
 //! - [`upgrade`] answers the WebSocket handshake,
@@ -24,6 +26,7 @@ pub(crate) mod admin;
 pub mod capacity;
 pub mod connection;
 pub mod dispatch;
+pub mod emit;
 pub mod endpoints;
 pub mod forwarded;
 pub mod http;

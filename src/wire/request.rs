@@ -1,8 +1,11 @@
-//! A parsed HTTP request head, and the query strings in it.
+//! A parsed HTTP request head, the query strings in it, and why the body
+//! it announces could not be read.
 //!
-//! `net` reads the head off the socket (`net::http::read_request`); the
-//! dialects read it too (credentials, the channels' admission and emit),
-//! so it lives below both, with no I/O of its own.
+//! `net` reads the head and the body off the socket
+//! (`net::http::read_request`, `read_body`); the dialects read the head
+//! too (credentials, the channels' admission) and answer a body that did
+//! not arrive (the channels' emit), so these live below both, with no I/O
+//! of their own.
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -62,6 +65,19 @@ impl ClientRequest {
     pub fn has_token(&self, name: &str, token: &str) -> bool {
         self.tokens(name).any(|t| t.eq_ignore_ascii_case(token))
     }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// `Content-Length` is over the limit (413).
+    TooLarge,
+    /// The body is chunked: only `Content-Length` bodies are read (411).
+    LengthRequired,
+    /// `Content-Length` is not a number, or given twice differently (400).
+    BadLength,
+    /// The deadline passed, or the client left, before the body arrived.
+    Incomplete,
 }
 
 /// The `key=value` pairs of a query string, percent-decoded (`+` is a
