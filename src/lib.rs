@@ -38,7 +38,9 @@
 //! the wire (frames and close codes, request heads) is plain values in
 //! [`wire`], below `net` and `dialect` both: the dialects build frames and
 //! read request heads, `net` moves them, and neither needs the other for
-//! that (`src/tests/layers.rs` checks the router's side and the dialects').
+//! that. `src/tests/layers.rs` checks the layering: the router names neither
+//! `dialect` nor `net`, the dialects do not name `net`, and `wire` names
+//! none of them.
 //!
 //! Who may read or write which topic is one rule, [`router::access`]:
 //! each dialect turns what its client shows (a secret, a token, nothing)
