@@ -14,7 +14,8 @@ use serde_json::json;
 use crate::config::Config;
 use crate::id::{self, Uuid};
 use crate::jwt;
-use crate::net::http::{ClientRequest, Response};
+use crate::net::http::Response;
+use crate::wire::request::ClientRequest;
 
 /// How long a demo token lasts, in seconds: long enough for a session of
 /// trying things out; the editor fetches a new one when it expires.

@@ -27,15 +27,20 @@
 //! [`router::Router`] (plain data, no I/O), which answers with
 //! [`router::Delivery`]s: an [`router::Event`] and its recipients. The
 //! router thread ([`server::router_thread`]) renders each event once per
-//! dialect into a [`net::frame::Frame`] and pushes that shared frame onto
+//! dialect into a [`wire::frame::Frame`] and pushes that shared frame onto
 //! every recipient's [`net::outbox::Outbox`] without ever blocking. Each
 //! recipient's **writer thread** takes everything queued and writes it in
 //! one system call.
 //!
 //! Imports run one way: `net` → `dialect` → `router`. The router knows
 //! connections by number and protocols by name ([`router::Dialect`]);
-//! only the router thread, in `server`, holds all three
-//! (`src/tests/layers.rs` checks the router's side).
+//! only the router thread, in `server`, holds all three. What travels on
+//! the wire (frames and close codes, request heads) is plain values in
+//! [`wire`], below `net` and `dialect` both: the dialects build frames and
+//! read request heads, `net` moves them, and neither needs the other for
+//! that. `src/tests/layers.rs` checks the layering: the router names neither
+//! `dialect` nor `net`, the dialects do not name `net`, and `wire` names
+//! none of them.
 //!
 //! Who may read or write which topic is one rule, [`router::access`]:
 //! each dialect turns what its client shows (a secret, a token, nothing)
@@ -52,8 +57,8 @@
 //!     dialect and router); the systemd watchdog; handing cluster records
 //!     to the Redis link.
 //! - [`net`]: sockets and bytes.
-//!   - [`net::http`]: request heads ([`net::http::ClientRequest`]) under a
-//!     deadline; responses.
+//!   - [`net::http`]: reading request heads and bodies under a deadline;
+//!     responses.
 //!   - [`net::route`]: which endpoint a request is for.
 //!   - [`net::endpoints`]: the one list of endpoints, printed everywhere.
 //!   - [`net::pages`]: the embedded pages: status (`src/web/status.*`),
@@ -67,7 +72,6 @@
 //!   - `net/tls.rs` (feature `tls`): certificates, the handshake, and one
 //!     TLS session shared by a connection's two threads.
 //!   - [`net::outbox`]: the bounded queue between router and writer.
-//!   - [`net::frame`]: outgoing frames, encoded once.
 //!   - [`net::capacity`]: the machine limits that cap the connections.
 //!   - [`net::per_ip`]: each peer address's connections, against its cap.
 //!   - [`net::rate`]: each connection's message rate (a token bucket).
@@ -75,6 +79,14 @@
 //!   - [`net::forwarded`]: the client behind a trusted proxy
 //!     (`X-Forwarded-For`).
 //!   - `net/admin.rs`: the operator's endpoints.
+//!   - [`net::emit`]: the channels emit endpoint's I/O (the body, the
+//!     wait on the router, the response).
+//! - [`wire`]: what travels on the wire, as values (no I/O): shared by
+//!   `net` and `dialect`.
+//!   - [`wire::frame`]: outgoing frames, encoded once, and close codes.
+//!   - [`wire::request`]: a parsed request head
+//!     ([`wire::request::ClientRequest`]), its query string, and why a
+//!     body could not be read.
 //! - [`router`]: the single owner of state, one namespace for all dialects.
 //!   - [`router::access`]: the one access rule: grants, patterns, the
 //!     operator's policy.
@@ -109,7 +121,8 @@
 //!   client shows into its grant.
 //!   - [`dialect::concierge`]: the concierge protocol.
 //!   - [`dialect::channels`]: the channels protocol, WebSocket and HTTP
-//!     (who may listen is decided before the upgrade, in `admission.rs`).
+//!     (who may listen is decided before the upgrade, in `admission.rs`;
+//!     what an HTTP emit means and how it is answered, in `emit.rs`).
 //!   - [`dialect::common`]: the common protocol (op-coded RPC).
 //!   - [`dialect::world`]: the world protocol (JSON-array RPC).
 //!   - [`dialect::blazing`]: the blazing protocol (a shared text document).
@@ -177,6 +190,7 @@ pub mod server;
 pub mod signals;
 pub mod store;
 pub mod systemd;
+pub mod wire;
 
 // Tests of the crate as a whole: the property tests over every decoder
 // and the request parser (`cargo test fuzz`).

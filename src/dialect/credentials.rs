@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::jwt::{self, Claims, JwtError};
-use crate::net::http::ClientRequest;
 use crate::router::{Grant, Patterns};
+use crate::wire::request::ClientRequest;
 
 /// What a client was admitted with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

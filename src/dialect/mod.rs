@@ -17,10 +17,9 @@ pub mod world;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::net::frame::{Close, Frame};
-use crate::net::http::ClientRequest;
-use crate::net::rate::Overrun;
 use crate::router::{Addressee, Command, ConnId, Disconnect, Event};
+use crate::wire::frame::{Close, Frame};
+use crate::wire::request::ClientRequest;
 // Which protocol a connection speaks is member state, kept by the router;
 // the protocols themselves, and their closes, are here.
 pub use crate::router::Dialect;
@@ -108,6 +107,21 @@ pub enum Step {
     Reply(Frame),
     /// Close the connection with this code and reason.
     Close(Close),
+}
+
+/// How a dropped message stands in its episode of the rate limit: the
+/// reader thread's limiter (`net::rate`) says which, and each dialect says
+/// what its clients hear for each ([`Session::rate_limited`]). It is the
+/// dialect's word for what the client did, so it lives here, where the
+/// session that answers it is, and `net` imports it (net → dialect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overrun {
+    /// The first of an episode: the client is told, in its dialect.
+    First,
+    /// A later one: dropped without a word, it has been told.
+    Again,
+    /// One too many after being told: the connection is closed.
+    Persisting,
 }
 
 /// A connection's dialect state, owned by its reader thread.

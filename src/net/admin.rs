@@ -9,10 +9,11 @@ use serde_json::json;
 
 use crate::log;
 
-use super::http::{ClientRequest, Response};
+use super::http::Response;
 use super::Context;
 use crate::auth::secrets_match;
 use crate::router::{Command, Control};
+use crate::wire::request::ClientRequest;
 
 /// How long an endpoint waits for the router's count.
 const ROUTER_WAIT: Duration = Duration::from_secs(5);

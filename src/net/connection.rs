@@ -61,8 +61,7 @@ use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
 use super::capacity;
 use super::dispatch;
-use super::frame::{Close, Frame};
-use super::http::{ClientRequest, Response};
+use super::http::Response;
 use super::outbox::{Opened, Outbox};
 use super::per_ip::PeerPlace;
 use super::rate::Rate;
@@ -73,6 +72,8 @@ use super::Context;
 use crate::dialect::{self, Dialect, Session};
 use crate::metrics::{Counter, HandshakeFailure, Metrics};
 use crate::router::{Command, ConnId};
+use crate::wire::frame::{Close, Frame};
+use crate::wire::request::ClientRequest;
 
 /// Stack of the thread that reads the request and then the WebSocket. It
 /// parses JSON: serde_json stops nesting at 128 levels, and the dialects

@@ -12,16 +12,17 @@ use std::time::{Duration, Instant};
 
 use super::connection::{self, Places, Slot};
 use super::forwarded::TrustedProxies;
-use super::http::{self, ClientRequest, ReadError, Response};
+use super::http::{self, ReadError, Response};
 use super::per_ip::PeerPlace;
 use super::route::{self, Route};
 use super::stream::Stream;
 use super::upgrade;
 use super::Context;
-use crate::dialect::{self, channels, concierge, Dialect};
+use crate::dialect::{self, concierge, Dialect};
 use crate::log;
 use crate::metrics::{HandshakeFailure, Metrics};
 use crate::router::{Command, ConnId, Control};
+use crate::wire::request::ClientRequest;
 
 /// Serves one socket. `http` counts it among the sockets in their HTTP
 /// exchange until it has been answered, or upgraded to a WebSocket.
@@ -74,7 +75,7 @@ pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) {
         }
         Route::Admin(action) => super::admin::answer(action, &request, context),
         Route::Emit(channel) => {
-            channels::emit::answer(&stream, &request, &channel, context, (deadline, &peer))
+            super::emit::answer(&stream, &request, &channel, context, (deadline, &peer))
         }
         Route::WebSocket(dialect) => {
             match upgrade(stream, peer, request, dialect, deadline, context, http) {

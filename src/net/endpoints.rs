@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn every_route_is_listed_and_every_listed_path_is_routed() {
         use super::super::route::{route, Route};
-        use crate::net::http::ClientRequest;
+        use crate::wire::request::ClientRequest;
         for endpoint in ENDPOINTS {
             let path = endpoint
                 .path

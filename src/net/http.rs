@@ -1,5 +1,6 @@
 //! Just enough HTTP/1.1: reading a request head under a wall-clock
-//! deadline, and writing a complete response.
+//! deadline, and writing a complete response. The head, once read, is a
+//! [`ClientRequest`] (in `wire`, where the dialects read it too).
 //!
 //! Every plain HTTP exchange is one request and one response followed by
 //! `Connection: close`; there is no keep-alive, so a response is always
@@ -7,73 +8,15 @@
 
 use std::io::{self, Read, Write};
 
-use super::stream::Stream;
 use std::time::Instant;
+
+use super::stream::Stream;
+use crate::wire::request::{BodyError, ClientRequest};
 
 /// The largest request head accepted, in bytes.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// The most header lines accepted.
 const MAX_HEADERS: usize = 64;
-
-/// A parsed request head.
-#[derive(Debug)]
-pub struct ClientRequest {
-    /// `GET`, `POST`, ...
-    pub method: String,
-    /// The path, without the query string.
-    pub path: String,
-    /// The query string (after `?`), if any.
-    pub query: Option<String>,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub minor_version: u8,
-    /// Header names (lower-cased) and values, in order.
-    pub headers: Vec<(String, String)>,
-    /// Bytes that arrived after the head: the start of a body, or the
-    /// first WebSocket frames of an eager client.
-    pub leftover: Vec<u8>,
-}
-
-impl ClientRequest {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every `name` header's value, in order (a list header may be split
-    /// over several lines).
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The first query parameter called `name`, percent-decoded.
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        query_pairs(self.query.as_deref()?)
-            .into_iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value)
-    }
-
-    /// The comma-separated tokens of every `name` header, trimmed.
-    pub fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-    }
-
-    /// Whether header `name` lists `token` (case-insensitive).
-    pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.tokens(name).any(|t| t.eq_ignore_ascii_case(token))
-    }
-}
 
 /// Why no request could be read.
 #[derive(Debug)]
@@ -166,19 +109,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Option<ClientRequest>, ReadError> {
     }))
 }
 
-/// Why a request body could not be read.
-#[derive(Debug)]
-pub enum BodyError {
-    /// `Content-Length` is over the limit (413).
-    TooLarge,
-    /// The body is chunked: only `Content-Length` bodies are read (411).
-    LengthRequired,
-    /// `Content-Length` is not a number, or given twice differently (400).
-    BadLength,
-    /// The deadline passed, or the client left, before the body arrived.
-    Incomplete,
-}
-
 /// Reads the body announced by `Content-Length` (none: empty), at most
 /// `limit` bytes, by `deadline`.
 pub fn read_body(
@@ -237,48 +167,6 @@ fn content_length(request: &ClientRequest) -> Result<usize, BodyError> {
         return Err(BodyError::BadLength);
     }
     first.parse().map_err(|_| BodyError::TooLarge)
-}
-
-/// The `key=value` pairs of a query string, percent-decoded (`+` is a
-/// space). Malformed escapes are kept as they are; invalid UTF-8 is
-/// replaced.
-pub fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match (bytes[i], escaped) {
-            (_, Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, None) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A complete HTTP response, always sent with `Connection: close`.
@@ -384,27 +272,6 @@ mod tests {
             parse(b"\x16\x03\x01junk\r\n\r\n"),
             Err(ReadError::Malformed(_))
         ));
-    }
-
-    #[test]
-    fn query_pairs_are_percent_decoded() {
-        let pairs =
-            query_pairs("username=Cerulean&x=a%20b+c&empty=&flag&bad=%zz%4&utf8=%C3%A9&plus=%+41");
-        let expected = [
-            ("username", "Cerulean"),
-            ("x", "a b c"),
-            ("empty", ""),
-            ("flag", ""),
-            ("bad", "%zz%4"),
-            ("utf8", "é"),
-            ("plus", "% 41"),
-        ];
-        let pairs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        assert_eq!(pairs, expected);
-        assert!(query_pairs("").is_empty());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //!
 //! - [`http`] reads request heads under a deadline and writes responses,
 //! - `admin` answers the operator's endpoints,
+//! - [`emit`] reads a channels emit and writes its answer (what it means
+//!   is the channels dialect's),
 //! - [`route`] picks the endpoint,
 //! - [`pages`] serves the embedded status and demo pages and their assets,
 //! - [`upgrade`] answers the WebSocket handshake,
@@ -16,16 +18,17 @@
 //! - [`stream`] is a client's bytes, plain or (feature `tls`) through
 //!   [`tls`], whose opening comment says how two threads share a session,
 //! - [`send_now`] is the one write that never waits (the router's write-through),
-//! - [`frame`] encodes outgoing frames once, for every recipient,
+//! - the frames these write and the request heads they read are values in
+//!   `crate::wire`, where the dialects build and read them too,
 //! - [`capacity`] reads the machine limits that cap the connections.
 
 pub(crate) mod admin;
 pub mod capacity;
 pub mod connection;
 pub mod dispatch;
+pub mod emit;
 pub mod endpoints;
 pub mod forwarded;
-pub mod frame;
 pub mod http;
 pub mod origin;
 pub mod outbox;

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use super::http::ClientRequest;
+use crate::wire::request::ClientRequest;
 
 /// The origins the operator allows besides the server's own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

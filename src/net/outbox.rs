@@ -38,9 +38,9 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::frame::Frame;
 use super::send_now::send_now;
 use crate::router::{ConnId, Dialect};
+use crate::wire::frame::Frame;
 
 /// The largest frame the router writes through itself. A wake-up costs
 /// about what copying a few kilobytes does; a larger frame is cheaper to
@@ -335,7 +335,7 @@ mod tests {
     fn close_keeps_queued_frames_and_ends_with_the_close_frame() {
         let outbox = Outbox::new(1000);
         outbox.try_push(Frame::text("a")).unwrap();
-        outbox.close(Frame::close(&super::super::frame::Close::new(1000, "bye")));
+        outbox.close(Frame::close(&crate::wire::frame::Close::new(1000, "bye")));
         assert_eq!(outbox.try_push(Frame::text("b")), Err(PushError::Closed));
         let batch = outbox.next_batch().unwrap();
         assert_eq!(batch.len(), 2);
@@ -347,7 +347,7 @@ mod tests {
     fn abort_drops_queued_frames() {
         let outbox = Outbox::new(1000);
         outbox.try_push(Frame::text("a")).unwrap();
-        outbox.abort(Frame::close(&super::super::frame::Close::new(1013, "slow")));
+        outbox.abort(Frame::close(&crate::wire::frame::Close::new(1013, "slow")));
         let batch = outbox.next_batch().unwrap();
         assert_eq!(batch.len(), 1);
         assert_eq!(batch[0].to_vec()[0], 0x88);

@@ -5,7 +5,8 @@
 //! offline. Every page uses the hub's public endpoints like any client:
 //! the status page reads the reserved channel `$sys`.
 
-use super::http::{ClientRequest, Response};
+use super::http::Response;
+use crate::wire::request::ClientRequest;
 
 /// One embedded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,7 @@
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::dialect::Overrun;
 
 /// A token is this many units: refilling at `per_second` tokens a second
 /// then adds exactly `per_second` units a nanosecond, in whole numbers.
@@ -111,20 +112,9 @@ impl TokenBucket {
 pub enum Verdict {
     /// Within the limit: the session handles it.
     Pass,
-    /// Over the limit: dropped, and the client is dealt with as this says.
+    /// Over the limit: dropped, and the client is dealt with as this says
+    /// (the [`Overrun`] is the dialect's type: its session answers it).
     Drop(Overrun),
-}
-
-/// How a dropped message stands in its episode; each dialect says what its
-/// clients hear for each (`Session::rate_limited`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overrun {
-    /// The first of an episode: the client is told, in its dialect.
-    First,
-    /// A later one: dropped without a word, it has been told.
-    Again,
-    /// One too many after being told: the connection is closed.
-    Persisting,
 }
 
 /// Where a connection stands with its rate limit.

@@ -13,14 +13,14 @@ use tungstenite::protocol::WebSocket;
 use tungstenite::{Error as WsError, Message};
 
 use super::connection::{Ending, CLOSE_GRACE};
-use super::frame::{Close, Frame};
 use super::outbox::Outbox;
-use super::rate::{MessageLimit, Overrun, Rate, Verdict};
+use super::rate::{MessageLimit, Rate, Verdict};
 use super::stream::Stream;
-use crate::dialect::{self, Dialect, Received, Session, Step};
+use crate::dialect::{self, Dialect, Overrun, Received, Session, Step};
 use crate::log;
 use crate::metrics::Metrics;
 use crate::router::{Command, Control};
+use crate::wire::frame::{Close, Frame};
 
 /// The reading side of the shared socket. Writes are discarded on purpose:
 /// see the module documentation.

@@ -2,9 +2,9 @@
 //! the subprotocols the client offers.
 
 use super::admin;
-use super::http::ClientRequest;
 use super::pages;
 use crate::dialect::{blazing, channels, concierge, Dialect};
+use crate::wire::request::ClientRequest;
 
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 
 use tungstenite::handshake::derive_accept_key;
 
-use super::http::{ClientRequest, Response};
+use super::http::Response;
+use crate::wire::request::ClientRequest;
 
 /// Why a request cannot be upgraded; each maps to an HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

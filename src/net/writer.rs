@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use super::connection::{Places, CLOSE_GRACE};
-use super::frame::Frame;
 use super::outbox::Outbox;
 use super::stream::Stream;
+use crate::wire::frame::Frame;
 
 /// Stack of the writer thread, which only moves bytes.
 pub(super) const WRITER_STACK: usize = 64 * 1024;

@@ -21,11 +21,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::dialect::{self, Dialect, Rendered};
 use crate::log;
 use crate::metrics::Metrics;
-use crate::net::frame::{Close, Frame};
 use crate::net::outbox::{Opened, Outbox, PushError};
 use crate::router::cluster::LinkQueue;
 use crate::router::{Command, ConnId, Delivery, Disconnect, Event, Router};
 use crate::systemd::Notifier;
+use crate::wire::frame::{Close, Frame};
 
 /// Where a connection's frames go.
 struct Peer {

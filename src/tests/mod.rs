@@ -2,7 +2,8 @@
 //! the property tests ("fuzz") over every decoder and the request parser
 //! (`cargo test fuzz`; docs/reliability.md, "Fuzzing and hostile input"). Each
 //! module's own unit tests stay beside it. `layers.rs` checks that the
-//! router imports nothing from the layers above it.
+//! router, the dialects and `wire` import nothing from the layers above
+//! them.
 
 mod fuzz;
 mod layers;

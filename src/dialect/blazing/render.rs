@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use super::codec::gzip;
 use crate::base64;
-use crate::net::frame::{Close, Frame};
 use crate::router::{Disconnect, DocumentEvent, Event};
+use crate::wire::frame::{Close, Frame};
 
 /// The frame a blazing client receives for `event`, or `None` for events
 /// that mean nothing to it.

@@ -8,13 +8,13 @@ use std::time::Duration;
 use super::codec::{self, CodecError};
 use super::linked_user::TokenUser;
 use crate::dialect::credentials;
+use crate::dialect::Overrun;
 use crate::dialect::Step;
 use crate::jwt::{self, JwtError};
-use crate::net::frame::Close;
-use crate::net::http::ClientRequest;
-use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, Edit, Grant, Joiner};
 use crate::store;
+use crate::wire::frame::Close;
+use crate::wire::request::ClientRequest;
 
 /// The longest computer id accepted.
 const MAX_COMPUTER_ID: usize = 256;

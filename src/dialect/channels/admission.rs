@@ -10,8 +10,8 @@
 
 use crate::config::Config;
 use crate::dialect::credentials::{self, Admission, Refusal};
-use crate::net::http::ClientRequest;
 use crate::router::{Access, Policy};
+use crate::wire::request::ClientRequest;
 
 /// What a listener on `request`'s channel is admitted with, or why not.
 /// On an open hub tokens are not looked at: everyone is admitted, as

@@ -8,7 +8,9 @@
 //! - [`session`] is a listener's state on its reader thread,
 //! - [`render`] turns router events into channels frames, personal to each
 //!   recipient (every frame names its `clientID` and `latency`),
-//! - [`emit`] answers the HTTP emit endpoint.
+//! - [`emit`] is the HTTP emit endpoint's protocol: from the request to
+//!   the router's command, from its outcome to the answer (`net::emit`
+//!   does the I/O).
 
 pub mod admission;
 pub mod emit;

@@ -13,10 +13,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::id::Uuid;
-use crate::net::frame::{Close, Frame};
 use crate::router::{
     Addressee, Disconnect, Event, MemberView, Origin, PresenceChange, RequestError,
 };
+use crate::wire::frame::{Close, Frame};
 
 /// A channels event, encoded except for its recipient's fields.
 #[derive(Debug, Clone)]

@@ -5,11 +5,11 @@ use serde_json::value::RawValue;
 
 use super::inbound::{decode, Inbound};
 use crate::dialect::credentials::Admission;
+use crate::dialect::Overrun;
 use crate::dialect::Step;
-use crate::net::frame::Close;
-use crate::net::http::{query_pairs, ClientRequest};
-use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, RequestError};
+use crate::wire::frame::Close;
+use crate::wire::request::{query_pairs, ClientRequest};
 
 /// The query parameter that carries a listener's token; it is not part
 /// of its presence.

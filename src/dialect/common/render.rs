@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use super::error::CommonError;
-use crate::net::frame::Frame;
 use crate::router::Event;
+use crate::wire::frame::Frame;
 
 /// The frame a common client receives for `event`, or `None` for events
 /// that mean nothing to it (the protocol has no server-pushed messages).

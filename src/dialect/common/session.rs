@@ -9,11 +9,11 @@ use super::error::CommonError;
 use super::inbound::{decode, Payload};
 use super::render::render;
 use crate::auth::secrets_match;
+use crate::dialect::Overrun;
 use crate::dialect::{Received, Step};
 use crate::methods::{CallId, RpcError};
-use crate::net::frame::Frame;
-use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, Event, Joiner};
+use crate::wire::frame::Frame;
 
 /// A common connection, from the HELLO on.
 #[derive(Debug)]

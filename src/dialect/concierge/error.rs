@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use crate::net::frame::Close;
 use crate::router::Disconnect;
+use crate::wire::frame::Close;
 
 /// Why a concierge connection is closed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,10 +6,10 @@ use serde_json::value::RawValue;
 
 use super::error::ConciergeError;
 use crate::id::Uuid;
-use crate::net::frame::Frame;
 use crate::router::{
     ClientInfo, Event, Origin as MessageOrigin, RequestError, Seq, Target, TopicChange, TopicInfo,
 };
+use crate::wire::frame::Frame;
 
 /// The frame a concierge client receives for `event`, or `None` for events
 /// that mean nothing to it (channels presence and pings).

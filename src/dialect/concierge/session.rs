@@ -12,8 +12,8 @@ use super::error::ConciergeError;
 use super::inbound::{decode, Identify, Payload};
 use super::version::Version;
 use crate::auth::secrets_match;
+use crate::dialect::Overrun;
 use crate::dialect::{Received, Step};
-use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, Request, RequestError, Seq};
 
 /// A concierge connection, from its first frame on.

@@ -3,8 +3,8 @@
 use serde_json::{json, Value};
 
 use crate::methods::RpcError;
-use crate::net::frame::{Close, Frame};
 use crate::router::{Disconnect, Event, Message, Origin, Target};
+use crate::wire::frame::{Close, Frame};
 
 /// The frame a world client receives for `event`, or `None` for events
 /// that mean nothing to it.

@@ -7,12 +7,12 @@ use serde_json::value::RawValue;
 
 use super::inbound::{decode, Credentials, Inbound};
 use crate::dialect::credentials::{self, Admission};
+use crate::dialect::Overrun;
 use crate::dialect::{Received, Step};
 use crate::jwt::{self, JwtError};
 use crate::methods::{CallId, ReplyTo, RpcError};
-use crate::net::frame::{Close, Frame};
-use crate::net::rate::Overrun;
 use crate::router::{Command, ConnId, Event, Grant, Joiner, Patterns};
+use crate::wire::frame::{Close, Frame};
 
 /// A world connection.
 #[derive(Debug)]

@@ -17,8 +17,7 @@ use super::wire::{heard, request, Heard, Wire};
 use crate::config::Config;
 use crate::dialect::common::error::CommonError;
 use crate::dialect::common::inbound::{decode, Payload};
-use crate::dialect::{Dialect, Received, Session, Step};
-use crate::net::rate::Overrun;
+use crate::dialect::{Dialect, Overrun, Received, Session, Step};
 use crate::router::ConnId;
 
 /// The document's client payloads, and a server's; the second HELLO_ACK

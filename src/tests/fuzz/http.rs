@@ -15,11 +15,10 @@ use proptest::prelude::*;
 use super::check;
 use super::mutate::{byte_mutation, mutate_bytes};
 use crate::dialect::Dialect;
-use crate::net::http::{
-    parse, query_pairs, read_request, ClientRequest, ReadError, MAX_HEAD_BYTES,
-};
+use crate::net::http::{parse, read_request, ReadError, MAX_HEAD_BYTES};
 use crate::net::route::{offers, route, Route};
 use crate::net::upgrade::accept_key;
+use crate::wire::request::{query_pairs, ClientRequest};
 
 /// Real requests: each endpoint's upgrade or plain request.
 const SEEDS: &[&str] = &[

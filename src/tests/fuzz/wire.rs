@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::dialect::{self, Dialect, Received, Session, Step};
-use crate::net::frame::Frame;
-use crate::net::http::ClientRequest;
 use crate::router::{ConnId, Event, Router};
+use crate::wire::frame::Frame;
+use crate::wire::request::ClientRequest;
 
 /// A frame as the client reads it.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,8 +13,7 @@ use super::mutate;
 use super::wire::{heard, request, Heard, Wire};
 use crate::config::Config;
 use crate::dialect::world::inbound::{decode, Inbound};
-use crate::dialect::{Dialect, Received, Session, Step};
-use crate::net::rate::Overrun;
+use crate::dialect::{Dialect, Overrun, Received, Session, Step};
 use crate::router::ConnId;
 
 /// The document's messages and docs/world.md's actions.
