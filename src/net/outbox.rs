@@ -19,7 +19,7 @@
 //! threads. So after each batch of commands, for an outbox whose writer is
 //! not writing and whose queue is small, the router hands what is queued
 //! straight to the kernel in one call ([`Outbox::flush_or_wake`], with
-//! [`send_now`](super::send_now::send_now), which never waits); only what
+//! [`send_now`], which never waits); only what
 //! the kernel does not take wakes the writer. Frames are queued first and
 //! sent per batch, not one by one, so a busy connection still gets many
 //! frames per system call; a large queue goes to its writer, so that the

@@ -27,7 +27,7 @@ pub struct TokenUser {
     pub display: Option<String>,
     /// Whether the token lets its holder edit: always for switchboard's
     /// tokens (their `computers` claim limits where), and for a
-    /// `LinkedUser` only with every one of [`REQUIRED_PERMISSIONS`].
+    /// `LinkedUser` only with every one of `REQUIRED_PERMISSIONS`.
     pub may_edit: bool,
 }
 
