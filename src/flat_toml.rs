@@ -686,7 +686,7 @@ mod tests {
                     Ok(*a),
                     i64::from_str_radix(b.as_str(), b.radix()),
                     "{text:?}"
-                )
+                );
             }
             (Kind::List(a), DeValue::Array(b)) => {
                 assert_eq!(a.len(), b.len(), "{text:?}");

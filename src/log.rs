@@ -250,7 +250,7 @@ impl fmt::Display for Line<'_> {
         match self.destination {
             Destination::Journal => write!(f, "<{}>", self.level.syslog_priority())?,
             Destination::Plain => {
-                write!(f, "{} switchboard: {}: ", Rfc3339(self.time), self.level)?
+                write!(f, "{} switchboard: {}: ", Rfc3339(self.time), self.level)?;
             }
         }
         if let Some(target) = self.target {

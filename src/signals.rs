@@ -31,7 +31,7 @@ where
                         Err(error) => {
                             log::error!(
                                 "SIGHUP: not reloaded, keeping the running settings: {error}"
-                            )
+                            );
                         }
                     },
                     _ => {

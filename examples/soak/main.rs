@@ -195,7 +195,7 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
                 for worker in 0..options.workers {
                     let (target, stop, tally) = (&target, &sessions_stop, &tally);
                     workers.push(scope.spawn(move || {
-                        traffic::work(target, dialect, worker, options.pause, stop, tally)
+                        traffic::work(target, dialect, worker, options.pause, stop, tally);
                     }));
                 }
             }

@@ -515,13 +515,13 @@ pub fn residents<'scope>(
         run(
             "concierge",
             reside(concierge, stop, tally, |_, _| Ok(()), |_| Ok(())),
-        )
+        );
     });
     scope.spawn(move || {
         run(
             "world",
             reside(world, stop, tally, |_, _| Ok(()), |_| Ok(())),
-        )
+        );
     });
     scope.spawn(move || {
         let mut last_beat = Instant::now();

@@ -12,7 +12,7 @@ fn invoke(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, CliError> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    parse(args.iter().map(|s| s.to_string()), lookup)
+    parse(args.iter().map(std::string::ToString::to_string), lookup)
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, CliError> {
@@ -395,7 +395,7 @@ fn redis_needs_a_build_with_the_redis_feature() {
     let parsed = run(&["--redis", "redis://127.0.0.1:6379"], &[]);
     match (cfg!(feature = "redis"), parsed) {
         (true, Ok(config)) => {
-            assert_eq!(config.redis.as_deref(), Some("redis://127.0.0.1:6379"))
+            assert_eq!(config.redis.as_deref(), Some("redis://127.0.0.1:6379"));
         }
         (false, Err(error)) => assert!(error.to_string().contains("--features redis")),
         (with_feature, other) => panic!("feature {with_feature}: {other:?}"),
@@ -458,11 +458,11 @@ fn the_example_file_holds_every_key_with_its_default() {
             (true, _) => assert_eq!(value, "(set)", "{name}"),
             // Off by default; the example shows a local Redis.
             (false, "redis") if with_redis => {
-                assert_eq!(value, "\"redis://127.0.0.1:6379\"")
+                assert_eq!(value, "\"redis://127.0.0.1:6379\"");
             }
             // Off by default; the example shows certbot's paths.
             (false, "tls-cert" | "tls-key") if with_tls => {
-                assert!(value.contains("/etc/letsencrypt/live/"), "{name}")
+                assert!(value.contains("/etc/letsencrypt/live/"), "{name}");
             }
             (false, _) => assert_eq!(value, default, "{name}"),
         }

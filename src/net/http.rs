@@ -205,6 +205,7 @@ impl Response {
 
     /// Sets a header, replacing any of the same name: a response never
     /// carries one header twice.
+    #[must_use]
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self.headers.push((name, value.into()));

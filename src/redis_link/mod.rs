@@ -37,9 +37,9 @@ use crate::router::cluster::{link_queue, LinkQueue};
 use crate::router::Command;
 
 /// How often a node renews its heartbeat key and looks at the others'.
-pub const HEARTBEAT: Duration = Duration::from_millis(1000);
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a heartbeat key lives: a node silent this long is gone.
-pub const NODE_TTL: Duration = Duration::from_millis(3000);
+pub const NODE_TTL: Duration = Duration::from_secs(3);
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one Redis command may take before the connection counts as

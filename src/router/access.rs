@@ -124,6 +124,7 @@ impl Patterns {
     }
 
     /// These patterns and `other`'s.
+    #[must_use]
     pub fn and(mut self, other: Patterns) -> Patterns {
         self.0.extend(other.0);
         self

@@ -165,12 +165,14 @@ pub struct Addressee<'a> {
 
 impl Router {
     /// The same hub, running an embedder's methods on `pool`.
+    #[must_use]
     pub fn with_pool(mut self, pool: crate::methods::Pool) -> Router {
         self.embedder.pool = Some(pool);
         self
     }
 
     /// The same hub, saving documents with `store`.
+    #[must_use]
     pub fn with_store(self, store: crate::store::Store) -> Router {
         Router {
             store: Some(store),
@@ -180,6 +182,7 @@ impl Router {
 
     /// The same hub, reporting `metrics`' message counters in `$sys`
     /// snapshots (without it they report zeros).
+    #[must_use]
     pub fn with_metrics(self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Router {
         Router {
             metrics: Some(metrics),
@@ -189,6 +192,7 @@ impl Router {
 
     /// The same hub, under the operator's access `policy` (without it,
     /// the hub is open).
+    #[must_use]
     pub fn with_policy(self, policy: Policy) -> Router {
         Router { policy, ..self }
     }

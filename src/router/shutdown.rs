@@ -35,7 +35,7 @@ impl Router {
         let drain = Drain {
             clients: to.len(),
             documents,
-            saved: self.store.as_ref().map(|store| store.flush()),
+            saved: self.store.as_ref().map(super::super::store::Store::flush),
         };
         let goodbye = Delivery {
             to,

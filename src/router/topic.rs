@@ -205,7 +205,7 @@ impl Router {
     /// Adds `conn` to the topic's subscribers (creating an implicit topic if
     /// needed); the topic's channels listeners see it join.
     pub(super) fn join_topic(&mut self, conn: ConnId, name: &str) -> Vec<Delivery> {
-        let Some(view) = self.member(conn).map(|m| m.view()) else {
+        let Some(view) = self.member(conn).map(super::member::Member::view) else {
             return Vec::new();
         };
         let newly = self
@@ -242,7 +242,10 @@ impl Router {
         if was_subscribed {
             self.share_subscription(conn, name, false);
         }
-        let left = match (was_subscribed, self.member(conn).map(|m| m.view())) {
+        let left = match (
+            was_subscribed,
+            self.member(conn).map(super::member::Member::view),
+        ) {
             (true, Some(view)) => {
                 self.presence_change(name, conn, PresenceChange::Left, &view, false)
             }
@@ -286,7 +289,7 @@ impl Router {
             .subscribers
             .iter()
             .filter(|&&c| c != conn)
-            .filter_map(|&c| self.member(c).map(|m| m.view()))
+            .filter_map(|&c| self.member(c).map(super::member::Member::view))
             .collect()
     }
 
@@ -342,7 +345,7 @@ impl Router {
     }
 
     pub(super) fn dialect_of(&self, conn: ConnId) -> Option<Dialect> {
-        self.member(conn).map(|m| m.dialect())
+        self.member(conn).map(super::member::Member::dialect)
     }
 
     pub(super) fn topic(&self, name: &str) -> Result<&Topic, RequestError> {

@@ -87,6 +87,7 @@ impl Server {
     /// names (`hub.*`, world's `room.*` and `user.update`) take precedence.
     /// Methods run on `--rpc-workers` threads, never on the router's, so a
     /// slow one delays only its own answer.
+    #[must_use]
     pub fn method<F>(mut self, name: &str, method: F) -> Server
     where
         F: Fn(&Caller, &serde_json::Value) -> Result<serde_json::Value, RpcError>
@@ -139,6 +140,7 @@ impl Server {
     /// Sends service-manager notifications: `READY=1` once serving,
     /// `RELOADING=1` during a reload, `STOPPING=1` at shutdown, and
     /// `WATCHDOG=1` from the router's loop when systemd's watchdog is on.
+    #[must_use]
     pub fn with_notifier(mut self, notifier: Notifier) -> Server {
         self.notifier = Some(notifier);
         self

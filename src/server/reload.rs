@@ -175,7 +175,10 @@ mod tests {
 
     fn config(worlds: &[&str], jwt_key: Option<&str>) -> Config {
         Config {
-            worlds: worlds.iter().map(|w| w.to_string()).collect(),
+            worlds: worlds
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             jwt_key: jwt_key.map(Into::into),
             ..Config::default()
         }

@@ -125,6 +125,7 @@ impl Frame {
 
     /// What is left of the frame once its first `written` bytes are on the
     /// wire (a copy of the rest: a write-through cut short is rare).
+    #[must_use]
     pub fn rest_after(&self, written: usize) -> Frame {
         let rest: Vec<u8> = self.slices().flatten().skip(written).copied().collect();
         Frame {

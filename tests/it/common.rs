@@ -62,8 +62,8 @@ fn assert_rpc_error(r: &Value, code: &str) {
     assert_eq!(error["code"], code, "{r}");
     let message = error["message"].as_str().unwrap_or_default();
     assert!(!message.is_empty(), "{r}");
-    assert_eq!(r.as_object().map(|o| o.len()), Some(1), "{r}");
-    assert_eq!(error.as_object().map(|o| o.len()), Some(2), "{r}");
+    assert_eq!(r.as_object().map(serde_json::Map::len), Some(1), "{r}");
+    assert_eq!(error.as_object().map(serde_json::Map::len), Some(2), "{r}");
 }
 
 /// Asserts that the server closes `client` with `code` and a reason.
@@ -311,7 +311,7 @@ fn a_client_that_never_sends_hello_ack_is_closed_with_4003() {
 fn assert_closed_a_second_or_more_after(start: Instant) {
     let elapsed = start.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(1000),
+        elapsed >= Duration::from_secs(1),
         "closed too early: {elapsed:?}"
     );
     assert!(
@@ -772,7 +772,7 @@ fn a_dispatched_embedders_method_runs_and_answers_nothing() {
     });
     // The pool's workers run them side by side: in either order.
     let mut ran = counted.lock().unwrap().clone();
-    ran.sort_by_key(|args| args.to_string());
+    ran.sort_by_key(std::string::ToString::to_string);
     assert_eq!(ran, vec![json!(["first"]), json!(["second"])]);
     // No answer to any of them: the next frame answers this request.
     let r = request(&mut client, "test.count", json!(["third"]), json!("n"));

@@ -592,7 +592,7 @@ fn message_data_is_passed_through_byte_for_byte() {
 
     let cases = [
         r#"{ "z" : 1.50, "a":[true,null] }"#,
-        r#"[1e3, -0.0, 12345678901234567890123]"#,
+        r"[1e3, -0.0, 12345678901234567890123]",
         r#""caf\u00e9 \ud83d\ude00 \"quoted\"""#,
         r#"{"b":1,"a":2,"b":3}"#,
         "  7  ",
@@ -1334,7 +1334,7 @@ fn assert_owner_left(
         assert!(
             payload.get("seq").is_none(),
             "unsolicited payload has a seq: {payload}"
-        )
+        );
     };
 
     let remaining = [json!(bob.uuid), json!(carl.uuid)];

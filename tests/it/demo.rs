@@ -236,7 +236,7 @@ fn a_reload_keeps_the_process_key() {
 fn demo_is_a_switch_of_flag_environment_and_file() {
     use switchboard::cli::{parse, Invocation};
     let demo = |args: &[&str], env: Option<&str>| {
-        let args = args.iter().map(|a| a.to_string());
+        let args = args.iter().map(std::string::ToString::to_string);
         let env = |name: &str| {
             (name == "SWITCHBOARD_DEMO")
                 .then(|| env.map(String::from))

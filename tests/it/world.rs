@@ -842,7 +842,7 @@ fn hub_publish_reaches_room_members_as_room_send() {
     let world_clients: Vec<&Value> = clients.iter().filter(|c| c["dialect"] == "world").collect();
     assert_eq!(world_clients.len(), 4, "{clients:?}");
     let mut tags: Vec<Value> = world_clients.iter().map(|c| c["tags"].clone()).collect();
-    tags.sort_by_key(|t| t.to_string());
+    tags.sort_by_key(std::string::ToString::to_string);
     assert_eq!(
         tags,
         vec![
@@ -1131,7 +1131,7 @@ fn malformed_messages_are_answered_and_the_connection_stays() {
             "42",
             "[]",
             "[1, 2]",
-            r#"[null, 1]"#,
+            r"[null, 1]",
             r#"[{"a": 1}]"#,
             r#"["ping", 1"#,
         ] {

@@ -190,7 +190,7 @@ mod tests {
             "unknown fields are ignored"
         );
         for bad in [
-            &br#"not json"#[..],
+            &br"not json"[..],
             br#"{"type":"move","payload":{"offset":3}}"#,
             br#"{"type":"move","payload":{"offset":1.5,"selection":0}}"#,
             br#"{"type":"write","payload":{"offset":1,"selection":0,"text":null}}"#,

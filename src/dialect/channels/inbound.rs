@@ -100,7 +100,7 @@ mod tests {
         ));
         match decode(r#"{"type":"PRESENCE:UPDATE","payload":{ "username" : "Cerulean" }}"#) {
             Ok(Inbound::PresenceUpdate(presence)) => {
-                assert_eq!(presence.get(), r#"{ "username" : "Cerulean" }"#)
+                assert_eq!(presence.get(), r#"{ "username" : "Cerulean" }"#);
             }
             other => panic!("{other:?}"),
         }
@@ -122,7 +122,7 @@ mod tests {
             let text = format!(r#"{{"type":"{kind}","payload":{{"username":"Cerulean"}}}}"#);
             match decode(&text) {
                 Ok(Inbound::PresenceUpdate(presence)) => {
-                    assert_eq!(presence.get(), r#"{"username":"Cerulean"}"#, "{text}")
+                    assert_eq!(presence.get(), r#"{"username":"Cerulean"}"#, "{text}");
                 }
                 other => panic!("{text}: {other:?}"),
             }

@@ -177,10 +177,10 @@ mod tests {
 
     #[test]
     fn hello_names_the_interval() {
-        let mut session = Session::new(ConnId(1), None, Duration::from_millis(20_000));
+        let mut session = Session::new(ConnId(1), None, Duration::from_secs(20));
         match &session.on_open()[..] {
             [Step::Reply(frame)] => {
-                assert!(frame.to_vec().ends_with(br#"{"hb_interval":20000,"op":0}"#))
+                assert!(frame.to_vec().ends_with(br#"{"hb_interval":20000,"op":0}"#));
             }
             other => panic!("{other:?}"),
         }

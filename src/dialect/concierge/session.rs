@@ -238,7 +238,7 @@ mod tests {
                 request: Request::Invalid(RequestError::Malformed(why)),
                 ..
             }) => {
-                assert_eq!(why, "already identified")
+                assert_eq!(why, "already identified");
             }
             other => panic!("{other:?}"),
         }

@@ -80,6 +80,7 @@ impl Cluster {
 
 impl Router {
     /// The same hub, as node `node` of a cluster.
+    #[must_use]
     pub fn with_cluster(self, node: String) -> Router {
         Router {
             cluster: Some(Cluster::new(node)),

@@ -167,14 +167,14 @@ fn fuzz_before_hello_ack_only_the_right_password_gets_in() {
         match expected(&text, false) {
             None => {
                 ACCEPTED.fetch_add(1, Ordering::Relaxed);
-                prop_assert!(heard.is_empty() && !wire.is_closed(), "{:?}", heard)
+                prop_assert!(heard.is_empty() && !wire.is_closed(), "{:?}", heard);
             }
             Some(code) => {
                 REFUSED.fetch_add(1, Ordering::Relaxed);
                 prop_assert!(
                     matches!(&heard[..], [Heard::Close(got, _)] if *got == code),
                     "expected {code}, heard {heard:?}"
-                )
+                );
             }
         }
         Ok(())

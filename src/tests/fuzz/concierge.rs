@@ -392,17 +392,17 @@ fn fuzz_a_first_frame_gets_hello_or_the_documents_close_code() {
             let expected = first_frame(&read, secret);
             match (&heard[0], expected) {
                 (Heard::Close(code, _), Verdict::Decided(Some(expected))) => {
-                    prop_assert_eq!(*code, expected, "{:?}", read)
+                    prop_assert_eq!(*code, expected, "{:?}", read);
                 }
                 (hello, Verdict::Decided(None)) => {
                     prop_assert_eq!(&hello.json()["type"], "HELLO", "{:?}", read);
                     prop_assert!(!wire.is_closed());
                 }
                 (Heard::Close(code, _), Verdict::Undecided) => {
-                    prop_assert!([4006, 4007].contains(code), "{:?}: {}", read, code)
+                    prop_assert!([4006, 4007].contains(code), "{:?}: {}", read, code);
                 }
                 (heard, expected) => {
-                    prop_assert!(false, "{read:?}: expected {expected:?}, heard {heard:?}")
+                    prop_assert!(false, "{read:?}: expected {expected:?}, heard {heard:?}");
                 }
             }
             return Ok(());

@@ -112,7 +112,7 @@ fn read_everything(request: &ClientRequest) -> Result<(), TestCaseError> {
         Route::WebSocket(Dialect::World) => prop_assert!(path.starts_with("/ws/world/")),
         Route::WebSocket(Dialect::Channels) => prop_assert!(path.ends_with("/listen")),
         Route::WebSocket(dialect) => {
-            prop_assert_eq!(path.to_string(), format!("/ws/{}", dialect.name()))
+            prop_assert_eq!(path.to_string(), format!("/ws/{}", dialect.name()));
         }
         Route::Emit(channel) => {
             prop_assert!(path.ends_with("/emit"), "{path}");
@@ -264,7 +264,7 @@ fn fuzz_a_request_over_a_socket_that_closes_is_never_waited_for() {
             (Err(ReadError::TooLarge), _) => prop_assert!(bytes.len() > MAX_HEAD_BYTES),
             (Err(ReadError::Closed), Ok(None)) => {}
             (outcome, parsed) => {
-                prop_assert!(false, "read {outcome:?} where parsing all gives {parsed:?}")
+                prop_assert!(false, "read {outcome:?} where parsing all gives {parsed:?}");
             }
         }
         Ok(())

@@ -134,7 +134,7 @@ fn fuzz_only_tokens_signed_with_the_key_for_hs256_with_sub_and_exp_pass() {
             ) => {}
             Err(JwtError::NoKey) => prop_assert!(false, "the key was given"),
             Err(JwtError::WrongIssuer | JwtError::WrongAudience) => {
-                prop_assert!(false, "plain `verify` requires no issuer or audience")
+                prop_assert!(false, "plain `verify` requires no issuer or audience");
             }
         }
         Ok(())

@@ -14,7 +14,7 @@ pub fn normalized(mut value: Value) -> Value {
                 if let Value::Array(items) = child {
                     match key.as_str() {
                         "subscribers" | "clients" => {
-                            items.sort_by(|a, b| a.as_str().cmp(&b.as_str()))
+                            items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
                         }
                         "members" => items
                             .sort_by(|a, b| a["clientID"].as_str().cmp(&b["clientID"].as_str())),
