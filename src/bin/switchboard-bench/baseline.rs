@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::client::{client_config, connect, Target, RECEIVER_READ_BUFFER, SETUP_TIMEOUT};
+use crate::client::{Target, SETUP_TIMEOUT};
 use crate::concierge::group_message;
 use crate::fanout::{publish_paced, Published};
 use crate::options::Options;
-use crate::receive::{gather, spawn_receivers};
+use crate::receive::gather;
 use crate::report::{FanOutcome, UsageStart};
+use crate::subscribers::Subscribers;
 use crate::Res;
 
 /// The baseline's writer threads do even less.
@@ -41,11 +42,11 @@ pub fn baseline(options: &Options, frame_bytes: Option<usize>) -> Res<FanOutcome
         addr,
         subprotocol: false,
     };
-    let mut sockets = Vec::with_capacity(count);
+    let mut subscribers = Subscribers::new(options.receivers, count);
     for i in 0..count {
-        let ws = connect(&target, client_config(RECEIVER_READ_BUFFER))
+        subscribers
+            .add(&target, None)
             .map_err(|e| format!("baseline client {i}: {e}"))?;
-        sockets.push(ws);
     }
     let writers = acceptor
         .join()
@@ -53,7 +54,7 @@ pub fn baseline(options: &Options, frame_bytes: Option<usize>) -> Res<FanOutcome
 
     let usage = UsageStart::now(None)?;
     let deadline = usage.begin + options.timeout;
-    let receivers = spawn_receivers(sockets, options.messages, deadline, clock)?;
+    let receivers = subscribers.start(options.messages, deadline, clock)?;
     let published = publish_frames(&writers, options, frame_bytes, clock, deadline);
     drop(writers); // writers end once their queues are empty
     let deliveries = gather(receivers);

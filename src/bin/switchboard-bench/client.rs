@@ -1,13 +1,14 @@
 //! Connecting: the server under test, the WebSocket upgrade, closing.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
 use tungstenite::protocol::WebSocketConfig;
+use tungstenite::WebSocket;
 
 use crate::concierge::{identify, subscribe};
 use crate::{Error, Res, Socket};
@@ -116,11 +117,25 @@ pub fn client_config(read_buffer: usize) -> WebSocketConfig {
 
 /// Opens a TCP connection and upgrades it, each step under a timeout.
 pub fn connect(target: &Target, config: WebSocketConfig) -> Result<Socket, ConnectError> {
+    upgrade(target, open_tcp(target)?, config)
+}
+
+/// A TCP connection to `target`, with the setup's timeouts.
+pub fn open_tcp(target: &Target) -> Result<TcpStream, ConnectError> {
     let stream = TcpStream::connect_timeout(&target.addr, SETUP_TIMEOUT)?;
     // Small frames go out at once instead of waiting for more (Nagle).
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(SETUP_TIMEOUT))?;
     stream.set_write_timeout(Some(SETUP_TIMEOUT))?;
+    Ok(stream)
+}
+
+/// The WebSocket upgrade (tungstenite's client handshake) over `stream`.
+pub fn upgrade<S: Read + Write>(
+    target: &Target,
+    stream: S,
+    config: WebSocketConfig,
+) -> Result<WebSocket<S>, ConnectError> {
     let (ws, _response) =
         tungstenite::client::client_with_config(target.request()?, stream, Some(config))
             .map_err(|e| ConnectError::Other(format!("WebSocket upgrade: {e}").into()))?;

@@ -26,39 +26,44 @@ pub fn send_json(ws: &mut Socket, value: &Value) -> Res<()> {
 pub fn identify(ws: &mut Socket, name: &str) -> Res<()> {
     let identify = json!({"type": "IDENTIFY", "name": name, "version": PROTOCOL_VERSION});
     send_json(ws, &identify)?;
-    expect(ws, "HELLO").map(drop)
+    expect(ws, "HELLO")
 }
 
 pub fn create_group(ws: &mut Socket, group: &str) -> Res<()> {
     send_json(ws, &json!({"type": "GROUP_CREATE", "name": group}))?;
-    expect(ws, "GROUP_CREATED").map(drop)
+    expect(ws, "GROUP_CREATED")
 }
 
 pub fn subscribe(ws: &mut Socket, group: &str) -> Res<()> {
     send_json(ws, &json!({"type": "SELF_SUBSCRIBE", "name": group}))?;
-    expect(ws, "SUBSCRIBED").map(drop)
+    expect(ws, "SUBSCRIBED")
 }
 
 /// Reads until the payload `wanted` arrives: a `type` (HELLO) or a STATUS
 /// `code` (SUBSCRIBED). Other clients' traffic is skipped, but a STATUS
 /// with a `seq` answers one of our own frames, so any other one is an error.
-pub fn expect(ws: &mut Socket, wanted: &str) -> Res<Value> {
+pub fn expect(ws: &mut Socket, wanted: &str) -> Res<()> {
     let deadline = Instant::now() + SETUP_TIMEOUT;
-    loop {
-        let text = read_text(ws, deadline)?;
-        let reply: Value = serde_json::from_str(&text)?;
-        let kind = reply["type"].as_str().unwrap_or_default();
-        let name = match kind {
-            "STATUS" => reply["code"].as_str().unwrap_or_default(),
-            _ => kind,
-        };
-        if name == wanted {
-            return Ok(reply);
-        }
-        if kind == "STATUS" && reply.get("seq").is_some() {
-            return Err(format!("expected {wanted}, got {}", abbreviate(&text)).into());
-        }
+    while !answers(&read_text(ws, deadline)?, wanted)? {}
+    Ok(())
+}
+
+/// Whether `text` is the reply `wanted` (see [`expect`]); an error if it
+/// is a reply to one of our frames but another one.
+pub fn answers(text: &str, wanted: &str) -> Res<bool> {
+    let reply: Value = serde_json::from_str(text)?;
+    let kind = reply["type"].as_str().unwrap_or_default();
+    let name = match kind {
+        "STATUS" => reply["code"].as_str().unwrap_or_default(),
+        _ => kind,
+    };
+    if name == wanted {
+        return Ok(true);
     }
+    if kind == "STATUS" && reply.get("seq").is_some() {
+        return Err(format!("expected {wanted}, got {}", abbreviate(text)).into());
+    }
+    Ok(false)
 }
 
 /// The next text message, by `deadline`.
@@ -117,16 +122,20 @@ pub fn group_message(group: &str, data: &str) -> String {
     format!(r#"{{"type":"MESSAGE","target":{{"type":"GROUP","group":"{group}"}},"data":{data}}}"#)
 }
 
-/// The send time in a delivered frame, found by scanning from the end
-/// (switchboard puts `data` last, after a long `origin`). Tolerates a
-/// space after the colon, as other servers' JSON encoders write it.
-pub fn stamp_of(text: &str) -> Option<u64> {
-    let at = text.rfind(STAMP_KEY)? + STAMP_KEY.len();
-    let rest = text[at..].trim_start();
+/// The send time in a delivered message, found by scanning from the end
+/// (switchboard puts `data` last, after a long `origin`). Tolerates
+/// whitespace after the colon, as other servers' JSON encoders write it.
+/// Over bytes, so that both kinds of receivers use this one function: the
+/// event-driven one does not make a `str` of each message.
+pub fn stamp_of(text: &[u8]) -> Option<u64> {
+    let key = STAMP_KEY.as_bytes();
+    let at = text.windows(key.len()).rposition(|w| w == key)? + key.len();
+    let rest = text[at..].trim_ascii_start();
     let end = rest
-        .find(|c: char| !c.is_ascii_digit())
+        .iter()
+        .position(|c| !c.is_ascii_digit())
         .unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
 /// Nanoseconds since the shared clock's start.

@@ -13,18 +13,16 @@ use tungstenite::protocol::Role;
 use tungstenite::{Error as WsError, Message, WebSocket};
 
 use crate::baseline::baseline;
-use crate::client::{
-    client_config, close_quietly, connect, join, ConnectError, Target, RECEIVER_READ_BUFFER,
-    SETUP_TIMEOUT,
-};
+use crate::client::{client_config, close_quietly, connect, ConnectError, Target, SETUP_TIMEOUT};
 use crate::concierge::{
     abbreviate, create_group, data_json, describe_close, group_message, identify, is_timeout,
     nanos_since, read_text, send_json,
 };
 use crate::options::Options;
 use crate::proc::{open_file_limit, ProcSample};
-use crate::receive::{gather, spawn_receivers, POLL};
+use crate::receive::{gather, POLL};
 use crate::report::{print_ratio, FanOutcome, UsageStart};
+use crate::subscribers::Subscribers;
 use crate::{Res, Socket, GRACE};
 
 /// `fanout`, and `baseline` after it with `--compare`.
@@ -59,7 +57,7 @@ pub fn fanout(options: &Options) -> Res<FanOutcome> {
         wait_for_group(&target, tag, &group)?;
     }
     let setup = Instant::now();
-    let subscribers = join_subscribers(&target, tag, &group, options.subscribers)?;
+    let subscribers = join_subscribers(&target, tag, &group, options)?;
     println!(
         "fanout: {} subscribers identified and subscribed in {:.2} s",
         subscribers.len(),
@@ -68,7 +66,7 @@ pub fn fanout(options: &Options) -> Res<FanOutcome> {
 
     let usage = UsageStart::now(options.server_pid)?;
     let deadline = usage.begin + options.timeout;
-    let receivers = spawn_receivers(subscribers, options.messages, deadline, clock)?;
+    let receivers = subscribers.start(options.messages, deadline, clock)?;
     let published = publisher.publish(&group, options, clock, deadline);
     drain.take_over(publisher);
     let deliveries = gather(receivers);
@@ -108,16 +106,16 @@ pub fn wait_for_group(target: &Target, tag: u32, group: &str) -> Res<()> {
 
 /// Connects the subscribers one after another: each has its SUBSCRIBED
 /// before the next starts, so all are in the group before publishing.
-pub fn join_subscribers(target: &Target, tag: u32, group: &str, count: usize) -> Res<Vec<Socket>> {
-    let mut sockets = Vec::with_capacity(count);
-    for i in 0..count {
-        match join(
-            target,
-            &format!("bench_{tag}_sub_{i}"),
-            group,
-            RECEIVER_READ_BUFFER,
-        ) {
-            Ok(ws) => sockets.push(ws),
+pub fn join_subscribers(
+    target: &Target,
+    tag: u32,
+    group: &str,
+    options: &Options,
+) -> Res<Subscribers> {
+    let mut subscribers = Subscribers::new(options.receivers, options.subscribers);
+    for i in 0..options.subscribers {
+        match subscribers.add(target, Some((&format!("bench_{tag}_sub_{i}"), group))) {
+            Ok(()) => {}
             Err(ConnectError::OutOfFiles(e)) => {
                 return Err(format!(
                     "subscriber {i}: {e}: this process's open-file limit is {} \
@@ -129,7 +127,7 @@ pub fn join_subscribers(target: &Target, tag: u32, group: &str, count: usize) ->
             Err(e) => return Err(format!("subscriber {i}: {e}").into()),
         }
     }
-    Ok(sockets)
+    Ok(subscribers)
 }
 
 /// The publishing client. The server answers each MESSAGE with a

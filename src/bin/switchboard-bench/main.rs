@@ -55,12 +55,16 @@ mod baseline;
 mod churn;
 mod client;
 mod concierge;
+mod epoll;
 mod fanout;
+mod frames;
 mod idle;
 mod options;
 mod proc;
+mod raw;
 mod receive;
 mod report;
+mod subscribers;
 
 use std::net::TcpStream;
 use std::time::Duration;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::client::Target;
 use crate::proc::pin;
+use crate::subscribers::ReceiverMode;
 use crate::Res;
 
 pub const USAGE: &str = "\
@@ -23,6 +24,7 @@ fanout and baseline:
   --payload BYTES      [200]      --rate R            [0 = flat out] msgs/s
   --timeout-s SECS     [60]       --compare           (fanout: run baseline after)
   --frame-bytes N      (baseline) size of each frame [the bare MESSAGE's]
+  --receivers epoll|threads   one thread for all subscribers, or one each [epoll]
 idle:
   --connections N      [1000]     --hold-s SECS       [2]
 churn:
@@ -73,6 +75,8 @@ pub struct Options {
     /// Pin the server (`--server-pid`) to CPU 0 and this process to the
     /// other CPUs, so that a many-threaded server is measured on one core.
     pub pin: bool,
+    /// How `fanout` and `baseline` receive (`--receivers`).
+    pub receivers: ReceiverMode,
 }
 
 impl Default for Options {
@@ -95,6 +99,7 @@ impl Default for Options {
             workers: 2,
             smoke: false,
             pin: false,
+            receivers: ReceiverMode::Epoll,
         }
     }
 }
@@ -134,6 +139,13 @@ impl Options {
             "--hold-s" => self.hold = seconds(value)?,
             "--seconds" => self.seconds = seconds(value)?,
             "--workers" => self.workers = value.parse().map_err(|e| bad(&e))?,
+            "--receivers" => {
+                self.receivers = match value {
+                    "epoll" => ReceiverMode::Epoll,
+                    "threads" => ReceiverMode::Threads,
+                    _ => return Err(bad(&"epoll or threads").into()),
+                }
+            }
             _ => return Err(format!("unknown flag {flag}\n{USAGE}").into()),
         }
         Ok(())

@@ -1,4 +1,7 @@
-//! Receiving deliveries and measuring their latency: a thread per subscriber.
+//! Receiving deliveries and measuring their latency: what every receiver
+//! counts, the receivers of `--receivers threads` (a thread per subscriber,
+//! over tungstenite), and the sum of what all receivers saw. The other
+//! kind, one thread for all subscribers, is in `epoll.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,7 +34,18 @@ pub struct Received {
 }
 
 impl Received {
-    pub fn record(&mut self, text: &str, clock: Instant) {
+    pub fn new(expected: u64) -> Received {
+        Received {
+            count: 0,
+            bytes: 0,
+            latencies_us: Vec::with_capacity(usize::try_from(expected).unwrap_or(0)),
+            last_at: None,
+            ended: None,
+        }
+    }
+
+    /// Counts one text message, if it carries a stamp.
+    pub fn record(&mut self, text: &[u8], clock: Instant) {
         let Some(sent_ns) = stamp_of(text) else {
             return; // not one of ours: a status, another client's message
         };
@@ -47,13 +61,7 @@ impl Received {
 /// Reads until `expected` stamped messages have arrived, the server closes,
 /// or `deadline` passes.
 pub fn receive(mut ws: Socket, expected: u64, deadline: Instant, clock: Instant) -> Received {
-    let mut got = Received {
-        count: 0,
-        bytes: 0,
-        latencies_us: Vec::with_capacity(usize::try_from(expected).unwrap_or(0)),
-        last_at: None,
-        ended: None,
-    };
+    let mut got = Received::new(expected);
     // A read that waits at most POLL lets the loop notice the deadline.
     if let Err(e) = ws.get_ref().set_read_timeout(Some(POLL)) {
         got.ended = Some(e.to_string());
@@ -64,7 +72,7 @@ pub fn receive(mut ws: Socket, expected: u64, deadline: Instant, clock: Instant)
             break;
         }
         match ws.read() {
-            Ok(Message::Text(text)) => got.record(&text, clock),
+            Ok(Message::Text(text)) => got.record(text.as_bytes(), clock),
             Ok(Message::Close(frame)) => {
                 got.ended = Some(format!("closed by the server: {}", describe_close(frame)))
             }
@@ -104,7 +112,27 @@ pub struct Deliveries {
     pub endings: BTreeMap<String, usize>,
 }
 
-pub fn gather(handles: Vec<JoinHandle<Received>>) -> Deliveries {
+/// The receivers, running.
+pub enum Receivers {
+    /// One thread per subscriber.
+    Threads(Vec<JoinHandle<Received>>),
+    /// One thread for all of them, answering with one `Received` each.
+    Epoll(JoinHandle<Vec<Received>>),
+}
+
+/// Waits for the receivers to finish and adds up what they saw.
+pub fn gather(receivers: Receivers) -> Deliveries {
+    let panicked = || Received {
+        ended: Some("receiver thread panicked".into()),
+        ..Received::new(0)
+    };
+    let each: Vec<Received> = match receivers {
+        Receivers::Threads(handles) => handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap_or_else(|_| panicked()))
+            .collect(),
+        Receivers::Epoll(handle) => handle.join().unwrap_or_else(|_| vec![panicked()]),
+    };
     let mut all = Deliveries {
         count: 0,
         bytes: 0,
@@ -113,14 +141,7 @@ pub fn gather(handles: Vec<JoinHandle<Received>>) -> Deliveries {
         endings: BTreeMap::new(),
     };
     let mut latencies = Vec::new();
-    for handle in handles {
-        let got = handle.join().unwrap_or_else(|_| Received {
-            count: 0,
-            bytes: 0,
-            latencies_us: Vec::new(),
-            last_at: None,
-            ended: Some("receiver thread panicked".into()),
-        });
+    for got in each {
         all.count += got.count;
         all.bytes += got.bytes;
         all.last_at = all.last_at.max(got.last_at);
