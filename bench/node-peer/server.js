@@ -10,7 +10,8 @@
 //
 //   npm install --prefix bench/node-peer && node bench/node-peer/server.js PORT
 //
-// Listens on 127.0.0.1:PORT, any path (the bench uses /ws/concierge).
+// Listens on 127.0.0.1:PORT (0: any free port, printed), any path (the
+// bench uses /ws/concierge).
 // Everything else in the concierge document is out of scope: what is not
 // in the subset gets the document's STATUS UNSUPORTED.
 
@@ -154,6 +155,8 @@ server.on('connection', (ws) => {
   });
   ws.on('error', () => {}); // a reset client: 'close' follows
 });
+// The port actually bound (PORT 0 picks a free one), for scripts to read.
 server.on('listening', () => {
-  console.log(`concierge subset (Node ${process.version}, ws) on ws://127.0.0.1:${port}/ws/concierge`);
+  const bound = server.address().port;
+  console.log(`concierge subset (Node ${process.version}, ws) on ws://127.0.0.1:${bound}/ws/concierge`);
 });
