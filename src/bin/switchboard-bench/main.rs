@@ -28,6 +28,16 @@
 //!   The receivers are those of `fanout`, so switchboard's fan-out can be
 //!   quoted as a fraction of this ceiling on the same machine.
 //!
+//! Receivers: `--receivers epoll` (the default) receives for every
+//! subscriber in one thread, over non-blocking sockets and the tool's own
+//! frame parser, so that the generator costs the machine little;
+//! `--receivers threads` gives each subscriber a thread of its own reading
+//! through tungstenite, as the tool did first. `--pin` puts the server
+//! (`--server-pid`) on CPU 0 and the tool on the others, to measure one
+//! core against one core. `bench/node-peer/server.js` is a Node `ws`
+//! server speaking the same subset with the same frames, for comparisons
+//! in the same session (docs/performance.md).
+//!
 //! `--smoke` shrinks everything (5 subscribers, 50 messages, 20 idle
 //! connections, 1 s of churn) for CI and exits non-zero unless every message
 //! was delivered; without a scenario it runs them all.

@@ -11,6 +11,7 @@
 //! a copy of what it read, so the bytes after the HTTP response are not
 //! lost either.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
@@ -32,7 +33,7 @@ pub enum Early {
 pub struct RawConn {
     pub stream: TcpStream,
     pub reader: FrameReader,
-    pub early: Vec<Early>,
+    pub early: VecDeque<Early>,
 }
 
 impl RawConn {
@@ -43,7 +44,7 @@ impl RawConn {
         let mut conn = RawConn {
             stream,
             reader: FrameReader::default(),
-            early: Vec::new(),
+            early: VecDeque::new(),
         };
         conn.take(after_response(&seen))?;
         Ok(conn)
@@ -69,8 +70,8 @@ impl RawConn {
             .write_all(&client_frame(TEXT, value.to_string().as_bytes()))?;
         let mut scratch = vec![0; 16 * 1024];
         loop {
-            while !self.early.is_empty() {
-                match self.early.remove(0) {
+            while let Some(early) = self.early.pop_front() {
+                match early {
                     Early::Text(text) => {
                         if answers(&String::from_utf8_lossy(&text), wanted)? {
                             return Ok(());
@@ -97,8 +98,8 @@ impl RawConn {
         let early = &mut self.early;
         self.reader
             .feed(bytes, &mut |frame| match frame {
-                Frame::Text(text) => early.push(Early::Text(text.to_vec())),
-                Frame::Close(code) => early.push(Early::Close(code)),
+                Frame::Text(text) => early.push_back(Early::Text(text.to_vec())),
+                Frame::Close(code) => early.push_back(Early::Close(code)),
                 Frame::Ping(payload) => pongs.push(client_frame(PONG, payload)),
             })
             .map_err(io::Error::other)?;
