@@ -149,7 +149,7 @@
 //! - [`auth`]: constant-time secret comparison.
 //! - [`mod@log`]: one-line logging to standard error, with levels.
 //! - `src/tests/fuzz/` (tests only): property tests over every decoder.
-//! - `src/main.rs`: the `switchboard` binary; `src/bin/switchboard-bench.rs`:
+//! - `src/main.rs`: the `switchboard` binary; `src/bin/switchboard-bench/`:
 //!   the load tool (fan-out, idle, churn, and a baseline server of its own).
 //!
 //! # Embedding
