@@ -133,6 +133,7 @@ impl Context {
     }
 
     /// Whether the server speaks TLS on its port.
+    #[cfg_attr(not(feature = "tls"), allow(clippy::unused_self))]
     pub fn speaks_tls(&self) -> bool {
         #[cfg(feature = "tls")]
         return self.tls.is_some();
