@@ -27,12 +27,15 @@ pub fn decode_url(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let (mut bits, mut count) = (0u32, 0u32);
     for &c in text.as_bytes() {
-        let value = URL_SAFE.iter().position(|&a| a == c)? as u32;
+        let value = u32::try_from(URL_SAFE.iter().position(|&a| a == c)?).ok()?;
         bits = bits << 6 | value;
         count += 6;
         if count >= 8 {
             count -= 8;
-            out.push((bits >> count) as u8);
+            // `bits` holds fewer than `count + 8` bits: this is one byte.
+            #[allow(clippy::cast_possible_truncation)]
+            let byte = (bits >> count) as u8;
+            out.push(byte);
             bits &= (1 << count) - 1;
         }
     }
@@ -55,6 +58,7 @@ fn encode_with(bytes: &[u8], alphabet: &[u8; 64]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // small test values
 mod tests {
     use super::*;
 

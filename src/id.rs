@@ -37,7 +37,7 @@ impl Uuid {
                 }
                 continue;
             }
-            let value = (c as char).to_digit(16)? as u8;
+            let value = u8::try_from((c as char).to_digit(16)?).ok()?;
             bytes[nibbles / 2] |= value << if nibbles % 2 == 0 { 4 } else { 0 };
             nibbles += 1;
         }
@@ -101,7 +101,10 @@ pub fn below(bound: usize) -> Result<usize, getrandom::Error> {
     loop {
         let value = getrandom::u64()?;
         if value < zone {
-            return Ok((value % bound) as usize);
+            // Below `bound`, which was a usize.
+            #[allow(clippy::cast_possible_truncation)]
+            let index = (value % bound) as usize;
+            return Ok(index);
         }
     }
 }

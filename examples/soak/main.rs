@@ -28,6 +28,9 @@
 //! and one resident client per dialect that stays throughout and hears
 //! what the others publish.
 
+// The casts: durations and counts of a soak run are small.
+#![allow(clippy::cast_possible_truncation)]
+
 mod probe;
 mod traffic;
 

@@ -87,7 +87,8 @@ pub fn fit(config: &mut crate::Config) {
     match short.first() {
         None => {}
         Some(lowest) if asked == default => {
-            config.max_connections = lowest.connections.max(1) as usize;
+            config.max_connections =
+                usize::try_from(lowest.connections.max(1)).unwrap_or(usize::MAX);
             crate::log::info!(
                 "max-connections = {} (the default {default} is more than {lowest})",
                 config.max_connections

@@ -103,7 +103,7 @@ impl TokenBucket {
         // result is capped before it returns to u64.
         let added = elapsed.as_nanos() * u128::from(self.refill);
         let level = u128::from(self.level) + added;
-        self.level = level.min(u128::from(self.capacity)) as u64;
+        self.level = u64::try_from(level.min(u128::from(self.capacity))).unwrap_or(self.capacity);
     }
 }
 

@@ -231,7 +231,7 @@ impl Follower {
         read.arg("COUNT")
             .arg(READ_COUNT)
             .arg("BLOCK")
-            .arg(READ_BLOCK.as_millis() as u64)
+            .arg(u64::try_from(READ_BLOCK.as_millis()).unwrap_or(u64::MAX))
             .arg("STREAMS");
         for computer in self.followed.keys() {
             read.arg(self.keys.stream(computer));

@@ -252,7 +252,7 @@ impl Writer {
             .arg(&node_key)
             .arg("1")
             .arg("PX")
-            .arg(NODE_TTL.as_millis() as u64)
+            .arg(u64::try_from(NODE_TTL.as_millis()).unwrap_or(u64::MAX))
             .arg("GET")
             .clone();
         let Some(previous) = self.redis.run::<Option<String>>(&beat) else {

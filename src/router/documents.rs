@@ -9,6 +9,7 @@
 //! over the writes applied since is in [`transform`].
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // small generated sizes
 mod convergence_tests;
 mod saving;
 #[cfg(feature = "redis")]

@@ -417,7 +417,8 @@ impl Router {
     pub(super) fn pong(&mut self, conn: ConnId, now: Instant) {
         if let Some(Kind::Channels(liveness)) = self.member_mut(conn).map(|m| &mut m.kind) {
             if let Some(sent) = liveness.ping_sent.take() {
-                liveness.latency_ms = now.saturating_duration_since(sent).as_millis() as u64;
+                let latency = now.saturating_duration_since(sent).as_millis();
+                liveness.latency_ms = u64::try_from(latency).unwrap_or(u64::MAX);
             }
         }
     }

@@ -5,5 +5,7 @@
 //! router, the dialects and `wire` import nothing from the layers above
 //! them.
 
+// Generated sizes and values are small, and the casts say so.
+#[allow(clippy::cast_possible_truncation)]
 mod fuzz;
 mod layers;

@@ -160,6 +160,8 @@ impl Frame {
 }
 
 /// A frame header for a payload of `len` bytes, with room to append it.
+// Each arm's range proves the cast in it.
+#[allow(clippy::cast_possible_truncation)]
 fn header(opcode: Opcode, len: usize) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(len.min(4096) + 10);
     bytes.push(0x80 | opcode as u8); // FIN: this server never fragments

@@ -3,6 +3,9 @@
 //! binary, for what only a process shows) and talks to it over real
 //! sockets; `support` has the shared clients and helpers.
 
+// The casts: test sizes and values are small and fixed.
+#![allow(clippy::cast_possible_truncation)]
+
 mod support;
 
 mod access;

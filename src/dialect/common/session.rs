@@ -39,7 +39,8 @@ impl Session {
 
     /// OP 0 HELLO, the first thing the client hears.
     pub fn on_open(&mut self) -> Vec<Step> {
-        let hello = json!({"op": 0, "hb_interval": self.heartbeat.as_millis() as u64});
+        let interval = u64::try_from(self.heartbeat.as_millis()).unwrap_or(u64::MAX);
+        let hello = json!({"op": 0, "hb_interval": interval});
         vec![Step::Reply(Frame::text(&hello.to_string()))]
     }
 

@@ -146,7 +146,7 @@ impl Text {
             Base::Literal => Ok(self.history.len()),
             Base::Rev(rev) if rev > self.rev => Err(Stale::Future),
             Base::Rev(rev) if rev < self.oldest() => Err(Stale::TooOld),
-            Base::Rev(rev) => Ok((rev - self.oldest()) as usize),
+            Base::Rev(rev) => usize::try_from(rev - self.oldest()).map_err(|_| Stale::TooOld),
             Base::Mark(mark) if mark < self.floor => Err(Stale::TooOld),
             Base::Mark(mark) => Ok(self.history.partition_point(|kept| kept.mark <= mark)),
         }
@@ -312,7 +312,7 @@ fn clamp(chars: usize, offset: i64, selection: i64) -> Cursor {
     let offset = offset.clamp(0, chars as i64);
     let end = offset.saturating_add(selection).clamp(0, chars as i64);
     Cursor {
-        offset: offset as usize,
+        offset: usize::try_from(offset).unwrap_or(0), // clamped to 0..=chars
         selection: end - offset,
     }
 }
@@ -341,7 +341,7 @@ pub fn shift(cursor: Cursor, edit: &Applied) -> Cursor {
         _ => start,
     };
     let anchor = map(cursor.offset);
-    let head = map((cursor.offset as i64 + cursor.selection).max(0) as usize);
+    let head = map(usize::try_from(cursor.offset as i64 + cursor.selection).unwrap_or(0));
     Cursor {
         offset: anchor,
         selection: head as i64 - anchor as i64,
@@ -350,7 +350,7 @@ pub fn shift(cursor: Cursor, edit: &Applied) -> Cursor {
 
 /// The character range `[start, end)` a clamped cursor covers.
 fn range(offset: usize, selection: i64) -> (usize, usize) {
-    let other = (offset as i64 + selection) as usize;
+    let other = usize::try_from(offset as i64 + selection).unwrap_or(0);
     (offset.min(other), offset.max(other))
 }
 
