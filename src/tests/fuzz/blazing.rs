@@ -179,7 +179,8 @@ fn model(sent: &Sent, max_message_bytes: usize) -> Verdict<Option<u16>> {
     if members.any_twice(&["type", "payload"]) {
         return Verdict::Undecided;
     }
-    let Some(kind) = members.get("type").as_str().map(str::to_string) else {
+    // Type names in any case, as the original plugin read them.
+    let Some(kind) = members.get("type").as_str().map(str::to_ascii_lowercase) else {
         return Verdict::Decided(Some(1007));
     };
     // The payload is read whole (a message's payload is a JSON value).
