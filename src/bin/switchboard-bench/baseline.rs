@@ -7,6 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use switchboard::wire::frame::Frame;
 
 use crate::client::{Target, SETUP_TIMEOUT};
 use crate::concierge::group_message;
@@ -137,7 +138,7 @@ pub fn publish_frames(
     deadline: Instant,
 ) -> Published {
     publish_paced(options, clock, |_, data| {
-        let frame: Arc<[u8]> = text_frame(baseline_text(data, frame_bytes).as_bytes()).into();
+        let frame: Arc<[u8]> = Frame::text(&baseline_text(data, frame_bytes)).to_vec().into();
         for writer in writers {
             // A writer whose client is gone has dropped its queue: skip it.
             if let Err(crossbeam_channel::SendTimeoutError::Timeout(_)) =
@@ -164,23 +165,4 @@ pub fn baseline_text(data: &str, frame_bytes: Option<usize>) -> String {
     // its deliveries.
     let shortest = with_origin("").len();
     with_origin(&"o".repeat(size.saturating_sub(shortest)))
-}
-
-/// An unmasked (server-to-client) WebSocket text frame.
-pub fn text_frame(payload: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(payload.len() + 10);
-    frame.push(0x81); // FIN + text
-    match payload.len() {
-        len @ 0..=125 => frame.push(len as u8),
-        len @ 126..=0xFFFF => {
-            frame.push(126);
-            frame.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            frame.push(127);
-            frame.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(payload);
-    frame
 }

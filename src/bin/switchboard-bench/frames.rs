@@ -218,20 +218,29 @@ fn close_reason(payload: &[u8]) -> Result<Option<(u16, String)>, WireError> {
 /// generator on loopback has neither, and the server unmasks a zero key
 /// like any other.
 pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    encode(0x80 | opcode, true, payload)
+}
+
+/// A frame whose first byte is `first`, carrying `payload`, masked with a
+/// zero key when `masked` (client to server) and bare otherwise.
+fn encode(first: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
+    let mask_bit = if masked { 0x80 } else { 0 };
     let mut frame = Vec::with_capacity(payload.len() + 14);
-    frame.push(0x80 | opcode);
+    frame.push(first);
     match payload.len() {
-        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len @ 0..=125 => frame.push(mask_bit | len as u8),
         len @ 126..=0xFFFF => {
-            frame.push(0x80 | 126);
+            frame.push(mask_bit | 126);
             frame.extend_from_slice(&(len as u16).to_be_bytes());
         }
         len => {
-            frame.push(0x80 | 127);
+            frame.push(mask_bit | 127);
             frame.extend_from_slice(&(len as u64).to_be_bytes());
         }
     }
-    frame.extend_from_slice(&[0; 4]);
+    if masked {
+        frame.extend_from_slice(&[0; 4]);
+    }
     frame.extend_from_slice(payload);
     frame
 }
@@ -246,20 +255,7 @@ mod tests {
 
     /// A server's frame: unmasked, with the given first byte.
     fn server_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-        let mut frame = vec![b0];
-        match payload.len() {
-            len @ 0..=125 => frame.push(len as u8),
-            len @ 126..=0xFFFF => {
-                frame.push(126);
-                frame.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            len => {
-                frame.push(127);
-                frame.extend_from_slice(&(len as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(payload);
-        frame
+        encode(b0, false, payload)
     }
 
     #[derive(Debug, PartialEq)]
