@@ -116,22 +116,7 @@ fn assert_refused(answer: &str, status: u16, code: &str) {
 
 /// A channels listener of `channel` with `query` (may hold `token=`).
 fn listener(addr: SocketAddr, channel: &str, query: &str) -> Client {
-    let mut client = Client::connect(addr, &format!("/{channel}/listen?{query}"));
-    let connected = client.recv_json();
-    assert_eq!(connected["type"], "CONNECTED", "{connected}");
-    client
-}
-
-/// The next DATA frame's payload, skipping presence and pings.
-fn next_data(client: &mut Client) -> Value {
-    loop {
-        let frame = client.recv_json();
-        match frame["type"].as_str() {
-            Some("DATA") => return frame["payload"].clone(),
-            Some("PING") => client.send_json(json!({"type": "PONG"})),
-            _ => {}
-        }
-    }
+    Client::listen(addr, &format!("/{channel}/listen?{query}")).0
 }
 
 /// POSTs `body` to `/<channel>/emit` with an optional bearer token.
@@ -260,7 +245,7 @@ fn a_granted_channel_is_heard_with_the_token_as_parameter_or_header() {
     assert!(String::from_utf8_lossy(&connected).contains("CONNECTED"));
     let sent = emit(addr, "news", Some(EMIT_KEY), r#"{"headline":1}"#);
     assert!(sent.contains("\"targeted\":2"), "{sent}");
-    assert_eq!(next_data(&mut by_query), json!({"headline": 1}));
+    assert_eq!(by_query.next_data(), json!({"headline": 1}));
 }
 
 #[test]
@@ -273,8 +258,8 @@ fn a_prefix_pattern_grants_every_channel_it_starts() {
     assert_refused(&answer, 403, "FORBIDDEN");
     emit(addr, "team-a", Some(EMIT_KEY), r#"{"to":"a"}"#);
     emit(addr, "team-b", Some(EMIT_KEY), r#"{"to":"b"}"#);
-    assert_eq!(next_data(&mut a), json!({"to": "a"}));
-    assert_eq!(next_data(&mut b), json!({"to": "b"}));
+    assert_eq!(a.next_data(), json!({"to": "a"}));
+    assert_eq!(b.next_data(), json!({"to": "b"}));
 }
 
 #[test]
@@ -322,10 +307,10 @@ fn emits_need_the_operator_key_or_a_publish_grant() {
         "{sent}"
     );
     // The refused ones never arrived: the first DATA is the granted one.
-    assert_eq!(next_data(&mut reader), json!({"x": 1}));
+    assert_eq!(reader.next_data(), json!({"x": 1}));
     let operator = emit(addr, "news", Some(EMIT_KEY), r#"{"x":2}"#);
     assert!(operator.starts_with("HTTP/1.1 200"), "{operator}");
-    assert_eq!(next_data(&mut reader), json!({"x": 2}));
+    assert_eq!(reader.next_data(), json!({"x": 2}));
     assert_eq!(denied(addr, "http", "not_granted"), 2);
 }
 
@@ -342,7 +327,7 @@ fn public_patterns_open_chosen_channels_to_anyone() {
     let sent = emit(addr, "inbox1", None, r#"{"a":2}"#);
     assert!(sent.starts_with("HTTP/1.1 200"), "{sent}");
     emit(addr, "lobby", Some(EMIT_KEY), r#"{"a":3}"#);
-    assert_eq!(next_data(&mut lobby), json!({"a": 3}));
+    assert_eq!(lobby.next_data(), json!({"a": 3}));
 }
 
 // ---------------------------------------------------------------------------
@@ -358,12 +343,12 @@ fn a_channels_listener_hears_every_dialect_only_on_its_granted_channel() {
     let mut bot = service(addr, "bot");
     let sent = bot.ask(json!({"type": "MESSAGE", "target": {"type": "GROUP", "group": "ops"}, "data": {"from": "concierge"}}));
     assert_eq!(sent["code"], "MESSAGE_SENT", "{sent}");
-    assert_eq!(next_data(&mut reader), json!({"from": "concierge"}));
+    assert_eq!(reader.next_data(), json!({"from": "concierge"}));
     // common hub.publish (a trusted service).
     let mut rpc = common(addr);
     rpc.send_json(json!({"op": 4, "w": "hub.publish", "a": ["ops", {"from": "common"}], "n": 1}));
     assert_eq!(rpc.recv_json()["r"]["delivered"], 1);
-    assert_eq!(next_data(&mut reader), json!({"from": "common"}));
+    assert_eq!(reader.next_data(), json!({"from": "common"}));
     // world hub.publish: refused without a publish grant, heard with one.
     let mut reader_only = world_user(addr, &token(json!({})));
     reader_only
@@ -377,7 +362,7 @@ fn a_channels_listener_hears_every_dialect_only_on_its_granted_channel() {
     let mut writer = world_user(addr, &token(json!({"publish": ["ops"]})));
     writer.send_json(json!(["hub.publish", 2, {"topic": "ops", "data": {"from": "world"}}]));
     assert_eq!(writer.recv_json()[0], "success");
-    assert_eq!(next_data(&mut reader), json!({"from": "world"}));
+    assert_eq!(reader.next_data(), json!({"from": "world"}));
 }
 
 #[test]
@@ -491,13 +476,13 @@ fn the_status_topic_needs_its_exact_name_on_a_protected_hub() {
     assert_refused(&answer, 403, "FORBIDDEN");
     let sys = token(json!({"channels": ["$sys"]}));
     let mut status = listener(addr, "$sys", &format!("token={sys}"));
-    assert!(next_data(&mut status)["uptime_s"].is_u64());
+    assert!(status.next_data()["uptime_s"].is_u64());
     let public = start(Config {
         public_channels: Patterns::parse_list("$sys"),
         ..protected()
     });
     let mut page = listener(public, "$sys", "");
-    assert!(next_data(&mut page)["uptime_s"].is_u64());
+    assert!(page.next_data()["uptime_s"].is_u64());
 }
 
 // ---------------------------------------------------------------------------
@@ -574,7 +559,7 @@ fn an_open_hub_lets_anyone_listen_and_emit_and_warns_at_start() {
     let mut anyone = listener(addr, "payroll", "");
     let sent = emit(addr, "payroll", None, r#"{"open":true}"#);
     assert!(sent.starts_with("HTTP/1.1 200"), "{sent}");
-    assert_eq!(next_data(&mut anyone), json!({"open": true}));
+    assert_eq!(anyone.next_data(), json!({"open": true}));
     let server = Process::start(&["--listen", "127.0.0.1:0"]);
     let warning = server.log_line("open hub");
     assert!(warning.contains("anyone"), "{warning}");
@@ -615,7 +600,7 @@ fn a_reload_opens_channels_for_new_listeners_and_keeps_old_grants() {
         upgrade_answer(addr, "/news/listen", "").starts_with("HTTP/1.1 101")
     });
     emit(addr, "news", Some(EMIT_KEY), r#"{"after":"reload"}"#);
-    assert_eq!(next_data(&mut granted), json!({"after": "reload"}));
+    assert_eq!(granted.next_data(), json!({"after": "reload"}));
 }
 
 #[test]
@@ -631,7 +616,7 @@ fn demo_tokens_grant_the_demo_channel_and_nothing_more() {
     let mut lobby = listener(addr, "lobby", &format!("token={demo}"));
     let sent = emit(addr, "lobby", Some(&demo), r#"{"demo":1}"#);
     assert!(sent.starts_with("HTTP/1.1 200"), "{sent}");
-    assert_eq!(next_data(&mut lobby), json!({"demo": 1}));
+    assert_eq!(lobby.next_data(), json!({"demo": 1}));
     let elsewhere = upgrade_answer(addr, &format!("/payroll/listen?token={demo}"), "");
     assert_refused(&elsewhere, 403, "FORBIDDEN");
     assert_refused(&emit(addr, "payroll", Some(&demo), "1"), 403, "FORBIDDEN");
@@ -687,7 +672,7 @@ fn across_nodes_a_member_gets_only_what_its_own_node_would_give_it() {
     // them, the first other message is the granted one, not "sneaky" or
     // "sport".
     let first_other = loop {
-        let data = next_data(&mut reader);
+        let data = reader.next_data();
         if data != json!(0) {
             break data;
         }

@@ -40,9 +40,7 @@ impl Listener {
     /// Listens on `/<channel>/listen<query>` (`query` empty or starting with
     /// `?`); returns the listener and the `members` of its CONNECTED frame.
     fn join(addr: SocketAddr, channel: &str, query: &str) -> (Listener, Value) {
-        let mut client = Client::connect(addr, &format!("/{channel}/listen{query}"));
-        let connected = client.recv_json();
-        assert_eq!(connected["type"], "CONNECTED", "{connected}");
+        let (client, connected) = Client::listen(addr, &format!("/{channel}/listen{query}"));
         let id = connected["clientID"].as_str().unwrap().to_string();
         assert!(is_token(&id, "client_"), "bad clientID: {connected}");
         assert_eq!(connected["latency"], 0, "{connected}");

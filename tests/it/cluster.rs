@@ -214,9 +214,7 @@ struct Listener {
 
 impl Listener {
     fn join(addr: SocketAddr, channel: &str, query: &str) -> (Listener, Value) {
-        let mut client = Client::connect(addr, &format!("/{channel}/listen{query}"));
-        let connected = client.recv_json();
-        assert_eq!(connected["type"], "CONNECTED", "{connected}");
+        let (client, connected) = Client::listen(addr, &format!("/{channel}/listen{query}"));
         let id = connected["clientID"].as_str().unwrap().to_string();
         let members = connected["payload"]["members"].clone();
         (Listener { client, id }, members)

@@ -101,9 +101,7 @@ fn only_common_identity(client: &mut Client) -> (String, String) {
 /// A channels listener on `/<channel>/listen<query>`; returns it and its
 /// clientID.
 fn listener(addr: SocketAddr, channel: &str, query: &str) -> (Client, String) {
-    let mut client = Client::connect(addr, &format!("/{channel}/listen{query}"));
-    let connected = client.recv_json();
-    assert_eq!(connected["type"], "CONNECTED", "{connected}");
+    let (client, connected) = Client::listen(addr, &format!("/{channel}/listen{query}"));
     let id = connected["clientID"].as_str().unwrap().to_string();
     (client, id)
 }

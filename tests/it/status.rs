@@ -8,28 +8,13 @@ use serde_json::{json, Value};
 
 /// A `$sys` listener, past its CONNECTED.
 fn sys_listener(addr: std::net::SocketAddr) -> Client {
-    let mut client = Client::connect(addr, "/$sys/listen");
-    let connected = client.recv_json();
-    assert_eq!(connected["type"], "CONNECTED", "{connected}");
-    client
-}
-
-/// The next snapshot on a `$sys` listener, answering PINGs on the way.
-fn next_snapshot(client: &mut Client) -> Value {
-    loop {
-        let frame = client.recv_json();
-        match frame["type"].as_str() {
-            Some("DATA") => return frame["payload"].clone(),
-            Some("PING") => client.send_json(json!({"type": "PONG"})),
-            _ => {}
-        }
-    }
+    Client::listen(addr, "/$sys/listen").0
 }
 
 /// Snapshots until one satisfies `wanted` (they come about once a second).
 fn snapshot_where(client: &mut Client, wanted: impl Fn(&Value) -> bool) -> Value {
     loop {
-        let snapshot = next_snapshot(client);
+        let snapshot = client.next_data();
         if wanted(&snapshot) {
             return snapshot;
         }
@@ -68,7 +53,7 @@ fn browsers_get_the_page_and_others_the_endpoint_list() {
 fn sys_listeners_see_connections_and_moving_counters() {
     let addr = start(config());
     let mut sys = sys_listener(addr);
-    let first = next_snapshot(&mut sys);
+    let first = sys.next_data();
     assert_eq!(first["connections"]["concierge"], 0, "{first}");
     assert_eq!(first["version"], env!("CARGO_PKG_VERSION"), "{first}");
     assert!(first["uptime_s"].is_u64(), "{first}");
@@ -129,7 +114,7 @@ fn concierge_messages_to_sys_are_refused() {
     assert_ne!(create["code"], "GROUP_CREATED", "{create}");
     // The listener hears only snapshots, never the forged data.
     for _ in 0..2 {
-        let snapshot = next_snapshot(&mut sys);
+        let snapshot = sys.next_data();
         assert!(snapshot.get("forged").is_none(), "{snapshot}");
     }
 }

@@ -138,7 +138,9 @@ pub fn publish_frames(
     deadline: Instant,
 ) -> Published {
     publish_paced(options, clock, |_, data| {
-        let frame: Arc<[u8]> = Frame::text(&baseline_text(data, frame_bytes)).to_vec().into();
+        let frame: Arc<[u8]> = Frame::text(&baseline_text(data, frame_bytes))
+            .to_vec()
+            .into();
         for writer in writers {
             // A writer whose client is gone has dropped its queue: skip it.
             if let Err(crossbeam_channel::SendTimeoutError::Timeout(_)) =

@@ -50,6 +50,28 @@ pub struct Client {
 }
 
 impl Client {
+    /// A channels listener on `path` (`/<channel>/listen…`, `/$sys/listen`)
+    /// that has read its CONNECTED frame; returns that frame too.
+    pub fn listen(addr: SocketAddr, path: &str) -> (Client, Value) {
+        let mut client = Client::connect(addr, path);
+        let connected = client.recv_json();
+        assert_eq!(connected["type"], "CONNECTED", "{connected}");
+        (client, connected)
+    }
+
+    /// A channels listener's next DATA payload, answering PINGs and
+    /// skipping anything else (presence) on the way.
+    pub fn next_data(&mut self) -> Value {
+        loop {
+            let frame = self.recv_json();
+            match frame["type"].as_str() {
+                Some("DATA") => return frame["payload"].clone(),
+                Some("PING") => self.send_json(json!({"type": "PONG"})),
+                _ => {}
+            }
+        }
+    }
+
     /// Connects to `path` on `addr`.
     pub fn connect(addr: SocketAddr, path: &str) -> Client {
         Client::connect_with(addr, path, None).expect("WebSocket handshake")
