@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::send_now::send_now;
+use super::send_now::{gather, send_now, MAX_SLICES};
 use crate::router::{ConnId, Dialect};
 use crate::wire::frame::Frame;
 
@@ -158,8 +158,8 @@ impl Outbox {
         Ok(was_empty)
     }
 
-    /// Wakes the writer after [`try_push_quietly`](Outbox::try_push_quietly).
-    pub fn wake(&self) {
+    /// Wakes the writer after a push.
+    fn wake(&self) {
         self.changed.notify_all();
     }
 
@@ -221,11 +221,6 @@ impl Outbox {
         self.state.lock().aborted
     }
 
-    /// Whether the outbox has been closed (by any of the three ways).
-    pub fn is_closed(&self) -> bool {
-        self.state.lock().closed
-    }
-
     /// Waits for frames and takes all of them. Returns `None` once the
     /// outbox is closed and everything queued has been taken.
     pub fn next_batch(&self) -> Option<VecDeque<Frame>> {
@@ -281,13 +276,9 @@ impl State {
     /// Sends the queued frames with one non-blocking call; drops those the
     /// kernel took, and keeps the rest of one it cut short at the front.
     fn write_through(&mut self, socket: &TcpStream) {
-        let slices: Vec<IoSlice<'_>> = self
-            .queue
-            .iter()
-            .flat_map(Frame::slices)
-            .map(IoSlice::new)
-            .collect();
-        let Ok(mut sent) = send_now(socket, &slices) else {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let count = gather(&mut self.queue.iter().flat_map(Frame::slices), &mut slices);
+        let Ok(mut sent) = send_now(socket, &slices[..count]) else {
             return; // a full buffer, or a failure the writer will meet
         };
         while let Some(front) = self.queue.front() {

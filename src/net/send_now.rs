@@ -10,6 +10,25 @@
 use std::io::{self, IoSlice};
 use std::net::TcpStream;
 
+/// The most slices one system call is given: well under the kernel's
+/// `IOV_MAX` (1024), and few enough to sit on the stack.
+pub const MAX_SLICES: usize = 64;
+
+/// Takes up to [`MAX_SLICES`] slices from `slices` into `into`, without
+/// allocating; returns how many. Both the router's write-through and the
+/// writer thread gather their system calls here.
+pub fn gather<'a>(
+    slices: &mut impl Iterator<Item = &'a [u8]>,
+    into: &mut [IoSlice<'a>; MAX_SLICES],
+) -> usize {
+    let mut count = 0;
+    for (slot, slice) in into.iter_mut().zip(slices) {
+        *slot = IoSlice::new(slice);
+        count += 1;
+    }
+    count
+}
+
 /// Sends as much of `slices` (in order) as the socket's send buffer takes
 /// now, without waiting. Returns how many bytes went; `WouldBlock` when
 /// none could.

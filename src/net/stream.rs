@@ -6,7 +6,7 @@
 //! to a plain socket only ([`super::connection`]).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,11 +60,6 @@ impl Stream {
     /// bytes that are already what goes on the wire.
     pub fn tcp(&self) -> &Arc<TcpStream> {
         &self.tcp
-    }
-
-    /// The client's address as the socket sees it.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.peer_addr()
     }
 
     /// How long one read of the socket may wait.

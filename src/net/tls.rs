@@ -406,9 +406,6 @@ impl Session {
         for slice in slices {
             // Unlimited buffers (see `handshake`): `write_all` takes it all.
             session.writer().write_all(slice)?;
-            while session.wants_write() {
-                session.write_tls(&mut out)?;
-            }
         }
         while session.wants_write() {
             session.write_tls(&mut out)?;

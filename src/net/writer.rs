@@ -12,6 +12,7 @@ use crossbeam_channel::Receiver;
 
 use super::connection::{Places, CLOSE_GRACE};
 use super::outbox::Outbox;
+use super::send_now::{gather, MAX_SLICES};
 use super::stream::Stream;
 use crate::wire::frame::Frame;
 
@@ -21,9 +22,6 @@ pub(super) const WRITER_STACK: usize = 64 * 1024;
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a blocked write wakes to check whether it should give up.
 pub(super) const WRITE_POLL: Duration = Duration::from_millis(250);
-/// The most slices one `writev` takes: 32 frames, spliced ones included.
-const MAX_SLICES: usize = 64;
-
 /// The writer thread: writes batches until the outbox is closed and empty,
 /// then ends the connection.
 pub(super) fn write_until_closed(
@@ -70,17 +68,17 @@ fn write_frames<'a>(
     write_slices(stream.tcp(), frames.flat_map(Frame::slices), outbox)
 }
 
-/// Writes `slices` to the socket as they are, [`MAX_SLICES`] per call.
+/// Writes `slices` to the socket as they are, at most [`MAX_SLICES`] per call.
 fn write_slices<'a>(
     mut tcp: &TcpStream,
     slices: impl Iterator<Item = &'a [u8]>,
     outbox: &Outbox,
 ) -> io::Result<()> {
     let mut slices = slices.peekable();
+    let mut chunk = [IoSlice::new(&[]); MAX_SLICES];
     while slices.peek().is_some() {
-        let mut chunk: Vec<IoSlice<'_>> =
-            slices.by_ref().take(MAX_SLICES).map(IoSlice::new).collect();
-        let mut unsent = &mut chunk[..];
+        let count = gather(&mut slices, &mut chunk);
+        let mut unsent = &mut chunk[..count];
         let mut progress = Instant::now();
         while !unsent.is_empty() {
             match tcp.write_vectored(unsent) {
