@@ -163,7 +163,7 @@ impl Outbox {
         self.changed.notify_all();
     }
 
-    /// What the router calls instead of [`wake`](Outbox::wake) once it has
+    /// What the router calls instead of `wake` once it has
     /// pushed everything it has for now: if the writer is idle and what is
     /// queued is small, it goes to the kernel at once, in one system call,
     /// and the writer sleeps on; whatever the kernel does not take (or a
