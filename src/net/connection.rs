@@ -56,7 +56,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, Sender};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
 use super::capacity;
@@ -69,7 +69,9 @@ use super::reader::{ReadHalf, Reader};
 use super::stream::Stream;
 use super::writer::{self, WRITER_STACK, WRITE_POLL};
 use super::Context;
+use crate::config::Config;
 use crate::dialect::{self, Dialect, Session};
+use crate::log;
 use crate::metrics::{Counter, HandshakeFailure, Metrics};
 use crate::router::{Command, ConnId};
 use crate::wire::frame::{Close, Frame};
@@ -111,7 +113,14 @@ pub(crate) fn spawn(stream: std::net::TcpStream, context: Arc<Context>) -> io::R
     thread::Builder::new()
         .name("conn".into())
         .stack_size(READER_STACK)
-        .spawn(move || dispatch::serve(stream, &context, handshake))
+        .spawn(move || {
+            // The request is read and answered in a call that returns
+            // before the connection's life begins, so its stack is not
+            // under the read loop's (net/stack.rs).
+            if let Some(upgraded) = dispatch::serve(stream, &context, handshake) {
+                run(upgraded, &context);
+            }
+        })
         .map(drop)
         .map_err(|e| {
             let why = format!("cannot start a thread: {e}; {}", capacity::thread_hint());
@@ -166,96 +175,158 @@ impl Drop for Slot {
     }
 }
 
-/// Runs an upgraded connection: starts the writer, reads until the end.
-pub(super) fn run(
-    stream: Stream,
-    (mut request, admission): (ClientRequest, dialect::credentials::Admission),
-    conn: ConnId,
-    dialect: Dialect,
-    context: &Arc<Context>,
-    places: Arc<Places>,
-) -> Ending {
-    let config = context.config();
-    // Failing to set these options leaves defaults that still work.
-    let _ = stream.set_write_timeout(Some(WRITE_POLL));
-    let _ = stream.tcp().set_nodelay(true);
-    let stream = Arc::new(stream);
-    // The router writes through to the socket while the writer is idle
-    // (net/outbox.rs, "Write-through"): plaintext frames, so never to a
-    // TLS socket, whose bytes only the writer may seal (net/tls.rs).
-    let outbox = Arc::new(match stream.is_tls() {
-        true => Outbox::new(config.max_queued_bytes),
-        false => Outbox::writing_through(config.max_queued_bytes, stream.tcp().clone()),
-    });
-    // The reader holds `done_tx` and drops it when it ends; the writer waits
-    // on `done_rx` after its close frame. No value is ever sent.
-    let (done_tx, done_rx) = bounded::<()>(0);
-    let writer = {
-        let (stream, outbox, places) = (stream.clone(), outbox.clone(), places.clone());
-        thread::Builder::new()
-            .name("conn-writer".into())
-            .stack_size(WRITER_STACK)
-            .spawn(move || writer::write_until_closed(&stream, &outbox, &done_rx, places))
+/// A socket whose WebSocket handshake is done: what its connection starts
+/// from ([`super::dispatch::serve`] returns it).
+pub(super) struct Upgraded {
+    pub(super) stream: Stream,
+    pub(super) request: ClientRequest,
+    pub(super) admission: dialect::credentials::Admission,
+    pub(super) conn: ConnId,
+    pub(super) dialect: Dialect,
+    pub(super) places: Arc<Places>,
+}
+
+/// Serves an upgraded connection until it ends, on the thread that read
+/// its request, counted meanwhile among its dialect's open connections.
+pub(super) fn run(upgraded: Box<Upgraded>, context: &Arc<Context>) {
+    let (conn, dialect) = (upgraded.conn, upgraded.dialect);
+    let open = context.metrics.connections.of(dialect);
+    open.increment();
+    let ending = match Live::start(upgraded, context) {
+        Ok(live) => live.read_until_end(context),
+        Err(refused) => refused,
     };
-    if let Err(error) = writer {
-        let close = Close::new(1013, "server busy: cannot start a thread");
-        let _ = (&*stream).write_all(&Frame::close(&close).to_vec());
-        return Ending::Refused(format!(
-            "no writer thread: {error}; {}",
-            capacity::thread_hint()
-        ));
-    }
-    let registered = dialect.uses_router();
-    if registered {
-        // The outbox first: the router thread takes it before it handles
-        // the `Open` sent after it, so the router's first frame for this
-        // connection has somewhere to go.
-        let opened = Opened {
+    open.decrement();
+    log::info!("conn={} dialect={dialect}: disconnected: {ending}", conn.0);
+}
+
+/// A connection from its start to its end: what its reader thread holds.
+struct Live {
+    conn: ConnId,
+    /// Whether the router knows this connection (and must hear `Closed`).
+    registered: bool,
+    ws: WebSocket<ReadHalf>,
+    session: Session,
+    outbox: Arc<Outbox>,
+    /// Dropped when the reader ends; the writer waits on the other end
+    /// after its close frame. No value is ever sent.
+    reader_done: Sender<()>,
+    config: Arc<Config>,
+}
+
+impl Live {
+    /// Starts the writer and tells the router. Never inlined, so that what
+    /// setting up takes from the stack is not under the read loop.
+    #[inline(never)]
+    fn start(upgraded: Box<Upgraded>, context: &Arc<Context>) -> Result<Box<Live>, Ending> {
+        let Upgraded {
+            stream,
+            mut request,
+            admission,
             conn,
             dialect,
-            outbox: outbox.clone(),
+            places,
+        } = *upgraded;
+        let config = context.config();
+        // Failing to set these options leaves defaults that still work.
+        let _ = stream.set_write_timeout(Some(WRITE_POLL));
+        let _ = stream.tcp().set_nodelay(true);
+        let stream = Arc::new(stream);
+        // The router writes through to the socket while the writer is idle
+        // (net/outbox.rs, "Write-through"): plaintext frames, so never to a
+        // TLS socket, whose bytes only the writer may seal (net/tls.rs).
+        let outbox = Arc::new(match stream.is_tls() {
+            true => Outbox::new(config.max_queued_bytes),
+            false => Outbox::writing_through(config.max_queued_bytes, stream.tcp().clone()),
+        });
+        let (reader_done, writer_waits) = bounded::<()>(0);
+        let writer = {
+            let (stream, outbox) = (stream.clone(), outbox.clone());
+            thread::Builder::new()
+                .name("conn-writer".into())
+                .stack_size(WRITER_STACK)
+                .spawn(move || writer::write_until_closed(&stream, &outbox, &writer_waits, places))
         };
-        let open = Command::Open { conn, dialect };
-        if context.opened.send(opened).is_err() || context.router.send(open).is_err() {
-            outbox.close(Frame::close(&Close::new(1011, "router stopped")));
-            return Ending::Refused("router stopped".into());
+        if let Err(error) = writer {
+            let close = Close::new(1013, "server busy: cannot start a thread");
+            let _ = (&*stream).write_all(&Frame::close(&close).to_vec());
+            return Err(Ending::Refused(format!(
+                "no writer thread: {error}; {}",
+                capacity::thread_hint()
+            )));
         }
+        let registered = dialect.uses_router();
+        if registered {
+            // The outbox first: the router thread takes it before it handles
+            // the `Open` sent after it, so the router's first frame for this
+            // connection has somewhere to go.
+            let opened = Opened {
+                conn,
+                dialect,
+                outbox: outbox.clone(),
+            };
+            let open = Command::Open { conn, dialect };
+            if context.opened.send(opened).is_err() || context.router.send(open).is_err() {
+                outbox.close(Frame::close(&Close::new(1011, "router stopped")));
+                return Err(Ending::Refused("router stopped".into()));
+            }
+        }
+        let session = Session::new(dialect, conn, &config, &request, admission);
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(READ_CHUNK)
+            .write_buffer_size(0)
+            .max_message_size(Some(config.max_message_bytes))
+            .max_frame_size(Some(config.max_message_bytes));
+        let leftover = std::mem::take(&mut request.leftover);
+        // The session has taken what it needs from the request; its headers
+        // would otherwise be held for the connection's whole life.
+        drop(request);
+        let ws = WebSocket::from_partially_read(
+            ReadHalf::new(stream),
+            leftover,
+            Role::Server,
+            Some(ws_config),
+        );
+        Ok(Box::new(Live {
+            conn,
+            registered,
+            ws,
+            session,
+            outbox,
+            reader_done,
+            config,
+        }))
     }
-    let mut session = Session::new(dialect, conn, &config, &request, admission);
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(READ_CHUNK)
-        .write_buffer_size(0)
-        .max_message_size(Some(config.max_message_bytes))
-        .max_frame_size(Some(config.max_message_bytes));
-    let leftover = std::mem::take(&mut request.leftover);
-    // The session has taken what it needs from the request; its headers
-    // would otherwise be held for the connection's whole life.
-    drop(request);
-    let mut ws =
-        WebSocket::from_partially_read(ReadHalf(stream), leftover, Role::Server, Some(ws_config));
-    let reader = Reader {
-        outbox: &outbox,
-        router: &context.router,
-        metrics: &context.metrics,
-        max_message_bytes: config.max_message_bytes,
-        keepalive: config.keepalive,
-        rate: Rate::from_config(&config),
-    };
-    // Whatever happens while reading, the router must hear `Closed` and the
-    // writer must be let go: a panic here ends this connection only.
-    let ending = panic::catch_unwind(AssertUnwindSafe(|| {
-        reader.read_until_end(&mut ws, &mut session)
-    }))
-    .unwrap_or_else(|_| {
-        outbox.close(Frame::close(&dialect.internal_error_close()));
-        Ending::Gone("the connection's handler failed".into())
-    });
-    outbox.shut();
-    if registered {
-        let _ = context.router.send(Command::Closed { conn }); // gone only if the router is
+
+    /// Reads until the connection ends, then lets the router and the
+    /// writer go.
+    fn read_until_end(mut self, context: &Context) -> Ending {
+        let reader = Reader {
+            outbox: &self.outbox,
+            router: &context.router,
+            metrics: &context.metrics,
+            max_message_bytes: self.config.max_message_bytes,
+            keepalive: self.config.keepalive,
+            rate: Rate::from_config(&self.config),
+        };
+        // Whatever happens while reading, the router must hear `Closed` and
+        // the writer must be let go: a panic here ends this connection only.
+        let ending = panic::catch_unwind(AssertUnwindSafe(|| {
+            reader.read_until_end(&mut self.ws, &mut self.session)
+        }))
+        .unwrap_or_else(|_| {
+            let close = self.session.dialect().internal_error_close();
+            self.outbox.close(Frame::close(&close));
+            Ending::Gone("the connection's handler failed".into())
+        });
+        self.outbox.shut();
+        if self.registered {
+            // Fails only if the router is gone.
+            let _ = context.router.send(Command::Closed { conn: self.conn });
+        }
+        drop(self.reader_done);
+        ending
     }
-    drop(done_tx);
-    ending
 }
 
 /// How a connection ended, for the log.

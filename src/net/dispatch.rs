@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::connection::{self, Places, Slot};
+use super::connection::{Places, Slot, Upgraded};
 use super::forwarded::TrustedProxies;
 use super::http::{self, ReadError, Response};
 use super::per_ip::PeerPlace;
@@ -26,16 +26,28 @@ use crate::wire::request::ClientRequest;
 
 /// Serves one socket. `http` counts it among the sockets in their HTTP
 /// exchange until it has been answered, or upgraded to a WebSocket.
-pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) {
+///
+/// Returns the socket once it is a WebSocket, for [`connection::run`]. Never
+/// inlined: the request's parsing and answering then use stack pages below
+/// a frame that has returned, which the connection's reader gives back
+/// (net/stack.rs), instead of ones that stay under its whole life.
+#[inline(never)]
+pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) -> Option<Box<Upgraded>> {
     let mut peer = Peer::of(&tcp);
     let deadline = Instant::now() + context.config().handshake_timeout;
     let stream = match secure(tcp, context, deadline, peer) {
         Ok(stream) => stream,
-        Err(refused) => return respond_nothing(&refused, http),
+        Err(refused) => {
+            respond_nothing(&refused, http);
+            return None;
+        }
     };
     let request = match http::read_request(&stream, deadline) {
         Ok(request) => request,
-        Err(error) => return refuse_unreadable(&stream, peer, error, &context.metrics, http),
+        Err(error) => {
+            refuse_unreadable(&stream, peer, error, &context.metrics, http);
+            return None;
+        }
     };
     let config = context.config();
     peer.resolve(&config.trusted_proxies, &request);
@@ -47,7 +59,8 @@ pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) {
         );
         let why = format!("origin {origin} is not allowed here (--allowed-origins)");
         let refusal = Response::json(403, &serde_json::json!({"error": why, "code": "ORIGIN"}));
-        return respond(&stream, &refusal, http);
+        respond(&stream, &refusal, http);
+        return None;
     }
     drop(config);
     // The path only: a query may carry a token.
@@ -60,7 +73,8 @@ pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) {
     if let Some(allowed) = wrong_method(&route, &request.method) {
         let refusal = Response::text(405, format!("{} takes {allowed} only\n", request.path))
             .with_header("Allow", allowed);
-        return respond(&stream, &refusal, http);
+        respond(&stream, &refusal, http);
+        return None;
     }
     let response = match route {
         Route::Health => health(context),
@@ -79,8 +93,11 @@ pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) {
         }
         Route::WebSocket(dialect) => {
             match upgrade(stream, peer, request, dialect, deadline, context, http) {
-                Ok(()) => return,
-                Err((stream, response, http)) => return respond(&stream, &response, http),
+                Ok(upgraded) => return upgraded,
+                Err((stream, response, http)) => {
+                    respond(&stream, &response, http);
+                    return None;
+                }
             }
         }
     };
@@ -90,6 +107,7 @@ pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) {
     };
     log::debug!("peer={peer} status={}", response.status);
     respond(&stream, &response, http);
+    None
 }
 
 fn refuse_unreadable(stream: &Stream, peer: Peer, error: ReadError, metrics: &Metrics, http: Slot) {
@@ -220,8 +238,9 @@ const LINGER: Duration = Duration::from_secs(1);
 /// How much it may send meanwhile.
 const LINGER_BYTES: usize = 64 * 1024;
 
-/// Completes the handshake and serves the WebSocket. On refusal, hands the
-/// stream and its HTTP slot back with the HTTP answer to send.
+/// Completes the handshake: the socket is a WebSocket from here on (`None`
+/// if the client left meanwhile). On refusal, hands the stream and its
+/// HTTP slot back with the HTTP answer to send.
 fn upgrade(
     stream: Stream,
     peer: Peer,
@@ -230,7 +249,7 @@ fn upgrade(
     deadline: Instant,
     context: &Arc<Context>,
     http: Slot,
-) -> Result<(), (Stream, Response, Slot)> {
+) -> Result<Option<Box<Upgraded>>, (Stream, Response, Slot)> {
     let accept = match upgrade::accept_key(&request) {
         Ok(accept) => accept,
         Err(refusal) => {
@@ -278,7 +297,7 @@ fn upgrade(
         .set_write_timeout(Some(left.max(Duration::from_millis(100))))
         .and_then(|()| (&stream).write_all(&head));
     if sent.is_err() {
-        return Ok(()); // the client left mid-handshake
+        return Ok(None); // the client left mid-handshake
     }
     drop(http); // a WebSocket now, counted by `places`
     context.metrics.connections_total.increment();
@@ -287,19 +306,14 @@ fn upgrade(
         "conn={} dialect={dialect}: connected from peer={peer}",
         conn.0
     );
-    let open = context.metrics.connections.of(dialect);
-    open.increment();
-    let ending = connection::run(
+    Ok(Some(Box::new(Upgraded {
         stream,
-        (request, admission),
+        request,
+        admission,
         conn,
         dialect,
-        context,
-        Arc::new(places),
-    );
-    open.decrement();
-    log::info!("conn={} dialect={dialect}: disconnected: {ending}", conn.0);
-    Ok(())
+        places: Arc::new(places),
+    })))
 }
 
 /// Counts a WebSocket against its address's cap, when

@@ -18,6 +18,7 @@
 //! - [`stream`] is a client's bytes, plain or (feature `tls`) through
 //!   [`tls`], whose opening comment says how two threads share a session,
 //! - [`send_now`] is the one write that never waits (the router's write-through),
+//! - [`stack`] gives back the stack pages a waiting reader does not need,
 //! - the frames these write and the request heads they read are values in
 //!   `crate::wire`, where the dialects build and read them too,
 //! - [`capacity`] reads the machine limits that cap the connections.
@@ -38,6 +39,7 @@ pub mod rate;
 pub mod reader;
 pub mod route;
 pub mod send_now;
+pub mod stack;
 pub mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -15,6 +15,7 @@ use tungstenite::{Error as WsError, Message};
 use super::connection::{Ending, CLOSE_GRACE};
 use super::outbox::Outbox;
 use super::rate::{MessageLimit, Rate, Verdict};
+use super::stack::Stack;
 use super::stream::Stream;
 use crate::dialect::{self, Dialect, Overrun, Received, Session, Step};
 use crate::log;
@@ -23,13 +24,74 @@ use crate::router::{Command, Control};
 use crate::wire::frame::{Close, Frame};
 
 /// The reading side of the shared socket. Writes are discarded on purpose:
-/// see the module documentation.
-pub(super) struct ReadHalf(pub(super) Arc<Stream>);
+/// see the module documentation. Made, and read, on the reader thread.
+pub(super) struct ReadHalf {
+    stream: Arc<Stream>,
+    /// The reader thread's stack, trimmed once the client falls quiet
+    /// ([`super::stack`]).
+    stack: Option<Stack>,
+    /// Whether the thread may have gone deep since it last trimmed: it has
+    /// read bytes (and handled them) since. True at first: the request
+    /// was answered on the same stack.
+    deep: bool,
+}
+
+/// How long a client must stay silent before its reader trims its stack:
+/// long enough that a client in full flow never pays for a trim (and the
+/// page faults after it), short enough that a hub of idle clients holds
+/// only their shallow pages.
+const QUIET: Duration = Duration::from_millis(50);
+
+impl ReadHalf {
+    /// The reading side of `stream`, for the calling thread.
+    pub(super) fn new(stream: Arc<Stream>) -> ReadHalf {
+        ReadHalf {
+            stream,
+            stack: Stack::of_this_thread(),
+            deep: true,
+        }
+    }
+
+    pub(super) fn stream(&self) -> &Stream {
+        &self.stream
+    }
+}
 
 impl Read for ReadHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buf)
+        // Under TLS, input may be waiting already decrypted: a wait on the
+        // socket could hold it up, so a TLS reader trims at once.
+        if self.deep && (self.stream.is_tls() || !input_within(self.stream.tcp(), QUIET)) {
+            if let Some(stack) = &self.stack {
+                stack.trim();
+            }
+            self.deep = false;
+        }
+        let read = (&*self.stream).read(buf);
+        self.deep = self.deep || matches!(read, Ok(n) if n > 0);
+        read
     }
+}
+
+/// Whether `socket` has input (or an error, or its end) within `wait`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn input_within(socket: &std::net::TcpStream, wait: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut watched = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd, for the duration of the call. An error
+    // (EINTR) counts as input: the read that follows sorts it out.
+    unsafe { libc::poll(&mut watched, 1, millis) != 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn input_within(_socket: &std::net::TcpStream, _wait: Duration) -> bool {
+    true
 }
 
 impl Write for ReadHalf {
@@ -60,12 +122,8 @@ impl Reader<'_> {
     pub fn read_until_end(&self, ws: &mut WebSocket<ReadHalf>, session: &mut Session) -> Ending {
         // Each read waits at most one keepalive interval: a timeout is the
         // reader's cue to ping a silent client, or to give up on it.
-        let _ = ws.get_ref().0.set_read_timeout(Some(self.keepalive));
-        let opening = session
-            .on_open()
-            .into_iter()
-            .find_map(|step| self.take(step));
-        let ending = match opening {
+        let _ = ws.get_ref().stream().set_read_timeout(Some(self.keepalive));
+        let ending = match self.open(session) {
             Some(ending) => ending,
             None => self.read_messages(ws, session),
         };
@@ -75,51 +133,84 @@ impl Reader<'_> {
         ending
     }
 
+    /// Takes the steps a session starts with (a greeting, a first command
+    /// for the router); returns how the connection ended if it did.
+    #[inline(never)]
+    fn open(&self, session: &mut Session) -> Option<Ending> {
+        session
+            .on_open()
+            .into_iter()
+            .find_map(|step| self.take(step))
+    }
+
     fn count_in(&self, dialect: Dialect, bytes: usize) {
         self.metrics.messages_received.of(dialect).increment();
         self.metrics.bytes_received.of(dialect).add(bytes as u64);
     }
 
+    /// The read loop: where a reader waits for most of its life, so its
+    /// frame stays small and every message is handled in a call below it
+    /// (see [`super::stack`]).
+    #[inline(never)]
     fn read_messages(&self, ws: &mut WebSocket<ReadHalf>, session: &mut Session) -> Ending {
         let mut last_heard = Instant::now();
         let mut limit = self.rate.map(|rate| MessageLimit::new(rate, last_heard));
         loop {
-            let message = match ws.read() {
-                Ok(message) => message,
-                Err(WsError::Io(e)) if is_timeout(&e) => {
-                    if last_heard.elapsed() >= 2 * self.keepalive {
-                        return self.close(session.dialect().silence_close(2 * self.keepalive));
-                    }
-                    // Fails only for a client that is too slow or leaving:
-                    // either way it is on its way out.
-                    let _ = self.outbox.try_push(Frame::ping(b""));
-                    continue;
+            let handled = match ws.read() {
+                Ok(message) => {
+                    last_heard = Instant::now();
+                    self.handle(message, session, &mut limit, last_heard)
                 }
-                Err(error) => return self.fail(error),
+                Err(WsError::Io(e)) if is_timeout(&e) => self.keep_alive(session, last_heard),
+                Err(error) => Some(self.fail(error)),
             };
-            last_heard = Instant::now();
-            let dialect = session.dialect();
-            let step = match message {
-                Message::Text(text) => {
-                    self.count_in(dialect, text.len());
-                    self.receive(session, &mut limit, Received::Text(&text), last_heard)
-                }
-                Message::Binary(bytes) => {
-                    self.count_in(dialect, bytes.len());
-                    self.receive(session, &mut limit, Received::Binary(&bytes), last_heard)
-                }
-                Message::Ping(payload) => Some(Step::Reply(Frame::pong(&payload))),
-                Message::Pong(_) | Message::Frame(_) => None,
-                Message::Close(frame) => {
-                    let code = frame.map(|f| u16::from(f.code));
-                    self.outbox.close(Frame::close_reply(code));
-                    return Ending::ClientClosed(code);
-                }
-            };
-            if let Some(ending) = step.and_then(|step| self.take(step)) {
+            if let Some(ending) = handled {
                 return ending;
             }
         }
+    }
+
+    /// After a keepalive interval of silence, pings; after two, gives up.
+    #[inline(never)]
+    fn keep_alive(&self, session: &Session, last_heard: Instant) -> Option<Ending> {
+        if last_heard.elapsed() >= 2 * self.keepalive {
+            return Some(self.close(session.dialect().silence_close(2 * self.keepalive)));
+        }
+        // Fails only for a client that is too slow or leaving: either way
+        // it is on its way out.
+        let _ = self.outbox.try_push(Frame::ping(b""));
+        None
+    }
+
+    /// Handles one message received at `now`; returns how the connection
+    /// ended if it did.
+    #[inline(never)]
+    fn handle(
+        &self,
+        message: Message,
+        session: &mut Session,
+        limit: &mut Option<MessageLimit>,
+        now: Instant,
+    ) -> Option<Ending> {
+        let dialect = session.dialect();
+        let step = match message {
+            Message::Text(text) => {
+                self.count_in(dialect, text.len());
+                self.receive(session, limit, Received::Text(&text), now)
+            }
+            Message::Binary(bytes) => {
+                self.count_in(dialect, bytes.len());
+                self.receive(session, limit, Received::Binary(&bytes), now)
+            }
+            Message::Ping(payload) => Some(Step::Reply(Frame::pong(&payload))),
+            Message::Pong(_) | Message::Frame(_) => None,
+            Message::Close(frame) => {
+                let code = frame.map(|f| u16::from(f.code));
+                self.outbox.close(Frame::close_reply(code));
+                return Some(Ending::ClientClosed(code));
+            }
+        };
+        step.and_then(|step| self.take(step))
     }
 
     /// Hands one complete client message, received at `now`, to the
@@ -209,6 +300,7 @@ impl Reader<'_> {
     /// for the error where the peer can still hear it.
     /// The stream's framing is unknown after such an error, so these closes
     /// do not wait for the client's reply (see [`await_close_reply`]).
+    #[inline(never)]
     fn fail(&self, error: WsError) -> Ending {
         use tungstenite::error::ProtocolError;
         let ending = match error {
@@ -240,11 +332,12 @@ impl Reader<'_> {
 /// sends until its closing reply arrives, for at most [`CLOSE_GRACE`].
 /// Closing a socket with unread input makes the kernel send a reset, which
 /// on some networks destroys the close frame before the client reads it.
+#[inline(never)]
 fn await_close_reply(ws: &mut WebSocket<ReadHalf>) {
     let until = Instant::now() + CLOSE_GRACE;
     loop {
         let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || ws.get_ref().0.set_read_timeout(Some(left)).is_err() {
+        if left.is_zero() || ws.get_ref().stream().set_read_timeout(Some(left)).is_err() {
             return;
         }
         match ws.read() {
