@@ -35,9 +35,12 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::TcpStream;
-use std::sync::Arc;
-
-use parking_lot::{Condvar, Mutex};
+// std's lock and condvar, not parking_lot's: every writer thread waits
+// here, and a thread that waits through parking_lot gets a place in its
+// global table, which grows with the threads (and a heap cache of the
+// thread's own in glibc): about 1 KiB per connection, measured. std's
+// wait on a futex in place.
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::send_now::{gather, send_now, MAX_SLICES};
 use crate::router::{ConnId, Dialect};
@@ -139,7 +142,7 @@ impl Outbox {
     /// Returns whether that call is needed: only a push into an empty queue
     /// can find the writer asleep.
     pub fn try_push_quietly(&self, frame: Frame) -> Result<bool, PushError> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         if state.closed {
             return Err(PushError::Closed);
         }
@@ -149,6 +152,19 @@ impl Outbox {
         let was_empty = state.queue.is_empty();
         state.enqueue(frame);
         Ok(was_empty)
+    }
+
+    /// The state, even if a thread panicked while holding it: no change to
+    /// it is left half made by a panic (none can panic midway).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for `changed`, giving up the lock meanwhile.
+    fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Wakes the writer after a push.
@@ -161,7 +177,7 @@ impl Outbox {
     /// queued goes to the kernel at once, in one system call, and the
     /// writer sleeps on; whatever the kernel does not take wakes the writer.
     pub fn flush_or_wake(&self) {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         let mine = !state.writing && !state.closed;
         if let (Some(socket), true) = (&self.socket, mine) {
             // The write side is ours while the lock is held.
@@ -176,9 +192,9 @@ impl Outbox {
 
     /// Enqueues `frame`, waiting while the queue is over budget.
     pub fn push_wait(&self, frame: Frame) -> Result<(), PushError> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         while !state.closed && state.over(self.budget, frame.len()) {
-            self.changed.wait(&mut state);
+            state = self.wait(state);
         }
         if state.closed {
             return Err(PushError::Closed);
@@ -210,18 +226,18 @@ impl Outbox {
     /// Whether [`abort`](Outbox::abort) was called: a writer stuck on a
     /// client that does not read can stop trying.
     pub fn is_aborted(&self) -> bool {
-        self.state.lock().aborted
+        self.lock().aborted
     }
 
     /// Waits for frames and takes all of them. Returns `None` once the
     /// outbox is closed and everything queued has been taken.
     pub fn next_batch(&self) -> Option<VecDeque<Frame>> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         // The last batch is written: the write side is free until the
         // writer takes another.
         state.writing = false;
         while state.queue.is_empty() && !state.closed {
-            self.changed.wait(&mut state);
+            state = self.wait(state);
         }
         if state.queue.is_empty() {
             return None;
@@ -235,7 +251,7 @@ impl Outbox {
     }
 
     fn finish(&self, close_frame: Option<Frame>, drop_queued: bool) {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         if state.closed {
             return;
         }
@@ -255,7 +271,7 @@ impl Outbox {
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.state.lock();
+        let state = self.lock();
         f.debug_struct("Outbox")
             .field("frames", &state.queue.len())
             .field("bytes", &state.queued_bytes)
@@ -367,7 +383,7 @@ mod tests {
     }
 
     fn queued(outbox: &Outbox) -> usize {
-        outbox.state.lock().queue.len()
+        outbox.lock().queue.len()
     }
 
     #[test]
