@@ -28,9 +28,11 @@
 //! [`router::Delivery`]s: an [`router::Event`] and its recipients. The
 //! router thread ([`server::router_thread`]) renders each event once per
 //! dialect into a [`wire::frame::Frame`] and pushes that shared frame onto
-//! every recipient's [`net::outbox::Outbox`] without ever blocking. Each
-//! recipient's **writer thread** takes everything queued and writes it in
-//! one system call.
+//! every recipient's [`net::outbox::Outbox`] without ever blocking. Where
+//! the recipient's **writer thread** is idle, the router thread then hands
+//! what it queued straight to the kernel, in one call that never waits;
+//! the writer wakes only for what the kernel did not take, and writes
+//! everything queued in one system call.
 //!
 //! Imports run one way: `net` → `dialect` → `router`. The router knows
 //! connections by number and protocols by name ([`router::Dialect`]);
@@ -71,7 +73,10 @@
 //!   - [`net::stream`]: a client's bytes, plain or through TLS.
 //!   - `net/tls.rs` (feature `tls`): certificates, the handshake, and one
 //!     TLS session shared by a connection's two threads.
-//!   - [`net::outbox`]: the bounded queue between router and writer.
+//!   - [`net::outbox`]: the bounded queue between router and writer, and
+//!     the router's write-through ([`net::send_now`]: a send that never
+//!     waits).
+//!   - [`net::stack`]: a quiet reader gives back its deeper stack pages.
 //!   - [`net::capacity`]: the machine limits that cap the connections.
 //!   - [`net::per_ip`]: each peer address's connections, against its cap.
 //!   - [`net::rate`]: each connection's message rate (a token bucket).

@@ -212,6 +212,9 @@ struct Live {
     /// after its close frame. No value is ever sent.
     reader_done: Sender<()>,
     config: Arc<Config>,
+    /// The reader's hold on the connection's places; the writer has the
+    /// other, and the places are given back when both are dropped.
+    _places: Arc<Places>,
 }
 
 impl Live {
@@ -241,7 +244,7 @@ impl Live {
         });
         let (reader_done, writer_waits) = bounded::<()>(0);
         let writer = {
-            let (stream, outbox) = (stream.clone(), outbox.clone());
+            let (stream, outbox, places) = (stream.clone(), outbox.clone(), places.clone());
             thread::Builder::new()
                 .name("conn-writer".into())
                 .stack_size(WRITER_STACK)
@@ -295,6 +298,7 @@ impl Live {
             outbox,
             reader_done,
             config,
+            _places: places,
         }))
     }
 
