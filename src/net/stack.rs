@@ -11,9 +11,9 @@
 //! the ones it uses.
 //!
 //! That costs a system call and a few page faults per wait, so a reader
-//! trims only when it is about to wait: it first tries to read without
-//! waiting ([`super::send_now::receive_now`]), and a busy connection, whose
-//! next bytes are already there, never trims. For this to pay, the frames
+//! trims only once its client has been quiet for a while (`QUIET` in
+//! `reader.rs`, 50 ms, checked with `poll`): a busy connection, whose
+//! next bytes keep arriving, never trims. For this to pay, the frames
 //! a waiting reader sits in must be shallow: the request is answered in a
 //! call that has returned by then (`dispatch::serve`), and so is the
 //! connection's setup (`connection::Live::start`).
@@ -58,7 +58,7 @@ impl Stack {
         None
     }
 
-    /// Gives back the whole pages more than [`KEEP_BELOW`] under the
+    /// Gives back the whole pages more than `KEEP_BELOW` (512) bytes under the
     /// caller's frame. Must be called on the thread the stack belongs to:
     /// on another, it would take pages from under a running thread.
     #[cfg(target_os = "linux")]
