@@ -165,7 +165,7 @@ impl Session {
                 config.heartbeat_interval,
             )),
             Dialect::World => {
-                let world = world::world_of(&request.path)
+                let world = world::world_of(request.path())
                     .filter(|w| config.worlds.iter().any(|known| known == w))
                     .map(String::from);
                 Session::World(world::Session::new(conn, world, config.token_verifier()))
@@ -325,14 +325,7 @@ mod tests {
     use super::*;
 
     fn session(dialect: Dialect) -> Session {
-        let request = ClientRequest {
-            method: "GET".into(),
-            path: "/lobby/listen".into(),
-            query: None,
-            minor_version: 1,
-            headers: Vec::new(),
-            leftover: Vec::new(),
-        };
+        let request = ClientRequest::for_test("GET", "/lobby/listen", &[]);
         Session::new(
             dialect,
             ConnId(1),

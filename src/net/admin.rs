@@ -34,8 +34,8 @@ pub(crate) fn answer(action: Action, request: &ClientRequest, context: &Context)
         // Refusals of the operator's endpoints are worth an operator's look.
         log::info!(
             "admin: {} {} refused: status={}",
-            request.method,
-            request.path,
+            request.method(),
+            request.path(),
             refusal.status
         );
         return refusal;
@@ -71,7 +71,7 @@ pub(crate) fn answer(action: Action, request: &ClientRequest, context: &Context)
         Ok(count) => {
             log::info!(
                 "admin: {} {}={} told={count}",
-                request.path,
+                request.path(),
                 subject.0,
                 subject.1.as_deref().unwrap_or("(all)")
             );
@@ -92,7 +92,7 @@ fn authorize(request: &ClientRequest, context: &Context) -> Result<(), Response>
             "admin endpoints are off: start with --admin-token\n",
         ));
     };
-    if request.method != "POST" {
+    if request.method() != "POST" {
         return Err(Response::text(405, "POST only\n").with_header("Allow", "POST"));
     }
     let offered = request

@@ -188,7 +188,7 @@ pub(super) struct Upgraded {
 
 /// Serves an upgraded connection until it ends, on the thread that read
 /// its request, counted meanwhile among its dialect's open connections.
-pub(super) fn run(upgraded: Box<Upgraded>, context: &Arc<Context>) {
+pub(super) fn run(upgraded: Upgraded, context: &Arc<Context>) {
     let (conn, dialect) = (upgraded.conn, upgraded.dialect);
     let open = context.metrics.connections.of(dialect);
     open.increment();
@@ -221,7 +221,7 @@ impl Live {
     /// Starts the writer and tells the router. Never inlined, so that what
     /// setting up takes from the stack is not under the read loop.
     #[inline(never)]
-    fn start(upgraded: Box<Upgraded>, context: &Arc<Context>) -> Result<Box<Live>, Ending> {
+    fn start(upgraded: Upgraded, context: &Arc<Context>) -> Result<Box<Live>, Ending> {
         let Upgraded {
             stream,
             mut request,
@@ -229,7 +229,7 @@ impl Live {
             conn,
             dialect,
             places,
-        } = *upgraded;
+        } = upgraded;
         let config = context.config();
         // Failing to set these options leaves defaults that still work.
         let _ = stream.set_write_timeout(Some(WRITE_POLL));

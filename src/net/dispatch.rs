@@ -4,7 +4,7 @@
 //! the per-address and total caps) and the `101` that hands the socket to
 //! the connection (`connection::run`).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use crate::wire::request::ClientRequest;
 /// a frame that has returned, which the connection's reader gives back
 /// (net/stack.rs), instead of ones that stay under its whole life.
 #[inline(never)]
-pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) -> Option<Box<Upgraded>> {
+pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) -> Option<Upgraded> {
     let mut peer = Peer::of(&tcp);
     let deadline = Instant::now() + context.config().handshake_timeout;
     let stream = match secure(tcp, context, deadline, peer) {
@@ -55,7 +55,7 @@ pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) -> Optio
         context.metrics.access_denied("http", "origin");
         log::info!(
             "peer={peer} path={} reason=origin: refused: origin {origin} is not allowed",
-            request.path
+            request.path()
         );
         let why = format!("origin {origin} is not allowed here (--allowed-origins)");
         let refusal = Response::json(403, &serde_json::json!({"error": why, "code": "ORIGIN"}));
@@ -66,12 +66,12 @@ pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) -> Optio
     // The path only: a query may carry a token.
     log::debug!(
         "peer={peer} request=\"{} {}\"",
-        request.method,
-        request.path
+        request.method(),
+        request.path()
     );
     let route = route::route(&request);
-    if let Some(allowed) = wrong_method(&route, &request.method) {
-        let refusal = Response::text(405, format!("{} takes {allowed} only\n", request.path))
+    if let Some(allowed) = wrong_method(&route, request.method()) {
+        let refusal = Response::text(405, format!("{} takes {allowed} only\n", request.path()))
             .with_header("Allow", allowed);
         respond(&stream, &refusal, http);
         return None;
@@ -85,7 +85,7 @@ pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) -> Optio
         Route::DemoToken => crate::demo::answer(&request, &context.config()),
         Route::NotFound => {
             context.metrics.handshake_failed(HandshakeFailure::NotFound);
-            Response::text(404, format!("no endpoint at {}\n", request.path))
+            Response::text(404, format!("no endpoint at {}\n", request.path()))
         }
         Route::Admin(action) => super::admin::answer(action, &request, context),
         Route::Emit(channel) => {
@@ -102,7 +102,7 @@ pub(super) fn serve(tcp: TcpStream, context: &Arc<Context>, http: Slot) -> Optio
         }
     };
     let response = Response {
-        head_only: request.method == "HEAD",
+        head_only: request.method() == "HEAD",
         ..response
     };
     log::debug!("peer={peer} status={}", response.status);
@@ -249,7 +249,7 @@ fn upgrade(
     deadline: Instant,
     context: &Arc<Context>,
     http: Slot,
-) -> Result<Option<Box<Upgraded>>, (Stream, Response, Slot)> {
+) -> Result<Option<Upgraded>, (Stream, Response, Slot)> {
     let accept = match upgrade::accept_key(&request) {
         Ok(accept) => accept,
         Err(refusal) => {
@@ -268,7 +268,7 @@ fn upgrade(
                 .access_denied(dialect.name(), refusal.label());
             log::info!(
                 "peer={peer} dialect={dialect} path={}: refused: {refusal}",
-                request.path
+                request.path()
             );
             let body = serde_json::json!({"error": refusal.to_string(), "code": refusal.code()});
             return Err((stream, Response::json(refusal.status(), &body), http));
@@ -291,11 +291,10 @@ fn upgrade(
     let subprotocol = (dialect == Dialect::Concierge
         && route::offers(&request, concierge::SUBPROTOCOL))
     .then_some(concierge::SUBPROTOCOL);
-    let head = upgrade::switching_protocols(&accept, subprotocol);
     let left = deadline.saturating_duration_since(Instant::now());
     let sent = stream
         .set_write_timeout(Some(left.max(Duration::from_millis(100))))
-        .and_then(|()| (&stream).write_all(&head));
+        .and_then(|()| upgrade::send_switching_protocols(&stream, &accept, subprotocol));
     if sent.is_err() {
         return Ok(None); // the client left mid-handshake
     }
@@ -306,14 +305,14 @@ fn upgrade(
         "conn={} dialect={dialect}: connected from peer={peer}",
         conn.0
     );
-    Ok(Some(Box::new(Upgraded {
+    Ok(Some(Upgraded {
         stream,
         request,
         admission,
         conn,
         dialect,
         places: Arc::new(places),
-    })))
+    }))
 }
 
 /// Counts a WebSocket against its address's cap, when

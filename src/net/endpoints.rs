@@ -157,14 +157,8 @@ mod tests {
                 .path
                 .replace("<channel>", "room")
                 .replace("<world>", "default");
-            let request = ClientRequest {
-                method: endpoint.methods.split('|').next().unwrap_or("GET").into(),
-                path,
-                query: None,
-                minor_version: 1,
-                headers: vec![("upgrade".into(), "websocket".into())],
-                leftover: Vec::new(),
-            };
+            let method = endpoint.methods.split('|').next().unwrap_or("GET");
+            let request = ClientRequest::for_test(method, &path, &[("upgrade", "websocket")]);
             assert_ne!(route(&request), Route::NotFound, "{}", endpoint.path);
         }
     }

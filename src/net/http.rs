@@ -11,12 +11,9 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use super::stream::Stream;
-use crate::wire::request::{BodyError, ClientRequest};
+use crate::wire::request::{BodyError, ClientRequest, HeadError};
 
-/// The largest request head accepted, in bytes.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// The most header lines accepted.
-const MAX_HEADERS: usize = 64;
+pub use crate::wire::request::MAX_HEAD_BYTES;
 
 /// Why no request could be read.
 #[derive(Debug)]
@@ -33,31 +30,42 @@ pub enum ReadError {
     Io(io::Error),
 }
 
+impl From<HeadError> for ReadError {
+    fn from(error: HeadError) -> ReadError {
+        match error {
+            HeadError::TooLarge => ReadError::TooLarge,
+            HeadError::Malformed(why) => ReadError::Malformed(why),
+        }
+    }
+}
+
+/// How much is read at a time; the buffer starts at twice this, past
+/// glibc's per-thread cache of small blocks (see [`ClientRequest`]).
+const READ_CHUNK: usize = 1024;
+
 /// Reads one request head from `stream`, giving up at `deadline` however
 /// the bytes trickle in: each read may wait only for the time that is left.
 pub fn read_request(mut stream: &Stream, deadline: Instant) -> Result<ClientRequest, ReadError> {
-    let mut head = Vec::with_capacity(1024);
-    // On the heap, not the stack: stack pages a thread has touched stay
-    // resident for the life of the connection, a freed buffer does not.
-    let mut chunk = vec![0u8; 1024];
+    // Read straight into the buffer the request will keep.
+    let mut buffer = Vec::with_capacity(2 * READ_CHUNK);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(ReadError::TimedOut);
         }
         stream.set_read_timeout(Some(left)).map_err(ReadError::Io)?;
-        let read = match stream.read(&mut chunk) {
+        let filled = buffer.len();
+        buffer.resize(filled + READ_CHUNK, 0);
+        let read = stream.read(&mut buffer[filled..]);
+        buffer.truncate(filled + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => return Err(ReadError::Closed),
-            Ok(read) => read,
+            Ok(_) => {}
             Err(e) if is_timeout_or_interrupt(&e) => continue, // the loop checks the deadline
             Err(e) => return Err(ReadError::Io(e)),
-        };
-        head.extend_from_slice(&chunk[..read]);
-        if let Some(request) = parse(&head)? {
-            return Ok(request);
         }
-        if head.len() > MAX_HEAD_BYTES {
-            return Err(ReadError::TooLarge);
+        if let Some(request) = ClientRequest::take(&mut buffer)? {
+            return Ok(request);
         }
     }
 }
@@ -69,44 +77,11 @@ fn is_timeout_or_interrupt(error: &io::Error) -> bool {
     )
 }
 
-/// Parses a complete head, or says that more bytes are needed (`None`).
-/// `read_request` calls it on everything read so far, after every read.
+/// Parses a complete head, or says that more bytes are needed (`None`):
+/// what `read_request` does with the bytes it has read.
+#[cfg(test)]
 pub(crate) fn parse(bytes: &[u8]) -> Result<Option<ClientRequest>, ReadError> {
-    // On the heap for the same reason as `chunk` above.
-    let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    let head_len = match parsed.parse(bytes) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(ReadError::TooLarge),
-        Err(e) => return Err(ReadError::Malformed(e.to_string())),
-    };
-    // httparse fills these three whenever it reports Complete.
-    let (Some(method), Some(target), Some(minor_version)) =
-        (parsed.method, parsed.path, parsed.version)
-    else {
-        return Err(ReadError::Malformed("incomplete request line".into()));
-    };
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path, Some(query.to_string())),
-        None => (target, None),
-    };
-    let headers = parsed
-        .headers
-        .iter()
-        .map(|h| {
-            let value = String::from_utf8_lossy(h.value).into_owned();
-            (h.name.to_ascii_lowercase(), value)
-        })
-        .collect();
-    Ok(Some(ClientRequest {
-        method: method.to_string(),
-        path: path.to_string(),
-        query,
-        minor_version,
-        headers,
-        leftover: bytes[head_len..].to_vec(),
-    }))
+    Ok(ClientRequest::parse(bytes)?)
 }
 
 /// Reads the body announced by `Content-Length` (none: empty), at most
@@ -154,11 +129,7 @@ pub fn read_body(
 /// The body length from `Content-Length`: digits only, and every copy of
 /// the header the same (RFC 9110 §8.6); none means no body.
 fn content_length(request: &ClientRequest) -> Result<usize, BodyError> {
-    let mut lengths = request
-        .headers
-        .iter()
-        .filter(|(name, _)| name == "content-length")
-        .map(|(_, value)| value.trim());
+    let mut lengths = request.headers_named("content-length").map(str::trim);
     let Some(first) = lengths.next() else {
         return Ok(0);
     };
@@ -256,9 +227,9 @@ mod tests {
     fn parses_a_head_and_keeps_what_follows() {
         let bytes = b"GET /ws/echo?x=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n\r\n\x81\x00";
         let request = parse(bytes).unwrap().unwrap();
-        assert_eq!(request.method, "GET");
-        assert_eq!(request.path, "/ws/echo");
-        assert_eq!(request.query.as_deref(), Some("x=1"));
+        assert_eq!(request.method(), "GET");
+        assert_eq!(request.path(), "/ws/echo");
+        assert_eq!(request.query(), Some("x=1"));
         assert_eq!(request.minor_version, 1);
         assert_eq!(request.header("HOST"), Some("a"));
         assert!(request.has_token("connection", "upgrade"));

@@ -81,17 +81,7 @@ mod tests {
     use super::*;
 
     fn request(headers: &[(&str, &str)]) -> ClientRequest {
-        ClientRequest {
-            method: "GET".into(),
-            path: "/x/listen".into(),
-            query: None,
-            minor_version: 1,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            leftover: Vec::new(),
-        }
+        ClientRequest::for_test("GET", "/x/listen", headers)
     }
 
     #[test]

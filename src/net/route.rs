@@ -39,10 +39,10 @@ pub fn route(request: &ClientRequest) -> Route {
     if is_upgrade && offers(request, concierge::SUBPROTOCOL) {
         return Route::WebSocket(Dialect::Concierge);
     }
-    if let Some(asset) = pages::Asset::at(&request.path, request) {
+    if let Some(asset) = pages::Asset::at(request.path(), request) {
         return Route::Page(asset);
     }
-    match request.path.as_str() {
+    match request.path() {
         "/healthz" => Route::Health,
         "/metrics" => Route::Metrics,
         "/demo/token" => Route::DemoToken,
@@ -80,17 +80,7 @@ mod tests {
     use super::*;
 
     fn request(path: &str, headers: &[(&str, &str)]) -> ClientRequest {
-        ClientRequest {
-            method: "GET".into(),
-            path: path.into(),
-            query: None,
-            minor_version: 1,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            leftover: Vec::new(),
-        }
+        ClientRequest::for_test("GET", path, headers)
     }
 
     #[test]

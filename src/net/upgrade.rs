@@ -1,5 +1,7 @@
 //! The server side of the WebSocket opening handshake (RFC 6455 §4.2).
 
+use std::io::{self, Write};
+
 use tungstenite::handshake::derive_accept_key;
 
 use super::http::Response;
@@ -41,7 +43,7 @@ pub fn accept_key(request: &ClientRequest) -> Result<String, Refusal> {
     if !request.has_token("upgrade", "websocket") {
         return Err(Refusal::NotAnUpgrade);
     }
-    if request.method != "GET" || request.minor_version < 1 {
+    if request.method() != "GET" || request.minor_version < 1 {
         return Err(Refusal::BadRequest(
             "a WebSocket upgrade must be GET over HTTP/1.1",
         ));
@@ -65,16 +67,29 @@ pub fn accept_key(request: &ClientRequest) -> Result<String, Refusal> {
     Ok(derive_accept_key(key.as_bytes()))
 }
 
-/// The `101 Switching Protocols` answer, echoing `subprotocol` if chosen.
-pub fn switching_protocols(accept: &str, subprotocol: Option<&str>) -> Vec<u8> {
-    let mut head = format!(
+/// Sends the `101 Switching Protocols` answer, echoing `subprotocol` if
+/// chosen, in one write. It is put together on the stack: on the heap it
+/// would be one more block freed by the reader thread, which glibc keeps
+/// in that thread's cache for the life of the connection (see
+/// `ClientRequest`). The subprotocols are this server's own short names,
+/// so the answer always fits.
+pub fn send_switching_protocols(
+    mut out: impl Write,
+    accept: &str,
+    subprotocol: Option<&str>,
+) -> io::Result<()> {
+    let mut head = [0u8; 512];
+    let mut free = &mut head[..];
+    write!(
+        free,
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
-    );
+    )?;
     if let Some(protocol) = subprotocol {
-        head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+        write!(free, "Sec-WebSocket-Protocol: {protocol}\r\n")?;
     }
-    head.push_str("\r\n");
-    head.into_bytes()
+    free.write_all(b"\r\n")?;
+    let len = 512 - free.len();
+    out.write_all(&head[..len])
 }
 
 #[cfg(test)]
@@ -82,17 +97,7 @@ mod tests {
     use super::*;
 
     fn request(headers: &[(&str, &str)]) -> ClientRequest {
-        ClientRequest {
-            method: "GET".into(),
-            path: "/ws/echo".into(),
-            query: None,
-            minor_version: 1,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            leftover: Vec::new(),
-        }
+        ClientRequest::for_test("GET", "/ws/echo", headers)
     }
 
     const GOOD: [(&str, &str); 4] = [
@@ -108,6 +113,28 @@ mod tests {
             accept_key(&request(&GOOD)).unwrap(),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+    }
+
+    #[test]
+    fn the_101_echoes_the_accept_key_and_the_chosen_subprotocol() {
+        let mut out = Vec::new();
+        send_switching_protocols(
+            &mut out,
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+            Some("ert-concierge"),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+             Sec-WebSocket-Protocol: ert-concierge\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        send_switching_protocols(&mut out, "k", None).unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with("Sec-WebSocket-Accept: k\r\n\r\n"));
     }
 
     #[test]
@@ -129,8 +156,7 @@ mod tests {
             accept_key(&request(&GOOD[..3])),
             Err(Refusal::BadRequest(_))
         ));
-        let mut post = request(&GOOD);
-        post.method = "POST".into();
+        let post = ClientRequest::for_test("POST", "/ws/echo", &GOOD);
         assert!(matches!(accept_key(&post), Err(Refusal::BadRequest(_))));
     }
 }

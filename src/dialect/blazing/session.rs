@@ -50,7 +50,7 @@ impl Session {
                 .header(super::COMPUTER_HEADER)
                 .map(String::from)
                 .or_else(|| parameter(super::COMPUTER_PARAMETER))
-                .or_else(|| super::computer_in_path(&request.path).map(String::from))
+                .or_else(|| super::computer_in_path(request.path()).map(String::from))
                 .map(|id| id.trim().to_string()),
             tokens: config.token_verifier(),
             data_dir: config.data_dir.clone(),

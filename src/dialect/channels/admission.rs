@@ -21,7 +21,7 @@ pub fn admit(request: &ClientRequest, config: &Config) -> Result<Admission, Refu
     if !policy.protected {
         return Ok(Admission::default());
     }
-    let channel = super::split_path(&request.path).map_or("", |(channel, _)| channel);
+    let channel = super::split_path(request.path()).map_or("", |(channel, _)| channel);
     let token = credentials::bearer(request);
     let admission = match &token {
         None => Admission::default(),

@@ -87,7 +87,7 @@ pub fn read_head(
     channel: &str,
     config: &Config,
 ) -> Result<Asked, Refused> {
-    if request.method != "GET" && request.method != "POST" {
+    if request.method() != "GET" && request.method() != "POST" {
         let wrong = error(405, "METHOD_NOT_ALLOWED", "emit takes GET or POST");
         return Err(Answer {
             allow: Some(METHODS),
@@ -99,7 +99,7 @@ pub fn read_head(
     let mut targets = Targets::All;
     let mut require_ack = false;
     let mut params = serde_json::Map::new();
-    for (key, value) in query_pairs(request.query.as_deref().unwrap_or("")) {
+    for (key, value) in query_pairs(request.query().unwrap_or("")) {
         match key.as_str() {
             "clients" => targets = parse_targets(&value)?,
             "require-ack" => require_ack = parse_flag(&value),
@@ -117,7 +117,7 @@ pub fn read_head(
         targets,
         require_ack,
         params,
-        wants_body: request.method == "POST",
+        wants_body: request.method() == "POST",
     })
 }
 
@@ -487,14 +487,7 @@ mod tests {
     }
 
     fn request(method: &str, query: &str) -> ClientRequest {
-        ClientRequest {
-            method: method.into(),
-            path: "/room/emit".into(),
-            query: Some(query.into()),
-            minor_version: 1,
-            headers: Vec::new(),
-            leftover: Vec::new(),
-        }
+        ClientRequest::for_test(method, &format!("/room/emit?{query}"), &[])
     }
 
     fn asked(method: &str, query: &str) -> Asked {

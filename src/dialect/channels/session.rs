@@ -31,11 +31,11 @@ impl Session {
     /// checked by the route), with presence from its query parameters (but
     /// `token`, its credential), admitted with `admission`.
     pub fn new(conn: ConnId, request: &ClientRequest, admission: Admission) -> Session {
-        let channel = super::split_path(&request.path)
+        let channel = super::split_path(request.path())
             .map(|(channel, _)| channel.to_string())
             .unwrap_or_default();
         let presence: serde_json::Map<String, serde_json::Value> =
-            query_pairs(request.query.as_deref().unwrap_or(""))
+            query_pairs(request.query().unwrap_or(""))
                 .into_iter()
                 .filter(|(key, _)| key != TOKEN_PARAMETER)
                 .map(|(key, value)| (key, serde_json::Value::String(value)))

@@ -94,18 +94,39 @@ pub fn heard(frame: &Frame) -> Heard {
 }
 
 /// A request head for `path` with `headers`, as the handshake parsed it.
+/// Any text goes in, made into what a head can carry: in the target, bytes
+/// a request line cannot hold are percent-encoded (and so read back by
+/// `query_pairs` as they were); in a value, control characters become
+/// spaces, and the spaces at either end are trimmed, as the parser does.
 pub fn request(path: &str, query: Option<&str>, headers: &[(&str, &str)]) -> ClientRequest {
-    ClientRequest {
-        method: "GET".into(),
-        path: path.into(),
-        query: query.map(String::from),
-        minor_version: 1,
-        headers: headers
-            .iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
-            .collect(),
-        leftover: Vec::new(),
+    let mut target = escape_target(path);
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(&escape_target(query));
     }
+    let values: Vec<String> = headers
+        .iter()
+        .map(|(_, value)| value.replace(|c: char| c.is_ascii_control() && c != '\t', " "))
+        .collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .zip(&values)
+        .map(|((name, _), value)| (*name, value.as_str()))
+        .collect();
+    ClientRequest::for_test("GET", &target, &headers)
+}
+
+/// `text` with the bytes a request target cannot hold (controls, space,
+/// DEL) percent-encoded.
+fn escape_target(text: &str) -> String {
+    let mut escaped = String::new();
+    for &byte in text.as_bytes() {
+        match byte {
+            0..=b' ' | 0x7f => escaped.push_str(&format!("%{byte:02X}")),
+            _ => escaped.push(char::from(byte)),
+        }
+    }
+    escaped
 }
 
 /// One open connection of one dialect, alone in a hub of its own.
