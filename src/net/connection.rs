@@ -90,9 +90,13 @@ pub(crate) const READER_STACK: usize = if cfg!(debug_assertions) {
 };
 /// How long the writer waits for the client's reply to a close frame.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// The read buffer tungstenite starts with (it grows for larger frames);
-/// small, because every connection holds one, busy or idle.
-const READ_CHUNK: usize = 1024;
+/// The read buffer tungstenite starts with (it grows for larger frames),
+/// which is also the most it reads per call: small, because every
+/// connection holds one, busy or idle. Halving it from 1 KiB saved 0.4 KiB
+/// per idle connection and cost a publisher nothing measurable (fan-out of
+/// 4 KB frames to 50 subscribers, pinned: 516k deliveries/s at 1 KiB,
+/// 524k at 512 B).
+const READ_CHUNK: usize = 512;
 
 /// Starts a thread that serves `stream` from its first byte to its last,
 /// unless `--max-handshakes` sockets are already in their handshake: then

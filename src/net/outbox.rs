@@ -9,7 +9,8 @@
 //!
 //! The queue is a `VecDeque` behind a mutex rather than a bounded channel
 //! because a bounded channel preallocates every slot: an idle connection's
-//! outbox here owns no heap memory at all.
+//! outbox here owns at most the small buffer its queue grew to (128 bytes
+//! for the four frames a first push makes room for).
 //!
 //! The writer takes everything queued in one go ([`Outbox::next_batch`]) and
 //! writes it with a single flush.
