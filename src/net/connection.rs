@@ -37,7 +37,8 @@
 //!   stream's framing is lost, so it waits for nothing), when the client
 //!   stays silent for two keepalive intervals although pinged, or when the
 //!   socket fails. It then shuts the outbox, tells the router
-//!   `Closed`, and drops `reader_done`.
+//!   `Closed`, and says it has ended (`Outbox::reader_ended`, when its
+//!   `Live` drops, however the reader ended).
 //! - The writer stops when the outbox is closed and empty, or when a write
 //!   fails, stalls for [`WRITE_STALL_TIMEOUT`](super::writer::WRITE_STALL_TIMEOUT), or is still blocked when the
 //!   router aborts the outbox of a client too slow to keep up. After sending a close frame
@@ -56,7 +57,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Sender};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
 use super::capacity;
@@ -212,9 +212,6 @@ struct Live {
     ws: WebSocket<ReadHalf>,
     session: Session,
     outbox: Arc<Outbox>,
-    /// Dropped when the reader ends; the writer waits on the other end
-    /// after its close frame. No value is ever sent.
-    reader_done: Sender<()>,
     config: Arc<Config>,
     /// The reader's hold on the connection's places; the writer has the
     /// other, and the places are given back when both are dropped.
@@ -246,13 +243,12 @@ impl Live {
             true => Outbox::new(config.max_queued_bytes),
             false => Outbox::writing_through(config.max_queued_bytes, stream.tcp().clone()),
         });
-        let (reader_done, writer_waits) = bounded::<()>(0);
         let writer = {
             let (stream, outbox, places) = (stream.clone(), outbox.clone(), places.clone());
             thread::Builder::new()
                 .name("conn-writer".into())
                 .stack_size(WRITER_STACK)
-                .spawn(move || writer::write_until_closed(&stream, &outbox, &writer_waits, places))
+                .spawn(move || writer::write_until_closed(&stream, &outbox, places))
         };
         if let Err(error) = writer {
             let close = Close::new(1013, "server busy: cannot start a thread");
@@ -275,6 +271,7 @@ impl Live {
             let open = Command::Open { conn, dialect };
             if context.opened.send(opened).is_err() || context.router.send(open).is_err() {
                 outbox.close(Frame::close(&Close::new(1011, "router stopped")));
+                outbox.reader_ended(); // no reader will follow
                 return Err(Ending::Refused("router stopped".into()));
             }
         }
@@ -300,7 +297,6 @@ impl Live {
             ws,
             session,
             outbox,
-            reader_done,
             config,
             _places: places,
         }))
@@ -332,8 +328,15 @@ impl Live {
             // Fails only if the router is gone.
             let _ = context.router.send(Command::Closed { conn: self.conn });
         }
-        drop(self.reader_done);
         ending
+    }
+}
+
+impl Drop for Live {
+    /// However the reader ends, even by a panic outside its guard, the
+    /// writer must not wait for it any longer.
+    fn drop(&mut self) {
+        self.outbox.reader_ended();
     }
 }
 

@@ -42,6 +42,7 @@ use std::net::TcpStream;
 // thread's own in glibc): about 1 KiB per connection, measured. std's
 // wait on a futex in place.
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use super::send_now::{gather, send_now, MAX_SLICES};
 use crate::router::{ConnId, Dialect};
@@ -99,6 +100,8 @@ struct State {
     /// The writer holds a batch it is writing: the socket's write side is
     /// its until it comes back for more and finds nothing.
     writing: bool,
+    /// The connection's reader has ended ([`Outbox::reader_ended`]).
+    reader_gone: bool,
 }
 
 impl Outbox {
@@ -113,6 +116,7 @@ impl Outbox {
                 closed: false,
                 aborted: false,
                 writing: false,
+                reader_gone: false,
             }),
             changed: Condvar::new(),
             budget,
@@ -222,6 +226,25 @@ impl Outbox {
     /// what is queued. For a connection whose socket is already gone.
     pub fn shut(&self) {
         self.finish(None, false);
+    }
+
+    /// Says that the connection's reader has ended, and shuts the outbox: a
+    /// writer waiting for the client's reply to its close frame
+    /// ([`await_reader`](Outbox::await_reader)) may stop waiting.
+    pub fn reader_ended(&self) {
+        self.shut();
+        self.lock().reader_gone = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits at most `grace` for the reader to end; returns whether it did.
+    pub fn await_reader(&self, grace: Duration) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, grace, |state| !state.reader_gone)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.reader_gone
     }
 
     /// Whether [`abort`](Outbox::abort) was called: a writer stuck on a
@@ -477,6 +500,25 @@ mod tests {
         let expected: Vec<u8> = pushed.iter().flat_map(Frame::to_vec).collect();
         assert_eq!(read_exactly(&mut theirs, expected.len()), expected);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_writer_awaiting_the_reader_goes_when_it_ends_and_not_before() {
+        let outbox = Arc::new(Outbox::new(1000));
+        assert!(
+            !outbox.await_reader(Duration::ZERO),
+            "the reader is still there"
+        );
+        let writer = {
+            let outbox = outbox.clone();
+            std::thread::spawn(move || outbox.await_reader(Duration::from_secs(60)))
+        };
+        outbox.reader_ended();
+        assert!(
+            writer.join().unwrap(),
+            "woken by the reader's end, not the grace"
+        );
+        assert_eq!(outbox.try_push(Frame::ping(b"")), Err(PushError::Closed));
     }
 
     #[test]

@@ -8,8 +8,6 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-
 use super::connection::{Places, CLOSE_GRACE};
 use super::outbox::Outbox;
 use super::send_now::{gather, MAX_SLICES};
@@ -24,12 +22,7 @@ pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const WRITE_POLL: Duration = Duration::from_millis(250);
 /// The writer thread: writes batches until the outbox is closed and empty,
 /// then ends the connection.
-pub(super) fn write_until_closed(
-    stream: &Stream,
-    outbox: &Outbox,
-    reader_done: &Receiver<()>,
-    places: Arc<Places>,
-) {
+pub(super) fn write_until_closed(stream: &Stream, outbox: &Outbox, places: Arc<Places>) {
     let mut result = Ok(());
     while let Some(batch) = outbox.next_batch() {
         result = write_frames(stream, batch.iter(), outbox);
@@ -39,7 +32,7 @@ pub(super) fn write_until_closed(
     }
     match result {
         // The close frame is out: give the client a moment to answer it.
-        Ok(()) => drop(reader_done.recv_timeout(CLOSE_GRACE)),
+        Ok(()) => drop(outbox.await_reader(CLOSE_GRACE)),
         // The peer cannot be written to: nothing more will be sent.
         Err(_) => outbox.shut(),
     }
