@@ -103,7 +103,8 @@ pub fn read_body(
     body.truncate(length);
     // curl and others hold back a large body until the server says it wants
     // it; without this answer they wait a second before sending anyway.
-    let wants_continue = request.minor_version >= 1 && request.has_token("expect", "100-continue");
+    let wants_continue =
+        request.minor_version() >= 1 && request.has_token("expect", "100-continue");
     if body.len() < length && wants_continue {
         stream
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -230,7 +231,7 @@ mod tests {
         assert_eq!(request.method(), "GET");
         assert_eq!(request.path(), "/ws/echo");
         assert_eq!(request.query(), Some("x=1"));
-        assert_eq!(request.minor_version, 1);
+        assert_eq!(request.minor_version(), 1);
         assert_eq!(request.header("HOST"), Some("a"));
         assert!(request.has_token("connection", "upgrade"));
         assert!(!request.has_token("connection", "close"));

@@ -43,7 +43,7 @@ pub fn accept_key(request: &ClientRequest) -> Result<String, Refusal> {
     if !request.has_token("upgrade", "websocket") {
         return Err(Refusal::NotAnUpgrade);
     }
-    if request.method() != "GET" || request.minor_version < 1 {
+    if request.method() != "GET" || request.minor_version() < 1 {
         return Err(Refusal::BadRequest(
             "a WebSocket upgrade must be GET over HTTP/1.1",
         ));

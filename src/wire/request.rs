@@ -26,13 +26,8 @@ pub struct ClientRequest {
     /// The head, from the request line to the blank line that ends it
     /// (invalid UTF-8 replaced).
     head: String,
-    /// Where the method and the request target are in `head`.
-    method: Span,
-    target: Span,
-    /// Where the header lines start in `head`.
-    fields: usize,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub minor_version: u8,
+    /// Where its parts are in `head`.
+    layout: Layout,
     /// Bytes that arrived after the head: the start of a body, or the
     /// first WebSocket frames of an eager client.
     pub leftover: Vec<u8>,
@@ -68,12 +63,16 @@ pub enum HeadError {
 }
 
 /// Where the parts of a complete head are.
+#[derive(Debug)]
 struct Layout {
     /// The head's length, its blank line included.
     len: usize,
+    /// The method and the request target.
     method: Span,
     target: Span,
+    /// Where the header lines start.
     fields: usize,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     minor_version: u8,
 }
 
@@ -120,7 +119,9 @@ fn layout(bytes: &[u8]) -> Result<Option<Layout>, HeadError> {
 
 impl ClientRequest {
     /// Reads the request head at the start of `bytes`: `None` while it is
-    /// incomplete.
+    /// incomplete. (The server reads with [`take`](Self::take), which
+    /// keeps the buffer it read into.)
+    #[cfg(test)]
     pub fn parse(bytes: &[u8]) -> Result<Option<ClientRequest>, HeadError> {
         ClientRequest::take(&mut bytes.to_vec())
     }
@@ -149,29 +150,35 @@ impl ClientRequest {
         };
         Ok(Some(ClientRequest {
             head,
-            method: layout.method,
-            target: layout.target,
-            fields: layout.fields,
-            minor_version: layout.minor_version,
+            layout,
             leftover,
         }))
     }
 
     /// `GET`, `POST`, ...
     pub fn method(&self) -> &str {
-        &self.head[self.method.start..self.method.end]
+        self.text(self.layout.method)
     }
 
     /// The path, without the query string.
     pub fn path(&self) -> &str {
-        let target = &self.head[self.target.start..self.target.end];
+        let target = self.text(self.layout.target);
         target.split_once('?').map_or(target, |(path, _)| path)
     }
 
     /// The query string (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        let target = &self.head[self.target.start..self.target.end];
+        let target = self.text(self.layout.target);
         target.split_once('?').map(|(_, query)| query)
+    }
+
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub fn minor_version(&self) -> u8 {
+        self.layout.minor_version
+    }
+
+    fn text(&self, span: Span) -> &str {
+        &self.head[span.start..span.end]
     }
 
     /// Every header line's name (as sent) and value, in order. httparse
@@ -179,7 +186,7 @@ impl ClientRequest {
     /// has its colon. So each line cut at its first colon is a header as
     /// httparse found it.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.head[self.fields..]
+        self.head[self.layout.fields..]
             .lines()
             .take_while(|line| !line.is_empty())
             .filter_map(|line| line.split_once(':'))
@@ -303,7 +310,7 @@ mod tests {
         assert_eq!(request.path(), "/lobby/listen");
         assert_eq!(request.query(), Some("username=a%20b"));
         assert_eq!(request.query_param("username").as_deref(), Some("a b"));
-        assert_eq!(request.minor_version, 1);
+        assert_eq!(request.minor_version(), 1);
         let headers: Vec<_> = request.headers().collect();
         assert_eq!(
             headers,
@@ -328,7 +335,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((request.path(), request.query()), ("/", None));
-        assert_eq!(request.minor_version, 0);
+        assert_eq!(request.minor_version(), 0);
         assert_eq!(request.headers().count(), 0);
     }
 

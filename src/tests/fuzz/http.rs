@@ -129,7 +129,7 @@ fn read_everything(request: &ClientRequest) -> Result<(), TestCaseError> {
     // with version 13 and a 16-byte key, is accepted; the answer is the
     // base64 of a SHA-1 (28 characters), the RFC's own for its example key.
     if let Ok(accept) = accept_key(request) {
-        prop_assert!(upgrade && request.method() == "GET" && request.minor_version >= 1);
+        prop_assert!(upgrade && request.method() == "GET" && request.minor_version() >= 1);
         prop_assert!(request.has_token("connection", "upgrade"));
         prop_assert_eq!(request.header("sec-websocket-version"), Some("13"));
         let key = request.header("sec-websocket-key").map(str::trim);
