@@ -118,11 +118,8 @@ pub(crate) fn spawn(stream: std::net::TcpStream, context: Arc<Context>) -> io::R
         .name("conn".into())
         .stack_size(READER_STACK)
         .spawn(move || {
-            // The request is read and answered in a call that returns
-            // before the connection's life begins, so its stack is not
-            // under the read loop's (net/stack.rs).
-            if let Some(upgraded) = dispatch::serve(stream, &context, handshake) {
-                run(upgraded, &context);
+            if let Some(mut connection) = open(stream, &context, handshake) {
+                connection.serve(&context);
             }
         })
         .map(drop)
@@ -190,18 +187,55 @@ pub(super) struct Upgraded {
     pub(super) places: Arc<Places>,
 }
 
-/// Serves an upgraded connection until it ends, on the thread that read
-/// its request, counted meanwhile among its dialect's open connections.
-pub(super) fn run(upgraded: Upgraded, context: &Arc<Context>) {
+/// Answers the request and, for a WebSocket, sets the connection up, in a
+/// call that returns before the connection's life begins: neither the
+/// request nor the setup then keeps a place on the stack the reader waits
+/// on for the rest of it (net/stack.rs).
+#[inline(never)]
+fn open(
+    stream: std::net::TcpStream,
+    context: &Arc<Context>,
+    handshake: Slot,
+) -> Option<Connection> {
+    let upgraded = dispatch::serve(stream, context, handshake)?;
     let (conn, dialect) = (upgraded.conn, upgraded.dialect);
-    let open = context.metrics.connections.of(dialect);
-    open.increment();
-    let ending = match Live::start(upgraded, context) {
-        Ok(live) => live.read_until_end(context),
-        Err(refused) => refused,
-    };
-    open.decrement();
-    log::info!("conn={} dialect={dialect}: disconnected: {ending}", conn.0);
+    Some(Connection {
+        conn,
+        dialect,
+        live: Live::start(upgraded, context),
+    })
+}
+
+/// An upgraded connection, set up or refused while it was.
+struct Connection {
+    conn: ConnId,
+    dialect: Dialect,
+    live: Result<Live, Ending>,
+}
+
+impl Connection {
+    /// Serves the connection until it ends, counted meanwhile among its
+    /// dialect's open connections. It stays where `open` put it, on the
+    /// caller's stack, and is read through a reference: each move would
+    /// give it another place on the stack the reader waits on.
+    fn serve(&mut self, context: &Context) {
+        let open = context.metrics.connections.of(self.dialect);
+        open.increment();
+        let read;
+        let ending = match &mut self.live {
+            Ok(live) => {
+                read = live.read_until_end(context);
+                &read
+            }
+            Err(refused) => &*refused,
+        };
+        open.decrement();
+        log::info!(
+            "conn={} dialect={}: disconnected: {ending}",
+            self.conn.0,
+            self.dialect
+        );
+    }
 }
 
 /// A connection from its start to its end: what its reader thread holds.
@@ -222,7 +256,7 @@ impl Live {
     /// Starts the writer and tells the router. Never inlined, so that what
     /// setting up takes from the stack is not under the read loop.
     #[inline(never)]
-    fn start(upgraded: Upgraded, context: &Arc<Context>) -> Result<Box<Live>, Ending> {
+    fn start(upgraded: Upgraded, context: &Arc<Context>) -> Result<Live, Ending> {
         let Upgraded {
             stream,
             mut request,
@@ -291,7 +325,7 @@ impl Live {
             Role::Server,
             Some(ws_config),
         );
-        Ok(Box::new(Live {
+        Ok(Live {
             conn,
             registered,
             ws,
@@ -299,12 +333,12 @@ impl Live {
             outbox,
             config,
             _places: places,
-        }))
+        })
     }
 
     /// Reads until the connection ends, then lets the router and the
     /// writer go.
-    fn read_until_end(mut self, context: &Context) -> Ending {
+    fn read_until_end(&mut self, context: &Context) -> Ending {
         let reader = Reader {
             outbox: &self.outbox,
             router: &context.router,

@@ -19,10 +19,11 @@
 //! connection's setup (`connection::Live::start`).
 
 /// How much stack below the trimming frame stays: the `read` that follows
-/// needs a few hundred bytes. Release builds wait about 7 KiB below the
-/// top of a reader's stack, glibc's thread descriptor and TLS included,
-/// so with this margin a waiting reader holds two pages.
-const KEEP_BELOW: usize = 512;
+/// needs under a hundred bytes. Release builds wait about 7.5 KiB below
+/// the top of a reader's stack, glibc's thread descriptor and TLS (4.3 KiB)
+/// included, so a waiting reader holds two pages; a larger margin would
+/// reach into a third.
+const KEEP_BELOW: usize = 256;
 
 /// The stack of the thread that made it.
 #[derive(Debug)]
@@ -58,7 +59,7 @@ impl Stack {
         None
     }
 
-    /// Gives back the whole pages more than `KEEP_BELOW` (512) bytes under the
+    /// Gives back the whole pages more than `KEEP_BELOW` (256) bytes under the
     /// caller's frame. Must be called on the thread the stack belongs to:
     /// on another, it would take pages from under a running thread.
     #[cfg(target_os = "linux")]

@@ -20,6 +20,7 @@
 //!   reaches them, so opening "everything" does not open the server's own
 //!   status.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::sys::is_reserved;
@@ -82,18 +83,25 @@ impl fmt::Display for Pattern {
 }
 
 /// A set of patterns; empty covers nothing.
+///
+/// Borrowed when it is one of the fixed sets: every trusted service holds
+/// [`Patterns::everything`] twice, and sharing it keeps two allocations out
+/// of each such member.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Patterns(Vec<Pattern>);
+pub struct Patterns(Cow<'static, [Pattern]>);
+
+/// The patterns of [`Patterns::everything`]: the empty prefix.
+const EVERYTHING: &[Pattern] = &[Pattern::Prefix(String::new())];
 
 impl Patterns {
     /// Covers nothing.
     pub fn none() -> Patterns {
-        Patterns(Vec::new())
+        Patterns(Cow::Borrowed(&[]))
     }
 
     /// Covers every topic but the reserved ones.
     pub fn everything() -> Patterns {
-        Patterns(vec![Pattern::Prefix(String::new())])
+        Patterns(Cow::Borrowed(EVERYTHING))
     }
 
     /// The patterns in `texts` (empty entries are skipped).
@@ -104,7 +112,8 @@ impl Patterns {
                 .map(str::trim)
                 .filter(|text| !text.is_empty())
                 .map(Pattern::parse)
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         )
     }
 
@@ -126,7 +135,7 @@ impl Patterns {
     /// These patterns and `other`'s.
     #[must_use]
     pub fn and(mut self, other: Patterns) -> Patterns {
-        self.0.extend(other.0);
+        self.0.to_mut().extend(other.0.iter().cloned());
         self
     }
 }

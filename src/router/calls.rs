@@ -271,7 +271,7 @@ impl Router {
             .subscribers
             .iter()
             .filter_map(|&c| self.member(c))
-            .map(|m| json!({"name": m.info.name, "presence": &*m.presence}))
+            .map(|m| json!({"name": m.info.name, "presence": &*m.presence()}))
             .collect();
         Ok((Value::Array(members), Vec::new()))
     }

@@ -148,7 +148,7 @@ impl Router {
         };
         let presence = super::calls::raw(&serde_json::json!({"user": user})).into();
         let tags = vec!["blazing".to_string(), computer.clone()];
-        let kind = Kind::Blazing(editor);
+        let kind = Kind::Blazing(Box::new(editor));
         let identity = Identity::new("blazing_", display, tags, grant);
         if let Err(refusal) = self.enroll(conn, identity, presence, kind) {
             return refusal;

@@ -2,7 +2,6 @@
 //! alive (channels' PINGs, common's HEARTBEATs), change presence and leave.
 
 use std::collections::hash_map::Entry;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +9,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::calls::raw;
+use super::subscriptions::Subscriptions;
 use super::Dialect;
 use super::{
     Access, Addressee, ClientInfo, Conn, ConnId, Delivery, Disconnect, Event, Grant, Joiner,
@@ -28,10 +28,10 @@ pub const MAX_PRESENCE_BYTES: usize = 4096;
 pub struct Member {
     /// Name, nickname, uuid and tags, shared with the messages it sends.
     pub info: Arc<ClientInfo>,
-    /// What channels clients see of it: a JSON object.
-    pub presence: Arc<RawValue>,
+    /// What channels clients see of it.
+    pub presence: Presence,
     /// The topics it subscribes to, ordered by name.
-    pub subscriptions: BTreeSet<String>,
+    pub subscriptions: Subscriptions,
     /// What it may read and write, fixed at admission.
     pub grant: Grant,
     /// When the token it was admitted with expires (it is closed then),
@@ -39,6 +39,20 @@ pub struct Member {
     pub token_expires: Option<Instant>,
     /// What its dialect needs the router to remember.
     pub kind: Kind,
+}
+
+/// What channels clients see of a member: a JSON object.
+#[derive(Debug)]
+pub enum Presence {
+    /// Its own: chosen by a channels client, made at admission for world,
+    /// blazing and common clients, or told by the node of a member that
+    /// lives on another node.
+    Own(Arc<RawValue>),
+    /// Made from its `ClientInfo` whenever someone asks: a concierge
+    /// client's, which never changes. Only channels listeners and
+    /// `hub.presence` ask, so a hub of concierge clients does not keep one
+    /// per member (150 bytes each).
+    FromInfo,
 }
 
 /// The dialect-specific part of a member.
@@ -53,10 +67,12 @@ pub enum Kind {
         /// When its next HEARTBEAT is due at the latest.
         heartbeat_due: Instant,
     },
-    /// A world client.
-    World(WorldUser),
+    /// A world client. Boxed, as is `Blazing`: a member's `Kind` is as large
+    /// as its largest variant, and every member of every dialect pays for it
+    /// in the router's table.
+    World(Box<WorldUser>),
     /// A blazing client, editing a computer's document.
-    Blazing(Editor),
+    Blazing(Box<Editor>),
 }
 
 /// A blazing client: whose document it edits and where its cursor is.
@@ -118,7 +134,15 @@ impl Member {
     pub fn view(&self) -> MemberView {
         MemberView {
             client_id: self.info.name.clone(),
-            presence: self.presence.clone(),
+            presence: self.presence(),
+        }
+    }
+
+    /// Its presence: a JSON object.
+    pub fn presence(&self) -> Arc<RawValue> {
+        match &self.presence {
+            Presence::Own(presence) => presence.clone(),
+            Presence::FromInfo => concierge_presence(&self.info),
         }
     }
 
@@ -208,11 +232,10 @@ impl Router {
             uuid,
             tags,
         };
-        let presence = concierge_presence(&info);
         // It proved the hub's secret: a trusted service, like a common
         // client (without a secret, only what is public).
         let grant = self.policy.service_grant();
-        self.admit(conn, info, presence, grant, Kind::Concierge);
+        self.admit(conn, info, Presence::FromInfo, grant, Kind::Concierge);
         vec![Delivery::one(conn, Event::Welcome { uuid })]
     }
 
@@ -273,7 +296,7 @@ impl Router {
             uuid,
             tags: identity.tags,
         };
-        self.admit(conn, info, presence, identity.grant, kind);
+        self.admit(conn, info, Presence::Own(presence), identity.grant, kind);
         Ok(uuid)
     }
 
@@ -310,7 +333,7 @@ impl Router {
         &mut self,
         conn: ConnId,
         info: ClientInfo,
-        presence: Arc<RawValue>,
+        presence: Presence,
         grant: Grant,
         kind: Kind,
     ) {
@@ -322,7 +345,7 @@ impl Router {
         let member = Member {
             info: Arc::new(info),
             presence,
-            subscriptions: BTreeSet::new(),
+            subscriptions: Subscriptions::default(),
             grant,
             token_expires: None,
             kind,
@@ -434,9 +457,9 @@ impl Router {
         let Some(member) = self.member_mut(conn) else {
             return Vec::new();
         };
-        member.presence = presence.into();
+        member.presence = Presence::Own(presence.into());
         let view = member.view();
-        let topics: Vec<String> = member.subscriptions.iter().cloned().collect();
+        let topics: Vec<String> = member.subscriptions.to_vec();
         self.share(conn, |conn| super::cluster::Record::Presence {
             conn,
             presence: view.presence.as_ref().to_owned(),
@@ -505,7 +528,7 @@ impl Router {
         // that they are described as they were, with it among subscribers.
         let (info, subscriptions) = match self.conns.get(&conn) {
             Some(Conn::Member(member)) => {
-                let subscriptions: Vec<String> = member.subscriptions.iter().cloned().collect();
+                let subscriptions: Vec<String> = member.subscriptions.to_vec();
                 if let Some(expires) = member.token_expires {
                     self.timers.cancel(expires, Timer::TokenExpiry(conn));
                 }
@@ -560,7 +583,7 @@ impl Router {
             Some(member) => Event::Myself {
                 seq,
                 client: member.info.clone(),
-                subscriptions: member.subscriptions.iter().cloned().collect(),
+                subscriptions: member.subscriptions.to_vec(),
             },
             None => Event::Refused {
                 seq: Some(seq),

@@ -14,8 +14,8 @@
 //!
 //! The state is one namespace shared by every dialect:
 //! - **members** (`member.rs`): identified clients of any dialect, each with
-//!   a unique name (a concierge name, or a channels `client_…` id), a uuid
-//!   and a presence;
+//!   a unique name (a concierge name, or a channels `client_…` id), a uuid,
+//!   a presence and its subscriptions (`subscriptions.rs`);
 //! - **topics** (`topic.rs`): named fan-out sets. A concierge group and a
 //!   channel of the same name are the same topic;
 //! - **messages** (`publish.rs`): concierge MESSAGEs, HTTP emits, and the
@@ -48,6 +48,7 @@ mod member;
 mod publish;
 mod rooms;
 mod shutdown;
+mod subscriptions;
 pub mod sys;
 mod timer;
 mod topic;

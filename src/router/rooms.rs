@@ -30,7 +30,7 @@ impl Router {
         let tags = vec!["world".to_string(), world.clone()];
         let (display, presence) = (user.display.clone(), raw(&json!({})).into());
         let identity = Identity::new("world_", display, tags, grant);
-        if let Err(refusal) = self.enroll(conn, identity, presence, Kind::World(user)) {
+        if let Err(refusal) = self.enroll(conn, identity, presence, Kind::World(Box::new(user))) {
             return refusal;
         }
         let mut out = vec![Delivery::one(
@@ -154,7 +154,7 @@ impl Router {
         let body = json!({"user": self.user_view(conn)});
         let rooms: Vec<String> = self
             .member(conn)
-            .map(|m| m.subscriptions.iter().cloned().collect())
+            .map(|m| m.subscriptions.to_vec())
             .unwrap_or_default();
         let mut to: Vec<ConnId> = rooms
             .iter()
@@ -280,7 +280,7 @@ impl Router {
                     _ => (member.info.name.clone(), member.info.nickname.clone()),
                 };
                 let profile: Value =
-                    serde_json::from_str(member.presence.get()).unwrap_or(Value::Null);
+                    serde_json::from_str(member.presence().get()).unwrap_or(Value::Null);
                 json!({"id": id, "name": name, "profile": profile})
             }
             None => Value::Null,

@@ -215,7 +215,7 @@ impl Router {
             .subscribers
             .insert(conn);
         if let Some(member) = self.member_mut(conn) {
-            member.subscriptions.insert(name.to_string());
+            member.subscriptions.insert(name);
         }
         if !newly {
             return Vec::new();

@@ -336,7 +336,7 @@ impl Router {
             nickname: member.info.nickname.clone(),
             uuid: member.info.uuid.to_string(),
             tags: member.info.tags.clone(),
-            presence: member.presence.as_ref().to_owned(),
+            presence: member.presence().as_ref().to_owned(),
             kind,
             subscriptions: member
                 .subscriptions

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use super::{Claimable, Inbound, KindRecord, MemberRecord, Outgoing, Record};
 use crate::id::Uuid;
-use crate::router::member::{Editor, Kind, Liveness, WorldUser};
+use crate::router::member::{Editor, Kind, Liveness, Presence, WorldUser};
 use crate::router::{
     ClientInfo, ConnId, Delivery, DocumentEvent, Event, Message, Origin, Router, Target, Targets,
 };
@@ -195,7 +195,13 @@ impl Router {
         // Its own node checked what it may reach (the one access rule, asked
         // there); replayed calls and subscriptions here take its word.
         let grant = crate::router::Grant::service();
-        self.admit(shadow, info, record.presence.clone().into(), grant, kind);
+        self.admit(
+            shadow,
+            info,
+            Presence::Own(record.presence.clone().into()),
+            grant,
+            kind,
+        );
         let mut out = Vec::new();
         if let Some((computer, user)) = joined_document {
             out.extend(self.shadow_joins_document(&computer, user));
@@ -227,7 +233,7 @@ impl Router {
         let now: BTreeSet<String> = record.subscriptions.into_iter().collect();
         let before: BTreeSet<String> = self
             .member(shadow)
-            .map(|m| m.subscriptions.clone())
+            .map(|m| m.subscriptions.iter().cloned().collect())
             .unwrap_or_default();
         for topic in before.difference(&now) {
             out.extend(self.leave_topic(shadow, topic));
@@ -237,7 +243,7 @@ impl Router {
         }
         let changed = self
             .member(shadow)
-            .is_some_and(|m| m.presence.get() != record.presence.get());
+            .is_some_and(|m| m.presence().get() != record.presence.get());
         if changed {
             out.extend(self.update_presence(shadow, record.presence, false));
         }
@@ -463,21 +469,21 @@ fn shadow_kind(kind: &KindRecord, now: std::time::Instant) -> Kind {
             world,
             user,
             display,
-        } => Kind::World(WorldUser {
+        } => Kind::World(Box::new(WorldUser {
             world: world.clone(),
             user: user.clone(),
             display: display.clone(),
             // Only methods read traits, and a shadow calls none here.
             traits: Vec::new(),
             since: 0,
-        }),
-        KindRecord::Blazing { computer, user } => Kind::Blazing(Editor {
+        })),
+        KindRecord::Blazing { computer, user } => Kind::Blazing(Box::new(Editor {
             computer: computer.clone(),
             user: user.clone(),
             cursor: Default::default(),
             joined: now,
             token_left: std::time::Duration::ZERO,
             expires: None,
-        }),
+        })),
     }
 }
