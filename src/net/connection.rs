@@ -54,7 +54,6 @@
 use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
@@ -67,6 +66,7 @@ use super::per_ip::PeerPlace;
 use super::rate::Rate;
 use super::reader::{ReadHalf, Reader};
 use super::stream::Stream;
+use super::threads;
 use super::writer::{self, WRITER_STACK, WRITE_POLL};
 use super::Context;
 use crate::config::Config;
@@ -114,19 +114,15 @@ pub(crate) fn spawn(stream: std::net::TcpStream, context: Arc<Context>) -> io::R
             .write_to(&stream);
         return Ok(());
     };
-    thread::Builder::new()
-        .name("conn".into())
-        .stack_size(READER_STACK)
-        .spawn(move || {
-            if let Some(mut connection) = open(stream, &context, handshake) {
-                connection.serve(&context);
-            }
-        })
-        .map(drop)
-        .map_err(|e| {
-            let why = format!("cannot start a thread: {e}; {}", capacity::thread_hint());
-            io::Error::new(e.kind(), why)
-        })
+    threads::spawn(c"conn", READER_STACK, move || {
+        if let Some(mut connection) = open(stream, &context, handshake) {
+            connection.serve(&context);
+        }
+    })
+    .map_err(|e| {
+        let why = format!("cannot start a thread: {e}; {}", capacity::thread_hint());
+        io::Error::new(e.kind(), why)
+    })
 }
 
 /// What an open WebSocket counts against, given back when both its
@@ -279,10 +275,9 @@ impl Live {
         });
         let writer = {
             let (stream, outbox, places) = (stream.clone(), outbox.clone(), places.clone());
-            thread::Builder::new()
-                .name("conn-writer".into())
-                .stack_size(WRITER_STACK)
-                .spawn(move || writer::write_until_closed(&stream, &outbox, places))
+            threads::spawn(c"conn-writer", WRITER_STACK, move || {
+                writer::write_until_closed(&stream, &outbox, places);
+            })
         };
         if let Err(error) = writer {
             let close = Close::new(1013, "server busy: cannot start a thread");

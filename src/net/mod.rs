@@ -19,6 +19,7 @@
 //!   [`tls`], whose opening comment says how two threads share a session,
 //! - [`send_now`] is the one write that never waits (the router's write-through),
 //! - [`stack`] gives back the stack pages a waiting reader does not need,
+//! - `threads` starts a connection's two threads, each naming itself,
 //! - the frames these write and the request heads they read are values in
 //!   `crate::wire`, where the dialects build and read them too,
 //! - [`capacity`] reads the machine limits that cap the connections.
@@ -41,6 +42,7 @@ pub mod route;
 pub mod send_now;
 pub mod stack;
 pub mod stream;
+mod threads;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod upgrade;

@@ -9,8 +9,8 @@
 //!
 //! The queue is a `VecDeque` behind a mutex rather than a bounded channel
 //! because a bounded channel preallocates every slot: an idle connection's
-//! outbox here owns at most the small buffer its queue grew to (128 bytes
-//! for the four frames a first push makes room for).
+//! outbox here owns at most the small buffer its queue grew to (32 bytes
+//! for the one frame a first push makes room for).
 //!
 //! The writer takes everything queued in one go ([`Outbox::next_batch`]) and
 //! writes it with a single flush.
@@ -335,6 +335,12 @@ impl State {
 
     fn enqueue(&mut self, frame: Frame) {
         self.queued_bytes += frame.len();
+        if self.queue.capacity() == 0 {
+            // Room for one, not the four a first push makes: written
+            // through, an idle connection's frames come one at a time, and
+            // it keeps this buffer while idle (32 bytes, not 128).
+            self.queue.reserve_exact(1);
+        }
         self.queue.push_back(frame);
     }
 }
