@@ -42,16 +42,19 @@ start() {
 }
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 
-# scenario NAME pin|free BENCH-ARGS...: the runs, one output file each.
+# scenario NAME pin|free|bench BENCH-ARGS...: the runs, one output file
+# each. pin: the server on CPU 0, the bench on CPU 1 (`--pin`); free: both
+# left to the scheduler; bench: only the bench on CPU 1, the server free.
 scenario() {
     local name=$1 pin=$2
     shift 2
-    local flag=()
+    local flag=() wrap=()
     [ "$pin" = pin ] && flag=(--pin)
+    [ "$pin" = bench ] && wrap=(taskset -c 1)
     for run in $(seq "$runs"); do
         for server in "${servers[@]}"; do
             start "$server" "$pin"
-            timeout 300 "$bench" "$@" "${flag[@]}" --server-pid "$pid" \
+            timeout 300 "${wrap[@]}" "$bench" "$@" "${flag[@]}" --server-pid "$pid" \
                 --url "ws://127.0.0.1:$port/ws/concierge" >"$out/$name-$server-$run.txt" 2>&1 || true
             kill "$pid" 2>/dev/null || true
             wait "$pid" 2>/dev/null || true
@@ -73,13 +76,14 @@ scenario flat50 pin fanout --subscribers 50 --messages 20000
 scenario rate1000 pin fanout --subscribers 1000 --messages 300 --rate 50
 scenario rate50 pin fanout --subscribers 50 --messages 5000 --rate 1000
 scenario unpinned1000 free fanout --subscribers 1000 --messages 300 --rate 50
+scenario loose1000 bench fanout --subscribers 1000 --messages 300 --rate 50
 scenario idle free idle --connections 3000
 scenario churn pin churn --seconds 3
 
 echo "medians of $runs runs (outputs in $out):"
 for server in "${servers[@]}"; do
     echo "== $server"
-    for name in flat1000 flat50 rate1000 rate50 unpinned1000; do
+    for name in flat1000 flat50 rate1000 rate50 unpinned1000 loose1000; do
         echo "$name: $(median $name "$server" '[0-9]+ msg/s delivered') deliveries/s," \
             "p99 $(median $name "$server" 'p99 [0-9.]+') ms"
     done

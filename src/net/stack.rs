@@ -14,9 +14,10 @@
 //! trims only once its client has been quiet for a while (`QUIET` in
 //! `reader.rs`, 50 ms, checked with `poll`): a busy connection, whose
 //! next bytes keep arriving, never trims. For this to pay, the frames
-//! a waiting reader sits in must be shallow: the request is answered in a
-//! call that has returned by then (`dispatch::serve`), and so is the
-//! connection's setup (`connection::Live::start`).
+//! a waiting reader sits in must be shallow: the request is answered, and
+//! the connection set up, in a call that has returned by then
+//! (`connection::open`), and the connection's state has one place on the
+//! stack (`connection::Connection::serve` reads it through a reference).
 
 /// How much stack below the trimming frame stays: the `read` that follows
 /// needs under a hundred bytes. Release builds wait about 7.5 KiB below
