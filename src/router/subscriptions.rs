@@ -60,6 +60,29 @@ impl Subscriptions {
 #[cfg(test)]
 mod tests {
     use super::Subscriptions;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    proptest! {
+        // Whatever a member subscribes and leaves, in whatever order, it
+        // holds what a `BTreeSet` would: each topic once, in order, and
+        // every insert and remove says what the set's would.
+        #[test]
+        fn it_behaves_as_an_ordered_set(
+            steps in prop::collection::vec((any::<bool>(), "[a-d]{0,2}"), 0..40),
+        ) {
+            let (mut topics, mut model) = (Subscriptions::default(), BTreeSet::new());
+            for (subscribe, topic) in steps {
+                if subscribe {
+                    prop_assert_eq!(topics.insert(&topic), model.insert(topic.clone()));
+                } else {
+                    prop_assert_eq!(topics.remove(&topic), model.remove(&topic));
+                }
+                prop_assert_eq!(topics.contains(&topic), model.contains(&topic));
+            }
+            prop_assert_eq!(topics.to_vec(), model.into_iter().collect::<Vec<_>>());
+        }
+    }
 
     #[test]
     fn keeps_each_topic_once_in_order() {
