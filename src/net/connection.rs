@@ -195,6 +195,9 @@ fn open(
 ) -> Option<Connection> {
     let upgraded = dispatch::serve(stream, context, handshake)?;
     let (conn, dialect) = (upgraded.conn, upgraded.dialect);
+    // Counted before the router hears of it, so no frame reaches a client
+    // the gauge does not count yet.
+    context.metrics.connections.of(dialect).increment();
     Some(Connection {
         conn,
         dialect,
@@ -215,17 +218,15 @@ impl Connection {
     /// caller's stack, and is read through a reference: each move would
     /// give it another place on the stack the reader waits on.
     fn serve(&mut self, context: &Context) {
-        let open = context.metrics.connections.of(self.dialect);
-        open.increment();
-        let read;
         let ending = match &mut self.live {
-            Ok(live) => {
-                read = live.read_until_end(context);
-                &read
-            }
-            Err(refused) => &*refused,
+            Ok(live) => live.read_until_end(context),
+            Err(refused) => std::mem::replace(refused, Ending::Refused(String::new())),
         };
-        open.decrement();
+        // The connection's state goes now, in place, before the log line
+        // (whose write may block): the writer waits for the reader's end,
+        // and the connection's places are given back.
+        self.live = Err(Ending::Refused(String::new()));
+        context.metrics.connections.of(self.dialect).decrement();
         log::info!(
             "conn={} dialect={}: disconnected: {ending}",
             self.conn.0,
@@ -331,8 +332,8 @@ impl Live {
         })
     }
 
-    /// Reads until the connection ends, then lets the router and the
-    /// writer go.
+    /// Reads until the connection ends, then lets the router go (the
+    /// writer goes when the connection's state drops).
     fn read_until_end(&mut self, context: &Context) -> Ending {
         let reader = Reader {
             outbox: &self.outbox,

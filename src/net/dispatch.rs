@@ -2,7 +2,7 @@
 //! handshake deadline, the endpoint it is for, and its answer; for a
 //! WebSocket endpoint, the checks before the upgrade (origin, admission,
 //! the per-address and total caps) and the `101` that hands the socket to
-//! the connection (`connection::run`).
+//! the connection (`connection::open`).
 
 use std::io::Read;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
@@ -27,7 +27,7 @@ use crate::wire::request::ClientRequest;
 /// Serves one socket. `http` counts it among the sockets in their HTTP
 /// exchange until it has been answered, or upgraded to a WebSocket.
 ///
-/// Returns the socket once it is a WebSocket, for [`connection::run`]. Never
+/// Returns the socket once it is a WebSocket, for `connection::open`. Never
 /// inlined: the request's parsing and answering then use stack pages below
 /// a frame that has returned, which the connection's reader gives back
 /// (net/stack.rs), instead of ones that stay under its whole life.

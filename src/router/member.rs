@@ -48,10 +48,10 @@ pub enum Presence {
     /// blazing and common clients, or told by the node of a member that
     /// lives on another node.
     Own(Arc<RawValue>),
-    /// Made from its `ClientInfo` whenever someone asks: a concierge
-    /// client's, which never changes. Only channels listeners and
-    /// `hub.presence` ask, so a hub of concierge clients does not keep one
-    /// per member (150 bytes each).
+    /// Made from its `ClientInfo` whenever it is needed (when the member
+    /// joins or leaves a topic, for `hub.presence`, for the cluster): a
+    /// concierge client's, which never changes, so a hub of concierge
+    /// clients does not keep one per member (150 bytes each).
     FromInfo,
 }
 

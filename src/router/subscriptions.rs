@@ -110,9 +110,9 @@ mod tests {
     fn a_first_topic_takes_room_for_one() {
         let mut topics = Subscriptions::default();
         topics.insert("only");
-        assert_eq!(topics.0.capacity(), 1);
+        assert!(topics.0.capacity() >= 1 && topics.0.capacity() < 4);
         topics.insert("second");
         topics.insert("third");
-        assert_eq!(topics.0.capacity(), 4);
+        assert!(topics.0.capacity() >= 3);
     }
 }

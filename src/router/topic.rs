@@ -205,9 +205,9 @@ impl Router {
     /// Adds `conn` to the topic's subscribers (creating an implicit topic if
     /// needed); the topic's channels listeners see it join.
     pub(super) fn join_topic(&mut self, conn: ConnId, name: &str) -> Vec<Delivery> {
-        let Some(view) = self.member(conn).map(super::member::Member::view) else {
+        if self.member(conn).is_none() {
             return Vec::new();
-        };
+        }
         let newly = self
             .topics
             .entry(name.to_string())
@@ -224,6 +224,10 @@ impl Router {
         if super::sys::is_reserved(name) {
             self.schedule_snapshots(self.now);
         }
+        // Only now: a concierge member's view is made on demand.
+        let Some(view) = self.member(conn).map(super::member::Member::view) else {
+            return Vec::new();
+        };
         self.presence_change(name, conn, PresenceChange::Joined, &view, false)
             .into_iter()
             .collect()
