@@ -205,7 +205,8 @@ fn open(
     })
 }
 
-/// An upgraded connection, set up or refused while it was.
+/// An upgraded connection: set up (`Ok`) until it ends, then how it ended;
+/// or refused while it was set up.
 struct Connection {
     conn: ConnId,
     dialect: Dialect,
@@ -218,20 +219,21 @@ impl Connection {
     /// caller's stack, and is read through a reference: each move would
     /// give it another place on the stack the reader waits on.
     fn serve(&mut self, context: &Context) {
-        let ending = match &mut self.live {
-            Ok(live) => live.read_until_end(context),
-            Err(refused) => std::mem::replace(refused, Ending::Refused(String::new())),
-        };
-        // The connection's state goes now, in place, before the log line
-        // (whose write may block): the writer waits for the reader's end,
-        // and the connection's places are given back.
-        self.live = Err(Ending::Refused(String::new()));
+        if let Ok(live) = &mut self.live {
+            let ending = live.read_until_end(context);
+            // The connection's state goes now, in place, before the log line
+            // (whose write may block): the writer waits for the reader's
+            // end, and the connection's places are given back.
+            self.live = Err(ending);
+        }
         context.metrics.connections.of(self.dialect).decrement();
-        log::info!(
-            "conn={} dialect={}: disconnected: {ending}",
-            self.conn.0,
-            self.dialect
-        );
+        if let Err(ending) = &self.live {
+            log::info!(
+                "conn={} dialect={}: disconnected: {ending}",
+                self.conn.0,
+                self.dialect
+            );
+        }
     }
 }
 
