@@ -211,6 +211,15 @@ impl Writer {
     /// Claims a name or group for this node: `Some(granted)`, `None` if
     /// Redis is away.
     fn claim(&mut self, claim: &Claimable) -> Option<bool> {
+        // This node's heartbeat key first: a name claimed before it exists
+        // has, for the other nodes' claims, a dead holder, and they take it
+        // (two HELLOs for one name, seen right after a node started).
+        if self.beats == 0 {
+            self.heartbeat();
+            if self.beats == 0 {
+                return None; // Redis is away
+            }
+        }
         let prefix = self.keys.node_prefix();
         let command = eval(
             keys::CLAIM,
