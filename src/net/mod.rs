@@ -18,6 +18,8 @@
 //! - [`stream`] is a client's bytes, plain or (feature `tls`) through
 //!   [`tls`], whose opening comment says how two threads share a session,
 //! - [`send_now`] is the one write that never waits (the router's write-through),
+//!   and [`spool`] the file in memory from which it sends a large frame to
+//!   many sockets without copying it into each,
 //! - [`stack`] gives back the stack pages a waiting reader does not need,
 //! - `threads` starts a connection's two threads, each naming itself,
 //! - the frames these write and the request heads they read are values in
@@ -40,6 +42,7 @@ pub mod rate;
 pub mod reader;
 pub mod route;
 pub mod send_now;
+pub mod spool;
 pub mod stack;
 pub mod stream;
 mod threads;

@@ -32,6 +32,11 @@
 //! (`writing`); the router only while it holds the lock, and only if the
 //! writer is not writing. What the kernel cut short stays at the front of
 //! the queue, so the writer continues exactly where it stopped.
+//!
+//! A large frame shared by many recipients goes from the router's
+//! [`Spool`] instead of from memory, so that the kernel does not copy it
+//! into every socket (see [`super::spool`]); frames in a row that lie back
+//! to back there go in one call.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -45,6 +50,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::send_now::{gather, send_now, MAX_SLICES};
+use super::spool::Spool;
 use crate::router::{ConnId, Dialect};
 use crate::wire::frame::Frame;
 
@@ -181,12 +187,13 @@ impl Outbox {
     /// pushed everything it has for now: if the writer is idle, what is
     /// queued goes to the kernel at once, in one system call, and the
     /// writer sleeps on; whatever the kernel does not take wakes the writer.
-    pub fn flush_or_wake(&self) {
+    /// Large frames the router has spooled this turn go from `spool`.
+    pub fn flush_or_wake(&self, spool: &Spool) {
         let mut state = self.lock();
         let mine = !state.writing && !state.closed;
         if let (Some(socket), true) = (&self.socket, mine) {
             // The write side is ours while the lock is held.
-            state.write_through(socket);
+            state.write_through(socket, spool);
         }
         let pending = !state.queue.is_empty();
         drop(state);
@@ -305,22 +312,44 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl State {
-    /// Sends the queued frames with one non-blocking call; drops those the
-    /// kernel took, and keeps the rest of one it cut short at the front.
-    fn write_through(&mut self, socket: &TcpStream) {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let count = gather(&mut self.queue.iter().flat_map(Frame::slices), &mut slices);
-        let Ok(mut sent) = send_now(socket, &slices[..count]) else {
-            return; // a full buffer, or a failure the writer will meet
-        };
+    /// Sends the queued frames, never waiting: spooled frames in a row
+    /// from the spool, others from memory, each run in one call, until
+    /// the queue is empty or the kernel takes less than it was given.
+    /// Drops what went, and keeps the rest of a frame cut short at the
+    /// front.
+    fn write_through(&mut self, socket: &TcpStream, spool: &Spool) {
+        while !self.queue.is_empty() {
+            let (offered, sent) = match spool.span(&self.queue) {
+                Some(span) => (span.len, spool.send(socket, span)),
+                None => {
+                    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                    let unspooled = self.queue.iter().take_while(|f| spool.find(f).is_none());
+                    let count = gather(&mut unspooled.flat_map(Frame::slices), &mut slices);
+                    let offered = slices[..count].iter().map(|s| s.len()).sum();
+                    (offered, send_now(socket, &slices[..count]))
+                }
+            };
+            let Ok(sent) = sent else {
+                return; // a full buffer, or a failure the writer will meet
+            };
+            self.drop_sent(sent);
+            if sent < offered {
+                return;
+            }
+        }
+    }
+
+    /// Drops the first `sent` bytes of the queue: the frames that went
+    /// whole, and the front of one cut short, whose rest stays first.
+    fn drop_sent(&mut self, mut sent: usize) {
         while let Some(front) = self.queue.front() {
             let len = front.len();
             if sent < len {
                 if sent > 0 {
                     let rest = front.rest_after(sent);
                     self.queue[0] = rest;
+                    self.queued_bytes -= sent;
                 }
-                self.queued_bytes -= sent;
                 return;
             }
             sent -= len;
@@ -422,7 +451,7 @@ mod tests {
         let outbox = Outbox::writing_through(1 << 20, ours);
         let frame = Frame::text("hello");
         assert_eq!(outbox.try_push_quietly(frame.clone()), Ok(true));
-        outbox.flush_or_wake();
+        outbox.flush_or_wake(&Spool::disabled());
         assert_eq!(read_exactly(&mut theirs, frame.len()), frame.to_vec());
         assert_eq!(queued(&outbox), 0, "nothing is left for the writer");
     }
@@ -434,7 +463,7 @@ mod tests {
         // Larger than any loopback socket's buffers, and nobody reads yet.
         let big = Frame::text(&"0123456789".repeat(1 << 20));
         outbox.try_push_quietly(big.clone()).unwrap();
-        outbox.flush_or_wake();
+        outbox.flush_or_wake(&Spool::disabled());
         let rest = outbox.next_batch().unwrap();
         assert_eq!(rest.len(), 1, "the cut frame waits for the writer");
         let (whole, rest) = (big.to_vec(), rest[0].to_vec());
@@ -458,7 +487,7 @@ mod tests {
         let batch = outbox.next_batch().unwrap();
         assert_eq!(batch.len(), 1);
         outbox.try_push_quietly(Frame::text("second")).unwrap();
-        outbox.flush_or_wake();
+        outbox.flush_or_wake(&Spool::disabled());
         assert_eq!(queued(&outbox), 1, "the router left the socket alone");
         let next = outbox.next_batch().unwrap();
         assert_eq!(next[0], Frame::text("second"));
@@ -476,7 +505,7 @@ mod tests {
             let frame = Frame::text(&format!("{i:06}{payload}"));
             pushed.push(frame.clone());
             outbox.try_push_quietly(frame).unwrap();
-            outbox.flush_or_wake();
+            outbox.flush_or_wake(&Spool::disabled());
             if queued(&outbox) > 0 {
                 break;
             }
@@ -505,6 +534,49 @@ mod tests {
         });
         let expected: Vec<u8> = pushed.iter().flat_map(Frame::to_vec).collect();
         assert_eq!(read_exactly(&mut theirs, expected.len()), expected);
+        writer.join().unwrap();
+    }
+
+    /// Frames from the spool and from memory, mixed, arrive whole and in
+    /// order, also when the kernel cuts the spooled run short and the
+    /// writer sends the rest from memory after the spool has moved on.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn spooled_and_other_frames_go_out_in_order() {
+        use crate::net::spool::{self, Spool};
+        let (ours, mut theirs) = pair();
+        let outbox = Arc::new(Outbox::writing_through(64 << 20, ours));
+        let mut spool = Spool::new();
+        let big = |i: u8| Frame::binary(&vec![i; spool::MIN_BYTES + usize::from(i) * 4099]);
+        let mut pushed = vec![Frame::text("first")];
+        pushed.extend((1..4).map(big));
+        pushed.push(Frame::text("between"));
+        // More than loopback's buffers take while nobody reads.
+        pushed.extend((4..150).map(big));
+        for frame in &pushed {
+            spool.keep(frame, spool::MIN_RECIPIENTS);
+            outbox.try_push_quietly(frame.clone()).unwrap();
+        }
+        assert!(spool.find(&pushed[1]).is_some() && spool.find(&pushed[0]).is_none());
+        outbox.flush_or_wake(&spool);
+        let left = queued(&outbox);
+        assert!(left > 0 && left < pushed.len(), "{left} frames left");
+        spool.clear();
+        // The writer's part: the rest, from memory.
+        let writer = std::thread::spawn({
+            let outbox = outbox.clone();
+            move || {
+                use std::io::Write;
+                let socket = outbox.socket.clone().unwrap();
+                let batch = outbox.next_batch().unwrap();
+                for frame in batch {
+                    (&*socket).write_all(&frame.to_vec()).unwrap();
+                }
+            }
+        });
+        let expected: Vec<u8> = pushed.iter().flat_map(Frame::to_vec).collect();
+        let got = read_exactly(&mut theirs, expected.len());
+        assert!(got == expected, "the bytes differ");
         writer.join().unwrap();
     }
 

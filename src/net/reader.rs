@@ -67,9 +67,38 @@ impl Read for ReadHalf {
             }
             self.deep = false;
         }
-        let read = (&*self.stream).read(buf);
+        let read = self.read_waiting(buf);
         self.deep = self.deep || matches!(read, Ok(n) if n > 0);
         read
+    }
+}
+
+impl ReadHalf {
+    /// A read that waits for input up to the socket's read timeout, also
+    /// across the moments the router makes the socket non-blocking to
+    /// send from its spool (`net/send_now.rs`): a read that meets one
+    /// returns at once with nothing, and is not a timeout.
+    fn read_waiting(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !cfg!(target_os = "linux") {
+            return (&*self.stream).read(buf); // no spool there
+        }
+        let started = Instant::now();
+        loop {
+            let error = match (&*self.stream).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => e,
+                other => return other,
+            };
+            let tcp = self.stream.tcp();
+            let left = match tcp.read_timeout() {
+                Ok(Some(timeout)) => timeout.saturating_sub(started.elapsed()),
+                _ => Duration::ZERO,
+            };
+            // Time left and input within it: read again (it will not
+            // wait). Otherwise this was the timeout, or as good as.
+            if left.is_zero() || !input_within(tcp, left) {
+                return Err(error);
+            }
+        }
     }
 }
 
@@ -352,4 +381,76 @@ fn is_timeout(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    /// A reader's half of a connected pair, and the client's end.
+    fn pair() -> (ReadHalf, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        (ReadHalf::new(Arc::new(Stream::plain(ours))), client)
+    }
+
+    /// The router's spool makes the socket non-blocking for a moment
+    /// (net/send_now.rs): a read that meets it is not a timeout. With
+    /// the socket left non-blocking, the read still waits out the
+    /// socket's read timeout.
+    #[test]
+    fn a_read_that_meets_a_non_blocking_socket_waits_its_timeout() {
+        let (mut half, _client) = pair();
+        let timeout = Duration::from_millis(300);
+        half.stream().set_read_timeout(Some(timeout)).unwrap();
+        half.stream().tcp().set_nonblocking(true).unwrap();
+        let started = Instant::now();
+        let error = half.read(&mut [0; 8]).unwrap_err();
+        assert!(is_timeout(&error), "{error}");
+        let waited = started.elapsed();
+        assert!(waited >= timeout - Duration::from_millis(20), "{waited:?}");
+    }
+
+    #[test]
+    fn bytes_that_arrive_while_the_socket_is_non_blocking_are_read() {
+        let (mut half, mut client) = pair();
+        let timeout = Duration::from_secs(60);
+        half.stream().set_read_timeout(Some(timeout)).unwrap();
+        half.stream().tcp().set_nonblocking(true).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0; 8];
+            let started = Instant::now();
+            let read = half.read(&mut buf).map(|n| buf[..n].to_vec());
+            (read.unwrap(), started.elapsed())
+        });
+        // Before or after the reader's first try: either way it gets them.
+        client.write_all(b"hi").unwrap();
+        let (read, waited) = reader.join().unwrap();
+        assert_eq!(read, b"hi");
+        assert!(waited < timeout);
+    }
+
+    #[test]
+    fn a_real_timeout_is_still_a_timeout_and_waits_once() {
+        let (mut half, _client) = pair();
+        let timeout = Duration::from_millis(200);
+        half.stream().set_read_timeout(Some(timeout)).unwrap();
+        let started = Instant::now();
+        let error = half.read(&mut [0; 8]).unwrap_err();
+        assert!(is_timeout(&error), "{error}");
+        let waited = started.elapsed();
+        assert!(waited >= timeout - Duration::from_millis(20), "{waited:?}");
+        assert!(waited < 2 * timeout, "waited twice: {waited:?}");
+    }
+
+    #[test]
+    fn a_non_blocking_socket_without_a_timeout_gives_would_block() {
+        let (mut half, _client) = pair();
+        half.stream().set_read_timeout(None).unwrap();
+        half.stream().tcp().set_nonblocking(true).unwrap();
+        let error = half.read(&mut [0; 8]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+    }
 }

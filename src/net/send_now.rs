@@ -6,7 +6,14 @@
 //! would make the reader's reads fail too). `MSG_DONTWAIT` makes this one
 //! call non-blocking instead, and `MSG_NOSIGNAL` turns a peer that has gone
 //! into an `EPIPE` error rather than a signal.
+//!
+//! `sendfile` (the router's [`super::spool`]) has no such flag: for that
+//! one call the socket is made non-blocking, and blocking again before the
+//! router lets go of the write side. The writer thread cannot meet that
+//! moment (the write side is the router's), but the reader can: a read
+//! that returns at once with nothing is read again (`net/reader.rs`).
 
+use std::fs::File;
 use std::io::{self, IoSlice};
 use std::net::TcpStream;
 
@@ -53,6 +60,38 @@ pub fn send_now(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize>
         -1 => Err(io::Error::last_os_error()),
         n => Ok(n as usize),
     }
+}
+
+/// Sends as much of `file`'s bytes `at..at + len` as the socket's send
+/// buffer takes now, without waiting and without copying them (the
+/// buffer refers to the file's pages). Returns how many bytes went;
+/// `WouldBlock` when none could.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn send_file_now(socket: &TcpStream, file: &File, at: u64, len: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut offset = libc::off_t::try_from(at).map_err(|_| io::ErrorKind::InvalidInput)?;
+    socket.set_nonblocking(true)?;
+    // SAFETY: two open descriptors and an offset that outlive the call.
+    let sent = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut offset, len) };
+    let sent = match sent {
+        -1 => Err(io::Error::last_os_error()),
+        n => Ok(n as usize),
+    };
+    // FIONBIO on a socket we hold open cannot fail; were it to, the
+    // writer would meet `WouldBlock` and retry until its stall timeout.
+    let _ = socket.set_nonblocking(false);
+    sent
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn send_file_now(
+    _socket: &TcpStream,
+    _file: &File,
+    _at: u64,
+    _len: usize,
+) -> io::Result<usize> {
+    Err(io::ErrorKind::WouldBlock.into())
 }
 
 /// Elsewhere there is no write-through: every frame goes to the writer.

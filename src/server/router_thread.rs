@@ -22,6 +22,7 @@ use crate::dialect::{self, Dialect, Rendered};
 use crate::log;
 use crate::metrics::Metrics;
 use crate::net::outbox::{Opened, Outbox, PushError};
+use crate::net::spool::Spool;
 use crate::router::cluster::LinkQueue;
 use crate::router::{Command, ConnId, Delivery, Disconnect, Event, Router};
 use crate::systemd::Notifier;
@@ -102,6 +103,8 @@ fn run(mut router: Router, queues: &Queues, metrics: &Metrics, mut watchdog: Opt
     let mut peers: HashMap<ConnId, Peer> = HashMap::new();
     // Outboxes pushed to since the writers were last woken.
     let mut wakes: Vec<Arc<Outbox>> = Vec::new();
+    // This turn's large shared frames, sent from there by write-through.
+    let mut spool = Spool::new();
     loop {
         if let Some(watchdog) = &mut watchdog {
             watchdog.keep(Instant::now());
@@ -127,14 +130,16 @@ fn run(mut router: Router, queues: &Queues, metrics: &Metrics, mut watchdog: Opt
             opened,
             metrics,
             wakes: &mut wakes,
+            spool: &mut spool,
         };
         guarded_step(&mut router, &mut turn, command);
         for next in commands.try_iter().take(BATCH - 1) {
             guarded_step(&mut router, &mut turn, Some(next));
         }
         for outbox in wakes.drain(..) {
-            outbox.flush_or_wake();
+            outbox.flush_or_wake(&spool);
         }
+        spool.clear();
         if let Some(link) = link {
             for record in router.take_outgoing() {
                 // Never wait on Redis: a full queue loses the record.
@@ -155,6 +160,8 @@ struct Turn<'a> {
     metrics: &'a Metrics,
     /// Outboxes pushed to since the writers were last woken.
     wakes: &'a mut Vec<Arc<Outbox>>,
+    /// Where large frames shared by many recipients are copied once.
+    spool: &'a mut Spool,
 }
 
 /// One step, guarded: the router is shared by every client, so a bug in
@@ -194,7 +201,7 @@ fn step(router: &mut Router, turn: &mut Turn<'_>, command: Option<Command>) {
         deliveries.extend(router.handle(command, now));
     }
     let metrics = turn.metrics;
-    deliver(router, turn.peers, deliveries, metrics, turn.wakes);
+    deliver(router, turn, deliveries);
     if handled {
         metrics.command_time.observe(now.elapsed());
     }
@@ -202,13 +209,14 @@ fn step(router: &mut Router, turn: &mut Turn<'_>, command: Option<Command>) {
     metrics.documents.set(router.document_count() as u64);
 }
 
-fn deliver(
-    router: &mut Router,
-    peers: &HashMap<ConnId, Peer>,
-    deliveries: Vec<Delivery>,
-    metrics: &Metrics,
-    wakes: &mut Vec<Arc<Outbox>>,
-) {
+fn deliver(router: &mut Router, turn: &mut Turn<'_>, deliveries: Vec<Delivery>) {
+    let Turn {
+        peers,
+        metrics,
+        wakes,
+        spool,
+        ..
+    } = turn;
     let mut queue = VecDeque::from(deliveries);
     let mut too_slow = Vec::new();
     while let Some(delivery) = queue.pop_front() {
@@ -221,7 +229,13 @@ fn deliver(
                 continue; // its Closed is on the way; nothing to deliver
             };
             let frame = rendered[peer.dialect.index()]
-                .get_or_insert_with(|| dialect::render(peer.dialect, &delivery.event))
+                .get_or_insert_with(|| {
+                    let rendered = dialect::render(peer.dialect, &delivery.event);
+                    if let Some(Rendered::Shared(frame)) = &rendered {
+                        spool.keep(frame, delivery.to.len());
+                    }
+                    rendered
+                })
                 .as_ref()
                 .and_then(|rendered| rendered.frame_for(router.addressee(conn)));
             if let Event::Disconnect(why) = &delivery.event {

@@ -117,6 +117,15 @@ impl Frame {
         }
     }
 
+    /// The frame's bytes when they are the same for every recipient (it is
+    /// not spliced): what the router's spool keeps once for all of them.
+    pub fn unspliced(&self) -> Option<&Arc<[u8]>> {
+        match self.head {
+            None => Some(&self.shared),
+            Some(_) => None,
+        }
+    }
+
     /// The frame's bytes, in the order they go on the wire: one or two
     /// slices.
     pub fn slices(&self) -> impl Iterator<Item = &[u8]> {

@@ -733,6 +733,45 @@ fn message_to_a_group_reaches_every_subscriber_the_sender_included_with_the_grou
     assert_nothing_pending(&mut dave, 0);
 }
 
+/// Large messages to a group go out from the router's spool (net/spool.rs):
+/// every subscriber gets every one whole and in order, a small message
+/// between them included, also when several are handled in one turn.
+#[test]
+fn large_group_messages_reach_every_subscriber_whole_and_in_order() {
+    let addr = start(config());
+    let mut owner = Concierge::join(addr, "owner");
+    owner.ask(json!({"type": "GROUP_CREATE", "name": "big"}));
+    let mut readers: Vec<Concierge> = (0..6)
+        .map(|i| {
+            let mut reader = Concierge::join(addr, &format!("reader{i}"));
+            let reply = reader.ask(json!({"type": "SELF_SUBSCRIBE", "name": "big"}));
+            assert_eq!(reply["code"], "SUBSCRIBED");
+            reader
+        })
+        .collect();
+    // Distinct and over 16 KiB each (the spool's least), but one.
+    let data: Vec<String> = (0..12)
+        .map(|i| match i {
+            5 => "small".to_string(),
+            _ => format!("{i:02}").repeat(10_000 + 1_000 * i),
+        })
+        .collect();
+    for text in &data {
+        owner.send(message(to_group("big"), json!(text)));
+    }
+    for (seq, _) in data.iter().enumerate() {
+        assert_sent(&owner.recv(), 1 + seq as u64);
+    }
+    for reader in &mut readers {
+        for text in &data {
+            let got = reader.recv();
+            assert_eq!(got["type"], "MESSAGE");
+            assert!(got["data"] == json!(text), "{} lost its data", reader.name);
+        }
+        assert_nothing_pending(reader, 1);
+    }
+}
+
 #[test]
 fn a_non_subscriber_may_send_to_a_group() {
     let addr = start(config());
