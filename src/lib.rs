@@ -30,9 +30,10 @@
 //! dialect into a [`wire::frame::Frame`] and pushes that shared frame onto
 //! every recipient's [`net::outbox::Outbox`] without ever blocking. Where
 //! the recipient's **writer thread** is idle, the router thread then hands
-//! what it queued straight to the kernel, in one call that never waits;
-//! the writer wakes only for what the kernel did not take, and writes
-//! everything queued in one system call.
+//! what it queued straight to the kernel, in one call that never waits (a
+//! large frame for many recipients from a file in memory, so the kernel
+//! does not copy it for each); the writer wakes only for what the kernel
+//! did not take, and writes everything queued in one system call.
 //!
 //! Imports run one way: `net` → `dialect` → `router`. The router knows
 //! connections by number and protocols by name ([`router::Dialect`]);
@@ -75,7 +76,8 @@
 //!     TLS session shared by a connection's two threads.
 //!   - [`net::outbox`]: the bounded queue between router and writer, and
 //!     the router's write-through ([`net::send_now`]: a send that never
-//!     waits).
+//!     waits; [`net::spool`]: this turn's large shared frames, sent to
+//!     every socket without a copy each).
 //!   - [`net::stack`]: a quiet reader gives back its deeper stack pages.
 //!   - [`net::capacity`]: the machine limits that cap the connections.
 //!   - [`net::per_ip`]: each peer address's connections, against its cap.
