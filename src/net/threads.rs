@@ -20,6 +20,8 @@ pub(super) fn spawn<F>(name: &'static CStr, stack_size: usize, body: F) -> io::R
 where
     F: FnOnce() + Send + 'static,
 {
+    // A longer name would be refused, and the thread left unnamed.
+    debug_assert!(name.count_bytes() <= 15, "{name:?} is over 15 bytes");
     thread::Builder::new()
         .stack_size(stack_size)
         .spawn(move || {
@@ -33,7 +35,8 @@ where
 #[allow(unsafe_code)]
 fn name_this_thread(name: &CStr) {
     // SAFETY: `name` is a valid NUL-terminated string for the call. One
-    // longer than Linux allows is refused (ERANGE), not written past.
+    // longer than Linux allows is refused (ERANGE), not written past; the
+    // result is not checked because an unnamed thread works the same.
     unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
 }
 
