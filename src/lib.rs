@@ -30,10 +30,10 @@
 //! dialect into a [`wire::frame::Frame`] and pushes that shared frame onto
 //! every recipient's [`net::outbox::Outbox`] without ever blocking. Where
 //! the recipient's **writer thread** is idle, the router thread then hands
-//! what it queued straight to the kernel, in one call that never waits (a
-//! large frame for many recipients from a file in memory, so the kernel
-//! does not copy it for each); the writer wakes only for what the kernel
-//! did not take, and writes everything queued in one system call.
+//! what it queued straight to the kernel, without waiting (a large frame
+//! for many recipients from a file in memory, so the kernel does not copy
+//! it for each); the writer wakes only for what the kernel did not take,
+//! and writes everything queued in one system call.
 //!
 //! Imports run one way: `net` → `dialect` → `router`. The router knows
 //! connections by number and protocols by name ([`router::Dialect`]);
@@ -172,7 +172,10 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-// One exception, with its proof: adopting systemd's listening socket.
+// The exceptions, each `#[allow(unsafe_code)]` with its proof, are calls
+// std does not offer: adopting systemd's listening socket (systemd.rs),
+// and in net/ the non-blocking and zero-copy sends, polling, stack
+// trimming and thread naming.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -238,6 +238,9 @@ pub struct Metrics {
     pub bytes_sent: PerDialect,
     /// Clients disconnected because their outbound queue was full.
     pub slow_consumers: Counter,
+    /// Large frames the router copied once into its spool, each then sent
+    /// to many sockets without a copy each (net/spool.rs).
+    pub spooled_frames: Counter,
     /// Commands the router failed on (each one a bug to report).
     pub router_panics: Counter,
     /// Upgrades refused because their address held

@@ -25,7 +25,7 @@ impl Metrics {
     /// router's queue depth (`queued`) and the process's memory and threads.
     pub fn render(&self, queued: usize) -> String {
         let mut text = String::new();
-        let scalars: [(&str, &str, &str, u64); 12] = [
+        let scalars: [(&str, &str, &str, u64); 13] = [
             (
                 "switchboard_connections_open",
                 "gauge",
@@ -55,6 +55,12 @@ impl Metrics {
                 "counter",
                 "Clients disconnected for a full outbound queue",
                 self.slow_consumers.get(),
+            ),
+            (
+                "switchboard_spooled_frames_total",
+                "counter",
+                "Large frames copied once and sent from the spool to many sockets",
+                self.spooled_frames.get(),
             ),
             (
                 "switchboard_router_panics_total",

@@ -17,7 +17,7 @@
 //! - [`outbox`] is the bounded queue between the router and a writer,
 //! - [`stream`] is a client's bytes, plain or (feature `tls`) through
 //!   [`tls`], whose opening comment says how two threads share a session,
-//! - [`send_now`] is the one write that never waits (the router's write-through),
+//! - [`send_now`] holds the writes that never wait (the router's write-through),
 //!   and [`spool`] the file in memory from which it sends a large frame to
 //!   many sockets without copying it into each,
 //! - [`stack`] gives back the stack pages a waiting reader does not need,

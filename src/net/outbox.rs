@@ -18,14 +18,14 @@
 //! **Write-through.** Waking a writer thread per recipient costs a context
 //! switch per recipient: a publish to 1,000 subscribers would wake 1,000
 //! threads. So after each batch of commands, for an outbox whose writer is
-//! not writing, the router hands what is queued straight to the kernel in
-//! one call ([`Outbox::flush_or_wake`], with [`send_now`], which never
-//! waits); only what the kernel does not take wakes the writer. Frames are
-//! queued first and sent per batch, not one by one, so a busy connection
-//! still gets many frames per system call. Large frames too: the socket's
-//! send buffer bounds what one call copies, and measured, copying a
-//! fan-out of 39.5 KB frames on the router's one thread beats waking a
-//! writer per recipient, pinned or not (docs/performance.md). The
+//! not writing, the router hands what is queued straight to the kernel
+//! without waiting ([`Outbox::flush_or_wake`], with [`send_now`]); only
+//! what the kernel does not take wakes the writer. Frames are queued first
+//! and sent per batch, not one by one, so a busy connection still gets
+//! many frames per system call. Large frames too: the socket's send
+//! buffer bounds what one call takes, and measured, sending a fan-out of
+//! 39.5 KB frames from the router's one thread beats waking a writer per
+//! recipient, pinned or not (docs/performance.md). The
 //! invariant that keeps frames whole and in order: the socket's write side
 //! has one owner at a time, decided under the outbox's lock. The writer
 //! owns it from taking a batch until it comes back to an empty queue
@@ -185,9 +185,10 @@ impl Outbox {
 
     /// What the router calls instead of `wake` once it has
     /// pushed everything it has for now: if the writer is idle, what is
-    /// queued goes to the kernel at once, in one system call, and the
-    /// writer sleeps on; whatever the kernel does not take wakes the writer.
-    /// Large frames the router has spooled this turn go from `spool`.
+    /// queued goes to the kernel at once, in a system call per run of
+    /// frames (those the router spooled this turn from `spool`, the others
+    /// from memory), and the writer sleeps on; whatever the kernel does
+    /// not take wakes the writer.
     pub fn flush_or_wake(&self, spool: &Spool) {
         let mut state = self.lock();
         let mine = !state.writing && !state.closed;
@@ -329,8 +330,11 @@ impl State {
                     (offered, send_now(socket, &slices[..count]))
                 }
             };
-            let Ok(sent) = sent else {
-                return; // a full buffer, or a failure the writer will meet
+            let sent = match sent {
+                Ok(sent) => sent,
+                // The spool is off from now on: these go from memory.
+                Err(_) if spool.is_refused() => continue,
+                Err(_) => return, // a full buffer, or a failure the writer will meet
             };
             self.drop_sent(sent);
             if sent < offered {
@@ -546,7 +550,7 @@ mod tests {
         use crate::net::spool::{self, Spool};
         let (ours, mut theirs) = pair();
         let outbox = Arc::new(Outbox::writing_through(64 << 20, ours));
-        let mut spool = Spool::new();
+        let mut spool = Spool::in_memory();
         let big = |i: u8| Frame::binary(&vec![i; spool::MIN_BYTES + usize::from(i) * 4099]);
         let mut pushed = vec![Frame::text("first")];
         pushed.extend((1..4).map(big));
@@ -578,6 +582,30 @@ mod tests {
         let got = read_exactly(&mut theirs, expected.len());
         assert!(got == expected, "the bytes differ");
         writer.join().unwrap();
+    }
+
+    /// A spool that cannot send (here: a file opened for writing only,
+    /// which `sendfile` cannot read) turns itself off, and what it held
+    /// goes from memory in the same flush.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_refused_spool_turns_off_and_its_frames_go_from_memory() {
+        use crate::net::spool::{self, Spool};
+        let (ours, mut theirs) = pair();
+        let outbox = Outbox::writing_through(1 << 20, ours);
+        let path = std::env::temp_dir().join(format!("switchboard-spool-{}", std::process::id()));
+        let write_only = std::fs::File::create(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut spool = Spool::with_file(write_only);
+        let frame = Frame::binary(&vec![9; spool::MIN_BYTES]);
+        assert!(spool.keep(&frame, spool::MIN_RECIPIENTS));
+        outbox.try_push_quietly(frame.clone()).unwrap();
+        outbox.flush_or_wake(&spool);
+        assert!(spool.is_refused());
+        assert_eq!(read_exactly(&mut theirs, frame.len()), frame.to_vec());
+        assert_eq!(queued(&outbox), 0, "nothing was left for the writer");
+        let next = Frame::binary(&vec![8; spool::MIN_BYTES]);
+        assert!(!spool.keep(&next, 100), "off for good");
     }
 
     #[test]

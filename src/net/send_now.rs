@@ -1,17 +1,21 @@
-//! A write that never waits: what the router thread uses to hand a frame
+//! Writes that never wait: what the router thread uses to hand frames
 //! straight to the kernel (see [`super::outbox`], "write-through").
 //!
-//! The socket stays in blocking mode for its reader and writer threads
-//! (`O_NONBLOCK` is shared by every descriptor of one socket, so setting it
-//! would make the reader's reads fail too). `MSG_DONTWAIT` makes this one
-//! call non-blocking instead, and `MSG_NOSIGNAL` turns a peer that has gone
-//! into an `EPIPE` error rather than a signal.
+//! The socket is in blocking mode for its reader and writer threads
+//! (`O_NONBLOCK` is shared by every descriptor of one socket, so leaving it
+//! set would make their reads and writes fail when they should wait).
+//! `MSG_DONTWAIT` makes one `sendmsg` non-blocking instead, and
+//! `MSG_NOSIGNAL` turns a peer that has gone into an `EPIPE` error rather
+//! than a signal.
 //!
-//! `sendfile` (the router's [`super::spool`]) has no such flag: for that
+//! `sendfile` (the router's [`super::spool`]) has neither flag. For that
 //! one call the socket is made non-blocking, and blocking again before the
 //! router lets go of the write side. The writer thread cannot meet that
 //! moment (the write side is the router's), but the reader can: a read
-//! that returns at once with nothing is read again (`net/reader.rs`).
+//! that returns at once with nothing is read again (`net/reader.rs`). A
+//! `sendfile` to a gone peer raises `SIGPIPE`, as the writer's `writev`
+//! does: Rust programs ignore it from the start (an embedder that
+//! restores it must block it in these threads).
 
 use std::fs::File;
 use std::io::{self, IoSlice};
@@ -84,6 +88,7 @@ pub fn send_file_now(socket: &TcpStream, file: &File, at: u64, len: usize) -> io
     sent
 }
 
+/// Elsewhere there is no spool: nothing is ever sent from a file.
 #[cfg(not(target_os = "linux"))]
 pub fn send_file_now(
     _socket: &TcpStream,

@@ -22,16 +22,27 @@
 //! pages. (Punching holes would not do: a page only partly in the hole is
 //! zeroed in place.)
 //!
+//! **When there is no spool.** Without a memory file (not Linux,
+//! `memfd_create` refused by a sandbox) or with huge pages for shared
+//! memory (`/sys/kernel/mm/transparent_hugepage/shmem_enabled` on
+//! `always`, `within_size` or `force`: a socket holding one page of a
+//! frame would keep its whole 2 MiB page), and after a send from the
+//! spool fails other than as a full or gone socket (a filter refusing
+//! `sendfile`), every frame is sent from memory, as before; the log says
+//! which, once.
+//!
 //! **Why an entry lasts one turn.** Frames are found by the address of
 //! their shared bytes. An entry holds those bytes (an `Arc`), so while it
 //! exists no other frame can have that address. What a turn leaves queued
 //! for a writer thread is written from memory, as it always was.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
 
+use crate::log;
 use crate::wire::frame::Frame;
 
 /// The smallest frame worth spooling: below this, copying it into the
@@ -49,9 +60,13 @@ pub const MAX_BYTES: u64 = 8 << 20;
 /// to each outbox's write-through, and clears it at the end of the turn.
 #[derive(Debug)]
 pub struct Spool {
-    /// The memory file; `None` where there is none (not Linux, or
-    /// `memfd_create` refused), and then nothing is spooled.
+    /// The memory file; `None` where there is none (see "When there is
+    /// no spool"), and then nothing is spooled.
     file: Option<File>,
+    /// A send from the spool failed in a way that will not pass (a
+    /// filter refusing `sendfile`, say): nothing is spooled from then on.
+    /// A `Cell` because the outboxes are lent the spool, not given it.
+    refused: Cell<bool>,
     /// What this turn spooled, in order.
     kept: Vec<Kept>,
     /// Where the next frame goes: right after the last, so that a socket
@@ -78,12 +93,42 @@ pub struct Span {
 }
 
 impl Spool {
-    /// An empty spool, with its file where the system gives one.
+    /// An empty spool, with its file where the system gives one (the
+    /// log says why not, where not).
     pub fn new() -> Spool {
+        let file = match huge_shared_pages() {
+            true => {
+                log::info!(
+                    "large frames are copied into each socket: shared memory uses huge pages \
+                     (/sys/kernel/mm/transparent_hugepage/shmem_enabled)"
+                );
+                None
+            }
+            false => memory_file()
+                .map_err(|e| {
+                    log::info!("large frames are copied into each socket: memfd_create: {e}");
+                })
+                .ok(),
+        };
         Spool {
-            file: memory_file(),
-            kept: Vec::new(),
-            end: 0,
+            file,
+            ..Spool::disabled()
+        }
+    }
+
+    /// A spool with a memory file whatever the host's huge pages, for
+    /// tests.
+    #[cfg(test)]
+    pub(crate) fn in_memory() -> Spool {
+        Spool::with_file(memory_file().expect("Linux has memfd_create"))
+    }
+
+    /// A spool over `file`, for tests that need one that fails.
+    #[cfg(test)]
+    pub(crate) fn with_file(file: File) -> Spool {
+        Spool {
+            file: Some(file),
+            ..Spool::disabled()
         }
     }
 
@@ -91,34 +136,41 @@ impl Spool {
     pub fn disabled() -> Spool {
         Spool {
             file: None,
+            refused: Cell::new(false),
             kept: Vec::new(),
             end: 0,
         }
     }
 
     /// Copies `frame` in if it is worth it: large, the same bytes for
-    /// every one of its `recipients`, and room left this turn. A frame the
-    /// file refuses is simply sent from memory.
-    pub fn keep(&mut self, frame: &Frame, recipients: usize) {
+    /// every one of its `recipients`, and room left this turn. Returns
+    /// whether it did; a frame the file refuses is sent from memory.
+    pub fn keep(&mut self, frame: &Frame, recipients: usize) -> bool {
         let (Some(file), Some(bytes)) = (&self.file, frame.unspliced()) else {
-            return;
+            return false;
         };
         let worth_it = bytes.len() >= MIN_BYTES && recipients >= MIN_RECIPIENTS;
         let room = self.end + bytes.len() as u64 <= MAX_BYTES;
-        if !worth_it || !room || self.find(frame).is_some() {
-            return;
+        if !worth_it || !room || self.refused.get() || self.find(frame).is_some() {
+            return false;
         }
-        if write_all_at(file, bytes, self.end).is_ok() {
-            self.kept.push(Kept {
-                bytes: bytes.clone(),
-                at: self.end,
-            });
-            self.end += bytes.len() as u64;
+        if write_all_at(file, bytes, self.end).is_err() {
+            return false;
         }
+        self.kept.push(Kept {
+            bytes: bytes.clone(),
+            at: self.end,
+        });
+        self.end += bytes.len() as u64;
+        true
     }
 
-    /// Where `frame` starts in the spool, if this turn spooled it.
+    /// Where `frame` starts in the spool, if this turn spooled it and
+    /// sends from the spool have not been refused.
     pub fn find(&self, frame: &Frame) -> Option<u64> {
+        if self.refused.get() {
+            return None;
+        }
         let bytes = frame.unspliced()?;
         self.kept
             .iter()
@@ -146,12 +198,26 @@ impl Spool {
 
     /// Sends as much of `span` to `socket` as its buffer takes now,
     /// without copying and without waiting. Returns how many bytes went;
-    /// `WouldBlock` when none could.
+    /// `WouldBlock` when none could. A failure that is not the socket's
+    /// (full, or its peer gone) turns the spool off: see
+    /// [`is_refused`](Spool::is_refused).
     pub fn send(&self, socket: &TcpStream, span: Span) -> io::Result<usize> {
-        match &self.file {
-            Some(file) => super::send_now::send_file_now(socket, file, span.at, span.len),
-            None => Err(io::ErrorKind::WouldBlock.into()),
+        let Some(file) = &self.file else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let sent = super::send_now::send_file_now(socket, file, span.at, span.len);
+        if let Err(e) = &sent {
+            if !is_the_sockets(e) && !self.refused.replace(true) {
+                log::warn!("large frames are copied into each socket from now on: sendfile: {e}");
+            }
         }
+        sent
+    }
+
+    /// Whether sends from the spool failed for good: what it holds must
+    /// then go from memory.
+    pub fn is_refused(&self) -> bool {
+        self.refused.get()
     }
 
     /// Forgets this turn's frames and gives the file's pages back; those
@@ -177,21 +243,53 @@ impl Default for Spool {
     }
 }
 
-/// A new file in memory, closed on exec, or `None` where there is none.
+/// Whether `error` is about the socket (full, interrupted, its peer
+/// gone), so that the next socket may well take a send from the spool.
+fn is_the_sockets(error: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        WouldBlock | Interrupted | BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected
+    )
+}
+
+/// A new file in memory, closed on exec and never executable.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn memory_file() -> Option<File> {
+fn memory_file() -> io::Result<File> {
     use std::os::fd::FromRawFd;
-    // SAFETY: a valid NUL-terminated name; the descriptor returned is new
-    // and ours alone, so `File` may own it.
-    let fd = unsafe { libc::memfd_create(c"switchboard-spool".as_ptr(), libc::MFD_CLOEXEC) };
-    // SAFETY: as above; -1 is checked first.
-    (fd >= 0).then(|| unsafe { File::from_raw_fd(fd) })
+    let create = |flags| {
+        // SAFETY: a valid NUL-terminated name; a descriptor returned is
+        // new and ours alone.
+        match unsafe { libc::memfd_create(c"switchboard-spool".as_ptr(), flags) } {
+            -1 => Err(io::Error::last_os_error()),
+            // SAFETY: as above, so `File` may own it.
+            fd => Ok(unsafe { File::from_raw_fd(fd) }),
+        }
+    };
+    // Where `vm.memfd_noexec` is 2 a file must say it is not executable;
+    // kernels before 6.3 do not know that flag (EINVAL).
+    create(libc::MFD_CLOEXEC | libc::MFD_NOEXEC_SEAL).or_else(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) => create(libc::MFD_CLOEXEC),
+        _ => Err(e),
+    })
 }
 
 #[cfg(not(target_os = "linux"))]
-fn memory_file() -> Option<File> {
-    None
+fn memory_file() -> io::Result<File> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Whether shared memory is given huge pages without being asked (the
+/// selected one of `shmem_enabled`'s choices is in brackets).
+fn huge_shared_pages() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled").is_ok_and(
+        |choices| {
+            ["[always]", "[within_size]", "[force]"]
+                .iter()
+                .any(|on| choices.contains(on))
+        },
+    )
 }
 
 #[cfg(unix)]
@@ -223,7 +321,7 @@ mod tests {
 
     #[test]
     fn keeps_only_large_frames_for_several_recipients() {
-        let mut spool = Spool::new();
+        let mut spool = Spool::in_memory();
         let small = Frame::binary(&[1; 100]);
         let (large, other) = (big(2), big(3));
         spool.keep(&small, 1000);
@@ -251,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_spliced_frame_is_never_spooled() {
-        let mut spool = Spool::new();
+        let mut spool = Spool::in_memory();
         let shared: Arc<[u8]> = vec![b'a'; MIN_BYTES * 2].into();
         let spliced = Frame::spliced_text("{\"to\":1}", &shared);
         spool.keep(&spliced, 1000);
@@ -260,7 +358,7 @@ mod tests {
 
     #[test]
     fn a_turn_spools_at_most_max_bytes() {
-        let mut spool = Spool::new();
+        let mut spool = Spool::in_memory();
         let frames: Vec<Frame> = (0..=(MAX_BYTES / (MIN_BYTES as u64 + 100) + 1))
             .map(|_| big(4))
             .collect();
@@ -274,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_span_runs_while_frames_lie_back_to_back() {
-        let mut spool = Spool::new();
+        let mut spool = Spool::in_memory();
         let (a, b, c) = (big(5), big(6), big(7));
         for frame in [&a, &b, &c] {
             spool.keep(frame, MIN_RECIPIENTS);
@@ -307,7 +405,7 @@ mod tests {
     #[test]
     fn what_a_socket_holds_survives_the_next_turn() {
         let (ours, mut theirs) = pair();
-        let mut spool = Spool::new();
+        let mut spool = Spool::in_memory();
         let (first, second) = (big(b'1'), big(b'2'));
         spool.keep(&first, MIN_RECIPIENTS);
         let span = spool.span([&first]).unwrap();
@@ -325,10 +423,32 @@ mod tests {
         assert_eq!(got, [first.to_vec(), second.to_vec()].concat());
     }
 
+    /// Sets a socket's buffer (`SO_SNDBUF` or `SO_RCVBUF`) to `bytes`,
+    /// which also stops the kernel growing it.
+    #[allow(unsafe_code)]
+    fn set_buffer(socket: &TcpStream, option: libc::c_int, bytes: libc::c_int) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an int option of a socket this stream owns.
+        let done = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                std::ptr::addr_of!(bytes).cast(),
+                // 4 bytes: fits.
+                libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap(),
+            )
+        };
+        assert_eq!(done, 0, "{}", io::Error::last_os_error());
+    }
+
     #[test]
     fn a_full_socket_takes_what_fits_and_the_call_never_waits() {
         let (ours, mut theirs) = pair();
-        let mut spool = Spool::new();
+        // Buffers far below the 8 MiB spooled, however the host tunes them.
+        set_buffer(&ours, libc::SO_SNDBUF, 64 * 1024);
+        set_buffer(&theirs, libc::SO_RCVBUF, 64 * 1024);
+        let mut spool = Spool::in_memory();
         let frames: Vec<Frame> = (0..64u8)
             .map(|i| Frame::binary(&vec![i; 256 * 1024]))
             .collect();

@@ -22,7 +22,7 @@ use crate::dialect::{self, Dialect, Rendered};
 use crate::log;
 use crate::metrics::Metrics;
 use crate::net::outbox::{Opened, Outbox, PushError};
-use crate::net::spool::Spool;
+use crate::net::spool::{self, Spool};
 use crate::router::cluster::LinkQueue;
 use crate::router::{Command, ConnId, Delivery, Disconnect, Event, Router};
 use crate::systemd::Notifier;
@@ -224,18 +224,14 @@ fn deliver(router: &mut Router, turn: &mut Turn<'_>, deliveries: Vec<Delivery>) 
         // dialects that name the recipient in every frame add that per
         // recipient, in a few bytes of its own.
         let mut rendered: [Option<Option<Rendered>>; Dialect::ALL.len()] = Default::default();
+        let mut pushed = [0; Dialect::ALL.len()];
         for &conn in &delivery.to {
             let Some(peer) = peers.get(&conn) else {
                 continue; // its Closed is on the way; nothing to deliver
             };
-            let frame = rendered[peer.dialect.index()]
-                .get_or_insert_with(|| {
-                    let rendered = dialect::render(peer.dialect, &delivery.event);
-                    if let Some(Rendered::Shared(frame)) = &rendered {
-                        spool.keep(frame, delivery.to.len());
-                    }
-                    rendered
-                })
+            let d = peer.dialect.index();
+            let frame = rendered[d]
+                .get_or_insert_with(|| dialect::render(peer.dialect, &delivery.event))
                 .as_ref()
                 .and_then(|rendered| rendered.frame_for(router.addressee(conn)));
             if let Event::Disconnect(why) = &delivery.event {
@@ -251,6 +247,10 @@ fn deliver(router: &mut Router, turn: &mut Turn<'_>, deliveries: Vec<Delivery>) 
                     }
                     metrics.messages_sent.of(peer.dialect).increment();
                     metrics.bytes_sent.of(peer.dialect).add(bytes);
+                    pushed[d] += 1;
+                    if pushed[d] == spool::MIN_RECIPIENTS {
+                        spool_shared(spool, &rendered[d], metrics);
+                    }
                 }
                 Err(PushError::Closed) => {}
                 Err(PushError::Full) => too_slow.push(conn),
@@ -259,6 +259,17 @@ fn deliver(router: &mut Router, turn: &mut Turn<'_>, deliveries: Vec<Delivery>) 
         for conn in too_slow.drain(..) {
             metrics.slow_consumers.increment();
             queue.extend(router.evict(conn, Disconnect::TooSlow));
+        }
+    }
+}
+
+/// Copies a dialect's rendering into the spool once it has enough
+/// recipients to be worth it (net/spool.rs). The frames already pushed
+/// share its bytes, so their outboxes find them there too.
+fn spool_shared(spool: &mut Spool, rendered: &Option<Option<Rendered>>, metrics: &Metrics) {
+    if let Some(Some(Rendered::Shared(frame))) = rendered {
+        if spool.keep(frame, spool::MIN_RECIPIENTS) {
+            metrics.spooled_frames.increment();
         }
     }
 }
