@@ -191,7 +191,10 @@ impl Hub {
                     token_left: None,
                     id: None,
                 };
-                self.handle(Command::Join { conn, who });
+                self.handle(Command::Join {
+                    conn,
+                    who: Box::new(who),
+                });
                 let mut out = self.call(conn, "room.enter", json!({"room": "r"}));
                 out.retain(|d| !matches!(d.event, Event::Notice { .. }));
                 self.readers.insert(conn, Who::Patterns(vec!["w/*"]));
@@ -216,7 +219,7 @@ impl Hub {
                     reply,
                     grant: who.grant(),
                 };
-                let out = self.handle(Command::Emit(emit));
+                let out = self.handle(Command::Emit(Box::new(emit)));
                 (out, Some((TOPICS[topic].to_string(), who)))
             }
             Step::Publish(member, topic) => {

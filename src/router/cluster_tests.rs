@@ -315,7 +315,7 @@ fn edit_on(node: &mut Node, conn: u64, user: &str, computer: &str) -> Vec<Delive
     };
     node.handle(Command::Join {
         conn: ConnId(conn),
-        who,
+        who: Box::new(who),
     })
 }
 
@@ -611,7 +611,7 @@ fn world_join(node: &mut Node, conn: u64, user: &str) -> Vec<Delivery> {
     };
     node.handle(Command::Join {
         conn: ConnId(conn),
-        who,
+        who: Box::new(who),
     })
 }
 

@@ -26,12 +26,10 @@ pub enum Control {
     },
     /// The operator reloaded the settings: new timing rules and a new
     /// access policy (for members admitted from now on).
-    Reconfigure {
-        /// The rules from now on.
-        settings: crate::router::Settings,
-        /// What the operator opens from now on.
-        policy: Policy,
-    },
+    ///
+    /// Boxed: the largest request, and the rarest, it would otherwise
+    /// set the size of every command (see `Command::Join`).
+    Reconfigure(Box<Reconfiguration>),
     /// The server is stopping: every connection gets its dialect's
     /// going-away close, and every unsaved document goes to the saver.
     Shutdown {
@@ -65,6 +63,15 @@ pub enum Control {
     },
 }
 
+/// What a reload changes in the router.
+#[derive(Debug)]
+pub struct Reconfiguration {
+    /// The rules from now on.
+    pub settings: crate::router::Settings,
+    /// What the operator opens from now on.
+    pub policy: Policy,
+}
+
 impl Router {
     /// Applies one control request at the time of the current step.
     pub(super) fn control(&mut self, control: Control) -> Vec<Delivery> {
@@ -91,7 +98,8 @@ impl Router {
                 let _ = reply.try_send(()); // the asker may have given up
                 Vec::new()
             }
-            Control::Reconfigure { settings, policy } => {
+            Control::Reconfigure(new) => {
+                let Reconfiguration { settings, policy } = *new;
                 self.settings = settings;
                 self.policy = policy;
                 Vec::new()

@@ -58,8 +58,8 @@ use std::time::{Duration, Instant};
 
 pub use access::{Access, Denial, Grant, Patterns, Policy};
 pub use command::{
-    Command, ConnId, Control, Edit, Emit, EmitError, EmitOutcome, Joiner, Request, Seq, Target,
-    Targets,
+    Command, ConnId, Control, Edit, Emit, EmitError, EmitOutcome, Joiner, Reconfiguration, Request,
+    Seq, Target, Targets,
 };
 pub use dialect::Dialect;
 pub use event::{
@@ -272,8 +272,8 @@ impl Router {
                 presence,
                 echo,
             } => self.update_presence(conn, presence, echo),
-            Command::Emit(emit) => self.emit(emit, now),
-            Command::Join { conn, who } => self.join(conn, who, now),
+            Command::Emit(emit) => self.emit(*emit, now),
+            Command::Join { conn, who } => self.join(conn, *who, now),
             Command::Heartbeat { conn } => self.heartbeat(conn, now),
             Command::Call {
                 conn,

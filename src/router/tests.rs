@@ -658,7 +658,7 @@ impl Hub {
             reply,
             grant: Grant::anonymous(),
         };
-        (self.at(Command::Emit(emit), secs), answer)
+        (self.at(Command::Emit(Box::new(emit)), secs), answer)
     }
 }
 
@@ -1083,7 +1083,7 @@ impl Hub {
         self.at(
             Command::Join {
                 conn: ConnId(conn),
-                who,
+                who: Box::new(who),
             },
             secs,
         )

@@ -16,7 +16,7 @@ use super::settings;
 use crate::config::Config;
 use crate::log;
 use crate::net::Context;
-use crate::router::{Command, Control};
+use crate::router::{Command, Control, Reconfiguration};
 
 /// How long a reload waits for the router to count the world clients told.
 const ROUTER_WAIT: Duration = Duration::from_secs(5);
@@ -37,10 +37,14 @@ pub(crate) fn apply(shared: &Context, mut new: Config) {
     let router_settings = settings(&new);
     let new_policy = new.policy();
     shared.set_config(new);
-    let _ = shared.router.send(Command::Control(Control::Reconfigure {
-        settings: router_settings,
-        policy: new_policy,
-    }));
+    let _ = shared
+        .router
+        .send(Command::Control(Control::Reconfigure(Box::new(
+            Reconfiguration {
+                settings: router_settings,
+                policy: new_policy,
+            },
+        ))));
     let told: usize = worlds
         .into_iter()
         .map(|world| tell_world(shared, world))

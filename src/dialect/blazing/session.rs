@@ -104,14 +104,14 @@ impl Session {
             .map_err(|e| Close::new(1011, format!("cannot read the document: {e}")))?;
         Ok(Command::Join {
             conn: self.conn,
-            who: Joiner::Blazing {
+            who: Box::new(Joiner::Blazing {
                 computer: computer.to_string(),
                 user: user.uuid,
                 display: user.display,
                 token_left: Duration::from_secs(claims.exp.saturating_sub(now)),
                 grant,
                 stored,
-            },
+            }),
         })
     }
 

@@ -161,14 +161,14 @@ impl Emission {
     /// The router's command for the emit as it now stands, answered on
     /// `reply`.
     pub fn command(&self, reply: Sender<EmitOutcome>) -> Command {
-        Command::Emit(Emit {
+        Command::Emit(Box::new(Emit {
             topic: self.channel.clone(),
             payload: self.payload.clone(),
             targets: self.targets.clone(),
             require_ack: self.require_ack,
             reply,
             grant: self.grant.clone(),
-        })
+        }))
     }
 
     /// What the router's `outcome` means: `None` to ask again, or the

@@ -87,7 +87,7 @@ impl Session {
                 self.acked = true;
                 Command::Join {
                     conn,
-                    who: Joiner::Common,
+                    who: Box::new(Joiner::Common),
                 }
             }
             (Payload::HelloAck { .. }, true) => {

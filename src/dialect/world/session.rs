@@ -137,7 +137,7 @@ impl Session {
         self.authenticated = true;
         Step::Forward(Command::Join {
             conn: self.conn,
-            who: Joiner::World {
+            who: Box::new(Joiner::World {
                 world,
                 user,
                 display,
@@ -145,7 +145,7 @@ impl Session {
                 grant: admission.grant,
                 token_left: admission.token_left,
                 id: id.map(Into::into),
-            },
+            }),
         })
     }
 }
@@ -256,21 +256,18 @@ mod tests {
             b"k",
         );
         match session.on_text(&format!(r#"["authenticate", {{"token": "{good}"}}]"#)) {
-            Step::Forward(Command::Join {
-                who:
-                    Joiner::World {
-                        world,
-                        user,
-                        display,
-                        ..
-                    },
-                ..
-            }) => {
-                assert_eq!(
+            Step::Forward(Command::Join { who, .. }) => match *who {
+                Joiner::World {
+                    world,
+                    user,
+                    display,
+                    ..
+                } => assert_eq!(
                     (world.as_str(), user.as_str(), display.as_deref()),
                     ("w", "u", Some("U"))
-                );
-            }
+                ),
+                other => panic!("{other:?}"),
+            },
             other => panic!("{other:?}"),
         }
         assert!(matches!(
