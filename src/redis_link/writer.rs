@@ -52,6 +52,9 @@ pub struct Writer {
     alive: BTreeSet<String>,
     /// Heartbeats sent so far (the first finds no key of ours: normal).
     beats: u64,
+    /// When the last heartbeat went through: a claim made long after it
+    /// may find this node's key gone (see `claim`).
+    last_beat: Option<Instant>,
 }
 
 impl Writer {
@@ -77,6 +80,7 @@ impl Writer {
             resync_due: false,
             alive: BTreeSet::new(),
             beats: 0,
+            last_beat: None,
         }
     }
 
@@ -211,12 +215,14 @@ impl Writer {
     /// Claims a name or group for this node: `Some(granted)`, `None` if
     /// Redis is away.
     fn claim(&mut self, claim: &Claimable) -> Option<bool> {
-        // This node's heartbeat key first: a name claimed before it exists
-        // has, for the other nodes' claims, a dead holder, and they take it
-        // (two HELLOs for one name, seen right after a node started).
-        if self.beats == 0 {
+        // This node's heartbeat key first: a name claimed while it does
+        // not exist (before the first beat, or after Redis was away longer
+        // than the key lives) has, for the other nodes' claims, a dead
+        // holder, and they take it: two HELLOs for one name, seen right
+        // after a node started.
+        if !self.beat_is_fresh() {
             self.heartbeat();
-            if self.beats == 0 {
+            if !self.beat_is_fresh() {
                 return None; // Redis is away
             }
         }
@@ -252,6 +258,14 @@ impl Writer {
         }
     }
 
+    /// Whether this node's heartbeat key surely still exists: its last
+    /// renewal is less than half its life ago (the other half is room for
+    /// the round trip and a late timer).
+    fn beat_is_fresh(&self) -> bool {
+        self.last_beat
+            .is_some_and(|beat| beat.elapsed() < NODE_TTL / 2)
+    }
+
     /// Renews this node's heartbeat key, and reports the nodes whose key
     /// is gone. A missing key of our own means the others counted this
     /// node gone (Redis restarted, or this node stalled): it joins again.
@@ -268,6 +282,7 @@ impl Writer {
             return;
         };
         self.beats += 1;
+        self.last_beat = Some(Instant::now());
         let gone = previous.is_none() && self.beats > 1;
         if gone {
             log::warn!("cluster: this node had been counted gone; joining again");
