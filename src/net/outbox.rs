@@ -320,20 +320,21 @@ impl State {
     /// front.
     fn write_through(&mut self, socket: &TcpStream, spool: &Spool) {
         while !self.queue.is_empty() {
-            let (offered, sent) = match spool.span(&self.queue) {
-                Some(span) => (span.len, spool.send(socket, span)),
+            let (from_spool, offered, sent) = match spool.span(&self.queue) {
+                Some(span) => (true, span.len, spool.send(socket, span)),
                 None => {
                     let mut slices = [IoSlice::new(&[]); MAX_SLICES];
                     let unspooled = self.queue.iter().take_while(|f| spool.find(f).is_none());
                     let count = gather(&mut unspooled.flat_map(Frame::slices), &mut slices);
                     let offered = slices[..count].iter().map(|s| s.len()).sum();
-                    (offered, send_now(socket, &slices[..count]))
+                    (false, offered, send_now(socket, &slices[..count]))
                 }
             };
             let sent = match sent {
                 Ok(sent) => sent,
-                // The spool is off from now on: these go from memory.
-                Err(_) if spool.is_refused() => continue,
+                // The spool has just turned itself off: these go from
+                // memory. (Only once: an off spool spans nothing.)
+                Err(_) if from_spool && spool.is_refused() => continue,
                 Err(_) => return, // a full buffer, or a failure the writer will meet
             };
             self.drop_sent(sent);
@@ -606,6 +607,36 @@ mod tests {
         assert_eq!(queued(&outbox), 0, "nothing was left for the writer");
         let next = Frame::binary(&vec![8; spool::MIN_BYTES]);
         assert!(!spool.keep(&next, 100), "off for good");
+    }
+
+    /// When the spool turns itself off and the socket then fails too (its
+    /// peer gone), the flush ends and leaves the frame to the writer: it
+    /// does not try the socket again and again.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_refused_spool_and_a_failing_socket_end_the_flush() {
+        use crate::net::spool::{self, Spool};
+        let (ours, _theirs) = pair();
+        ours.shutdown(std::net::Shutdown::Write).unwrap();
+        let outbox = Outbox::writing_through(1 << 20, ours);
+        let path = std::env::temp_dir().join(format!("switchboard-spool2-{}", std::process::id()));
+        let write_only = std::fs::File::create(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut spool = Spool::with_file(write_only);
+        let frame = Frame::binary(&vec![7; spool::MIN_BYTES]);
+        assert!(spool.keep(&frame, spool::MIN_RECIPIENTS));
+        outbox.try_push_quietly(frame).unwrap();
+        // On a thread, so that a flush that never ends fails the test.
+        let (done, flushed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            outbox.flush_or_wake(&spool);
+            let _ = done.send((outbox, spool));
+        });
+        let (outbox, spool) = flushed
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the flush ended");
+        assert!(spool.is_refused());
+        assert_eq!(queued(&outbox), 1, "the frame waits for the writer");
     }
 
     #[test]

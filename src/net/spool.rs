@@ -207,7 +207,7 @@ impl Spool {
         };
         let sent = super::send_now::send_file_now(socket, file, span.at, span.len);
         if let Err(e) = &sent {
-            if !is_the_sockets(e) && !self.refused.replace(true) {
+            if is_the_files(e) && !self.refused.replace(true) {
                 log::warn!("large frames are copied into each socket from now on: sendfile: {e}");
             }
         }
@@ -218,6 +218,11 @@ impl Spool {
     /// then go from memory.
     pub fn is_refused(&self) -> bool {
         self.refused.get()
+    }
+
+    /// Whether this spool spools: it has its file and has not been refused.
+    pub fn is_on(&self) -> bool {
+        self.file.is_some() && !self.refused.get()
     }
 
     /// Forgets this turn's frames and gives the file's pages back; those
@@ -243,14 +248,30 @@ impl Default for Spool {
     }
 }
 
-/// Whether `error` is about the socket (full, interrupted, its peer
-/// gone), so that the next socket may well take a send from the spool.
-fn is_the_sockets(error: &io::Error) -> bool {
-    use io::ErrorKind::*;
+/// Whether `error` says that `sendfile` cannot send from this file at
+/// all (refused by a filter or a policy, not supported), rather than
+/// something about one socket (full, gone, timed out, short of memory for
+/// a moment), after which the next socket may well take a send.
+#[cfg(target_os = "linux")]
+fn is_the_files(error: &io::Error) -> bool {
     matches!(
-        error.kind(),
-        WouldBlock | Interrupted | BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected
+        error.raw_os_error(),
+        Some(
+            libc::EINVAL
+                | libc::ENOSYS
+                | libc::EBADF
+                | libc::EPERM
+                | libc::EACCES
+                | libc::EOPNOTSUPP
+                | libc::ESPIPE
+                | libc::EOVERFLOW
+        )
     )
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_the_files(_error: &io::Error) -> bool {
+    false
 }
 
 /// A new file in memory, closed on exec and never executable.
@@ -280,16 +301,26 @@ fn memory_file() -> io::Result<File> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
-/// Whether shared memory is given huge pages without being asked (the
-/// selected one of `shmem_enabled`'s choices is in brackets).
+/// Whether shared memory is given huge pages without being asked: by the
+/// setting for all sizes, or (kernels from 6.11) by one size's own, or
+/// one that inherits the first. The selected choice is in brackets.
 fn huge_shared_pages() -> bool {
-    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled").is_ok_and(
-        |choices| {
-            ["[always]", "[within_size]", "[force]"]
-                .iter()
-                .any(|on| choices.contains(on))
-        },
-    )
+    const THP: &str = "/sys/kernel/mm/transparent_hugepage";
+    let choice = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    let on = |choices: &str| {
+        ["[always]", "[within_size]", "[force]"]
+            .iter()
+            .any(|on| choices.contains(on))
+    };
+    let all_sizes = on(&choice(std::path::Path::new(&format!(
+        "{THP}/shmem_enabled"
+    ))));
+    let mut sizes = std::fs::read_dir(THP).into_iter().flatten().flatten();
+    all_sizes
+        || sizes.any(|size| {
+            let own = choice(&size.path().join("shmem_enabled"));
+            on(&own) || (all_sizes && own.contains("[inherit]"))
+        })
 }
 
 #[cfg(unix)]

@@ -771,15 +771,9 @@ fn large_group_messages_reach_every_subscriber_whole_and_in_order() {
         }
         assert_nothing_pending(reader, 1);
     }
-    // Where the host gives the router a spool (Linux; shared memory
-    // without huge pages by default), these went through it.
-    let huge = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
-        .is_ok_and(|s| {
-            ["[always]", "[within_size]", "[force]"]
-                .iter()
-                .any(|on| s.contains(on))
-        });
-    if cfg!(target_os = "linux") && !huge {
+    // Where the host gives the router a spool (Linux with a memfd and
+    // without huge shared pages: net/spool.rs), these went through it.
+    if switchboard::net::spool::Spool::new().is_on() {
         assert_eq!(metric(addr, "switchboard_spooled_frames_total"), 11);
     }
 }
