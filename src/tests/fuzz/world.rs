@@ -86,16 +86,13 @@ fn check_answer(text: &str, heard: &[Heard], authenticated: bool) -> Result<(), 
             prop_assert_eq!(raw, &expected);
         }
         Ok(Inbound::Authenticate { id, .. }) => {
-            // With an id, the answer carries it and its body comes last.
+            // With an id, the answer carries it byte for byte (compared as
+            // text: an id may hold what serde_json will not read into a
+            // `Value`, such as a lone surrogate "\ud800") and its body
+            // comes last.
             if let Some(id) = &id {
-                prop_assert_eq!(
-                    answer[1].to_string(),
-                    serde_json::from_str::<serde_json::Value>(id.get())
-                        .map(|v| v.to_string())
-                        .unwrap_or_default(),
-                    "{}",
-                    raw
-                );
+                let expected = format!(r#"["{kind}",{},"#, id.get());
+                prop_assert!(raw.starts_with(&expected), "{} for {}", raw, text);
             }
             let code = answer[answer.as_array().map_or(1, |a| a.len() - 1)]["code"]
                 .as_str()
