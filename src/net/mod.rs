@@ -197,3 +197,13 @@ impl Context {
 
 #[cfg(test)]
 mod crash_tests;
+
+/// Two connected loopback sockets, for tests: ours (the server's side)
+/// and theirs (the client's).
+#[cfg(test)]
+pub(crate) fn loopback_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let theirs = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (ours, _) = listener.accept().unwrap();
+    (ours, theirs)
+}

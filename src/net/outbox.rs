@@ -433,10 +433,18 @@ mod tests {
 
     /// A connected pair: the outbox writes through to `.0`; `.1` reads.
     fn pair() -> (Arc<TcpStream>, TcpStream) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (theirs, _) = listener.accept().unwrap();
+        let (ours, theirs) = crate::net::loopback_pair();
         (Arc::new(ours), theirs)
+    }
+
+    /// A spool whose sends fail for the file's sake: its file is open for
+    /// writing only, which `sendfile` cannot read.
+    #[cfg(target_os = "linux")]
+    fn refusing_spool(name: &str) -> crate::net::spool::Spool {
+        let path = std::env::temp_dir().join(format!("switchboard-{name}-{}", std::process::id()));
+        let write_only = std::fs::File::create(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        crate::net::spool::Spool::with_file(write_only)
     }
 
     fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {
@@ -585,19 +593,15 @@ mod tests {
         writer.join().unwrap();
     }
 
-    /// A spool that cannot send (here: a file opened for writing only,
-    /// which `sendfile` cannot read) turns itself off, and what it held
-    /// goes from memory in the same flush.
+    /// A spool that cannot send turns itself off, and what it held goes
+    /// from memory in the same flush.
     #[test]
     #[cfg(target_os = "linux")]
     fn a_refused_spool_turns_off_and_its_frames_go_from_memory() {
-        use crate::net::spool::{self, Spool};
+        use crate::net::spool;
         let (ours, mut theirs) = pair();
         let outbox = Outbox::writing_through(1 << 20, ours);
-        let path = std::env::temp_dir().join(format!("switchboard-spool-{}", std::process::id()));
-        let write_only = std::fs::File::create(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        let mut spool = Spool::with_file(write_only);
+        let mut spool = refusing_spool("spool");
         let frame = Frame::binary(&vec![9; spool::MIN_BYTES]);
         assert!(spool.keep(&frame, spool::MIN_RECIPIENTS));
         outbox.try_push_quietly(frame.clone()).unwrap();
@@ -615,14 +619,11 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn a_refused_spool_and_a_failing_socket_end_the_flush() {
-        use crate::net::spool::{self, Spool};
+        use crate::net::spool;
         let (ours, _theirs) = pair();
         ours.shutdown(std::net::Shutdown::Write).unwrap();
         let outbox = Outbox::writing_through(1 << 20, ours);
-        let path = std::env::temp_dir().join(format!("switchboard-spool2-{}", std::process::id()));
-        let write_only = std::fs::File::create(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        let mut spool = Spool::with_file(write_only);
+        let mut spool = refusing_spool("spool2");
         let frame = Frame::binary(&vec![7; spool::MIN_BYTES]);
         assert!(spool.keep(&frame, spool::MIN_RECIPIENTS));
         outbox.try_push_quietly(frame).unwrap();

@@ -402,13 +402,11 @@ fn is_timeout(error: &io::Error) -> bool {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpStream;
 
     /// A reader's half of a connected pair, and the client's end.
     fn pair() -> (ReadHalf, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (ours, _) = listener.accept().unwrap();
+        let (ours, client) = crate::net::loopback_pair();
         (ReadHalf::new(Arc::new(Stream::plain(ours))), client)
     }
 

@@ -83,7 +83,8 @@ pub fn send_file_now(socket: &TcpStream, file: &File, at: u64, len: usize) -> io
         n => Ok(n as usize),
     };
     // FIONBIO on a socket we hold open cannot fail; were it to, the
-    // writer would meet `WouldBlock` and retry until its stall timeout.
+    // writer would meet `WouldBlock` at once, again and again, until its
+    // stall timeout.
     let _ = socket.set_nonblocking(false);
     sent
 }

@@ -336,18 +336,11 @@ fn write_all_at(_file: &File, _bytes: &[u8], _at: u64) -> io::Result<()> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use crate::net::loopback_pair as pair;
     use std::io::Read;
-    use std::net::TcpListener;
 
     fn big(fill: u8) -> Frame {
         Frame::binary(&vec![fill; MIN_BYTES + 100])
-    }
-
-    fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (theirs, _) = listener.accept().unwrap();
-        (ours, theirs)
     }
 
     #[test]
@@ -502,7 +495,7 @@ mod tests {
             assert!(sent < span.len, "the buffers never filled");
         }
         assert!(sent > 0);
-        assert!(!ours.nonblocking_for_test(), "the socket is blocking again");
+        assert!(!is_nonblocking(&ours), "the socket is blocking again");
         let mut got = vec![0; sent];
         theirs.read_exact(&mut got).unwrap();
         let expected: Vec<u8> = frames.iter().flat_map(Frame::to_vec).take(sent).collect();
@@ -512,17 +505,11 @@ mod tests {
         );
     }
 
-    trait Blocking {
-        fn nonblocking_for_test(&self) -> bool;
-    }
-
-    impl Blocking for TcpStream {
-        #[allow(unsafe_code)]
-        fn nonblocking_for_test(&self) -> bool {
-            use std::os::fd::AsRawFd;
-            // SAFETY: F_GETFL on a descriptor this stream owns.
-            let flags = unsafe { libc::fcntl(self.as_raw_fd(), libc::F_GETFL) };
-            flags & libc::O_NONBLOCK != 0
-        }
+    #[allow(unsafe_code)]
+    fn is_nonblocking(socket: &TcpStream) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_GETFL on a descriptor this stream owns.
+        let flags = unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_GETFL) };
+        flags & libc::O_NONBLOCK != 0
     }
 }

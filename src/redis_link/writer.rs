@@ -50,9 +50,8 @@ pub struct Writer {
     resync_due: bool,
     /// The other nodes seen alive at the last heartbeat.
     alive: BTreeSet<String>,
-    /// Heartbeats sent so far (the first finds no key of ours: normal).
-    beats: u64,
-    /// When the last heartbeat went through: a claim made long after it
+    /// When the last heartbeat went through (`None` before the first,
+    /// which finds no key of ours: normal). A claim made long after it
     /// may find this node's key gone (see `claim`).
     last_beat: Option<Instant>,
 }
@@ -79,7 +78,6 @@ impl Writer {
             releases: BTreeSet::new(),
             resync_due: false,
             alive: BTreeSet::new(),
-            beats: 0,
             last_beat: None,
         }
     }
@@ -281,9 +279,8 @@ impl Writer {
         let Some(previous) = self.redis.run::<Option<String>>(&beat) else {
             return;
         };
-        self.beats += 1;
-        self.last_beat = Some(Instant::now());
-        let gone = previous.is_none() && self.beats > 1;
+        let first = self.last_beat.replace(Instant::now()).is_none();
+        let gone = previous.is_none() && !first;
         if gone {
             log::warn!("cluster: this node had been counted gone; joining again");
         }
